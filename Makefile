@@ -1,0 +1,57 @@
+# slirpd — build, install, test.  Everything a fresh machine needs is installed
+# from here (`make deps` as root uses apt-get; the Python side lives in a venv).
+#
+# The test venv uses the distribution's python3 and lives under /var/tmp, so the
+# unprivileged test user can run the installed slirpd too.
+
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV ?= /var/tmp/slirpd-venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+DEBIAN_PACKAGES := python3 python3-venv python3-dev libffi-dev gcc make iproute2 iputils-ping \
+	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace
+
+.PHONY: deps venv install test test-asan quickstart wheel clean
+
+deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
+	else \
+		echo "make deps: not root or no apt-get; install these yourself: $(DEBIAN_PACKAGES)"; \
+	fi
+
+$(PY):
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+venv: $(PY)
+	$(PY) -m pip install -q "setuptools>=77" wheel cffi pyroute2 pyseccomp pytest pytest-timeout build
+
+# build/ is removed first: setuptools would reuse objects of another build mode
+install: venv
+	rm -rf build
+	$(PY) -m pip install -q --force-reinstall --no-deps .
+
+# The README's test command.  pytest exits 5 when nothing was selected (e.g. a
+# PYTEST_ARGS filter): say so plainly rather than fail on it.
+test: deps install
+	tests/sandbox.sh $(VENV)/bin/pytest -q $(PYTEST_ARGS) || { rc=$$?; \
+		if [ $$rc = 5 ]; then echo "make test: pytest collected no tests"; else exit $$rc; fi; }
+
+# The same suite with the data plane built under AddressSanitizer + UBSan.
+test-asan: deps venv
+	rm -rf build
+	SLIRPD_SANITIZE=1 $(PY) -m pip install -q --force-reinstall --no-deps --no-build-isolation .
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		tests/sandbox.sh $(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	rm -rf build
+	$(PY) -m pip install -q --force-reinstall --no-deps .
+
+quickstart: deps install
+	tests/sandbox.sh tests/quickstart.sh $(VENV)/bin/slirpd
+
+wheel: venv
+	$(PY) -m build --wheel
+
+clean:
+	rm -rf build dist *.egg-info slirpd/_dp*.so slirpd/_dp.c

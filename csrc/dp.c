@@ -1,0 +1,245 @@
+/* dp.c - the slirpd data plane object and its poll loop
+ *
+ * Theory of operation
+ * -------------------
+ * slirpd gives an unprivileged network namespace a virtual Ethernet link (a
+ * TAP device) and plays, on the far end of it, the gateway, the DNS forwarder
+ * and, through host sockets, the rest of the world.  This C core does the per
+ * frame work; Python does configuration, the control API and the event loop.
+ *
+ * Data flows one way through the files, each named after what it speaks:
+ *
+ *   TAP -> tap.c (receive ring) -> eth.c -> arp.c
+ *                                        -> ip4.c -> icmp.c
+ *   replies -> eth.c -> tap.c (transmit queue) -> TAP
+ *
+ * One struct dp holds all state: the TAP descriptor, an epoll descriptor that
+ * Python waits on, the frame buffers and the counters.  Everything is
+ * allocated in dp_new() and released in dp_free(): nothing is allocated per
+ * frame and nothing lives in static storage, so several instances can coexist
+ * (tests) and AddressSanitizer sees every byte released.
+ *
+ * Python's event loop waits for the epoll descriptor to become readable, then
+ * calls dp_poll() with a budget: up to that many frames are read, in batches
+ * of DP_RX_RING, each batch dispatched and its replies written out before the
+ * next.  dp_poll() never blocks, never exits and never aborts: I/O errors come
+ * back as return codes, and whatever the guest sends is either handled or
+ * counted as a drop under a named reason (dp_counters.h).
+ *
+ * Ownership: on success, dp_new() takes the TAP descriptor and dp_free()
+ * closes it.  On failure the caller keeps it.
+ *
+ * Limits
+ * ------
+ * All sizes are in dp_limits.h.  The guest is untrusted: every length is
+ * checked before the bytes it covers are read, and no header field is used to
+ * size anything without a bound.
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "dp.h"
+
+#define DP_CNT_NAME(name)	#name,
+static const char *const dp_counter_names[] = {
+	DP_COUNTERS(DP_CNT_NAME)
+};
+#undef DP_CNT_NAME
+
+_Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) ==
+	       DP_CNT_COUNT, "counter names and enum dp_counter differ");
+
+/**
+ * dp_config_valid() - check a configuration coming from Python
+ * @cfg:	configuration
+ *
+ * Return: true if the data plane can work with it
+ */
+static bool dp_config_valid(const struct dp_config *cfg)
+{
+	const uint8_t zero[DP_MAC_LEN] = { 0 };
+
+	if (mac_is_multicast(cfg->gw_mac) ||
+	    !memcmp(cfg->gw_mac, zero, DP_MAC_LEN))
+		return false;
+
+	if (cfg->mtu < DP_MTU_MIN || cfg->mtu > DP_MTU_MAX)
+		return false;
+
+	return cfg->gw4 != 0;
+}
+
+/**
+ * dp_new() - create a data plane on a TAP descriptor
+ * @cfg:	configuration, copied
+ * @tap_fd:	TAP descriptor (IFF_TAP | IFF_NO_PI, plus IFF_VNET_HDR if
+ *		@cfg->vnet_hdr), owned by the data plane on success
+ *
+ * Return: new data plane, or NULL with errno set (EINVAL for a bad
+ *	   configuration or descriptor, ENOMEM, or a system call's error)
+ */
+struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct dp *dp;
+	int err;
+
+	if (!cfg || tap_fd < 0 || !dp_config_valid(cfg)) {
+		errno = EINVAL;
+		return NULL;
+	}
+
+	dp = calloc(1, sizeof(*dp));
+	if (!dp) {
+		errno = ENOMEM;
+		return NULL;
+	}
+
+	dp->cfg = *cfg;
+	dp->tap_fd = tap_fd;
+	dp->epoll_fd = -1;
+
+	if (tap_init(dp))
+		goto fail;
+
+	dp->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (dp->epoll_fd < 0)
+		goto fail;
+
+	ev.data.fd = tap_fd;
+	if (epoll_ctl(dp->epoll_fd, EPOLL_CTL_ADD, tap_fd, &ev))
+		goto fail;
+
+	return dp;
+
+fail:
+	err = errno;
+	if (dp->epoll_fd >= 0)
+		close(dp->epoll_fd);
+	tap_cleanup(dp);
+	free(dp);
+	errno = err;
+	return NULL;
+}
+
+/**
+ * dp_free() - destroy a data plane, closing its TAP and epoll descriptors
+ * @dp:		data plane, or NULL
+ */
+void dp_free(struct dp *dp)
+{
+	if (!dp)
+		return;
+
+	close(dp->epoll_fd);
+	close(dp->tap_fd);
+	tap_cleanup(dp);
+	free(dp);
+}
+
+/**
+ * dp_epoll_fd() - descriptor to wait on before calling dp_poll()
+ * @dp:		data plane
+ *
+ * Return: epoll descriptor, readable when the TAP has frames; -1 if @dp is NULL
+ */
+int dp_epoll_fd(const struct dp *dp)
+{
+	return dp ? dp->epoll_fd : -1;
+}
+
+/**
+ * dp_poll() - handle frames the guest sent, without blocking
+ * @dp:		data plane
+ * @budget:	read at most this many frames; nothing is read if <= 0
+ *
+ * Return: number of frames read (0 if none was waiting), DP_POLL_TAP_GONE if
+ *	   the TAP went away (then on every later call), or DP_POLL_ERROR with
+ *	   errno set on an unexpected error
+ */
+int dp_poll(struct dp *dp, int budget)
+{
+	int total = 0;
+
+	if (!dp) {
+		errno = EINVAL;
+		return DP_POLL_ERROR;
+	}
+
+	if (dp->tap_gone)
+		return DP_POLL_TAP_GONE;
+
+	while (total < budget) {
+		int want = budget - total, status, n, i;
+
+		if (want > DP_RX_RING)
+			want = DP_RX_RING;
+
+		n = tap_read_batch(dp, want, &status);
+		for (i = 0; i < n; i++) {
+			size_t len;
+			const uint8_t *frame = tap_rx_frame(dp, i, &len);
+
+			DP_COUNT(dp, frames_in);
+			DP_COUNT_N(dp, bytes_in, len);
+			eth_input(dp, frame, len);
+		}
+		tap_tx_flush(dp);
+		total += n;
+
+		if (status)
+			return status;
+		if (n < want)
+			break;
+	}
+
+	return total;
+}
+
+/**
+ * dp_counter_count() - number of counters
+ *
+ * Return: length of the arrays dp_counter_name() and dp_counters() index
+ */
+int dp_counter_count(void)
+{
+	return DP_CNT_COUNT;
+}
+
+/**
+ * dp_counter_name() - name of a counter
+ * @index:	counter index, 0 to dp_counter_count() - 1
+ *
+ * Return: static string, or NULL if @index is out of range
+ */
+const char *dp_counter_name(int index)
+{
+	if (index < 0 || index >= DP_CNT_COUNT)
+		return NULL;
+
+	return dp_counter_names[index];
+}
+
+/**
+ * dp_counters() - copy the counters out
+ * @dp:		data plane
+ * @out:	array of at least @n elements
+ * @n:		size of @out
+ *
+ * Return: number of counters copied, the smaller of @n and dp_counter_count(),
+ *	   0 if @dp or @out is NULL or @n is negative
+ */
+int dp_counters(const struct dp *dp, uint64_t *out, int n)
+{
+	if (!dp || !out || n <= 0)
+		return 0;
+
+	if (n > DP_CNT_COUNT)
+		n = DP_CNT_COUNT;
+
+	memcpy(out, dp->counters, (size_t)n * sizeof(*out));
+	return n;
+}

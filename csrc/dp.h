@@ -1,0 +1,177 @@
+/* Internals of the slirpd data plane: struct dp and the entry points each
+ * protocol file offers the others.  Python never sees this file; its view is
+ * dp_api.h, included here so both sides share one definition.
+ */
+#ifndef DP_H
+#define DP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "dp_api.h"
+#include "dp_counters.h"
+#include "dp_limits.h"
+#include "checksum.h"
+
+#define DP_CNT_ENUM(name)	DP_CNT_##name,
+enum dp_counter {
+	DP_COUNTERS(DP_CNT_ENUM)
+	DP_CNT_COUNT
+};
+#undef DP_CNT_ENUM
+
+/* Add one to counter @name of @dp: DP_COUNT(dp, drop_runt) */
+#define DP_COUNT(dp, name)	((dp)->counters[DP_CNT_##name]++)
+/* Add @n to counter @name of @dp */
+#define DP_COUNT_N(dp, name, n)	((dp)->counters[DP_CNT_##name] += (n))
+
+/* Ethertypes we look at */
+#define ETH_TYPE_IP4		0x0800
+#define ETH_TYPE_ARP		0x0806
+#define ETH_TYPE_IP6		0x86dd
+
+/* IPv4 protocol numbers */
+#define IP4_PROTO_ICMP		1
+
+/**
+ * struct dp - one data plane instance, see dp.c for the theory of operation
+ * @cfg:		copy of the configuration given to dp_new()
+ * @tap_fd:		TAP file descriptor, non-blocking, owned by us
+ * @epoll_fd:		epoll instance with @tap_fd registered for EPOLLIN
+ * @vnet_len:		bytes of virtio-net header before each frame (0 or
+ *			DP_VNET_HDR_LEN)
+ * @rx_buf:		receive ring, DP_RX_RING buffers of DP_FRAME_MAX bytes
+ * @rx_len:		bytes read into each receive buffer, header included
+ * @tx_buf:		transmit queue, DP_TX_RING buffers of DP_FRAME_MAX bytes
+ * @tx_len:		bytes queued in each transmit buffer, header included
+ * @tx_count:		number of frames queued in @tx_buf
+ * @guest_mac:		source MAC address of the last valid guest frame
+ * @guest_mac_known:	true once @guest_mac was learnt
+ * @ip4_id:		identification field of the next IPv4 packet we build
+ * @tap_gone:		set once the TAP reported EOF or EIO, sticky
+ * @counters:		counters, indexed by enum dp_counter
+ */
+struct dp {
+	struct dp_config cfg;
+	int tap_fd;
+	int epoll_fd;
+	size_t vnet_len;
+	uint8_t *rx_buf;
+	size_t rx_len[DP_RX_RING];
+	uint8_t *tx_buf;
+	size_t tx_len[DP_TX_RING];
+	unsigned tx_count;
+	uint8_t guest_mac[DP_MAC_LEN];
+	bool guest_mac_known;
+	uint16_t ip4_id;
+	bool tap_gone;
+	uint64_t counters[DP_CNT_COUNT];
+};
+
+/**
+ * struct ip4_pkt - a validated IPv4 packet, handed from ip4.c to L4 handlers
+ * @eth_src:	source MAC of the frame that carried it
+ * @saddr:	source address, network byte order
+ * @daddr:	destination address, network byte order
+ * @tos:	type of service byte
+ * @proto:	protocol number
+ * @l4:		start of the payload, after any IP options
+ * @l4_len:	payload length, from the IP total length (padding removed)
+ */
+struct ip4_pkt {
+	const uint8_t *eth_src;
+	uint32_t saddr;
+	uint32_t daddr;
+	uint8_t tos;
+	uint8_t proto;
+	const uint8_t *l4;
+	size_t l4_len;
+};
+
+/**
+ * rd16() - read a big-endian 16-bit field from an unaligned position
+ * @p:		first byte of the field
+ *
+ * Return: value in host byte order
+ */
+static inline uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/**
+ * wr16() - write a 16-bit value as big-endian to an unaligned position
+ * @p:		first byte of the field
+ * @v:		value in host byte order
+ */
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+/**
+ * rd32n() - read 32 bits from an unaligned position, keeping network order
+ * @p:		first byte of the field
+ *
+ * Return: the four bytes as they are in memory (addresses stay network order)
+ */
+static inline uint32_t rd32n(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/**
+ * wr32n() - write 32 bits kept in network order to an unaligned position
+ * @p:		first byte of the field
+ * @v:		value as it should appear in memory
+ */
+static inline void wr32n(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+/**
+ * mac_is_multicast() - tell whether a MAC address is multicast or broadcast
+ * @mac:	address, DP_MAC_LEN bytes
+ *
+ * Return: true for group addresses (I/G bit set)
+ */
+static inline bool mac_is_multicast(const uint8_t *mac)
+{
+	return mac[0] & 1;
+}
+
+/* tap.c */
+int tap_init(struct dp *dp);
+void tap_cleanup(struct dp *dp);
+int tap_read_batch(struct dp *dp, int max, int *status);
+uint8_t *tap_rx_frame(struct dp *dp, int i, size_t *len);
+uint8_t *tap_tx_alloc(struct dp *dp);
+void tap_tx_commit(struct dp *dp, size_t len);
+void tap_tx_flush(struct dp *dp);
+
+/* eth.c */
+void eth_input(struct dp *dp, const uint8_t *frame, size_t len);
+uint8_t *eth_tx_start(struct dp *dp, const uint8_t *dst, uint16_t ethertype);
+void eth_tx_commit(struct dp *dp, size_t l3_len);
+
+/* arp.c */
+void arp_input(struct dp *dp, const uint8_t *pkt, size_t len);
+
+/* ip4.c */
+void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
+	       size_t len);
+bool ip4_is_local(const struct dp *dp, uint32_t addr);
+void ip4_hdr_fill(struct dp *dp, uint8_t *hdr, uint32_t saddr, uint32_t daddr,
+		  uint8_t proto, uint8_t tos, size_t l4_len);
+
+/* icmp.c */
+void icmp4_input(struct dp *dp, const struct ip4_pkt *ip);
+
+#endif /* DP_H */

@@ -1,0 +1,48 @@
+/* Public API of the slirpd data plane: the only declarations Python sees.
+ *
+ * build_ffi.py reads this file verbatim into cffi's cdef(), so it holds bare
+ * declarations only: no #include, no #ifdef, no macros other than plain integer
+ * constants.  dp.h includes it for the C side.
+ */
+
+/* Return codes of dp_poll() besides a frame count >= 0 */
+#define DP_POLL_TAP_GONE -1	/* TAP returned EOF or EIO: the namespace is gone */
+#define DP_POLL_ERROR    -2	/* unexpected error, errno-style detail in the log */
+
+#define DP_MAC_LEN 6
+
+/**
+ * struct dp_config - what the data plane needs to know, filled by Python
+ * @gw_mac:	our MAC address, source of every frame we send to the guest
+ * @net4:	IPv4 network, network byte order
+ * @mask4:	IPv4 netmask, network byte order
+ * @gw4:	gateway (host) address, network byte order
+ * @dns4:	DNS forwarder address, network byte order
+ * @guest4:	address the guest gets with --configure, network byte order
+ * @mtu:	MTU of the TAP link (68..65521)
+ * @vnet_hdr:	non-zero if the TAP fd carries a virtio-net header (not yet used)
+ * @disable_host_loopback:	non-zero to refuse reaching the host's loopback
+ * @disable_dns:	non-zero to turn off the DNS forwarder
+ */
+struct dp_config {
+	uint8_t gw_mac[6];
+	uint32_t net4;
+	uint32_t mask4;
+	uint32_t gw4;
+	uint32_t dns4;
+	uint32_t guest4;
+	uint32_t mtu;
+	int vnet_hdr;
+	int disable_host_loopback;
+	int disable_dns;
+};
+
+struct dp;
+
+struct dp *dp_new(const struct dp_config *cfg, int tap_fd);
+void dp_free(struct dp *dp);
+int dp_epoll_fd(const struct dp *dp);
+int dp_poll(struct dp *dp, int budget);
+int dp_counter_count(void);
+const char *dp_counter_name(int index);
+int dp_counters(const struct dp *dp, uint64_t *out, int n);

@@ -1,0 +1,185 @@
+"""Command line: slirp4netns 1.2's options, spellings and defaults -> Config.
+
+The --help text keeps slirp4netns's option strings verbatim, because podman and
+rootlesskit detect features by grepping it.  Errors are one line on stderr and
+exit status 1, as slirp4netns does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import re
+import sys
+
+from slirpd import __version__
+from slirpd.config import DEFAULT_CIDR, DEFAULT_MTU, MAX_MTU, MIN_MTU, Config
+
+PROG = "slirpd"
+
+HELP = f"""\
+Usage: {PROG} [OPTION]... PID|PATH [TAPNAME]
+User-mode networking for unprivileged network namespaces.
+
+-c, --configure          bring up the interface
+-e, --exit-fd=FD         specify the FD for terminating {PROG}
+-r, --ready-fd=FD        specify the FD to write to when the network is configured
+-m, --mtu=MTU            specify MTU (default={DEFAULT_MTU}, max={MAX_MTU})
+-6, --enable-ipv6        enable IPv6 (experimental)
+-a, --api-socket=PATH    specify API socket path
+--cidr=CIDR              specify network address CIDR (default={DEFAULT_CIDR})
+--disable-host-loopback  prohibit connecting to 127.0.0.1:* on the host namespace
+--netns-type=TYPE        specify network namespace type ([path|pid], default=pid)
+--userns-path=PATH       specify user namespace path
+--enable-sandbox         create a new mount namespace (and drop all caps except CAP_NET_BIND_SERVICE if running as the root)
+--enable-seccomp         enable seccomp to limit syscalls (experimental)
+--outbound-addr=IPv4     sets outbound ipv4 address to bound to (experimental)
+--outbound-addr6=IPv6    sets outbound ipv6 address to bound to (experimental)
+--disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns redirect (experimental)
+--macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
+--target-type=TYPE       specify the target type ([netns|bess], default=netns)
+--debug                  log every event (also: SLIRPD_DEBUG=1)
+-h, --help               show this help and exit
+-v, --version            show version and exit
+"""
+
+# Options whose behaviour lands in a later release: refused, never ignored.
+NOT_SUPPORTED_YET = {
+    "enable_ipv6": "--enable-ipv6",
+    "api_socket": "--api-socket",
+    "enable_sandbox": "--enable-sandbox",
+    "enable_seccomp": "--enable-seccomp",
+    "outbound_addr": "--outbound-addr",
+    "outbound_addr6": "--outbound-addr6",
+}
+
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAX_PREFIXLEN = 25  # the guest's network+100 must fit in the network
+
+
+class UsageError(Exception):
+    """A bad command line: the message is printed as one line, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, add_help=False)
+    p.add_argument("-c", "--configure", action="store_true")
+    p.add_argument("-e", "--exit-fd", dest="exit_fd")
+    p.add_argument("-r", "--ready-fd", dest="ready_fd")
+    p.add_argument("-m", "--mtu")
+    p.add_argument("-6", "--enable-ipv6", dest="enable_ipv6", action="store_true")
+    p.add_argument("-a", "--api-socket", dest="api_socket")
+    p.add_argument("--cidr")
+    p.add_argument("--disable-host-loopback", action="store_true")
+    p.add_argument("--netns-type", default="pid")
+    p.add_argument("--userns-path")
+    p.add_argument("--enable-sandbox", action="store_true")
+    p.add_argument("--enable-seccomp", action="store_true")
+    p.add_argument("--outbound-addr")
+    p.add_argument("--outbound-addr6")
+    p.add_argument("--disable-dns", action="store_true")
+    p.add_argument("--macaddress")
+    p.add_argument("--target-type", default="netns")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("-v", "--version", action="store_true")
+    p.add_argument("positional", nargs="*")
+    return p
+
+
+def _fd(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise UsageError(f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def _mtu(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_MTU
+    if not value.isdigit() or not MIN_MTU <= int(value) <= MAX_MTU:
+        raise UsageError(f"MTU must be an integer between {MIN_MTU} and {MAX_MTU}")
+    return int(value)
+
+
+def _cidr(value: str | None) -> ipaddress.IPv4Network:
+    if value is None:
+        return ipaddress.IPv4Network(DEFAULT_CIDR)
+    try:
+        net = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        raise UsageError(f"invalid CIDR: {value!r} (expected e.g. {DEFAULT_CIDR})") from None
+    if "/" not in value or not 1 <= net.prefixlen <= MAX_PREFIXLEN:
+        raise UsageError(f"CIDR prefix length must be between 1 and {MAX_PREFIXLEN}: {value!r}")
+    return net
+
+
+def version_text() -> str:
+    """What --version prints: our version, then one line per component."""
+    import cffi
+
+    import pyroute2
+
+    return (
+        f"{PROG} version {__version__}\n"
+        f"python: {sys.version.split()[0]}\n"
+        f"cffi: {cffi.__version__}\n"
+        f"pyroute2: {pyroute2.__version__}\n"
+    )
+
+
+def parse_args(argv: list[str]) -> Config | str:
+    """Parse argv (without the program name).
+
+    Return: a Config to run, or a text to print before exiting 0 (--help,
+    --version).  Raises UsageError for a bad command line.
+    """
+    ns = _build_parser().parse_args(argv)
+    if ns.help:
+        return HELP
+    if ns.version:
+        return version_text()
+    for attr, option in NOT_SUPPORTED_YET.items():
+        if getattr(ns, attr):
+            raise UsageError(f"{option}: not supported yet")
+    if ns.netns_type not in ("pid", "path"):
+        raise UsageError('--netns-type must be either "path" or "pid"')
+    if ns.target_type not in ("netns", "bess"):
+        raise UsageError('--target-type must be either "netns" or "bess"')
+    if ns.target_type == "bess":
+        raise UsageError("--target-type=bess: not supported yet")
+    if ns.macaddress is not None:
+        if not ns.configure:
+            raise UsageError("--macaddress cannot be specified when --configure or -c is not specified")
+        if not MAC_RE.match(ns.macaddress) or int(ns.macaddress[:2], 16) & 1:
+            raise UsageError(f"invalid --macaddress: {ns.macaddress!r} (expected a unicast xx:xx:xx:xx:xx:xx)")
+    if not 1 <= len(ns.positional) <= 2:
+        raise UsageError("expected PID|PATH [TAPNAME]")
+    target = ns.positional[0]
+    if ns.netns_type == "pid" and (not target.isdigit() or int(target) == 0):
+        raise UsageError(f"PID must be a positive integer: {target!r}")
+    tapname = ns.positional[1] if len(ns.positional) == 2 else "tap0"
+    if not 1 <= len(tapname.encode()) <= 15 or "/" in tapname or tapname.strip() != tapname:
+        raise UsageError(f"invalid TAPNAME: {tapname!r}")
+    return Config(
+        target=target,
+        tapname=tapname,
+        configure=ns.configure,
+        exit_fd=_fd(ns.exit_fd, "exit-fd"),
+        ready_fd=_fd(ns.ready_fd, "ready-fd"),
+        mtu=_mtu(ns.mtu),
+        cidr=_cidr(ns.cidr),
+        disable_host_loopback=ns.disable_host_loopback,
+        netns_type=ns.netns_type,
+        userns_path=ns.userns_path,
+        disable_dns=ns.disable_dns,
+        macaddress=ns.macaddress.lower() if ns.macaddress else None,
+        target_type=ns.target_type,
+        debug=ns.debug,
+    )

@@ -1,0 +1,92 @@
+"""The event loop: one wake-up, one batch.
+
+Python waits on the data plane's epoll fd together with its control fds (the
+exit fd, a signal wake-up pipe, the target process's pidfd) and calls into C
+once per wake-up: dp.poll() drains a whole batch of frames.  Nothing here
+touches a frame.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+
+from slirpd.dataplane import Dataplane, TapGone
+from slirpd.log import log
+
+POLL_BUDGET = 256  # frames drained per wake-up
+
+
+class Daemon:
+    """Serves one TAP until a signal, the exit fd, or the guest goes away."""
+
+    def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None):
+        self.dp = dp
+        self.exit_fd = exit_fd
+        self.target_pidfd = target_pidfd
+        self.stopping = False
+        self.sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self.sel.register(dp.fileno(), selectors.EVENT_READ, self._on_dataplane)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        if exit_fd is not None:
+            self.sel.register(exit_fd, selectors.EVENT_READ, self._on_exit_fd)
+        if target_pidfd is not None:
+            self.sel.register(target_pidfd, selectors.EVENT_READ, self._on_target_exit)
+
+    def _on_dataplane(self) -> None:
+        try:
+            self.dp.poll(POLL_BUDGET)
+        except TapGone:
+            log.warning("the TAP device is gone (namespace or interface removed): exiting")
+            self.stopping = True
+
+    def _on_wake(self) -> None:
+        try:
+            while self._wake_r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _on_exit_fd(self) -> None:
+        log.debug("event on the exit fd: exiting")
+        self.stopping = True
+
+    def _on_target_exit(self) -> None:
+        log.warning("the target process exited: exiting")
+        self.stopping = True
+
+    def _on_signal(self, signum, _frame) -> None:
+        log.debug("signal %s: exiting", signal.Signals(signum).name)
+        self.stopping = True
+
+    def run(self, on_ready=None) -> int:
+        """Serve until asked to stop; on_ready() is called once the signal
+        handlers are in place, just before the first wait.
+        Return: the exit status (0)."""
+        old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            if on_ready is not None:
+                on_ready()
+            while not self.stopping:
+                for key, _events in self.sel.select():
+                    key.data()
+                    if self.stopping:
+                        break
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        """Release the selector and the wake-up pair (not the data plane)."""
+        self.sel.close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -1,0 +1,117 @@
+"""The only door to the compiled data plane (slirpd._dp, built from csrc/).
+
+No other module touches ``ffi`` or ``lib``.  A :class:`Dataplane` owns one C
+``struct dp``: the TAP descriptor it was given, an epoll descriptor to wait on,
+preallocated frame buffers and counters.
+
+Ownership of the TAP descriptor: once the constructor returns, the Dataplane
+owns ``tap_fd`` and :meth:`close` closes it (pass ``os.dup(fd)`` to keep your
+own).  If the constructor raises, the caller still owns it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+
+from slirpd._dp import ffi, lib
+
+__all__ = ["Dataplane", "TapGone", "counter_names"]
+
+_COUNTER_NAMES = tuple(ffi.string(lib.dp_counter_name(i)).decode("ascii")
+                       for i in range(lib.dp_counter_count()))
+
+
+def counter_names() -> tuple[str, ...]:
+    """Names of the data plane counters, in the C core's order."""
+    return _COUNTER_NAMES
+
+
+class TapGone(Exception):
+    """The TAP device went away (its interface or network namespace was deleted)."""
+
+
+def _addr4(value) -> int:
+    """An IPv4 address as the uint32_t the C side wants: network byte order,
+    that is the four address bytes in memory order, whatever the host's
+    endianness."""
+    return int.from_bytes(ipaddress.IPv4Address(value).packed, sys.byteorder)
+
+
+class Dataplane:
+    """One data plane on a TAP descriptor.
+
+    cfg is any object with the attributes gw_mac (6 bytes), net4, mask4, gw4,
+    dns4, guest4 (IPv4 addresses), mtu (int), vnet_hdr, disable_host_loopback
+    and disable_dns (bool).  With vnet_hdr, tap_fd must have been opened with
+    IFF_VNET_HDR; the data plane sets its header size.
+
+    Raises OSError (EINVAL for a bad configuration) on failure.
+    """
+
+    def __init__(self, cfg, tap_fd: int):
+        gw_mac = bytes(cfg.gw_mac)
+        if len(gw_mac) != lib.DP_MAC_LEN:
+            raise OSError(22, f"gw_mac must be {lib.DP_MAC_LEN} bytes, got {len(gw_mac)}")
+
+        c = ffi.new("struct dp_config *")
+        c.gw_mac = list(gw_mac)
+        c.net4 = _addr4(cfg.net4)
+        c.mask4 = _addr4(cfg.mask4)
+        c.gw4 = _addr4(cfg.gw4)
+        c.dns4 = _addr4(cfg.dns4)
+        c.guest4 = _addr4(cfg.guest4)
+        c.mtu = int(cfg.mtu)
+        c.vnet_hdr = int(bool(cfg.vnet_hdr))
+        c.disable_host_loopback = int(bool(cfg.disable_host_loopback))
+        c.disable_dns = int(bool(cfg.disable_dns))
+
+        dp = lib.dp_new(c, int(tap_fd))
+        if dp == ffi.NULL:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+        self._dp = ffi.gc(dp, lib.dp_free)
+        self._epoll_fd = lib.dp_epoll_fd(dp)
+        self._counters = ffi.new("uint64_t[]", len(_COUNTER_NAMES))
+
+    def _handle(self):
+        if self._dp is None:
+            raise ValueError("operation on a closed Dataplane")
+        return self._dp
+
+    def fileno(self) -> int:
+        """The epoll descriptor: readable when the TAP has frames to poll()."""
+        self._handle()
+        return self._epoll_fd
+
+    def poll(self, budget: int = 256) -> int:
+        """Handle up to budget frames from the guest without blocking.
+
+        Returns the number of frames read (0 if none was waiting).  Raises
+        TapGone once the TAP has gone away, OSError on an unexpected error.
+        """
+        rc = lib.dp_poll(self._handle(), int(budget))
+        if rc >= 0:
+            return rc
+        if rc == lib.DP_POLL_TAP_GONE:
+            raise TapGone("the TAP device went away")
+        err = ffi.errno
+        raise OSError(err, os.strerror(err))
+
+    def counters(self) -> dict[str, int]:
+        """Every counter by name (see csrc/dp_counters.h)."""
+        n = lib.dp_counters(self._handle(), self._counters, len(_COUNTER_NAMES))
+        return {_COUNTER_NAMES[i]: int(self._counters[i]) for i in range(n)}
+
+    def close(self) -> None:
+        """Free the data plane, closing the TAP and epoll descriptors; idempotent."""
+        if self._dp is not None:
+            dp, self._dp = self._dp, None
+            ffi.release(dp)
+
+    def __enter__(self) -> "Dataplane":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,162 @@
+"""Join the guest's namespaces in a forked helper and bring back a TAP fd.
+
+setns(2) into a user namespace needs a single-threaded process, and the daemon
+itself must stay in the host's namespaces (its sockets are the "outside").  So
+a child is forked: it joins the user namespace that owns the target network
+namespace (unless it is already ours), then the network namespace, opens
+/dev/net/tun, creates or attaches to the TAP, configures it when asked
+(configure.py), and sends the fd back over a SOCK_SEQPACKET pair with
+SCM_RIGHTS.  Errors travel back the same way as one line of text.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import socket
+import struct
+
+from slirpd.config import Config
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+IFNAMSIZ = 16
+REPLY_MAX = 4096
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SetupError(Exception):
+    """Setting up the namespace or the TAP failed; the message says why."""
+
+
+def _setns(fd: int, nstype: int) -> None:
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _same_namespace(fd: int, path: str) -> bool:
+    a, b = os.fstat(fd), os.stat(path)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _open_ns(path: str, nstype: int, what: str) -> int:
+    """Open a namespace file and check that it is a namespace of nstype."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SetupError(f"{what} {path!r} does not exist") from None
+    except OSError as e:
+        raise SetupError(f"cannot open {what} {path!r}: {e.strerror}") from None
+    try:
+        actual = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        actual = None
+    if actual != nstype:
+        os.close(fd)
+        raise SetupError(f"{path!r} is not a {what}")
+    return fd
+
+
+def namespace_paths(cfg: Config) -> tuple[str, str | None]:
+    """Return the network namespace path and the user namespace path (or None
+    to use the one that owns the network namespace)."""
+    if cfg.netns_type == "pid":
+        if not os.path.exists(f"/proc/{cfg.target}"):
+            raise SetupError(f"no such process: {cfg.target}")
+        return f"/proc/{cfg.target}/ns/net", cfg.userns_path
+    return cfg.target, cfg.userns_path
+
+
+def _owning_userns(netns_fd: int, netns_path: str) -> int:
+    try:
+        return fcntl.ioctl(netns_fd, NS_GET_USERNS)
+    except OSError as e:
+        raise SetupError(f"cannot find the user namespace of {netns_path!r}: {e.strerror}") from None
+
+
+def _create_tap(name: str, vnet_hdr: bool) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+    ifr = struct.pack(f"{IFNAMSIZ}sH", name.encode(), flags).ljust(40, b"\0")
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, ifr)
+    except OSError as e:
+        os.close(fd)
+        if e.errno == errno.EINVAL:
+            raise SetupError(f"{name!r} exists and is not a TAP device with the flags slirpd needs") from None
+        if e.errno == errno.EPERM:
+            raise SetupError(f"not permitted to create or attach to TAP {name!r}") from None
+        if e.errno == errno.EBUSY:
+            raise SetupError(f"TAP {name!r} is already in use by another process") from None
+        raise SetupError(f"TUNSETIFF {name!r}: {e.strerror}") from None
+    return fd
+
+
+def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socket) -> None:
+    """In the forked helper: join, open, configure, send.  Never returns."""
+    try:
+        try:
+            if userns_fd is not None:
+                _setns(userns_fd, CLONE_NEWUSER)
+            _setns(netns_fd, CLONE_NEWNET)
+        except OSError as e:
+            raise SetupError(f"cannot join the namespaces of {cfg.target}: {e.strerror}") from None
+        tap_fd = _create_tap(cfg.tapname, vnet_hdr=False)
+        if cfg.configure:
+            from slirpd.configure import configure_guest
+
+            configure_guest(cfg)
+        socket.send_fds(sock, [b"ok"], [tap_fd])
+        os._exit(0)
+    except SetupError as e:
+        sock.send(str(e).encode()[:REPLY_MAX])
+    except BaseException as e:  # anything else still becomes a clear message
+        sock.send(f"namespace setup failed: {type(e).__name__}: {e}".encode()[:REPLY_MAX])
+    os._exit(1)
+
+
+def open_tap(cfg: Config) -> int:
+    """Create (or attach to) cfg.tapname inside the target's network namespace.
+
+    Return: the TAP fd, non-blocking, close-on-exec.  Raises SetupError.
+    """
+    netns_path, userns_path = namespace_paths(cfg)
+    netns_fd = _open_ns(netns_path, CLONE_NEWNET, "network namespace")
+    userns_fd = None
+    try:
+        if userns_path is not None:
+            userns_fd = _open_ns(userns_path, CLONE_NEWUSER, "user namespace")
+        else:
+            userns_fd = _owning_userns(netns_fd, netns_path)
+        if _same_namespace(userns_fd, "/proc/self/ns/user"):
+            os.close(userns_fd)
+            userns_fd = None
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with parent, child:
+            pid = os.fork()
+            if pid == 0:
+                parent.close()
+                _child(cfg, netns_fd, userns_fd, child)
+            child.close()
+            msg, fds, _flags, _addr = socket.recv_fds(parent, REPLY_MAX, 1)
+            _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(netns_fd)
+        if userns_fd is not None:
+            os.close(userns_fd)
+    if msg == b"ok" and fds:
+        os.set_blocking(fds[0], False)
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    raise SetupError(msg.decode(errors="replace") or f"namespace helper died (status {status})")

@@ -1,0 +1,191 @@
+"""The test harness: sandbox check, a plain user, guest namespaces, the daemon.
+
+Every test runs inside the sealed sandbox of tests/sandbox.sh (the README's
+`make test` puts it there).  The daemon and the guest namespace run as a plain
+user created here, to prove the unprivileged path; the harness itself is root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TEST_USER = "slirpd-test"
+SLIRPD = str(Path(sys.executable).parent / "slirpd")
+READY_TIMEOUT = 20.0
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("SLIRPD_SANDBOX") != "1" or os.geteuid() != 0:
+        pytest.exit("run the tests through `make test` (as root, inside tests/sandbox.sh)", returncode=2)
+    routes = subprocess.run(["ip", "route", "show", "default"], capture_output=True, text=True).stdout
+    if "dev up0" not in routes:
+        pytest.exit(f"not inside the sandbox network namespace (default route: {routes!r})", returncode=2)
+
+
+@pytest.fixture(scope="session")
+def plain_user() -> pwd.struct_passwd:
+    """An unprivileged user (created when missing) that runs guests and daemons."""
+    try:
+        return pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+                       check=True)
+        return pwd.getpwnam(TEST_USER)
+
+
+# Passed on to children: the sanitizer runtime of `make test-asan`, debug logs
+INHERITED_ENV = ("PATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "SLIRPD_DEBUG")
+
+
+def as_user(user: pwd.struct_passwd) -> dict:
+    """subprocess keyword arguments that run a child as user, with no extra groups."""
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/", "env": {**env, "HOME": "/"}}
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
+    """Poll predicate until it returns a true value; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+class Guest:
+    """A process in new user, network and mount namespaces, started as the plain
+    user exactly as the slirp4netns man page does:
+    `unshare --user --map-root-user --net --mount`."""
+
+    def __init__(self, user: pwd.struct_passwd):
+        self.user = user
+        self.proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "--mount",
+                                      "sleep", "infinity"], **as_user(user))
+        self.pid = self.proc.pid
+        own = os.stat("/proc/self/ns/net").st_ino
+        wait_for(lambda: self._netns_ino() not in (None, own), 5, "the guest's network namespace")
+
+    def _netns_ino(self):
+        try:
+            return os.stat(f"/proc/{self.pid}/ns/net").st_ino
+        except OSError:
+            return None
+
+    def run(self, cmd: str | list[str], check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+        """Run cmd (a shell string or an argv) inside the guest, as its root."""
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        enter = ["nsenter", f"--target={self.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
+        res = subprocess.run(enter + argv, capture_output=True, text=True, timeout=timeout, **as_user(self.user), **kw)
+        if check and res.returncode != 0:
+            pytest.fail(f"guest command {cmd!r} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def ip_json(self, *args: str):
+        """`ip -json ARGS` inside the guest, parsed."""
+        return json.loads(self.run(["ip", "-json", *args]).stdout or "[]")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def guest(plain_user):
+    g = Guest(plain_user)
+    yield g
+    g.stop()
+
+
+class Slirpd:
+    """A running slirpd (as the plain user) with its ready fd already fired."""
+
+    def __init__(self, proc: subprocess.Popen, stderr_path: Path):
+        self.proc = proc
+        self.stderr_path = stderr_path
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+
+@pytest.fixture
+def start_slirpd(plain_user, tmp_path):
+    """Factory: start_slirpd(*args, ready=True, pass_fds=()) -> Slirpd.
+
+    With ready=True a ready fd is added (-r) and the call returns once slirpd has
+    written "1" to it.  Every daemon started is stopped at teardown."""
+    started: list[Slirpd] = []
+
+    def start(*args: str, ready: bool = True, pass_fds=(), user=plain_user) -> Slirpd:
+        stderr_path = tmp_path / f"slirpd-{len(started)}.stderr"
+        fds = list(pass_fds)
+        argv = [SLIRPD]
+        if ready:
+            rfd, wfd = os.pipe()
+            fds.append(wfd)
+            argv.append(f"--ready-fd={wfd}")
+        argv += list(args)
+        with open(stderr_path, "w") as err:
+            kw = as_user(user) if user is not None else {}
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, pass_fds=fds, **kw)
+        d = Slirpd(proc, stderr_path)
+        started.append(d)
+        if ready:
+            os.close(wfd)
+            try:
+                got = _read_with_timeout(rfd, READY_TIMEOUT)
+            finally:
+                os.close(rfd)
+            if got != b"1":
+                d.stop(signal.SIGKILL)
+                pytest.fail(f"slirpd not ready (ready fd gave {got!r}); stderr:\n{d.stderr}")
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(timeout=10)
+
+
+def _read_with_timeout(fd: int, timeout: float) -> bytes:
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return data
+        r, _, _ = select.select([fd], [], [], left)
+        if not r:
+            return data
+        chunk = os.read(fd, 64)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
