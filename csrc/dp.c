@@ -10,8 +10,10 @@
  * Data flows one way through the files, each named after what it speaks:
  *
  *   TAP -> tap.c (receive ring) -> eth.c -> arp.c
- *                                        -> ip4.c -> icmp.c
- *   replies -> eth.c -> tap.c (transmit queue) -> TAP
+ *                                        -> ip4.c -> icmp.c, tcp.c, udp.c
+ *                                                    -> flow.c -> host socket
+ *   host socket -> tcp.c, udp.c, icmp.c -> ip4.c -> eth.c
+ *               -> tap.c (transmit queue) -> TAP
  *
  * One struct dp holds all state: the TAP descriptor, an epoll descriptor that
  * Python waits on, the frame buffers and the counters.  Everything is
@@ -19,10 +21,13 @@
  * frame and nothing lives in static storage, so several instances can coexist
  * (tests) and AddressSanitizer sees every byte released.
  *
- * Python's event loop waits for the epoll descriptor to become readable, then
- * calls dp_poll() with a budget: up to that many frames are read, in batches
- * of DP_RX_RING, each batch dispatched and its replies written out before the
- * next.  dp_poll() never blocks, never exits and never aborts: I/O errors come
+ * Python's event loop waits for the epoll descriptor to become readable (or
+ * for dp_timeout_ms() to pass), then calls dp_poll() with a budget.  One call
+ * fetches up to DP_EPOLL_BATCH ready descriptors: the TAP (up to the budget of
+ * frames is read, in batches of DP_RX_RING, each batch dispatched and its
+ * replies written out before the next) and flow sockets (handed to their
+ * protocol file).  Then due flow timers run (flow.c) and the transmit queue is
+ * flushed.  dp_poll() never blocks, never exits and never aborts: I/O errors come
  * back as return codes, and whatever the guest sends is either handled or
  * counted as a drop under a named reason (dp_counters.h).
  *
@@ -39,6 +44,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dp.h"
@@ -102,14 +108,14 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	dp->tap_fd = tap_fd;
 	dp->epoll_fd = -1;
 
-	if (tap_init(dp))
+	if (tap_init(dp) || flow_table_init(dp))
 		goto fail;
 
 	dp->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (dp->epoll_fd < 0)
 		goto fail;
 
-	ev.data.fd = tap_fd;
+	ev.data.u64 = (uint64_t)EPOLL_REF_TAP << 56;
 	if (epoll_ctl(dp->epoll_fd, EPOLL_CTL_ADD, tap_fd, &ev))
 		goto fail;
 
@@ -119,6 +125,7 @@ fail:
 	err = errno;
 	if (dp->epoll_fd >= 0)
 		close(dp->epoll_fd);
+	flow_table_cleanup(dp);
 	tap_cleanup(dp);
 	free(dp);
 	errno = err;
@@ -134,6 +141,7 @@ void dp_free(struct dp *dp)
 	if (!dp)
 		return;
 
+	flow_table_cleanup(dp);
 	close(dp->epoll_fd);
 	close(dp->tap_fd);
 	tap_cleanup(dp);
@@ -152,33 +160,38 @@ int dp_epoll_fd(const struct dp *dp)
 }
 
 /**
- * dp_poll() - handle frames the guest sent, without blocking
- * @dp:		data plane
- * @budget:	read at most this many frames; nothing is read if <= 0
+ * dp_clock_ms() - monotonic clock in milliseconds
  *
- * Return: number of frames read (0 if none was waiting), DP_POLL_TAP_GONE if
- *	   the TAP went away (then on every later call), or DP_POLL_ERROR with
- *	   errno set on an unexpected error
+ * Return: milliseconds since an arbitrary point, never 0
  */
-int dp_poll(struct dp *dp, int budget)
+static uint64_t dp_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
+}
+
+/**
+ * dp_tap_input() - read and dispatch frames from the TAP
+ * @dp:		data plane
+ * @budget:	read at most this many frames
+ * @status:	set to 0, DP_POLL_TAP_GONE or DP_POLL_ERROR
+ *
+ * Return: number of frames read
+ */
+static int dp_tap_input(struct dp *dp, int budget, int *status)
 {
 	int total = 0;
 
-	if (!dp) {
-		errno = EINVAL;
-		return DP_POLL_ERROR;
-	}
-
-	if (dp->tap_gone)
-		return DP_POLL_TAP_GONE;
-
+	*status = 0;
 	while (total < budget) {
-		int want = budget - total, status, n, i;
+		int want = budget - total, n, i;
 
 		if (want > DP_RX_RING)
 			want = DP_RX_RING;
 
-		n = tap_read_batch(dp, want, &status);
+		n = tap_read_batch(dp, want, status);
 		for (i = 0; i < n; i++) {
 			size_t len;
 			const uint8_t *frame = tap_rx_frame(dp, i, &len);
@@ -190,13 +203,106 @@ int dp_poll(struct dp *dp, int budget)
 		tap_tx_flush(dp);
 		total += n;
 
-		if (status)
-			return status;
-		if (n < want)
+		if (*status || n < want)
 			break;
 	}
 
 	return total;
+}
+
+/**
+ * dp_flow_event() - hand a socket event to the protocol of its flow
+ * @dp:		data plane
+ * @ref:	epoll reference of the flow
+ * @events:	epoll events
+ */
+static void dp_flow_event(struct dp *dp, uint64_t ref, uint32_t events)
+{
+	struct flow *f = flow_from_epoll(dp, ref);
+
+	if (!f)
+		return;
+
+	switch (f->type) {
+	case FLOW_TCP:
+		tcp_sock_event(dp, f, events);
+		break;
+	case FLOW_UDP:
+		udp_sock_event(dp, f, events);
+		break;
+	case FLOW_PING:
+		ping_sock_event(dp, f, events);
+		break;
+	}
+}
+
+/**
+ * dp_poll() - handle what the guest and the host sockets have for us, without
+ * blocking
+ * @dp:		data plane
+ * @budget:	read at most this many frames from the TAP; sockets and timers
+ *		are served whatever the budget
+ *
+ * Return: number of frames read plus socket events handled (0 if nothing was
+ *	   waiting), DP_POLL_TAP_GONE if the TAP went away (then on every later
+ *	   call), or DP_POLL_ERROR with errno set on an unexpected error
+ */
+int dp_poll(struct dp *dp, int budget)
+{
+	struct epoll_event ev[DP_EPOLL_BATCH];
+	int n, i, done = 0, status = 0;
+
+	if (!dp) {
+		errno = EINVAL;
+		return DP_POLL_ERROR;
+	}
+
+	if (dp->tap_gone)
+		return DP_POLL_TAP_GONE;
+
+	dp->now_ms = dp_clock_ms();
+
+	n = epoll_wait(dp->epoll_fd, ev, DP_EPOLL_BATCH, 0);
+	if (n < 0 && errno != EINTR)
+		return DP_POLL_ERROR;
+
+	for (i = 0; i < n && !status; i++) {
+		if (ev[i].data.u64 >> 56 == EPOLL_REF_TAP) {
+			if (budget > 0)
+				done += dp_tap_input(dp, budget, &status);
+		} else {
+			dp_flow_event(dp, ev[i].data.u64, ev[i].events);
+			done++;
+		}
+	}
+
+	if (dp->next_deadline_ms && dp->next_deadline_ms <= dp->now_ms)
+		flow_timers_run(dp);
+
+	tap_tx_flush(dp);
+	return status ? status : done;
+}
+
+/**
+ * dp_timeout_ms() - how long Python may sleep before calling dp_poll() again
+ * @dp:		data plane
+ *
+ * Return: milliseconds until the earliest flow deadline (0 if due), -1 if no
+ *	   timer is pending
+ */
+int dp_timeout_ms(struct dp *dp)
+{
+	uint64_t now;
+
+	if (!dp || !dp->next_deadline_ms)
+		return -1;
+
+	now = dp_clock_ms();
+	if (dp->next_deadline_ms <= now)
+		return 0;
+	if (dp->next_deadline_ms - now > 3600 * 1000)
+		return 3600 * 1000;
+	return (int)(dp->next_deadline_ms - now);
 }
 
 /**

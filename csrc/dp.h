@@ -14,6 +14,11 @@
 #include "dp_counters.h"
 #include "dp_limits.h"
 #include "checksum.h"
+#include "inany.h"
+#include "flow.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define DP_CNT_ENUM(name)	DP_CNT_##name,
 enum dp_counter {
@@ -32,9 +37,6 @@ enum dp_counter {
 #define ETH_TYPE_ARP		0x0806
 #define ETH_TYPE_IP6		0x86dd
 
-/* IPv4 protocol numbers */
-#define IP4_PROTO_ICMP		1
-
 /**
  * struct dp - one data plane instance, see dp.c for the theory of operation
  * @cfg:		copy of the configuration given to dp_new()
@@ -51,6 +53,15 @@ enum dp_counter {
  * @guest_mac_known:	true once @guest_mac was learnt
  * @ip4_id:		identification field of the next IPv4 packet we build
  * @tap_gone:		set once the TAP reported EOF or EIO, sticky
+ * @now_ms:		monotonic clock in milliseconds, read once per dp_poll()
+ * @next_deadline_ms:	earliest flow deadline, 0 if none (flow.c)
+ * @flows:		flow table, DP_FLOW_MAX slots (flow.c)
+ * @flow_buckets:	hash buckets: index + 1 of the first flow, 0 if empty
+ * @flow_free_head:	index + 1 of the first free slot, 0 if the table is full
+ * @flow_high_water:	slots below this have been used at least once
+ * @flow_count:		flows in use
+ * @flow_seed:		random hash seed
+ * @tx_l3:		IP header of the packet ip_tx_start() began, or NULL
  * @counters:		counters, indexed by enum dp_counter
  */
 struct dp {
@@ -67,6 +78,15 @@ struct dp {
 	bool guest_mac_known;
 	uint16_t ip4_id;
 	bool tap_gone;
+	uint64_t now_ms;
+	uint64_t next_deadline_ms;
+	struct flow *flows;
+	uint32_t *flow_buckets;
+	uint32_t flow_free_head;
+	uint32_t flow_high_water;
+	uint32_t flow_count;
+	uint64_t flow_seed;
+	uint8_t *tx_l3;
 	uint64_t counters[DP_CNT_COUNT];
 };
 
@@ -84,6 +104,26 @@ struct ip4_pkt {
 	const uint8_t *eth_src;
 	uint32_t saddr;
 	uint32_t daddr;
+	uint8_t tos;
+	uint8_t proto;
+	const uint8_t *l4;
+	size_t l4_len;
+};
+
+/**
+ * struct l4_pkt - a validated TCP or UDP packet from the guest, any family
+ * @eth_src:	source MAC of the frame that carried it
+ * @src:	source address (the guest), IPv4-mapped for IPv4
+ * @dst:	destination address as the guest wrote it
+ * @tos:	type of service / traffic class
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @l4:		transport header and payload
+ * @l4_len:	bytes at @l4, from the IP length field (padding removed)
+ */
+struct l4_pkt {
+	const uint8_t *eth_src;
+	union inany_addr src;
+	union inany_addr dst;
 	uint8_t tos;
 	uint8_t proto;
 	const uint8_t *l4;
@@ -170,8 +210,18 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 bool ip4_is_local(const struct dp *dp, uint32_t addr);
 void ip4_hdr_fill(struct dp *dp, uint8_t *hdr, uint32_t saddr, uint32_t daddr,
 		  uint8_t proto, uint8_t tos, size_t l4_len);
+uint8_t *ip_tx_start(struct dp *dp, const union inany_addr *src,
+		     const union inany_addr *dst, size_t *room);
+void ip_tx_commit(struct dp *dp, uint8_t proto, size_t l4_len);
+uint32_t ip_pseudo_csum(const union inany_addr *src,
+			const union inany_addr *dst, uint8_t proto,
+			size_t l4_len);
+size_t ip_hdr_len(const union inany_addr *addr);
 
-/* icmp.c */
-void icmp4_input(struct dp *dp, const struct ip4_pkt *ip);
+/* fwd.c */
+bool fwd_ip4_is_loopback(uint32_t addr);
+int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
+		      uint16_t port, uint8_t proto,
+		      struct sockaddr_storage *sa, socklen_t *sa_len);
 
 #endif /* DP_H */

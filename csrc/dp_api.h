@@ -23,6 +23,8 @@
  * @vnet_hdr:	non-zero if the TAP fd carries a virtio-net header (not yet used)
  * @disable_host_loopback:	non-zero to refuse reaching the host's loopback
  * @disable_dns:	non-zero to turn off the DNS forwarder
+ * @dns_upstream4:	nameserver the DNS address forwards to (the host's first
+ *			IPv4 nameserver), network byte order, 0 for none
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -35,6 +37,7 @@ struct dp_config {
 	int vnet_hdr;
 	int disable_host_loopback;
 	int disable_dns;
+	uint32_t dns_upstream4;
 };
 
 struct dp;
@@ -43,6 +46,7 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd);
 void dp_free(struct dp *dp);
 int dp_epoll_fd(const struct dp *dp);
 int dp_poll(struct dp *dp, int budget);
+int dp_timeout_ms(struct dp *dp);
 int dp_counter_count(void);
 const char *dp_counter_name(int index);
 int dp_counters(const struct dp *dp, uint64_t *out, int n);

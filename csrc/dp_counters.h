@@ -33,14 +33,19 @@
 	X(drop_ip4_malformed)	/* version, IHL or lengths wrong */	\
 	X(drop_ip4_checksum)						\
 	X(drop_ip4_fragment)	/* fragments: not reassembled yet */	\
-	X(drop_ip4_not_for_us)	/* destination not gateway or DNS */	\
-	X(drop_ip4_proto)	/* protocol not handled yet */		\
+	X(drop_ip4_martian)	/* source loopback, multicast, ours... */ \
+	X(drop_ip4_proto)	/* not ICMP, TCP or UDP */		\
 	/* ICMP */							\
 	X(drop_icmp_malformed)	/* shorter than an ICMP header */	\
 	X(drop_icmp_checksum)						\
 	X(drop_icmp_type)	/* not an echo request */		\
 	X(drop_icmp_src)	/* source can't be answered */		\
 	X(drop_icmp_too_big)	/* reply would exceed the MTU */	\
+	/* flows */							\
+	X(flows_created)						\
+	X(flows_closed)							\
+	X(drop_flow_table_full)	/* DP_FLOW_MAX flows in use */		\
+	X(drop_unreachable)	/* destination the guest may not reach */ \
 	/* TAP */							\
 	X(drop_tap_write)	/* write() to the TAP failed or was short */ \
 	X(tap_read_errors)	/* unexpected read() errors */

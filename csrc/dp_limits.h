@@ -37,4 +37,12 @@
 /* TTL of IPv4 packets the data plane originates */
 #define DP_IP4_TTL		64
 
+/* Flow table (flow.c): flows of all protocols together, and hash buckets
+ * (a power of two, twice the flows for short chains) */
+#define DP_FLOW_MAX		16384
+#define DP_FLOW_BUCKETS		32768
+
+/* epoll events fetched per system call in dp_poll() */
+#define DP_EPOLL_BATCH		128
+
 #endif /* DP_LIMITS_H */

@@ -79,7 +79,7 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 	}
 
 	r = eth_tx_start(dp, ip->eth_src, ETH_TYPE_IP4);
-	ip4_hdr_fill(dp, r, ip->daddr, ip->saddr, IP4_PROTO_ICMP, ip->tos,
+	ip4_hdr_fill(dp, r, ip->daddr, ip->saddr, IPPROTO_ICMP, ip->tos,
 		     ip->l4_len);
 
 	r += ICMP_IP4_HLEN;
@@ -92,4 +92,22 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 
 	eth_tx_commit(dp, ICMP_IP4_HLEN + ip->l4_len);
 	DP_COUNT(dp, icmp_echo_replies);
+}
+
+/* placeholder: ping sockets are being written */
+void ping4_input(struct dp *dp, const struct ip4_pkt *ip)
+{
+	(void)ip;
+	DP_COUNT(dp, drop_ip4_proto);
+}
+
+void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
+{
+	(void)events;
+	flow_free(dp, f);
+}
+
+void ping_timer(struct dp *dp, struct flow *f)
+{
+	flow_free(dp, f);
 }

@@ -13,14 +13,22 @@
  * - fragment: a set More Fragments flag or a non-zero offset.  Reassembly is
  *   not implemented yet; the guest's path MTU discovery keeps TCP from
  *   fragmenting, and UDP will be handled by a later change.
- * - not for us: for now we only terminate packets addressed to the gateway or
- *   the DNS forwarder (ip4_is_local()).  Forwarding to the outside comes with
- *   the TCP and UDP flows.
- * - protocol: ICMP goes to icmp.c; other protocols are not handled yet.
+ * - martian source: the guest may not claim a loopback, multicast, broadcast,
+ *   class E or "this network" source address, nor the gateway's or the DNS
+ *   forwarder's.
+ * - protocol: TCP and UDP go to tcp.c and udp.c, whatever the destination
+ *   (fwd.c decides later where, if anywhere, it maps to on the host).  ICMP
+ *   to the gateway or the DNS address is answered by icmp.c itself; ICMP to
+ *   anything else goes through a ping socket (icmp.c too).  Other protocols
+ *   are dropped.
  *
  * Packets we originate get a fresh 20-byte header from ip4_hdr_fill(): no
  * options, no fragmentation, TTL DP_IP4_TTL, an identification that counts up.
+ * TCP and UDP build theirs through ip_tx_start() and ip_tx_commit(), which take
+ * 128-bit addresses so the same calls will serve IPv6.
  */
+
+#include <arpa/inet.h>
 
 #include "dp.h"
 
@@ -51,6 +59,21 @@
 bool ip4_is_local(const struct dp *dp, uint32_t addr)
 {
 	return addr == dp->cfg.gw4 || addr == dp->cfg.dns4;
+}
+
+/**
+ * ip4_src_is_martian() - tell whether the guest may not use a source address
+ * @dp:		data plane
+ * @addr:	source address, network byte order
+ *
+ * Return: true for addresses no guest packet may come from
+ */
+static bool ip4_src_is_martian(const struct dp *dp, uint32_t addr)
+{
+	uint32_t h = ntohl(addr);
+
+	return (h >> 24) == 0 || (h >> 24) == 127 || (h >> 28) >= 0xe ||
+	       ip4_is_local(dp, addr);
 }
 
 /**
@@ -96,15 +119,33 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 	ip.l4 = pkt + hlen;
 	ip.l4_len = tot_len - hlen;
 
-	if (!ip4_is_local(dp, ip.daddr)) {
-		DP_COUNT(dp, drop_ip4_not_for_us);
+	if (ip4_src_is_martian(dp, ip.saddr)) {
+		DP_COUNT(dp, drop_ip4_martian);
 		return;
 	}
 
 	switch (ip.proto) {
-	case IP4_PROTO_ICMP:
-		icmp4_input(dp, &ip);
+	case IPPROTO_ICMP:
+		if (ip4_is_local(dp, ip.daddr))
+			icmp4_input(dp, &ip);
+		else
+			ping4_input(dp, &ip);
 		break;
+	case IPPROTO_TCP:
+	case IPPROTO_UDP: {
+		struct l4_pkt p = {
+			.eth_src = eth_src, .tos = ip.tos, .proto = ip.proto,
+			.l4 = ip.l4, .l4_len = ip.l4_len,
+		};
+
+		inany_from_v4(&p.src, ip.saddr);
+		inany_from_v4(&p.dst, ip.daddr);
+		if (ip.proto == IPPROTO_TCP)
+			tcp_input(dp, &p);
+		else
+			udp_input(dp, &p);
+		break;
+	}
 	default:
 		DP_COUNT(dp, drop_ip4_proto);
 		break;
@@ -139,4 +180,74 @@ void ip4_hdr_fill(struct dp *dp, uint8_t *hdr, uint32_t saddr, uint32_t daddr,
 
 	sum = csum(hdr, IP4_HLEN, 0);
 	memcpy(hdr + IP4_OFF_CSUM, &sum, sizeof(sum));
+}
+
+/**
+ * ip_hdr_len() - length of the IP header we build for an address family
+ * @addr:	an address of the packet (IPv4-mapped for IPv4)
+ *
+ * Return: IP4_HLEN for IPv4 (no options)
+ */
+size_t ip_hdr_len(const union inany_addr *addr)
+{
+	(void)addr;	/* IPv6 (40 bytes) comes with --enable-ipv6 */
+	return IP4_HLEN;
+}
+
+/**
+ * ip_tx_start() - start an IP packet to the guest in the transmit queue
+ * @dp:		data plane, guest MAC address known
+ * @src:	source address (the remote end, as the guest knows it)
+ * @dst:	destination address (the guest)
+ * @room:	set to the largest transport header plus payload that fits the
+ *		link MTU
+ *
+ * Finish with ip_tx_commit(); nothing else may use the transmit queue
+ * in between.
+ *
+ * Return: where the transport header goes
+ */
+uint8_t *ip_tx_start(struct dp *dp, const union inany_addr *src,
+		     const union inany_addr *dst, size_t *room)
+{
+	uint8_t *l3 = eth_tx_start(dp, dp->guest_mac, ETH_TYPE_IP4);
+
+	ip4_hdr_fill(dp, l3, inany_v4(src), inany_v4(dst), 0, 0, 0);
+	dp->tx_l3 = l3;
+	*room = dp->cfg.mtu - IP4_HLEN;
+	return l3 + IP4_HLEN;
+}
+
+/**
+ * ip_tx_commit() - finish the IP header begun by ip_tx_start() and queue it
+ * @dp:		data plane
+ * @proto:	IPPROTO_TCP, IPPROTO_UDP...
+ * @l4_len:	transport header plus payload written, at most the room given
+ */
+void ip_tx_commit(struct dp *dp, uint8_t proto, size_t l4_len)
+{
+	uint8_t *l3 = dp->tx_l3;
+
+	dp->ip4_id--;	/* ip4_hdr_fill() counts once per packet */
+	ip4_hdr_fill(dp, l3, rd32n(l3 + IP4_OFF_SADDR),
+		     rd32n(l3 + IP4_OFF_DADDR), proto, 0, l4_len);
+	dp->tx_l3 = NULL;
+	eth_tx_commit(dp, IP4_HLEN + l4_len);
+}
+
+/**
+ * ip_pseudo_csum() - partial checksum of the pseudo-header of a transport
+ * @src:	source address
+ * @dst:	destination address
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @l4_len:	transport header plus payload length
+ *
+ * Return: partial sum to pass to csum() over the transport header and data
+ */
+uint32_t ip_pseudo_csum(const union inany_addr *src,
+			const union inany_addr *dst, uint8_t proto,
+			size_t l4_len)
+{
+	return csum_pseudo4(inany_v4(src), inany_v4(dst), proto,
+			    (uint16_t)l4_len);
 }

@@ -21,6 +21,24 @@ DHCP_START_OFFSET = 15
 # slirpd's own MAC on the TAP link (the locally administered 52:55 prefix that
 # libslirp uses for its virtual hosts, followed by the gateway address).
 GATEWAY_MAC_PREFIX = b"\x52\x55"
+RESOLV_CONF = "/etc/resolv.conf"
+
+
+def first_ipv4_nameserver(path: str) -> ipaddress.IPv4Address | None:
+    """The first `nameserver` line of a resolv.conf that holds an IPv4
+    address, None if the file has none or cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                words = line.split()
+                if len(words) >= 2 and words[0] == "nameserver":
+                    try:
+                        return ipaddress.IPv4Address(words[1])
+                    except ValueError:
+                        continue
+    except OSError:
+        return None
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +91,12 @@ class Config:
         """slirpd's MAC address on the TAP link."""
         return GATEWAY_MAC_PREFIX + self.gateway.packed
 
+    @property
+    def dns_upstream4(self) -> ipaddress.IPv4Address | None:
+        """The nameserver the DNS address forwards to: the first IPv4
+        nameserver of the host's /etc/resolv.conf, None if there is none."""
+        return first_ipv4_nameserver(RESOLV_CONF)
+
     def dataplane_params(self) -> types.SimpleNamespace:
         """The subset of the settings the data plane (dataplane.Dataplane) reads."""
         return types.SimpleNamespace(
@@ -86,4 +110,5 @@ class Config:
             vnet_hdr=False,
             disable_host_loopback=self.disable_host_loopback,
             disable_dns=self.disable_dns,
+            dns_upstream4=None if self.disable_dns else self.dns_upstream4,
         )

@@ -74,7 +74,10 @@ class Daemon:
             if on_ready is not None:
                 on_ready()
             while not self.stopping:
-                for key, _events in self.sel.select():
+                events = self.sel.select(self.dp.timeout())
+                if not events:
+                    self._on_dataplane()  # a flow timer is due
+                for key, _events in events:
                     key.data()
                     if self.stopping:
                         break

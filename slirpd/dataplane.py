@@ -43,8 +43,8 @@ class Dataplane:
     """One data plane on a TAP descriptor.
 
     cfg is any object with the attributes gw_mac (6 bytes), net4, mask4, gw4,
-    dns4, guest4 (IPv4 addresses), mtu (int), vnet_hdr, disable_host_loopback
-    and disable_dns (bool).  With vnet_hdr, tap_fd must have been opened with
+    dns4, guest4 (IPv4 addresses), dns_upstream4 (IPv4 address or None), mtu
+    (int), vnet_hdr, disable_host_loopback and disable_dns (bool).  With vnet_hdr, tap_fd must have been opened with
     IFF_VNET_HDR; the data plane sets its header size.
 
     Raises OSError (EINVAL for a bad configuration) on failure.
@@ -66,6 +66,7 @@ class Dataplane:
         c.vnet_hdr = int(bool(cfg.vnet_hdr))
         c.disable_host_loopback = int(bool(cfg.disable_host_loopback))
         c.disable_dns = int(bool(cfg.disable_dns))
+        c.dns_upstream4 = _addr4(cfg.dns_upstream4) if cfg.dns_upstream4 is not None else 0
 
         dp = lib.dp_new(c, int(tap_fd))
         if dp == ffi.NULL:
@@ -85,10 +86,18 @@ class Dataplane:
         self._handle()
         return self._epoll_fd
 
-    def poll(self, budget: int = 256) -> int:
-        """Handle up to budget frames from the guest without blocking.
+    def timeout(self) -> float | None:
+        """Seconds until poll() must run again for the flows' timers, None if
+        no timer is pending."""
+        ms = lib.dp_timeout_ms(self._handle())
+        return None if ms < 0 else ms / 1000.0
 
-        Returns the number of frames read (0 if none was waiting).  Raises
+    def poll(self, budget: int = 256) -> int:
+        """Handle up to budget frames from the guest, and every ready host
+        socket and due timer, without blocking.
+
+        Returns the number of frames read plus socket events handled (0 if
+        nothing was waiting).  Raises
         TapGone once the TAP has gone away, OSError on an unexpected error.
         """
         rc = lib.dp_poll(self._handle(), int(budget))

@@ -57,7 +57,7 @@ def make_cfg(**over):
     cfg = dict(gw_mac=GW_MAC, net4=ipaddress.IPv4Address("10.0.2.0"),
                mask4=ipaddress.IPv4Address("255.255.255.0"), gw4=GW4, dns4=DNS4,
                guest4=GUEST4, mtu=MTU, vnet_hdr=False, disable_host_loopback=False,
-               disable_dns=False)
+               disable_dns=False, dns_upstream4=None)
     cfg.update(over)
     return SimpleNamespace(**cfg)
 
@@ -343,15 +343,14 @@ DROPS = {
     "ip4_fragment_mf": (lambda: eth(0x0800, ip4(icmp(8, b"x" * 16), frag=0x2000)),
                         "drop_ip4_fragment"),
     "ip4_fragment_offset": (lambda: eth(0x0800, ip4(b"x" * 16, frag=0x0010)), "drop_ip4_fragment"),
-    "ip4_not_for_us": (lambda: echo_request(b"", dst="192.0.2.1"), "drop_ip4_not_for_us"),
     "ip4_proto_udp": (lambda: eth(0x0800, ip4(b"\0" * 8, proto=17)), "drop_ip4_proto"),
     "icmp_truncated": (lambda: eth(0x0800, ip4(icmp(8, b"")[:4])), "drop_icmp_malformed"),
     "icmp_checksum": (lambda: eth(0x0800, ip4(icmp(8, b"abcd", good_csum=False))),
                       "drop_icmp_checksum"),
     "icmp_type_timestamp": (lambda: eth(0x0800, ip4(icmp(13, b"\0" * 12))), "drop_icmp_type"),
     "icmp_echo_reply": (lambda: eth(0x0800, ip4(icmp(0, b""))), "drop_icmp_type"),
-    "icmp_source_multicast": (lambda: eth(0x0800, ip4(icmp(8, b""), src="224.0.0.1")),
-                              "drop_icmp_src"),
+    "ip4_source_multicast": (lambda: eth(0x0800, ip4(icmp(8, b""), src="224.0.0.1")),
+                              "drop_ip4_martian"),
 }
 
 

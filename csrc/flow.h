@@ -1,0 +1,94 @@
+/* flow.h - the one flow table: TCP, UDP and ping flows, see flow.c */
+#ifndef FLOW_H
+#define FLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "inany.h"
+#include "tcp.h"
+#include "udp.h"
+#include "icmp.h"
+
+struct dp;
+
+/* What a flow translates; FLOW_FREE marks an unused slot */
+#define FLOW_TYPES(X)	X(FLOW_FREE) X(FLOW_TCP) X(FLOW_UDP) X(FLOW_PING)
+
+#define FLOW_TYPE_ENUM(name)	name,
+enum flow_type {
+	FLOW_TYPES(FLOW_TYPE_ENUM)
+	FLOW_TYPE_COUNT
+};
+#undef FLOW_TYPE_ENUM
+
+/**
+ * struct flow_key - a flow as the guest sees it
+ * @guest_addr:		the guest's address (IPv4-mapped for IPv4)
+ * @remote_addr:	the address the guest talks to, as the guest wrote it
+ *			(e.g. the gateway, not the host's 127.0.0.1)
+ * @guest_port:		the guest's port (ICMP echo: the identifier)
+ * @remote_port:	the remote port (ICMP echo: 0)
+ * @proto:		IPPROTO_TCP, IPPROTO_UDP or IPPROTO_ICMP
+ * @pad:		zero, so that keys compare and hash as bytes
+ */
+struct flow_key {
+	union inany_addr guest_addr;
+	union inany_addr remote_addr;
+	uint16_t guest_port;
+	uint16_t remote_port;
+	uint8_t proto;
+	uint8_t pad[3];
+};
+
+/**
+ * struct flow - one entry of the flow table
+ * @type:		enum flow_type
+ * @epoll_events:	events @sock is registered for in epoll, 0 if none
+ * @gen:		generation, changes on every allocation of this slot,
+ *			so that stale epoll events are recognised
+ * @hash_next:		next flow in the same hash bucket (index + 1), or the
+ *			next free slot while on the free list; 0 ends a list
+ * @sock:		host socket, -1 if none
+ * @deadline_ms:	when flow_timers_run() calls the protocol's timer, 0 for
+ *			never (set with flow_timer_set())
+ * @key:		lookup key
+ * @tcp:		TCP state (tcp.h), when @type is FLOW_TCP
+ * @udp:		UDP state (udp.h), when @type is FLOW_UDP
+ * @ping:		ping state (icmp.h), when @type is FLOW_PING
+ */
+struct flow {
+	uint8_t type;
+	uint32_t epoll_events;
+	uint32_t gen;
+	uint32_t hash_next;
+	int sock;
+	uint64_t deadline_ms;
+	struct flow_key key;
+	union {
+		struct tcp_flow tcp;
+		struct udp_flow udp;
+		struct ping_flow ping;
+	};
+};
+
+/* epoll_event.data.u64 of everything in the data plane's epoll set */
+#define EPOLL_REF_TAP		0
+#define EPOLL_REF_FLOW		1
+
+int flow_table_init(struct dp *dp);
+void flow_table_cleanup(struct dp *dp);
+struct flow *flow_lookup(struct dp *dp, const struct flow_key *key);
+struct flow *flow_alloc(struct dp *dp, enum flow_type type,
+			const struct flow_key *key);
+void flow_free(struct dp *dp, struct flow *f);
+int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events);
+struct flow *flow_from_epoll(struct dp *dp, uint64_t ref);
+void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms);
+void flow_timers_run(struct dp *dp);
+unsigned flow_count(const struct dp *dp);
+void flow_key_fill(struct flow_key *key, uint8_t proto,
+		   const union inany_addr *guest, uint16_t guest_port,
+		   const union inany_addr *remote, uint16_t remote_port);
+
+#endif /* FLOW_H */
