@@ -92,6 +92,10 @@ class Guest:
             pytest.fail(f"guest command {cmd!r} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res
 
+    def python(self, script: str, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a Python script inside the guest (the test's interpreter)."""
+        return self.run([sys.executable, "-c", script, *args], check=check, timeout=timeout)
+
     def ip_json(self, *args: str):
         """`ip -json ARGS` inside the guest, parsed."""
         return json.loads(self.run(["ip", "-json", *args]).stdout or "[]")
@@ -107,6 +111,14 @@ def guest(plain_user):
     g = Guest(plain_user)
     yield g
     g.stop()
+
+
+@pytest.fixture
+def net_guest(guest, start_slirpd):
+    """A guest with slirpd attached (--configure, defaults); the daemon is
+    guest.slirpd."""
+    guest.slirpd = start_slirpd("--configure", str(guest.pid))
+    return guest
 
 
 class Slirpd:
@@ -127,6 +139,10 @@ class Slirpd:
 
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def rss_kib(self) -> int:
+        status = open(f"/proc/{self.proc.pid}/status").read()
+        return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
 
 
 @pytest.fixture
