@@ -1,5 +1,8 @@
 """The event loop: one wake-up, one batch.
 
+SIGTERM and SIGINT end it (exit status 0); SIGUSR1 writes every data plane
+counter to stderr as one JSON line ("slirpd: counters {...}").
+
 Python waits on the data plane's epoll fd together with its control fds (the
 exit fd, a signal wake-up pipe, the target process's pidfd) and calls into C
 once per wake-up: dp.poll() drains a whole batch of frames.  Nothing here
@@ -8,7 +11,7 @@ touches a frame.
 
 from __future__ import annotations
 
-import os
+import json
 import selectors
 import signal
 import socket
@@ -27,6 +30,7 @@ class Daemon:
         self.exit_fd = exit_fd
         self.target_pidfd = target_pidfd
         self.stopping = False
+        self.dump_requested = False
         self.sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
@@ -60,6 +64,14 @@ class Daemon:
         log.warning("the target process exited: exiting")
         self.stopping = True
 
+    def _on_dump_signal(self, _signum, _frame) -> None:
+        self.dump_requested = True
+
+    def _dump_counters(self) -> None:
+        """SIGUSR1: one line on stderr with every data plane counter, as JSON."""
+        self.dump_requested = False
+        log.warning("counters %s", json.dumps(self.dp.counters(), separators=(",", ":")))
+
     def _on_signal(self, signum, _frame) -> None:
         log.debug("signal %s: exiting", signal.Signals(signum).name)
         self.stopping = True
@@ -70,6 +82,7 @@ class Daemon:
         Return: the exit status (0)."""
         old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        old_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_dump_signal)
         try:
             if on_ready is not None:
                 on_ready()
@@ -81,6 +94,8 @@ class Daemon:
                     key.data()
                     if self.stopping:
                         break
+                if self.dump_requested:
+                    self._dump_counters()
         finally:
             signal.set_wakeup_fd(old_wakeup)
             for s, h in old_handlers.items():

@@ -140,6 +140,15 @@ class Slirpd:
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
+    def counters(self, timeout: float = 5) -> dict:
+        """The data plane's counters, asked for with SIGUSR1 (one JSON line
+        on stderr)."""
+        before = self.stderr.count("slirpd: counters ")
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: self.stderr.count("slirpd: counters ") > before, timeout, "a counters line")
+        line = [ln for ln in self.stderr.splitlines() if ln.startswith("slirpd: counters ")][-1]
+        return json.loads(line[len("slirpd: counters "):])
+
     def rss_kib(self) -> int:
         status = open(f"/proc/{self.proc.pid}/status").read()
         return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])

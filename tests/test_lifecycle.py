@@ -50,3 +50,13 @@ def test_no_fd_leak_while_serving(guest, start_slirpd):
     before = d.open_fds()
     guest.run("ping -c 20 -i 0.01 -W 2 10.0.2.2")
     wait_for(lambda: d.open_fds() == before, 5, "fd count back to baseline")
+
+
+def test_sigusr1_dumps_counters(net_guest):
+    d = net_guest.slirpd
+    before = d.counters()
+    net_guest.run("ping -c 3 -i 0.2 -W 2 10.0.2.2")
+    after = d.counters()
+    assert after["icmp_echo_replies"] - before["icmp_echo_replies"] == 3
+    assert after["frames_in"] > before["frames_in"]
+    assert d.proc.poll() is None
