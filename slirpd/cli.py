@@ -76,7 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--api-socket", dest="api_socket")
     p.add_argument("--cidr")
     p.add_argument("--disable-host-loopback", action="store_true")
-    p.add_argument("--netns-type", default="pid")
+    p.add_argument("--netns-type")
     p.add_argument("--userns-path")
     p.add_argument("--enable-sandbox", action="store_true")
     p.add_argument("--enable-seccomp", action="store_true")
@@ -148,12 +148,16 @@ def parse_args(argv: list[str]) -> Config | str:
     for attr, option in NOT_SUPPORTED_YET.items():
         if getattr(ns, attr):
             raise UsageError(f"{option}: not supported yet")
-    if ns.netns_type not in ("pid", "path"):
+    if ns.netns_type not in (None, "pid", "path"):
         raise UsageError('--netns-type must be either "path" or "pid"')
     if ns.target_type not in ("netns", "bess"):
         raise UsageError('--target-type must be either "netns" or "bess"')
     if ns.target_type == "bess":
-        raise UsageError("--target-type=bess: not supported yet")
+        for given, option in ((ns.configure, "--configure"), (ns.netns_type, "--netns-type"),
+                              (ns.userns_path, "--userns-path")):
+            if given:
+                raise UsageError(f"{option} conflicts with --target-type=bess")
+    netns_type = ns.netns_type or "pid"
     if ns.macaddress is not None:
         if not ns.configure:
             raise UsageError("--macaddress cannot be specified when --configure or -c is not specified")
@@ -162,7 +166,7 @@ def parse_args(argv: list[str]) -> Config | str:
     if not 1 <= len(ns.positional) <= 2:
         raise UsageError("expected PID|PATH [TAPNAME]")
     target = ns.positional[0]
-    if ns.netns_type == "pid" and (not target.isdigit() or int(target) == 0):
+    if ns.target_type == "netns" and netns_type == "pid" and (not target.isdigit() or int(target) == 0):
         raise UsageError(f"PID must be a positive integer: {target!r}")
     tapname = ns.positional[1] if len(ns.positional) == 2 else "tap0"
     if not 1 <= len(tapname.encode()) <= 15 or "/" in tapname or tapname.strip() != tapname:
@@ -176,7 +180,7 @@ def parse_args(argv: list[str]) -> Config | str:
         mtu=_mtu(ns.mtu),
         cidr=_cidr(ns.cidr),
         disable_host_loopback=ns.disable_host_loopback,
-        netns_type=ns.netns_type,
+        netns_type=netns_type,
         userns_path=ns.userns_path,
         disable_dns=ns.disable_dns,
         macaddress=ns.macaddress.lower() if ns.macaddress else None,

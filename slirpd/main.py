@@ -34,7 +34,7 @@ def _signal_ready(fd: int | None) -> None:
 
 def _target_pidfd(cfg: Config) -> int | None:
     """In pid mode, a pidfd that becomes readable when the target exits."""
-    if cfg.netns_type != "pid":
+    if cfg.target_type != "netns" or cfg.netns_type != "pid":
         return None
     try:
         return os.pidfd_open(int(cfg.target))
@@ -44,16 +44,27 @@ def _target_pidfd(cfg: Config) -> int | None:
         raise SetupError(f"cannot watch process {cfg.target}: {e.strerror}") from None
 
 
+def _dataplane(cfg: Config, fd: int):
+    """A Dataplane serving fd (which it then owns; closed here on failure)."""
+    from slirpd.dataplane import Dataplane
+
+    try:
+        return Dataplane(cfg.dataplane_params(), fd)
+    except OSError as e:
+        os.close(fd)
+        raise SetupError(f"cannot start the data plane: {e.strerror}") from None
+
+
 def run(cfg: Config) -> int:
     """Set up the TAP and the data plane for cfg and serve it. Return: exit status."""
     from slirpd.daemon import Daemon
-    from slirpd.dataplane import Dataplane
 
     _check_fd(cfg.exit_fd, "exit-fd")
     _check_fd(cfg.ready_fd, "ready-fd")
+    if cfg.target_type == "bess":
+        return _run_bess(cfg)
     pidfd = _target_pidfd(cfg)
-    tap_fd = open_tap(cfg)
-    dp = Dataplane(cfg.dataplane_params(), tap_fd)
+    dp = _dataplane(cfg, open_tap(cfg))
     log.debug("serving %s: %s, gateway %s, DNS %s, MTU %d", cfg.tapname, cfg.cidr, cfg.gateway, cfg.dns, cfg.mtu)
     try:
         daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd)
@@ -62,6 +73,29 @@ def run(cfg: Config) -> int:
         dp.close()
         if pidfd is not None:
             os.close(pidfd)
+
+
+def _run_bess(cfg: Config) -> int:
+    """--target-type=bess: ready once listening, then serve the one peer."""
+    from slirpd import bess
+    from slirpd.daemon import Daemon
+
+    listener = bess.listen(cfg.target)
+    try:
+        _signal_ready(cfg.ready_fd)
+        peer_fd = bess.accept_peer(listener, cfg.exit_fd)
+        listener.close()
+        if peer_fd is None:
+            return 0
+        log.debug("BESS peer connected on %s", cfg.target)
+        with _dataplane(cfg, peer_fd) as dp:
+            return Daemon(dp, exit_fd=cfg.exit_fd).run()
+    finally:
+        listener.close()
+        try:
+            os.unlink(cfg.target)
+        except OSError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:

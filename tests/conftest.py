@@ -107,6 +107,18 @@ class Guest:
 
 
 @pytest.fixture
+def user_tmp(plain_user):
+    """A fresh directory that the plain user owns (pytest's tmp_path is
+    root's, mode 0700), removed afterwards."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="slirpd-test-", dir="/tmp"))
+    os.chown(path, plain_user.pw_uid, plain_user.pw_gid)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def guest(plain_user):
     g = Guest(plain_user)
     yield g

@@ -98,12 +98,11 @@ def test_not_permitted_to_join(start_slirpd):
     assert "Traceback" not in d.stderr
 
 
-def test_path_that_is_not_a_namespace(start_slirpd, tmp_path):
-    path = tmp_path / "not-a-netns"
+def test_path_that_is_not_a_namespace(user_tmp, plain_user):
+    path = user_tmp / "not-a-netns"
     path.write_text("")
-    os.chmod(tmp_path, 0o755)
-    os.chmod(path, 0o644)
-    res = subprocess.run([SLIRPD, "--netns-type=path", str(path)], capture_output=True, text=True, timeout=20)
+    res = subprocess.run([SLIRPD, "--netns-type=path", str(path)], capture_output=True, text=True, timeout=20,
+                         **as_user(plain_user))
     assert res.returncode == 1
     assert "is not a network namespace" in res.stderr
 

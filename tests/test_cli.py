@@ -59,6 +59,9 @@ BAD_COMMAND_LINES = [
     (["--cidr=10.0.2.0", "1"], "CIDR"),
     (["--netns-type=foo", "1"], "--netns-type"),
     (["--target-type=foo", "1"], "--target-type"),
+    (["--target-type=bess", "-c", "/tmp/b.sock"], "--configure conflicts with --target-type=bess"),
+    (["--target-type=bess", "--netns-type=path", "/tmp/b.sock"], "--netns-type conflicts with --target-type=bess"),
+    (["--target-type=bess", "--userns-path=/x", "/tmp/b.sock"], "--userns-path conflicts with --target-type=bess"),
     (["--macaddress=02:00:00:00:00:01", "1"], "--macaddress"),
     (["-c", "--macaddress=zz", "1"], "--macaddress"),
     (["-c", "--macaddress=01:00:00:00:00:01", "1"], "--macaddress"),
@@ -77,7 +80,6 @@ BAD_COMMAND_LINES = [
     (["--enable-seccomp", "1"], "--enable-seccomp: not supported yet"),
     (["--outbound-addr=127.0.0.1", "1"], "--outbound-addr: not supported yet"),
     (["--outbound-addr6=::1", "1"], "--outbound-addr6: not supported yet"),
-    (["--target-type=bess", "/tmp/bess.sock"], "--target-type=bess: not supported yet"),
 ]
 
 

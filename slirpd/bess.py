@@ -1,0 +1,71 @@
+"""--target-type=bess: serve one BESS peer (User Mode Linux) instead of a TAP.
+
+UML's "bess" vector transport connects to a UNIX SOCK_SEQPACKET socket and
+exchanges bare Ethernet frames, one per message: exactly what a TAP fd
+carries, so the data plane serves the accepted connection as its "TAP".
+Only one peer is served, as slirp4netns does; when it disconnects the data
+plane sees end-of-file and slirpd exits.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import stat
+
+from slirpd.netns import SetupError
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _raise_stopped(_signum, _frame):
+    raise _Stopped
+
+
+def listen(path: str) -> socket.socket:
+    """Create the listening socket at path (a stale socket there is replaced;
+    any other file is an error)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+        else:
+            raise SetupError(f"{path!r} exists and is not a socket")
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise SetupError(f"cannot use {path!r}: {e.strerror}") from None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(path)
+        sock.listen(1)
+    except OSError as e:
+        sock.close()
+        raise SetupError(f"cannot listen on {path!r}: {e.strerror}") from None
+    return sock
+
+
+def accept_peer(listener: socket.socket, exit_fd: int | None) -> int | None:
+    """Wait for the peer.  Return: its fd (non-blocking), or None if a signal
+    or the exit fd asked to stop first."""
+    old = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(listener, selectors.EVENT_READ, "peer")
+            if exit_fd is not None:
+                sel.register(exit_fd, selectors.EVENT_READ, "exit")
+            while True:
+                for key, _ in sel.select():
+                    if key.data == "exit":
+                        return None
+                    conn, _ = listener.accept()
+                    conn.setblocking(False)
+                    return conn.detach()
+    except _Stopped:
+        return None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
