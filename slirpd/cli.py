@@ -47,7 +47,6 @@ User-mode networking for unprivileged network namespaces.
 NOT_SUPPORTED_YET = {
     "enable_ipv6": "--enable-ipv6",
     "api_socket": "--api-socket",
-    "enable_sandbox": "--enable-sandbox",
     "enable_seccomp": "--enable-seccomp",
     "outbound_addr": "--outbound-addr",
     "outbound_addr6": "--outbound-addr6",
@@ -183,6 +182,7 @@ def parse_args(argv: list[str]) -> Config | str:
         netns_type=netns_type,
         userns_path=ns.userns_path,
         disable_dns=ns.disable_dns,
+        enable_sandbox=ns.enable_sandbox,
         macaddress=ns.macaddress.lower() if ns.macaddress else None,
         target_type=ns.target_type,
         debug=ns.debug,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-from slirpd import cli, log as logmod
+from slirpd import cli, log as logmod, sandbox
 from slirpd.config import Config
 from slirpd.log import log
-from slirpd.netns import SetupError, open_tap
+from slirpd.netns import SetupError, TargetNamespaces, open_tap
 
 
 def _check_fd(fd: int | None, name: str) -> None:
@@ -63,8 +63,13 @@ def run(cfg: Config) -> int:
     _check_fd(cfg.ready_fd, "ready-fd")
     if cfg.target_type == "bess":
         return _run_bess(cfg)
+    if cfg.enable_sandbox:
+        sandbox.check_resolv_conf()
     pidfd = _target_pidfd(cfg)
-    dp = _dataplane(cfg, open_tap(cfg))
+    with TargetNamespaces(cfg) as ns:
+        dp = _dataplane(cfg, open_tap(cfg, ns))
+        if cfg.enable_sandbox:
+            sandbox.enter(ns.userns_fd)
     log.debug("serving %s: %s, gateway %s, DNS %s, MTU %d", cfg.tapname, cfg.cidr, cfg.gateway, cfg.dns, cfg.mtu)
     try:
         daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd)

@@ -125,35 +125,54 @@ def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socke
     os._exit(1)
 
 
-def open_tap(cfg: Config) -> int:
+class TargetNamespaces:
+    """Open fds of the target's network namespace and of the user namespace
+    to join with it (userns_fd None when it is already ours).  Close with
+    close() or use as a context manager."""
+
+    def __init__(self, cfg: Config):
+        netns_path, userns_path = namespace_paths(cfg)
+        self.netns_fd = _open_ns(netns_path, CLONE_NEWNET, "network namespace")
+        self.userns_fd: int | None = None
+        try:
+            if userns_path is not None:
+                self.userns_fd = _open_ns(userns_path, CLONE_NEWUSER, "user namespace")
+            else:
+                self.userns_fd = _owning_userns(self.netns_fd, netns_path)
+            if _same_namespace(self.userns_fd, "/proc/self/ns/user"):
+                os.close(self.userns_fd)
+                self.userns_fd = None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fd in (self.netns_fd, self.userns_fd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self.netns_fd, self.userns_fd = -1, None
+
+    def __enter__(self) -> "TargetNamespaces":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_tap(cfg: Config, ns: TargetNamespaces) -> int:
     """Create (or attach to) cfg.tapname inside the target's network namespace.
 
     Return: the TAP fd, non-blocking, close-on-exec.  Raises SetupError.
     """
-    netns_path, userns_path = namespace_paths(cfg)
-    netns_fd = _open_ns(netns_path, CLONE_NEWNET, "network namespace")
-    userns_fd = None
-    try:
-        if userns_path is not None:
-            userns_fd = _open_ns(userns_path, CLONE_NEWUSER, "user namespace")
-        else:
-            userns_fd = _owning_userns(netns_fd, netns_path)
-        if _same_namespace(userns_fd, "/proc/self/ns/user"):
-            os.close(userns_fd)
-            userns_fd = None
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with parent, child:
-            pid = os.fork()
-            if pid == 0:
-                parent.close()
-                _child(cfg, netns_fd, userns_fd, child)
-            child.close()
-            msg, fds, _flags, _addr = socket.recv_fds(parent, REPLY_MAX, 1)
-            _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(netns_fd)
-        if userns_fd is not None:
-            os.close(userns_fd)
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with parent, child:
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            _child(cfg, ns.netns_fd, ns.userns_fd, child)
+        child.close()
+        msg, fds, _flags, _addr = socket.recv_fds(parent, REPLY_MAX, 1)
+        _, status = os.waitpid(pid, 0)
     if msg == b"ok" and fds:
         os.set_blocking(fds[0], False)
         return fds[0]

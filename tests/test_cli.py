@@ -76,7 +76,6 @@ BAD_COMMAND_LINES = [
     # Not built yet: refused loudly, never silently ignored.
     (["-6", "1"], "--enable-ipv6: not supported yet"),
     (["--api-socket=/tmp/x.sock", "1"], "--api-socket: not supported yet"),
-    (["--enable-sandbox", "1"], "--enable-sandbox: not supported yet"),
     (["--enable-seccomp", "1"], "--enable-seccomp: not supported yet"),
     (["--outbound-addr=127.0.0.1", "1"], "--outbound-addr: not supported yet"),
     (["--outbound-addr6=::1", "1"], "--outbound-addr6: not supported yet"),
