@@ -115,3 +115,41 @@ def test_plain_user_runs_everything(guest, start_slirpd, plain_user):
     cap_eff = next(line for line in status.splitlines() if line.startswith("CapEff:")).split()[1]
     assert int(cap_eff, 16) == 0
     assert ping(guest, "10.0.2.2").returncode == 0
+
+
+def test_netns_path_bind_mounted_like_podman(guest, start_slirpd, user_tmp):
+    """Podman bind-mounts the netns onto a file in its own user+mount namespace
+    and runs slirp4netns there with --netns-type=path."""
+    nsfile = user_tmp / "netns"
+    nsfile.write_text("")
+    guest.run(f"mount --bind /proc/self/ns/net {nsfile}")
+    enter = ["nsenter", f"--target={guest.pid}", "--user", "--mount", "--preserve-credentials", "--"]
+    start_slirpd("-c", "--netns-type=path", str(nsfile), "tap0", wrap=enter)
+    assert ping(guest, "10.0.2.2").returncode == 0
+
+
+def test_userns_path_and_netns_path(guest, start_slirpd):
+    start_slirpd("-c", "--netns-type=path", f"--userns-path=/proc/{guest.pid}/ns/user",
+                 f"/proc/{guest.pid}/ns/net", "tap0")
+    assert ping(guest, "10.0.2.2").returncode == 0
+
+
+def test_userns_path_as_proc_self_fd(guest, start_slirpd):
+    fd = os.open(f"/proc/{guest.pid}/ns/user", os.O_RDONLY)
+    try:
+        start_slirpd("-c", f"--userns-path=/proc/self/fd/{fd}", str(guest.pid), pass_fds=[fd])
+    finally:
+        os.close(fd)
+    assert ping(guest, "10.0.2.2").returncode == 0
+
+
+def test_userns_path_that_is_not_a_user_namespace(guest, start_slirpd):
+    d = start_slirpd("-c", f"--userns-path=/proc/{guest.pid}/ns/net", str(guest.pid), ready=False)
+    assert d.proc.wait(timeout=20) == 1
+    assert "is not a user namespace" in d.stderr
+
+
+def test_netns_path_missing(start_slirpd, user_tmp):
+    d = start_slirpd("--netns-type=path", str(user_tmp / "nope"), ready=False)
+    assert d.proc.wait(timeout=20) == 1
+    assert "does not exist" in d.stderr
