@@ -55,3 +55,12 @@ wheel: venv
 
 clean:
 	rm -rf build dist *.egg-info slirpd/_dp*.so slirpd/_dp.c
+
+# slirpd against slirp4netns, pasta and loopback: throughput, latency, connection
+# rate, CPU and memory, inside the sandbox.  Results in bench/results/ (latest.md,
+# latest.png); BENCH_ARGS adds options (see: $(PY) bench/bench.py --help).
+BENCH_ARGS ?=
+.PHONY: benchmark
+benchmark: deps install
+	$(PY) -m pip install -q matplotlib
+	tests/sandbox.sh $(PY) bench/bench.py --venv $(VENV) $(BENCH_ARGS)

@@ -26,10 +26,15 @@
  * fetches up to DP_EPOLL_BATCH ready descriptors: the TAP (up to the budget of
  * frames is read, in batches of DP_RX_RING, each batch dispatched and its
  * replies written out before the next) and flow sockets (handed to their
- * protocol file).  Then due flow timers run (flow.c) and the transmit queue is
- * flushed.  dp_poll() never blocks, never exits and never aborts: I/O errors come
- * back as return codes, and whatever the guest sends is either handled or
- * counted as a drop under a named reason (dp_counters.h).
+ * protocol file).  Then due flow timers run (flow.c), incomplete IPv4
+ * datagrams past their reassembly timeout are dropped (frag.c: reassembly has
+ * no flow, so it keeps a deadline of its own, which dp_timeout_ms() also
+ * reports), and the transmit queue is flushed.  dp_poll() never blocks, never
+ * exits and never aborts: I/O errors come back as return codes, and whatever
+ * the guest sends is either handled or counted as a drop under a named reason
+ * (dp_counters.h).  Events worth one log line rather than one per packet
+ * (ping sockets refused by the host) are raised once as notices, which Python
+ * reads with dp_notices() after each poll.
  *
  * Ownership: on success, dp_new() takes the TAP descriptor and dp_free()
  * closes it.  On failure the caller keeps it.
@@ -108,7 +113,8 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	dp->tap_fd = tap_fd;
 	dp->epoll_fd = -1;
 
-	if (tap_init(dp) || flow_table_init(dp))
+	if (tap_init(dp) || flow_table_init(dp) || frag_init(dp) ||
+	    udp_init(dp))
 		goto fail;
 
 	dp->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -126,6 +132,8 @@ fail:
 	if (dp->epoll_fd >= 0)
 		close(dp->epoll_fd);
 	flow_table_cleanup(dp);
+	udp_cleanup(dp);
+	frag_cleanup(dp);
 	tap_cleanup(dp);
 	free(dp);
 	errno = err;
@@ -144,6 +152,8 @@ void dp_free(struct dp *dp)
 	flow_table_cleanup(dp);
 	close(dp->epoll_fd);
 	close(dp->tap_fd);
+	udp_cleanup(dp);
+	frag_cleanup(dp);
 	tap_cleanup(dp);
 	free(dp);
 }
@@ -200,6 +210,8 @@ static int dp_tap_input(struct dp *dp, int budget, int *status)
 			DP_COUNT_N(dp, bytes_in, len);
 			eth_input(dp, frame, len);
 		}
+		tcp_batch_end(dp);	/* before the ring is read into again */
+		frag_batch_end(dp);	/* after TCP: it may point into a slot */
 		tap_tx_flush(dp);
 		total += n;
 
@@ -279,6 +291,10 @@ int dp_poll(struct dp *dp, int budget)
 	if (dp->next_deadline_ms && dp->next_deadline_ms <= dp->now_ms)
 		flow_timers_run(dp);
 
+	/* reassembly has no flow: its timeouts are checked on their own */
+	if (dp->frag_deadline_ms && dp->frag_deadline_ms <= dp->now_ms)
+		frag_timer(dp);
+
 	tap_tx_flush(dp);
 	return status ? status : done;
 }
@@ -287,22 +303,28 @@ int dp_poll(struct dp *dp, int budget)
  * dp_timeout_ms() - how long Python may sleep before calling dp_poll() again
  * @dp:		data plane
  *
- * Return: milliseconds until the earliest flow deadline (0 if due), -1 if no
- *	   timer is pending
+ * Return: milliseconds until the earliest flow or reassembly deadline (0 if
+ *	   due), -1 if no timer is pending
  */
 int dp_timeout_ms(struct dp *dp)
 {
-	uint64_t now;
+	uint64_t now, next;
 
-	if (!dp || !dp->next_deadline_ms)
+	if (!dp)
+		return -1;
+
+	next = dp->next_deadline_ms;
+	if (dp->frag_deadline_ms && (!next || dp->frag_deadline_ms < next))
+		next = dp->frag_deadline_ms;
+	if (!next)
 		return -1;
 
 	now = dp_clock_ms();
-	if (dp->next_deadline_ms <= now)
+	if (next <= now)
 		return 0;
-	if (dp->next_deadline_ms - now > 3600 * 1000)
+	if (next - now > 3600 * 1000)
 		return 3600 * 1000;
-	return (int)(dp->next_deadline_ms - now);
+	return (int)(next - now);
 }
 
 /**
@@ -348,4 +370,26 @@ int dp_counters(const struct dp *dp, uint64_t *out, int n)
 
 	memcpy(out, dp->counters, (size_t)n * sizeof(*out));
 	return n;
+}
+
+/**
+ * dp_notices() - read and clear the one-shot notices raised since last time
+ * @dp:		data plane
+ *
+ * Each DP_NOTICE_* bit is raised at most once in the life of @dp (see
+ * dp_notice()), so a caller that logs every bit it reads logs one line per
+ * event kind, however many packets caused it.
+ *
+ * Return: DP_NOTICE_* bits, 0 if none (or if @dp is NULL)
+ */
+int dp_notices(struct dp *dp)
+{
+	uint32_t n;
+
+	if (!dp)
+		return 0;
+
+	n = dp->notices;
+	dp->notices = 0;
+	return (int)n;
 }

@@ -17,6 +17,8 @@
 #include "inany.h"
 #include "flow.h"
 
+struct frag_slot;
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -62,6 +64,14 @@ enum dp_counter {
  * @flow_count:		flows in use
  * @flow_seed:		random hash seed
  * @tx_l3:		IP header of the packet ip_tx_start() began, or NULL
+ * @frags:		IPv4 reassembly slots, DP_FRAG_SLOTS (frag.c)
+ * @frag_deadline_ms:	earliest reassembly timeout, 0 if none (frag.c)
+ * @udp_buf:		receive buffers of UDP and ping sockets,
+ *			DP_UDP_RECV_BATCH of DP_UDP_BUF bytes (udp.c)
+ * @udp_rx_len:		datagram length in each of @udp_buf
+ * @notices:		DP_NOTICE_* bits raised and not yet read by dp_notices()
+ * @notices_raised:	DP_NOTICE_* bits ever raised: each is raised once
+ * @tcp:		TCP state beside the flows: deferred work, counts (tcp.c)
  * @counters:		counters, indexed by enum dp_counter
  */
 struct dp {
@@ -87,6 +97,13 @@ struct dp {
 	uint32_t flow_count;
 	uint64_t flow_seed;
 	uint8_t *tx_l3;
+	struct frag_slot *frags;
+	uint64_t frag_deadline_ms;
+	uint8_t *udp_buf;
+	size_t udp_rx_len[DP_UDP_RECV_BATCH];
+	uint32_t notices;
+	uint32_t notices_raised;
+	struct tcp_ctx tcp;
 	uint64_t counters[DP_CNT_COUNT];
 };
 
@@ -195,6 +212,8 @@ uint8_t *tap_rx_frame(struct dp *dp, int i, size_t *len);
 uint8_t *tap_tx_alloc(struct dp *dp);
 void tap_tx_commit(struct dp *dp, size_t len);
 void tap_tx_flush(struct dp *dp);
+unsigned tap_tx_reserve(struct dp *dp, unsigned n);
+uint8_t *tap_tx_ahead(struct dp *dp, unsigned i);
 
 /* eth.c */
 void eth_input(struct dp *dp, const uint8_t *frame, size_t len);
@@ -207,6 +226,8 @@ void arp_input(struct dp *dp, const uint8_t *pkt, size_t len);
 /* ip4.c */
 void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 	       size_t len);
+void ip4_l4_input(struct dp *dp, const struct ip4_pkt *ip);
+bool ip4_is_unicast(const struct dp *dp, uint32_t addr);
 bool ip4_is_local(const struct dp *dp, uint32_t addr);
 void ip4_hdr_fill(struct dp *dp, uint8_t *hdr, uint32_t saddr, uint32_t daddr,
 		  uint8_t proto, uint8_t tos, size_t l4_len);
@@ -217,6 +238,43 @@ uint32_t ip_pseudo_csum(const union inany_addr *src,
 			const union inany_addr *dst, uint8_t proto,
 			size_t l4_len);
 size_t ip_hdr_len(const union inany_addr *addr);
+void ip_tx_l4(struct dp *dp, const union inany_addr *src,
+	      const union inany_addr *dst, uint8_t proto, const uint8_t *l4,
+	      size_t l4_len);
+
+/* frag.c */
+int frag_init(struct dp *dp);
+void frag_cleanup(struct dp *dp);
+void frag_ip4_input(struct dp *dp, const struct ip4_pkt *ip, uint16_t id,
+		    size_t offset, bool more);
+void frag_timer(struct dp *dp);
+void frag_batch_end(struct dp *dp);
+
+/* udp.c */
+int udp_init(struct dp *dp);
+void udp_cleanup(struct dp *dp);
+int udp_recv_batch(struct dp *dp, int fd);
+uint8_t *udp_rx_data(struct dp *dp, int i);
+
+/* icmp.c */
+void icmp_tx_unreach(struct dp *dp, const union inany_addr *from,
+		     const union inany_addr *guest,
+		     const union inany_addr *remote, uint8_t proto,
+		     const uint8_t *l4_head, size_t l4_len, uint8_t code,
+		     uint32_t info);
+
+/**
+ * dp_notice() - raise a one-shot notice for Python, once per data plane
+ * @dp:		data plane
+ * @bit:	DP_NOTICE_* bit
+ */
+static inline void dp_notice(struct dp *dp, uint32_t bit)
+{
+	if (!(dp->notices_raised & bit)) {
+		dp->notices_raised |= bit;
+		dp->notices |= bit;
+	}
+}
 
 /* fwd.c */
 bool fwd_ip4_is_loopback(uint32_t addr);

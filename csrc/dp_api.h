@@ -11,6 +11,10 @@
 
 #define DP_MAC_LEN 6
 
+/* One-shot notices: bits of dp_notices(), each raised at most once per data
+ * plane, for Python to log one line instead of one per packet */
+#define DP_NOTICE_PING_FORBIDDEN 1	/* ping_group_range refuses ping sockets */
+
 /**
  * struct dp_config - what the data plane needs to know, filled by Python
  * @gw_mac:	our MAC address, source of every frame we send to the guest
@@ -25,6 +29,9 @@
  * @disable_dns:	non-zero to turn off the DNS forwarder
  * @dns_upstream4:	nameserver the DNS address forwards to (the host's first
  *			IPv4 nameserver), network byte order, 0 for none
+ * @udp_idle_ms:	idle timeout of UDP flows in milliseconds, 0 for the
+ *			default (DP_UDP_IDLE_MS, DP_UDP_DNS_IDLE_MS for DNS);
+ *			tests shorten it
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -38,6 +45,7 @@ struct dp_config {
 	int disable_host_loopback;
 	int disable_dns;
 	uint32_t dns_upstream4;
+	uint32_t udp_idle_ms;
 };
 
 struct dp;
@@ -50,3 +58,4 @@ int dp_timeout_ms(struct dp *dp);
 int dp_counter_count(void);
 const char *dp_counter_name(int index);
 int dp_counters(const struct dp *dp, uint64_t *out, int n);
+int dp_notices(struct dp *dp);

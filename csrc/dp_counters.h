@@ -32,22 +32,61 @@
 	/* IPv4 */							\
 	X(drop_ip4_malformed)	/* version, IHL or lengths wrong */	\
 	X(drop_ip4_checksum)						\
-	X(drop_ip4_fragment)	/* fragments: not reassembled yet */	\
+	X(drop_ip4_fragment)	/* fragment with a bad length/offset */ \
 	X(drop_ip4_martian)	/* source loopback, multicast, ours... */ \
 	X(drop_ip4_proto)	/* not ICMP, TCP or UDP */		\
 	/* ICMP */							\
 	X(drop_icmp_malformed)	/* shorter than an ICMP header */	\
 	X(drop_icmp_checksum)						\
 	X(drop_icmp_type)	/* not an echo request */		\
-	X(drop_icmp_src)	/* source can't be answered */		\
 	X(drop_icmp_too_big)	/* reply would exceed the MTU */	\
 	/* flows */							\
 	X(flows_created)						\
 	X(flows_closed)							\
 	X(drop_flow_table_full)	/* DP_FLOW_MAX flows in use */		\
 	X(drop_unreachable)	/* destination the guest may not reach */ \
+	/* IPv4 reassembly (frag.c); evicted, timeout, overlap count datagrams */ \
+	X(ip4_fragments)	/* fragments taken into a slot */	\
+	X(ip4_reassembled)	/* datagrams completed */		\
+	X(drop_frag_duplicate)	/* fragment already received, same bytes */ \
+	X(drop_frag_overlap)	/* inconsistent overlap: datagram dropped */ \
+	X(drop_frag_evicted)	/* incomplete, slot taken by a newer one */ \
+	X(drop_frag_timeout)	/* incomplete after DP_FRAG_TIMEOUT_MS */ \
+	/* UDP (udp.c) */						\
+	X(udp_icmp_relayed)	/* host ICMP errors passed to the guest */ \
+	X(drop_udp_malformed)	/* short, bad length, port 0 */		\
+	X(drop_udp_checksum)						\
+	X(drop_udp_socket)	/* no host socket could be opened */	\
+	X(drop_udp_send)	/* send() to the host socket failed */	\
+	X(drop_udp_truncated)	/* host datagram over DP_UDP_BUF */	\
+	/* ICMP echo through ping sockets (icmp.c) */			\
+	X(ping_requests)	/* echo requests sent on ping sockets */ \
+	X(ping_replies)		/* echo replies passed to the guest */	\
+	X(drop_ping_forbidden)	/* ping_group_range refuses us */	\
+	X(drop_ping_socket)	/* other ping socket() failure */	\
+	X(drop_ping_send)	/* send() to the ping socket failed */	\
+	X(drop_ip_too_big)	/* over 65535 bytes with the IP header */ \
+	X(icmp_unreach_sent)	/* ICMP unreachable we sent the guest */ \
 	/* TAP */							\
 	X(drop_tap_write)	/* write() to the TAP failed or was short */ \
-	X(tap_read_errors)	/* unexpected read() errors */
+	X(tap_read_errors)	/* unexpected read() errors */		\
+	/* TCP (tcp.c) */						\
+	X(tcp_conn_opened)	/* host connect() done, SYN-ACK sent */	\
+	X(tcp_conn_failed)	/* connect() refused, unreachable, timeout */ \
+	X(tcp_conn_closed)	/* both FINs exchanged, flow released */ \
+	X(tcp_rst_from_guest)	/* guest reset: host peer gets a RST */	\
+	X(tcp_rst_from_host)	/* socket error or reset: RST to guest */ \
+	X(tcp_rst_sent)		/* RST segments we sent the guest */	\
+	X(tcp_retransmits)	/* rewinds: fast retransmit or timeout */ \
+	X(tcp_rto_expired)	/* retransmission timeouts */		\
+	X(tcp_window_probes)	/* zero-window probes to the guest */	\
+	X(tcp_idle_timeouts)	/* flows reaped by an idle timeout */	\
+	X(tcp_sock_full)	/* guest data the socket refused, not acked */ \
+	X(drop_tcp_malformed)	/* short, bad data offset or options */	\
+	X(drop_tcp_checksum)						\
+	X(drop_tcp_no_flow)	/* not a SYN, no flow: RST to the guest */ \
+	X(drop_tcp_out_of_window) /* ahead of what we expect: dup ACK */ \
+	X(drop_tcp_socket)	/* socket() or epoll failed: RST */	\
+	X(drop_tcp_bad_ack)	/* ACK of a SYN-ACK we did not send */
 
 #endif /* DP_COUNTERS_H */

@@ -45,4 +45,57 @@
 /* epoll events fetched per system call in dp_poll() */
 #define DP_EPOLL_BATCH		128
 
+/* UDP (udp.c): flows idle this long are closed (DNS flows sooner, as
+ * libslirp does: one query, one answer); datagrams read from a socket per
+ * recvmmsg() call, into buffers of DP_UDP_BUF bytes each (the largest UDP
+ * payload, 65507 bytes for IPv4, plus room for a UDP header in front);
+ * recvmmsg() calls per socket event before other sockets get their turn */
+#define DP_UDP_IDLE_MS		60000
+#define DP_UDP_DNS_IDLE_MS	10000
+#define DP_UDP_RECV_BATCH	16
+#define DP_UDP_BUF		65536
+#define DP_UDP_RECV_ROUNDS	4
+
+/* ICMP echo through ping sockets (icmp.c): flows idle this long are closed */
+#define DP_PING_IDLE_MS		60000
+
+/* IPv4 reassembly (frag.c): datagrams being reassembled at once, each slot
+ * DP_FRAG_SLOT_BYTES (the largest IP payload fits); an incomplete datagram is
+ * dropped after DP_FRAG_TIMEOUT_MS, or earlier when a newer one needs its slot */
+#define DP_FRAG_SLOTS		16
+#define DP_FRAG_SLOT_BYTES	65536
+#define DP_FRAG_TIMEOUT_MS	30000
+
+/* TCP (tcp.c).  Segments from the guest are written to their sockets at the
+ * end of each receive batch: DP_TCP_BATCH pending segments at most, one per
+ * frame of the batch.  Host data is read into up to DP_TCP_RECV_FRAMES
+ * transmit buffers per recvmsg().  DP_TCP_WS is the window scale we offer
+ * (windows up to 65535 << DP_TCP_WS bytes), DP_TCP_WND_MAX the largest window
+ * we advertise; a guest that offers no window scale gets at most 65535 bytes.
+ * A guest without an MSS option gets DP_TCP_MSS_DEFAULT-byte segments, and no
+ * guest gets less than DP_TCP_MSS_MIN. */
+#define DP_TCP_BATCH		DP_RX_RING
+#define DP_TCP_RECV_FRAMES	DP_TX_RING
+#define DP_TCP_WS		7
+#define DP_TCP_WND_MAX		(4 << 20)
+#define DP_TCP_SNDBUF_MARGIN	4	/* keep 1/4 of SO_SNDBUF unadvertised */
+/* The guest's TAP transmit ring drops what does not fit (tx_queue_len, 1000
+ * packets unless configured otherwise): the windows of all connections
+ * together invite no more segments than that, DP_TCP_WND_MIN_SEGS at least */
+#define DP_TCP_GUEST_QUEUE	500
+#define DP_TCP_WND_MIN_SEGS	4
+#define DP_TCP_WS_MAX		14
+#define DP_TCP_MSS_DEFAULT	536
+#define DP_TCP_MSS_MIN		64
+/* Retransmission to the guest: first timeout, doubling up to the maximum,
+ * given up (RST both ways) after DP_TCP_RETRIES expiries without progress */
+#define DP_TCP_RTO_MS		200
+#define DP_TCP_RTO_MAX_MS	10000
+#define DP_TCP_RETRIES		10
+/* Timeouts: host connect() in progress; half-closed (a FIN seen either way)
+ * without activity; established without activity */
+#define DP_TCP_CONNECT_TIMEOUT_MS	20000
+#define DP_TCP_FIN_TIMEOUT_MS		60000
+#define DP_TCP_IDLE_TIMEOUT_MS		7200000
+
 #endif /* DP_LIMITS_H */

@@ -1,20 +1,50 @@
-/* icmp.c - ICMP for the addresses the data plane answers for
+/* icmp.c - ICMP: echo for our own addresses, ping sockets for the rest,
+ * and the errors we send the guest
  *
  * Theory of operation
  * -------------------
- * The guest pings its gateway to check the link: an echo request to the
- * gateway or the DNS forwarder address (ip4.c filters on the destination) is
+ * Echo to the gateway or the DNS address: the guest pings its gateway to
+ * check the link.  Such a request (ip4.c filters on the destination) is
  * answered here, with the identifier, sequence number and payload copied and
- * the checksum computed afresh over the whole reply.  The reply's source is
- * the address that was pinged, its destination the request's source.
+ * the checksum computed afresh.  The reply's source is the address that was
+ * pinged, its destination the request's source (ip4.c already dropped
+ * martian sources, so that address can take a reply).
+ *
+ * Echo to anything else goes through the host's unprivileged ICMP sockets
+ * (socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)), no privilege needed.  Each
+ * (guest, echo identifier, destination) is a flow (flow.c) with its own
+ * socket, connected to where fwd.c maps the destination.  The kernel picks the
+ * identifier of a ping socket itself and rewrites it in what we send, so
+ * replies get the guest's identifier (the flow key) back, and a fresh
+ * checksum, before they go to the guest from the destination as the guest
+ * wrote it.  A flow is closed DP_PING_IDLE_MS after its last request or reply.
+ * When net.ipv4.ping_group_range does not include our group, socket() fails
+ * with EACCES: the request is counted under drop_ping_forbidden, and a
+ * one-shot notice (DP_NOTICE_PING_FORBIDDEN) lets Python log it once.
+ *
+ * Errors to the guest: icmp_tx_unreach() builds a destination unreachable
+ * quoting a transport header as the guest sent it, for destinations the guest
+ * may not reach and for ICMP errors the host relays (udp.c).  None is sent
+ * about a packet to a multicast or broadcast address (RFC 1122).
  *
  * Checks, each failure a counted drop: the message holds an ICMP header and
- * its checksum is correct; it is an echo request; its source is an address we
- * can answer (not unspecified, multicast or broadcast); the reply fits the
- * link MTU.  Other ICMP messages from the guest (errors about packets we sent,
- * timestamps) are dropped for now.  Pinging hosts beyond the gateway will come
- * with the flow table, through ping sockets.
+ * its checksum is correct; it is an echo request; a local reply fits the link
+ * MTU.  Other ICMP messages from the guest (errors about packets we sent,
+ * timestamps) are dropped.
+ *
+ * Limits
+ * ------
+ * Ping flows share DP_FLOW_MAX with TCP and UDP, one socket each.  Replies are
+ * read with the UDP receive buffers (udp_recv_batch()), up to
+ * DP_UDP_RECV_BATCH per event; a reply larger than the MTU is fragmented by
+ * ip_tx_l4().  Local echo replies are not fragmented: over the MTU, they are
+ * dropped (drop_icmp_too_big).
  */
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "dp.h"
 
@@ -23,25 +53,22 @@
 #define ICMP_OFF_TYPE		0
 #define ICMP_OFF_CODE		1
 #define ICMP_OFF_CSUM		2
+#define ICMP_OFF_ID		4
+/* Destination unreachable: the four bytes after the checksum */
+#define ICMP_OFF_INFO		4
 
 #define ICMP_ECHO_REPLY		0
+#define ICMP_DEST_UNREACH	3
 #define ICMP_ECHO_REQUEST	8
+
+/* Destination unreachable, host unreachable code */
+#define ICMP_UNREACH_HOST	1
+
+/* Transport bytes an ICMP error quotes after the IP header (RFC 792) */
+#define ICMP_QUOTE_L4		8
 
 /* IPv4 header length of the replies we build, see ip4_hdr_fill() */
 #define ICMP_IP4_HLEN		20
-
-/**
- * ip4_src_answerable() - tell whether a source address can take a reply
- * @addr:	IPv4 address, network byte order
- *
- * Return: false for 0.0.0.0, multicast (224/4) and limited broadcast
- */
-static bool ip4_src_answerable(uint32_t addr)
-{
-	const uint8_t *b = (const uint8_t *)&addr;
-
-	return addr != 0 && (b[0] & 0xf0) != 0xe0 && addr != 0xffffffffu;
-}
 
 /**
  * icmp4_input() - handle one ICMP message addressed to us
@@ -68,11 +95,6 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 		return;
 	}
 
-	if (!ip4_src_answerable(ip->saddr)) {
-		DP_COUNT(dp, drop_icmp_src);
-		return;
-	}
-
 	if (ICMP_IP4_HLEN + ip->l4_len > dp->cfg.mtu) {
 		DP_COUNT(dp, drop_icmp_too_big);
 		return;
@@ -94,20 +116,215 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 	DP_COUNT(dp, icmp_echo_replies);
 }
 
-/* placeholder: ping sockets are being written */
+/**
+ * icmp_tx_unreach() - send the guest an ICMP destination unreachable
+ * @dp:		data plane
+ * @from:	source of the error (the remote, or the gateway)
+ * @guest:	the guest, source of the offending packet
+ * @remote:	destination of the offending packet, as the guest wrote it
+ * @proto:	its protocol
+ * @l4_head:	its first ICMP_QUOTE_L4 transport bytes (ports, or ICMP header)
+ * @l4_len:	its transport length, for the quoted IP header
+ * @code:	unreachable code (1 host, 3 port...)
+ * @info:	the four bytes after the checksum (next-hop MTU for code 4), 0
+ */
+void icmp_tx_unreach(struct dp *dp, const union inany_addr *from,
+		     const union inany_addr *guest,
+		     const union inany_addr *remote, uint8_t proto,
+		     const uint8_t *l4_head, size_t l4_len, uint8_t code,
+		     uint32_t info)
+{
+	uint8_t msg[ICMP_HLEN + ICMP_IP4_HLEN + ICMP_QUOTE_L4];
+	uint16_t sum;
+
+	/* IPv6 errors (ICMPv6) come with --enable-ipv6 */
+	if (!inany_is_v4(remote) || !inany_is_v4(from) ||
+	    !ip4_is_unicast(dp, inany_v4(remote)) || !dp->guest_mac_known)
+		return;
+
+	if (l4_len > DP_IP_MAX_LEN - ICMP_IP4_HLEN)
+		l4_len = DP_IP_MAX_LEN - ICMP_IP4_HLEN;
+
+	msg[ICMP_OFF_TYPE] = ICMP_DEST_UNREACH;
+	msg[ICMP_OFF_CODE] = code;
+	wr16(msg + ICMP_OFF_CSUM, 0);
+	wr16(msg + ICMP_OFF_INFO, (uint16_t)(info >> 16));
+	wr16(msg + ICMP_OFF_INFO + 2, (uint16_t)info);
+	ip4_hdr_fill(dp, msg + ICMP_HLEN, inany_v4(guest), inany_v4(remote),
+		     proto, 0, l4_len);
+	memcpy(msg + ICMP_HLEN + ICMP_IP4_HLEN, l4_head, ICMP_QUOTE_L4);
+	sum = csum(msg, sizeof(msg), 0);
+	memcpy(msg + ICMP_OFF_CSUM, &sum, sizeof(sum));
+
+	ip_tx_l4(dp, from, guest, IPPROTO_ICMP, msg, sizeof(msg));
+	DP_COUNT(dp, icmp_unreach_sent);
+}
+
+/**
+ * ping_flow_open() - open the ping socket of a new echo flow
+ * @dp:		data plane
+ * @ip:		first echo request, checked
+ * @key:	flow key
+ *
+ * Return: the flow, or NULL if the request is dropped (counted)
+ */
+static struct flow *ping_flow_open(struct dp *dp, const struct ip4_pkt *ip,
+				   const struct flow_key *key)
+{
+	struct sockaddr_storage sa;
+	socklen_t sa_len;
+	struct flow *f;
+	int s;
+
+	if (fwd_guest_to_host(dp, &key->remote_addr, 0, IPPROTO_ICMP,
+			      &sa, &sa_len)) {
+		union inany_addr gw;
+
+		DP_COUNT(dp, drop_unreachable);
+		inany_from_v4(&gw, dp->cfg.gw4);
+		icmp_tx_unreach(dp, &gw, &key->guest_addr, &key->remote_addr,
+				IPPROTO_ICMP, ip->l4, ip->l4_len,
+				ICMP_UNREACH_HOST, 0);
+		return NULL;
+	}
+
+	s = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		   sa.ss_family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+	if (s < 0) {
+		if (errno == EACCES || errno == EPERM) {
+			DP_COUNT(dp, drop_ping_forbidden);
+			dp_notice(dp, DP_NOTICE_PING_FORBIDDEN);
+		} else {
+			DP_COUNT(dp, drop_ping_socket);
+		}
+		return NULL;
+	}
+
+	if (connect(s, (struct sockaddr *)&sa, sa_len)) {
+		DP_COUNT(dp, drop_ping_socket);
+		close(s);
+		return NULL;
+	}
+
+	f = flow_alloc(dp, FLOW_PING, key);
+	if (!f) {
+		close(s);
+		return NULL;
+	}
+	f->sock = s;
+
+	if (flow_epoll_set(dp, f, EPOLLIN)) {
+		DP_COUNT(dp, drop_ping_socket);
+		flow_free(dp, f);
+		return NULL;
+	}
+
+	flow_timer_set(dp, f, dp->now_ms + DP_PING_IDLE_MS);
+	return f;
+}
+
+/**
+ * ping4_input() - send an echo request to a host beyond the gateway
+ * @dp:		data plane
+ * @ip:		validated IPv4 packet carrying the message (reassembled if it
+ *		was fragmented), not to one of our addresses
+ */
 void ping4_input(struct dp *dp, const struct ip4_pkt *ip)
 {
-	(void)ip;
-	DP_COUNT(dp, drop_ip4_proto);
+	union inany_addr guest, remote;
+	struct flow_key key;
+	struct flow *f;
+
+	if (ip->l4_len < ICMP_HLEN) {
+		DP_COUNT(dp, drop_icmp_malformed);
+		return;
+	}
+
+	if (csum(ip->l4, ip->l4_len, 0)) {
+		DP_COUNT(dp, drop_icmp_checksum);
+		return;
+	}
+
+	if (ip->l4[ICMP_OFF_TYPE] != ICMP_ECHO_REQUEST ||
+	    ip->l4[ICMP_OFF_CODE]) {
+		DP_COUNT(dp, drop_icmp_type);
+		return;
+	}
+
+	inany_from_v4(&guest, ip->saddr);
+	inany_from_v4(&remote, ip->daddr);
+	flow_key_fill(&key, IPPROTO_ICMP, &guest, rd16(ip->l4 + ICMP_OFF_ID),
+		      &remote, 0);
+
+	f = flow_lookup(dp, &key);
+	if (!f) {
+		f = ping_flow_open(dp, ip, &key);
+		if (!f)
+			return;
+	}
+
+	f->ping.last_ms = dp->now_ms;
+	if (send(f->sock, ip->l4, ip->l4_len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		DP_COUNT(dp, drop_ping_send);
+	else
+		DP_COUNT(dp, ping_requests);
 }
 
+/**
+ * ping_sock_event() - pass echo replies from a ping socket to the guest
+ * @dp:		data plane
+ * @f:		ping flow
+ * @events:	epoll events
+ */
 void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 {
-	(void)events;
-	flow_free(dp, f);
+	int i, n;
+
+	if (events & EPOLLERR) {
+		/* errors of ping sockets are not relayed: clear them */
+		socklen_t sl = sizeof(int);
+		int err;
+
+		getsockopt(f->sock, SOL_SOCKET, SO_ERROR, &err, &sl);
+	}
+
+	if (!(events & EPOLLIN))
+		return;
+
+	n = udp_recv_batch(dp, f->sock);
+	for (i = 0; i < n; i++) {
+		uint8_t *r = udp_rx_data(dp, i);
+		size_t len = dp->udp_rx_len[i];
+		uint16_t sum;
+
+		if (len == SIZE_MAX || len < ICMP_HLEN ||
+		    r[ICMP_OFF_TYPE] != ICMP_ECHO_REPLY)
+			continue;
+
+		wr16(r + ICMP_OFF_ID, f->key.guest_port);
+		wr16(r + ICMP_OFF_CSUM, 0);
+		sum = csum(r, len, 0);
+		memcpy(r + ICMP_OFF_CSUM, &sum, sizeof(sum));
+
+		ip_tx_l4(dp, &f->key.remote_addr, &f->key.guest_addr,
+			 IPPROTO_ICMP, r, len);
+		DP_COUNT(dp, ping_replies);
+	}
+	if (n > 0)
+		f->ping.last_ms = dp->now_ms;
 }
 
+/**
+ * ping_timer() - close a ping flow idle for DP_PING_IDLE_MS, or re-arm
+ * @dp:		data plane
+ * @f:		ping flow whose deadline passed
+ */
 void ping_timer(struct dp *dp, struct flow *f)
 {
-	flow_free(dp, f);
+	uint64_t end = f->ping.last_ms + DP_PING_IDLE_MS;
+
+	if (end <= dp->now_ms)
+		flow_free(dp, f);
+	else
+		flow_timer_set(dp, f, end);
 }

@@ -9,11 +9,11 @@ struct flow;
 struct ip4_pkt;
 
 /**
- * struct ping_flow - per-identifier ping state (to be completed by icmp.c)
- * @idle:	placeholder
+ * struct ping_flow - ping state of one guest identifier and destination
+ * @last_ms:	time of the last echo request or reply
  */
 struct ping_flow {
-	uint8_t idle;
+	uint64_t last_ms;
 };
 
 void icmp4_input(struct dp *dp, const struct ip4_pkt *ip);

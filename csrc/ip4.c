@@ -10,12 +10,12 @@
  *   than the header or longer than the frame.  Bytes past the total length
  *   are Ethernet padding and are ignored from here on.
  * - checksum: the header, options included, must sum to zero.
- * - fragment: a set More Fragments flag or a non-zero offset.  Reassembly is
- *   not implemented yet; the guest's path MTU discovery keeps TCP from
- *   fragmenting, and UDP will be handled by a later change.
  * - martian source: the guest may not claim a loopback, multicast, broadcast,
  *   class E or "this network" source address, nor the gateway's or the DNS
  *   forwarder's.
+ * - fragment: a set More Fragments flag or a non-zero offset hands the packet
+ *   to frag.c, which reassembles it and, once complete, passes the whole
+ *   datagram to ip4_l4_input() like any unfragmented packet.
  * - protocol: TCP and UDP go to tcp.c and udp.c, whatever the destination
  *   (fwd.c decides later where, if anywhere, it maps to on the host).  ICMP
  *   to the gateway or the DNS address is answered by icmp.c itself; ICMP to
@@ -23,9 +23,13 @@
  *   are dropped.
  *
  * Packets we originate get a fresh 20-byte header from ip4_hdr_fill(): no
- * options, no fragmentation, TTL DP_IP4_TTL, an identification that counts up.
- * TCP and UDP build theirs through ip_tx_start() and ip_tx_commit(), which take
- * 128-bit addresses so the same calls will serve IPv6.
+ * options, TTL DP_IP4_TTL, an identification that counts up.  TCP builds its
+ * segments in place through ip_tx_start() and ip_tx_commit(), which take
+ * 128-bit addresses so the same calls will serve IPv6.  UDP and ICMP, whose
+ * datagrams may exceed the link MTU (up to 65507 bytes of UDP payload), hand
+ * a whole transport packet to ip_tx_l4(), which sends it as one packet if it
+ * fits the MTU, or else as IPv4 fragments of at most the MTU each (fragment
+ * payloads a multiple of 8 bytes, one identification for all of them).
  */
 
 #include <arpa/inet.h>
@@ -62,6 +66,22 @@ bool ip4_is_local(const struct dp *dp, uint32_t addr)
 }
 
 /**
+ * ip4_is_unicast() - tell whether a destination is one host, not a group
+ * @dp:		data plane, for the virtual network's broadcast address
+ * @addr:	IPv4 address, network byte order
+ *
+ * Return: false for multicast, limited and directed broadcast and 0.0.0.0:
+ *	   no ICMP error may answer packets sent there (RFC 1122)
+ */
+bool ip4_is_unicast(const struct dp *dp, uint32_t addr)
+{
+	uint32_t h = ntohl(addr);
+
+	return h != 0 && (h >> 28) != 0xe && h != 0xffffffffU &&
+	       addr != (dp->cfg.net4 | ~dp->cfg.mask4);
+}
+
+/**
  * ip4_src_is_martian() - tell whether the guest may not use a source address
  * @dp:		data plane
  * @addr:	source address, network byte order
@@ -88,6 +108,7 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 {
 	struct ip4_pkt ip;
 	size_t hlen, tot_len;
+	uint16_t frag;
 
 	if (len < IP4_HLEN || (pkt[IP4_OFF_VER_IHL] >> 4) != 4) {
 		DP_COUNT(dp, drop_ip4_malformed);
@@ -106,11 +127,6 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 		return;
 	}
 
-	if (rd16(pkt + IP4_OFF_FRAG) & (IP4_MF | IP4_OFFMASK)) {
-		DP_COUNT(dp, drop_ip4_fragment);
-		return;
-	}
-
 	ip.eth_src = eth_src;
 	ip.saddr = rd32n(pkt + IP4_OFF_SADDR);
 	ip.daddr = rd32n(pkt + IP4_OFF_DADDR);
@@ -124,23 +140,42 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 		return;
 	}
 
-	switch (ip.proto) {
+	frag = rd16(pkt + IP4_OFF_FRAG);
+	if (frag & (IP4_MF | IP4_OFFMASK)) {
+		frag_ip4_input(dp, &ip, rd16(pkt + IP4_OFF_ID),
+			       (size_t)(frag & IP4_OFFMASK) * 8,
+			       frag & IP4_MF);
+		return;
+	}
+
+	ip4_l4_input(dp, &ip);
+}
+
+/**
+ * ip4_l4_input() - dispatch a whole IPv4 packet (or reassembled datagram) by
+ * protocol
+ * @dp:		data plane
+ * @ip:		validated packet, martian sources already dropped
+ */
+void ip4_l4_input(struct dp *dp, const struct ip4_pkt *ip)
+{
+	switch (ip->proto) {
 	case IPPROTO_ICMP:
-		if (ip4_is_local(dp, ip.daddr))
-			icmp4_input(dp, &ip);
+		if (ip4_is_local(dp, ip->daddr))
+			icmp4_input(dp, ip);
 		else
-			ping4_input(dp, &ip);
+			ping4_input(dp, ip);
 		break;
 	case IPPROTO_TCP:
 	case IPPROTO_UDP: {
 		struct l4_pkt p = {
-			.eth_src = eth_src, .tos = ip.tos, .proto = ip.proto,
-			.l4 = ip.l4, .l4_len = ip.l4_len,
+			.eth_src = ip->eth_src, .tos = ip->tos,
+			.proto = ip->proto, .l4 = ip->l4, .l4_len = ip->l4_len,
 		};
 
-		inany_from_v4(&p.src, ip.saddr);
-		inany_from_v4(&p.dst, ip.daddr);
-		if (ip.proto == IPPROTO_TCP)
+		inany_from_v4(&p.src, ip->saddr);
+		inany_from_v4(&p.dst, ip->daddr);
+		if (ip->proto == IPPROTO_TCP)
 			tcp_input(dp, &p);
 		else
 			udp_input(dp, &p);
@@ -150,6 +185,38 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 		DP_COUNT(dp, drop_ip4_proto);
 		break;
 	}
+}
+
+/**
+ * ip4_hdr_build() - write a 20-byte IPv4 header
+ * @hdr:	where the header goes, IP4_HLEN bytes
+ * @saddr:	source address, network byte order
+ * @daddr:	destination address, network byte order
+ * @proto:	protocol number
+ * @tos:	type of service byte
+ * @l4_len:	payload length; the caller keeps IP4_HLEN + @l4_len <= 65535
+ * @id:		identification
+ * @frag:	fragment field: IP4_MF and the offset in units of 8 bytes
+ */
+static void ip4_hdr_build(uint8_t *hdr, uint32_t saddr, uint32_t daddr,
+			  uint8_t proto, uint8_t tos, size_t l4_len,
+			  uint16_t id, uint16_t frag)
+{
+	uint16_t sum;
+
+	hdr[IP4_OFF_VER_IHL] = 4 << 4 | IP4_HLEN / 4;
+	hdr[IP4_OFF_TOS] = tos;
+	wr16(hdr + IP4_OFF_TOT_LEN, (uint16_t)(IP4_HLEN + l4_len));
+	wr16(hdr + IP4_OFF_ID, id);
+	wr16(hdr + IP4_OFF_FRAG, frag);
+	hdr[IP4_OFF_TTL] = DP_IP4_TTL;
+	hdr[IP4_OFF_PROTO] = proto;
+	wr16(hdr + IP4_OFF_CSUM, 0);
+	wr32n(hdr + IP4_OFF_SADDR, saddr);
+	wr32n(hdr + IP4_OFF_DADDR, daddr);
+
+	sum = csum(hdr, IP4_HLEN, 0);
+	memcpy(hdr + IP4_OFF_CSUM, &sum, sizeof(sum));
 }
 
 /**
@@ -165,21 +232,7 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 void ip4_hdr_fill(struct dp *dp, uint8_t *hdr, uint32_t saddr, uint32_t daddr,
 		  uint8_t proto, uint8_t tos, size_t l4_len)
 {
-	uint16_t sum;
-
-	hdr[IP4_OFF_VER_IHL] = 4 << 4 | IP4_HLEN / 4;
-	hdr[IP4_OFF_TOS] = tos;
-	wr16(hdr + IP4_OFF_TOT_LEN, (uint16_t)(IP4_HLEN + l4_len));
-	wr16(hdr + IP4_OFF_ID, dp->ip4_id++);
-	wr16(hdr + IP4_OFF_FRAG, 0);
-	hdr[IP4_OFF_TTL] = DP_IP4_TTL;
-	hdr[IP4_OFF_PROTO] = proto;
-	wr16(hdr + IP4_OFF_CSUM, 0);
-	wr32n(hdr + IP4_OFF_SADDR, saddr);
-	wr32n(hdr + IP4_OFF_DADDR, daddr);
-
-	sum = csum(hdr, IP4_HLEN, 0);
-	memcpy(hdr + IP4_OFF_CSUM, &sum, sizeof(sum));
+	ip4_hdr_build(hdr, saddr, daddr, proto, tos, l4_len, dp->ip4_id++, 0);
 }
 
 /**
@@ -250,4 +303,50 @@ uint32_t ip_pseudo_csum(const union inany_addr *src,
 {
 	return csum_pseudo4(inany_v4(src), inany_v4(dst), proto,
 			    (uint16_t)l4_len);
+}
+
+/**
+ * ip_tx_l4() - send a transport packet to the guest, fragmented to the MTU
+ * if it does not fit in one frame
+ * @dp:		data plane, guest MAC address known
+ * @src:	source address (the remote end, as the guest knows it)
+ * @dst:	destination address (the guest)
+ * @proto:	IPPROTO_UDP, IPPROTO_ICMP...
+ * @l4:		transport header and payload, checksum already set
+ * @l4_len:	bytes at @l4
+ *
+ * A packet that would exceed DP_IP_MAX_LEN with its IP header is counted
+ * under drop_ip_too_big.  IPv6 (a fragment header, no fragmentation by
+ * routers) comes with --enable-ipv6.
+ */
+void ip_tx_l4(struct dp *dp, const union inany_addr *src,
+	      const union inany_addr *dst, uint8_t proto, const uint8_t *l4,
+	      size_t l4_len)
+{
+	size_t room = dp->cfg.mtu - IP4_HLEN, chunk, off;
+	uint32_t saddr = inany_v4(src), daddr = inany_v4(dst);
+	uint16_t id;
+
+	if (l4_len > DP_IP_MAX_LEN - IP4_HLEN) {
+		DP_COUNT(dp, drop_ip_too_big);
+		return;
+	}
+
+	id = dp->ip4_id++;
+	chunk = l4_len <= room ? l4_len : room & ~(size_t)7;
+	off = 0;
+	do {
+		size_t n = l4_len - off < chunk ? l4_len - off : chunk;
+		uint16_t frag = (uint16_t)(off / 8);
+		uint8_t *l3;
+
+		if (off + n < l4_len)
+			frag |= IP4_MF;
+
+		l3 = eth_tx_start(dp, dp->guest_mac, ETH_TYPE_IP4);
+		ip4_hdr_build(l3, saddr, daddr, proto, 0, n, id, frag);
+		memcpy(l3 + IP4_HLEN, l4 + off, n);
+		eth_tx_commit(dp, IP4_HLEN + n);
+		off += n;
+	} while (off < l4_len);
 }

@@ -17,8 +17,11 @@
  *   queue (tap_tx_alloc(), then tap_tx_commit() with the frame length).  The
  *   queue is written out by tap_tx_flush() at the end of each receive batch,
  *   one write() per frame, or earlier if it fills up, so it never refuses a
- *   frame.  A failed or short write is a counted drop: guest protocols recover
- *   from loss, and the data plane never stops on an I/O error.
+ *   frame.  tap_tx_reserve() and tap_tx_ahead() let a caller fill the
+ *   payloads of several frames with one system call (tcp.c peeks socket data
+ *   straight into them) before it writes their headers.  A failed or short
+ *   write is a counted drop: guest protocols recover from loss, and the data
+ *   plane never stops on an I/O error.
  *
  * virtio-net header
  * -----------------
@@ -190,6 +193,42 @@ uint8_t *tap_tx_alloc(struct dp *dp)
 void tap_tx_commit(struct dp *dp, size_t len)
 {
 	dp->tx_len[dp->tx_count++] = dp->vnet_len + len;
+}
+
+/**
+ * tap_tx_reserve() - make sure the next frames can be built without a flush
+ * @dp:		data plane
+ * @n:		number of frames the caller wants to build before committing
+ *
+ * Flushes the queue if fewer than @n buffers are free.  Afterwards the next
+ * @n calls to tap_tx_alloc() (each followed by tap_tx_commit()) return the
+ * buffers tap_tx_ahead() shows now, so a caller can fill several frames'
+ * payloads with one system call before writing their headers.
+ *
+ * Return: number of frames reserved, @n capped to DP_TX_RING
+ */
+unsigned tap_tx_reserve(struct dp *dp, unsigned n)
+{
+	if (n > DP_TX_RING)
+		n = DP_TX_RING;
+	if (dp->tx_count + n > DP_TX_RING)
+		tap_tx_flush(dp);
+
+	return n;
+}
+
+/**
+ * tap_tx_ahead() - a free transmit buffer, before it is allocated
+ * @dp:		data plane
+ * @i:		0 for the buffer tap_tx_alloc() returns next, 1 for the one
+ *		after... below the count tap_tx_reserve() returned
+ *
+ * Return: start of the Ethernet frame in that buffer
+ */
+uint8_t *tap_tx_ahead(struct dp *dp, unsigned i)
+{
+	return dp->tx_buf + (size_t)(dp->tx_count + i) * DP_FRAME_MAX +
+	       dp->vnet_len;
 }
 
 /**

@@ -1,19 +1,1450 @@
-/* tcp.c - placeholder: TCP is being written; every segment is dropped */
+/* tcp.c - TCP between the guest and host sockets, translated at layer 4
+ *
+ * Theory of operation
+ * -------------------
+ * There is no TCP stack here.  Each guest connection is spliced onto one
+ * ordinary host socket, and the host kernel does the real TCP work towards the
+ * peer: congestion control, retransmission, buffering.  This file only speaks
+ * enough TCP towards the guest to move bytes between its segments and the
+ * socket, pasta-style, with two rules that keep memory bounded:
+ *
+ * - guest to host: a segment's payload is written to the socket, and only
+ *   the bytes the socket took are acknowledged.  What does not fit is simply
+ *   not acked, and the guest retransmits it: the socket's send buffer is the
+ *   only buffer.  The window we advertise is the socket's free send buffer
+ *   (SO_SNDBUF less SIOCOUTQ); when a write comes up short we watch for
+ *   EPOLLOUT and send a window update once the socket drains.
+ * - host to guest: data stays in the socket's receive queue until the guest
+ *   acks it.  It is read with MSG_PEEK at the socket's SO_PEEK_OFF offset
+ *   (which the kernel advances past what we peeked), straight into the
+ *   payload area of several transmit frames at once (one recvmsg() with an
+ *   iovec spanning up to DP_TCP_RECV_FRAMES frames); the headers are written
+ *   around it afterwards.  Acked bytes are dropped with recv(MSG_TRUNC).  To
+ *   retransmit, we rewind: SO_PEEK_OFF back to zero, the next sequence number
+ *   back to the guest's last ack, and everything from there is sent again
+ *   (go-back-N, on three duplicate ACKs or on a retransmission timeout).
+ *
+ * Segments from the guest are validated (length, data offset, checksum,
+ * bounded option parsing) and acted upon at once, except for what is cheaper
+ * in bulk: payloads are queued (pointing into the receive ring) and written
+ * with one sendmsg() per flow at the end of the receive batch
+ * (tcp_batch_end(), called by dp.c before the ring is reused), followed by
+ * one ACK per flow, acked bytes are discarded and new host data is sent.
+ *
+ * Life of a connection (guest-initiated; enum tcp_state):
+ *
+ *   guest SYN -> TCP_ST_CONNECTING: non-blocking connect() to fwd.c's address
+ *     connect() done -> SYN-ACK to the guest, TCP_ST_SYN_ACK_SENT
+ *     connect() failed, or DP_TCP_CONNECT_TIMEOUT_MS -> RST (or ICMP
+ *     unreachable) to the guest
+ *   guest ACKs the SYN-ACK -> TCP_ST_ESTABLISHED
+ *
+ * Closing is a pair of independent half-closes, kept as flags so that each
+ * direction keeps working while the other is shut:
+ *
+ *   guest FIN, once all its data is in the socket -> shutdown(SHUT_WR)
+ *   socket EOF, once all host data went out -> FIN to the guest
+ *   both done and our FIN acked -> flow released (socket closed)
+ *   guest RST -> close with SO_LINGER 0, so the host peer sees a reset
+ *   socket error (ECONNRESET...) -> RST to the guest
+ *
+ * Host-initiated connections (port forwarding) will enter the same machine
+ * from the other side: accept() gives an established socket, a SYN goes to the
+ * guest (a state before TCP_ST_ESTABLISHED), the guest's SYN-ACK is acked, and
+ * from then on everything above applies unchanged; nothing here assumes who
+ * connected.  Addresses are union inany_addr throughout and frames go through
+ * ip_tx_start()/ip_tx_commit(), so IPv6 needs no second copy either.
+ *
+ * Timers: one per flow (flow_timer_set()): the connect timeout, then the
+ * retransmission timer (DP_TCP_RTO_MS doubling to DP_TCP_RTO_MAX_MS; after
+ * DP_TCP_RETRIES expiries without progress both sides are reset), which also
+ * probes a zero window, and otherwise the idle timeouts: DP_TCP_FIN_TIMEOUT_MS
+ * once either side sent a FIN, DP_TCP_IDLE_TIMEOUT_MS when established.
+ *
+ * Limits
+ * ------
+ * Connections share the flow table (DP_FLOW_MAX flows): a SYN that finds it
+ * full gets a RST.  No per-connection buffer exists: the host kernel's socket
+ * buffers are the only ones, so the windows we advertise are capped at
+ * DP_TCP_WND_MAX and the window scale we offer is DP_TCP_WS.  The guest's TAP
+ * drops frames when its transmit ring is full, so the windows of all open
+ * connections together invite at most DP_TCP_GUEST_QUEUE segments (each gets
+ * DP_TCP_WND_MIN_SEGS at least).  Out-of-order guest segments are not kept (a
+ * duplicate ACK asks for them again), and there is no SACK and no timestamps.
+ * A failed connect() is a RST, or an ICMP host or network unreachable for
+ * EHOSTUNREACH and ENETUNREACH (the guest's connect() fails at once).  Needs
+ * SO_PEEK_OFF on TCP sockets (Linux 6.10).
+ */
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <linux/sockios.h>
+
 #include "dp.h"
 
+/* TCP header: offsets of its fields, flag bits, options we read or write */
+#define TCP_HLEN		20
+#define TCP_OFF_SPORT		0
+#define TCP_OFF_DPORT		2
+#define TCP_OFF_SEQ		4
+#define TCP_OFF_ACK		8
+#define TCP_OFF_DOFF		12
+#define TCP_OFF_FLAGS		13
+#define TCP_OFF_WND		14
+#define TCP_OFF_CSUM		16
+#define TCP_OFF_URG		18
+
+#define TCP_FIN			0x01
+#define TCP_SYN			0x02
+#define TCP_RST			0x04
+#define TCP_PSH			0x08
+#define TCP_ACK			0x10
+
+#define TCP_OPT_EOL		0
+#define TCP_OPT_NOP		1
+#define TCP_OPT_MSS		2
+#define TCP_OPT_WS		3
+#define TCP_OPT_MSS_LEN		4
+#define TCP_OPT_WS_LEN		3
+#define TCP_OPT_MAX		40	/* 60-byte header less the fixed part */
+
+/* ICMP destination unreachable codes for a failed connect(), and how much of
+ * the guest's SYN the error quotes (ports and sequence number) */
+#define TCP_ICMP_NET_UNREACH	0
+#define TCP_ICMP_HOST_UNREACH	1
+#define TCP_SYN_QUOTE_LEN	8
+
+/* Three duplicate ACKs in a row start a fast retransmit (RFC 5681) */
+#define TCP_DUP_ACK_THRESHOLD	3
+
+/* Sequence number comparisons, modulo 2^32 */
+#define SEQ_LT(a, b)		((int32_t)((a) - (b)) < 0)
+#define SEQ_LE(a, b)		((int32_t)((a) - (b)) <= 0)
+#define SEQ_GT(a, b)		((int32_t)((a) - (b)) > 0)
+#define SEQ_GE(a, b)		((int32_t)((a) - (b)) >= 0)
+
+/* Connection states, see the theory of operation; TCP_ST_CLOSED is a zeroed
+ * flow that never got further */
+#define TCP_STATES(X)							\
+	X(TCP_ST_CLOSED)							\
+	X(TCP_ST_CONNECTING)	/* host connect() in progress */	\
+	X(TCP_ST_SYN_ACK_SENT)	/* waiting for the guest's ACK */	\
+	X(TCP_ST_ESTABLISHED)	/* data both ways, half-closes in flags */
+
+#define TCP_STATE_ENUM(name)	name,
+enum tcp_state {
+	TCP_STATES(TCP_STATE_ENUM)
+	TCP_STATE_COUNT
+};
+#undef TCP_STATE_ENUM
+
+#define TCP_STATE_NAME(name)	#name,
+static const char *const tcp_state_names[] __attribute__((unused)) = {
+	TCP_STATES(TCP_STATE_NAME)
+};
+#undef TCP_STATE_NAME
+
+_Static_assert(sizeof(tcp_state_names) / sizeof(tcp_state_names[0]) ==
+	       TCP_STATE_COUNT, "TCP state names and enum tcp_state differ");
+
+/* struct tcp_flow.flags */
+#define TCP_F_WS		0x0001	/* window scaling negotiated */
+#define TCP_F_BATCHED		0x0002	/* has an entry in dp->tcp.ent */
+#define TCP_F_ACK_DUE		0x0004	/* guest data or FIN to acknowledge */
+#define TCP_F_SEND_DUE		0x0008	/* ack or window moved: send data */
+#define TCP_F_WND_LIMITED	0x0010	/* socket nearly full: EPOLLOUT on */
+#define TCP_F_GUEST_FIN_QUEUED	0x0020	/* guest FIN seen, after queued data */
+#define TCP_F_GUEST_FIN		0x0040	/* guest FIN done: socket SHUT_WR */
+#define TCP_F_HOST_EOF		0x0080	/* socket EOF, FIN at seq_fin_to_guest */
+#define TCP_F_FIN_SENT		0x0100	/* our FIN is out (cleared on rewind) */
+#define TCP_F_FIN_ACKED		0x0200	/* the guest acked our FIN */
+
+/* epoll events of an open connection; EPOLLOUT is added while needed */
+#define TCP_EPOLL_EVENTS	(EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+/**
+ * struct tcp_seg - the fields of a validated segment from the guest
+ * @sport:	source port (the guest's)
+ * @dport:	destination port
+ * @seq:	sequence number
+ * @ack:	acknowledgement number, valid with TCP_ACK
+ * @flags:	TCP_SYN, TCP_ACK...
+ * @wnd:	window field, not scaled
+ * @opts:	options
+ * @opt_len:	bytes of options
+ * @data:	payload
+ * @len:	bytes of payload
+ */
+struct tcp_seg {
+	uint16_t sport;
+	uint16_t dport;
+	uint32_t seq;
+	uint32_t ack;
+	uint8_t flags;
+	uint16_t wnd;
+	const uint8_t *opts;
+	size_t opt_len;
+	const uint8_t *data;
+	size_t len;
+};
+
+static void tcp_timer_arm(struct dp *dp, struct flow *f);
+
+/**
+ * tcp_flow_free() - release a TCP flow and its socket
+ * @dp:		data plane
+ * @f:		flow, type FLOW_TCP
+ */
+static void tcp_flow_free(struct dp *dp, struct flow *f)
+{
+	dp->tcp.conns--;
+	flow_free(dp, f);
+}
+
+/**
+ * tcp_csum_commit() - checksum a segment built after ip_tx_start(), queue it
+ * @dp:		data plane
+ * @src:	source address, as given to ip_tx_start()
+ * @dst:	destination address, as given to ip_tx_start()
+ * @th:		TCP header, checksum field zero, payload behind it
+ * @l4_len:	header plus payload bytes
+ */
+static void tcp_csum_commit(struct dp *dp, const union inany_addr *src,
+			    const union inany_addr *dst, uint8_t *th,
+			    size_t l4_len)
+{
+	uint16_t sum;
+
+	sum = csum(th, l4_len, ip_pseudo_csum(src, dst, IPPROTO_TCP, l4_len));
+	memcpy(th + TCP_OFF_CSUM, &sum, sizeof(sum));
+	ip_tx_commit(dp, IPPROTO_TCP, l4_len);
+}
+
+/**
+ * tcp_hdr_fill() - write a TCP header
+ * @th:		where the header goes
+ * @sport:	source port, host order
+ * @dport:	destination port, host order
+ * @seq:	sequence number
+ * @ack:	acknowledgement number (written even without TCP_ACK)
+ * @flags:	TCP_ACK, TCP_PSH...
+ * @wnd:	window field value
+ * @hlen:	header length with options, a multiple of 4
+ */
+static void tcp_hdr_fill(uint8_t *th, uint16_t sport, uint16_t dport,
+			 uint32_t seq, uint32_t ack, uint8_t flags,
+			 uint16_t wnd, size_t hlen)
+{
+	uint32_t v;
+
+	wr16(th + TCP_OFF_SPORT, sport);
+	wr16(th + TCP_OFF_DPORT, dport);
+	v = htonl(seq);
+	memcpy(th + TCP_OFF_SEQ, &v, sizeof(v));
+	v = htonl(ack);
+	memcpy(th + TCP_OFF_ACK, &v, sizeof(v));
+	th[TCP_OFF_DOFF] = (uint8_t)(hlen / 4 << 4);
+	th[TCP_OFF_FLAGS] = flags;
+	wr16(th + TCP_OFF_WND, wnd);
+	wr16(th + TCP_OFF_CSUM, 0);
+	wr16(th + TCP_OFF_URG, 0);
+}
+
+/**
+ * tcp_wnd_field() - the window field for segments of a flow
+ * @t:		TCP state
+ *
+ * Return: @wnd_to_guest scaled, at most 65535
+ */
+static uint16_t tcp_wnd_field(const struct tcp_flow *t)
+{
+	uint32_t w = t->wnd_to_guest >> t->ws_to_guest;
+
+	return w > 0xffff ? 0xffff : (uint16_t)w;
+}
+
+/**
+ * tcp_send_ctl() - send a segment without payload on a flow
+ * @dp:		data plane
+ * @f:		flow
+ * @flags:	TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN (adds MSS and window scale
+ *		options, unscaled window)
+ * @seq:	sequence number
+ */
+static void tcp_send_ctl(struct dp *dp, struct flow *f, uint8_t flags,
+			 uint32_t seq)
+{
+	struct tcp_flow *t = &f->tcp;
+	size_t room, hlen = TCP_HLEN;
+	uint16_t wnd = tcp_wnd_field(t);
+	uint8_t *th;
+
+	th = ip_tx_start(dp, &f->key.remote_addr, &f->key.guest_addr, &room);
+
+	if (flags & TCP_SYN) {
+		size_t mss = dp->cfg.mtu - ip_hdr_len(&f->key.guest_addr) -
+			     TCP_HLEN;
+		uint8_t *o = th + TCP_HLEN;
+
+		o[0] = TCP_OPT_MSS;
+		o[1] = TCP_OPT_MSS_LEN;
+		wr16(o + 2, (uint16_t)(mss > 0xffff ? 0xffff : mss));
+		hlen += TCP_OPT_MSS_LEN;
+		if (t->flags & TCP_F_WS) {
+			o[4] = TCP_OPT_NOP;
+			o[5] = TCP_OPT_WS;
+			o[6] = TCP_OPT_WS_LEN;
+			o[7] = t->ws_to_guest;
+			hlen += 1 + TCP_OPT_WS_LEN;
+		}
+		/* RFC 7323: the window of a SYN is never scaled */
+		wnd = t->wnd_to_guest > 0xffff ? 0xffff :
+		      (uint16_t)t->wnd_to_guest;
+	}
+
+	tcp_hdr_fill(th, f->key.remote_port, f->key.guest_port, seq,
+		     t->seq_from_guest, flags, wnd, hlen);
+	tcp_csum_commit(dp, &f->key.remote_addr, &f->key.guest_addr, th, hlen);
+
+	if (flags & TCP_ACK) {
+		t->seq_ack_sent = t->seq_from_guest;
+		t->flags &= ~TCP_F_ACK_DUE;
+	}
+	if (flags & TCP_RST)
+		DP_COUNT(dp, tcp_rst_sent);
+}
+
+/**
+ * tcp_rst_reply() - answer a segment that has no connection with a RST
+ * @dp:		data plane
+ * @p:		packet the segment came in (for the addresses)
+ * @seg:	the segment (RFC 793 "Reset Generation")
+ */
+static void tcp_rst_reply(struct dp *dp, const struct l4_pkt *p,
+			  const struct tcp_seg *seg)
+{
+	uint32_t seq = 0, ack = 0;
+	uint8_t flags = TCP_RST;
+	size_t room;
+	uint8_t *th;
+
+	if (seg->flags & TCP_RST)
+		return;
+
+	if (seg->flags & TCP_ACK) {
+		seq = seg->ack;
+	} else {
+		ack = seg->seq + (uint32_t)seg->len +
+		      !!(seg->flags & TCP_SYN) + !!(seg->flags & TCP_FIN);
+		flags |= TCP_ACK;
+	}
+
+	th = ip_tx_start(dp, &p->dst, &p->src, &room);
+	tcp_hdr_fill(th, seg->dport, seg->sport, seq, ack, flags, 0, TCP_HLEN);
+	tcp_csum_commit(dp, &p->dst, &p->src, th, TCP_HLEN);
+	DP_COUNT(dp, tcp_rst_sent);
+}
+
+/**
+ * tcp_close_rst_host() - release a flow so that the host peer sees a reset
+ * @dp:		data plane
+ * @f:		flow, freed
+ */
+static void tcp_close_rst_host(struct dp *dp, struct flow *f)
+{
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	if (f->sock >= 0)
+		setsockopt(f->sock, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	tcp_flow_free(dp, f);
+}
+
+/**
+ * tcp_reset() - reset a connection both ways and release it
+ * @dp:		data plane
+ * @f:		flow, freed
+ *
+ * The RST carries the highest sequence number we sent: if the guest has not
+ * received all of it, it answers with a challenge ACK, which finds no flow and
+ * gets a RST with its own acknowledgement number (tcp_rst_reply()).
+ */
+static void tcp_reset(struct dp *dp, struct flow *f)
+{
+	if (f->tcp.state != TCP_ST_CONNECTING)
+		tcp_send_ctl(dp, f, TCP_RST | TCP_ACK, f->tcp.seq_max);
+	else
+		tcp_send_ctl(dp, f, TCP_RST | TCP_ACK, 0);
+	tcp_close_rst_host(dp, f);
+}
+
+/**
+ * tcp_reset_from_host() - the socket failed or was reset: tell the guest
+ * @dp:		data plane
+ * @f:		flow, freed
+ */
+static void tcp_reset_from_host(struct dp *dp, struct flow *f)
+{
+	DP_COUNT(dp, tcp_rst_from_host);
+	tcp_reset(dp, f);
+}
+
+/**
+ * tcp_epoll_out() - watch or stop watching the socket for writability
+ * @dp:		data plane
+ * @f:		flow, connected
+ * @on:		true to add EPOLLOUT
+ *
+ * Return: 0, or -1 if epoll refused
+ */
+static int tcp_epoll_out(struct dp *dp, struct flow *f, bool on)
+{
+	return flow_epoll_set(dp, f, TCP_EPOLL_EVENTS | (on ? EPOLLOUT : 0));
+}
+
+/**
+ * tcp_wnd_update() - compute the window to advertise from the socket
+ * @dp:		data plane
+ * @f:		flow with a socket
+ *
+ * The window is the socket's free send buffer: what a write now would take,
+ * less a margin for the kernel's per-buffer overhead, and no more than the
+ * connection's share of the guest's transmit queue.  When the socket is so
+ * full that the kernel calls it not writable (more than two thirds of
+ * SO_SNDBUF queued), EPOLLOUT is watched: the host peer reads slower than the
+ * guest writes, and the guest gets a window update once the socket drains.
+ *
+ * Return: 0, or -1 if epoll failed
+ */
+static int tcp_wnd_update(struct dp *dp, struct flow *f)
+{
+	struct tcp_flow *t = &f->tcp;
+	int sndbuf = 0, outq = 0;
+	socklen_t sl = sizeof(sndbuf);
+	unsigned long segs;
+	long w;
+
+	if (getsockopt(f->sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) ||
+	    ioctl(f->sock, SIOCOUTQ, &outq))
+		return 0;
+
+	w = (long)sndbuf - sndbuf / DP_TCP_SNDBUF_MARGIN - outq;
+	if (w < 0)
+		w = 0;
+	if (w > DP_TCP_WND_MAX)
+		w = DP_TCP_WND_MAX;
+	segs = DP_TCP_GUEST_QUEUE / (dp->tcp.conns ? dp->tcp.conns : 1);
+	if (segs < DP_TCP_WND_MIN_SEGS)
+		segs = DP_TCP_WND_MIN_SEGS;
+	if (w > (long)(segs * t->mss))
+		w = (long)(segs * t->mss);
+	if (!(t->flags & TCP_F_WS) && w > 0xffff)
+		w = 0xffff;
+	t->wnd_to_guest = (uint32_t)w;
+
+	/* sk_stream_is_writeable(): free space at least half of what's queued */
+	if ((long)outq * 3 > (long)sndbuf * 2 &&
+	    !(t->flags & TCP_F_WND_LIMITED)) {
+		t->flags |= TCP_F_WND_LIMITED;
+		return tcp_epoll_out(dp, f, true);
+	}
+	return 0;
+}
+
+/**
+ * tcp_consume() - drop from the socket the bytes the guest acked
+ * @f:		flow
+ *
+ * Return: 0, or -1 if the socket failed
+ */
+static int tcp_consume(struct flow *f)
+{
+	struct tcp_flow *t = &f->tcp;
+	uint32_t upto = t->flags & TCP_F_FIN_ACKED ? t->seq_fin_to_guest :
+						    t->seq_acked;
+	ssize_t rc;
+
+	if (!SEQ_GT(upto, t->seq_consumed))
+		return 0;
+
+	do
+		rc = recv(f->sock, NULL, upto - t->seq_consumed,
+			  MSG_DONTWAIT | MSG_TRUNC);
+	while (rc < 0 && errno == EINTR);
+
+	if (rc < 0)
+		return errno == EAGAIN ? 0 : -1;
+
+	t->seq_consumed += (uint32_t)rc;
+	return 0;
+}
+
+/**
+ * tcp_tx_data() - build data segments around payloads already in place
+ * @dp:		data plane, transmit buffers reserved by tap_tx_reserve()
+ * @f:		flow
+ * @iov:	payload areas, one per frame, in tap_tx_ahead() order
+ * @bytes:	bytes received into @iov, filling each area before the next
+ */
+static void tcp_tx_data(struct dp *dp, struct flow *f, const struct iovec *iov,
+			size_t bytes)
+{
+	struct tcp_flow *t = &f->tcp;
+	uint16_t wnd = tcp_wnd_field(t);
+	unsigned i;
+
+	for (i = 0; bytes; i++) {
+		size_t len = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
+		uint8_t flags = TCP_ACK;
+		size_t room;
+		uint8_t *th;
+
+		bytes -= len;
+		if (!bytes)
+			flags |= TCP_PSH;
+
+		th = ip_tx_start(dp, &f->key.remote_addr, &f->key.guest_addr,
+				 &room);
+		/* The payload is where tap_tx_ahead() said: nothing to move */
+		if (th + TCP_HLEN != (uint8_t *)iov[i].iov_base)
+			memmove(th + TCP_HLEN, iov[i].iov_base, len);
+
+		tcp_hdr_fill(th, f->key.remote_port, f->key.guest_port,
+			     t->seq_to_guest, t->seq_from_guest, flags, wnd,
+			     TCP_HLEN);
+		tcp_csum_commit(dp, &f->key.remote_addr, &f->key.guest_addr,
+				th, TCP_HLEN + len);
+		t->seq_to_guest += (uint32_t)len;
+	}
+
+	if (SEQ_GT(t->seq_to_guest, t->seq_max))
+		t->seq_max = t->seq_to_guest;
+	t->seq_ack_sent = t->seq_from_guest;
+	t->flags &= ~TCP_F_ACK_DUE;
+}
+
+/**
+ * tcp_send_fin() - send our FIN after the last byte of host data
+ * @dp:		data plane
+ * @f:		flow, TCP_F_HOST_EOF set
+ */
+static void tcp_send_fin(struct dp *dp, struct flow *f)
+{
+	struct tcp_flow *t = &f->tcp;
+
+	tcp_send_ctl(dp, f, TCP_FIN | TCP_ACK, t->seq_fin_to_guest);
+	t->seq_to_guest = t->seq_fin_to_guest + 1;
+	if (SEQ_GT(t->seq_to_guest, t->seq_max))
+		t->seq_max = t->seq_to_guest;
+	t->flags |= TCP_F_FIN_SENT;
+}
+
+/**
+ * tcp_data_from_sock() - send the guest what fits its window from the socket
+ * @dp:		data plane
+ * @f:		flow, established
+ *
+ * Peeks at the socket from where the last peek stopped, directly into frames,
+ * until the guest's window is full or the socket has nothing more.  End of
+ * file, once every byte before it is out, becomes our FIN.
+ *
+ * Return: 0, or -1 if the socket failed (the caller resets the flow)
+ */
+static int tcp_data_from_sock(struct dp *dp, struct flow *f)
+{
+	size_t hdr = DP_ETH_HLEN + ip_hdr_len(&f->key.guest_addr) + TCP_HLEN;
+	struct iovec iov[DP_TCP_RECV_FRAMES];
+	struct tcp_flow *t = &f->tcp;
+
+	t->flags &= ~TCP_F_SEND_DUE;
+	if (t->state != TCP_ST_ESTABLISHED ||
+	    (t->flags & (TCP_F_FIN_SENT | TCP_F_FIN_ACKED)))
+		return 0;
+
+	if (tcp_consume(f))
+		return -1;
+
+	for (;;) {
+		uint32_t flight = t->seq_to_guest - t->seq_acked;
+		struct msghdr mh = { .msg_iov = iov };
+		size_t avail, want = 0;
+		unsigned n, i;
+		ssize_t rc;
+
+		if (t->flags & TCP_F_HOST_EOF &&
+		    t->seq_to_guest == t->seq_fin_to_guest) {
+			tcp_send_fin(dp, f);
+			return 0;
+		}
+
+		if (flight >= t->wnd_from_guest)
+			return 0;
+
+		avail = t->wnd_from_guest - flight;
+		n = (unsigned)((avail + t->mss - 1) / t->mss);
+		if (n > DP_TCP_RECV_FRAMES)
+			n = DP_TCP_RECV_FRAMES;
+		n = tap_tx_reserve(dp, n);
+
+		for (i = 0; i < n; i++) {
+			size_t len = avail - want < t->mss ? avail - want :
+							     t->mss;
+
+			iov[i].iov_base = tap_tx_ahead(dp, i) + hdr;
+			iov[i].iov_len = len;
+			want += len;
+		}
+		mh.msg_iovlen = n;
+
+		do
+			rc = recvmsg(f->sock, &mh, MSG_PEEK | MSG_DONTWAIT);
+		while (rc < 0 && errno == EINTR);
+
+		if (rc < 0)
+			return errno == EAGAIN ? 0 : -1;
+
+		if (rc == 0) {
+			t->flags |= TCP_F_HOST_EOF;
+			t->seq_fin_to_guest = t->seq_to_guest;
+			continue;
+		}
+
+		tcp_tx_data(dp, f, iov, (size_t)rc);
+		if ((size_t)rc < want)
+			return 0;
+	}
+}
+
+/**
+ * tcp_rewind() - go back to the guest's last ack and send from there again
+ * @f:		flow
+ *
+ * Return: 0, or -1 if the socket failed
+ */
+static int tcp_rewind(struct flow *f)
+{
+	struct tcp_flow *t = &f->tcp;
+	int zero = 0;
+
+	if (tcp_consume(f) ||
+	    setsockopt(f->sock, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)))
+		return -1;
+
+	t->seq_to_guest = t->seq_consumed;
+	t->seq_recover = t->seq_max;
+	t->flags &= ~TCP_F_FIN_SENT;
+	t->dup_acks = 0;
+	return 0;
+}
+
+/**
+ * tcp_check_close() - release the flow once both half-closes are complete
+ * @dp:		data plane
+ * @f:		flow
+ *
+ * Return: true if @f was freed
+ */
+static bool tcp_check_close(struct dp *dp, struct flow *f)
+{
+	uint16_t both = TCP_F_GUEST_FIN | TCP_F_FIN_ACKED;
+
+	if ((f->tcp.flags & both) != both)
+		return false;
+
+	DP_COUNT(dp, tcp_conn_closed);
+	tcp_flow_free(dp, f);
+	return true;
+}
+
+/**
+ * tcp_flush() - a flow's deferred work at the end of a receive batch
+ * @dp:		data plane
+ * @f:		flow
+ * @iov:	guest payloads queued for the socket, in sequence order
+ * @n:		entries in @iov
+ *
+ * Writes the payloads with one sendmsg() (the bytes taken are the ones we
+ * ack), completes a queued guest FIN, discards acked bytes, sends new host
+ * data, and one ACK if none of that data carried it.
+ */
+static void tcp_flush(struct dp *dp, struct flow *f, struct iovec *iov,
+		      unsigned n)
+{
+	struct tcp_flow *t = &f->tcp;
+
+	t->flags &= ~TCP_F_BATCHED;
+
+	if (n) {
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
+		size_t total = 0;
+		unsigned i;
+		ssize_t rc;
+
+		for (i = 0; i < n; i++)
+			total += iov[i].iov_len;
+
+		do
+			rc = sendmsg(f->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (rc < 0 && errno == EINTR);
+
+		if (rc < 0 && errno != EAGAIN) {
+			tcp_reset_from_host(dp, f);
+			return;
+		}
+		if (rc < 0)
+			rc = 0;
+
+		t->seq_from_guest += (uint32_t)rc;
+		t->flags |= TCP_F_ACK_DUE;
+		if ((size_t)rc < total) {
+			DP_COUNT(dp, tcp_sock_full);
+			if (!(t->flags & TCP_F_WND_LIMITED)) {
+				t->flags |= TCP_F_WND_LIMITED;
+				if (tcp_epoll_out(dp, f, true)) {
+					tcp_reset(dp, f);
+					return;
+				}
+			}
+		}
+	}
+
+	if (t->flags & TCP_F_GUEST_FIN_QUEUED) {
+		t->flags &= ~TCP_F_GUEST_FIN_QUEUED;
+		if (t->seq_from_guest == t->seq_fin_from_guest) {
+			shutdown(f->sock, SHUT_WR);
+			t->seq_from_guest++;
+			t->flags |= TCP_F_GUEST_FIN | TCP_F_ACK_DUE;
+		}
+	}
+	/* what did not fit is dropped: the guest sends it again */
+	t->seq_queued = t->seq_from_guest;
+
+	if (t->flags & TCP_F_SEND_DUE && tcp_data_from_sock(dp, f)) {
+		tcp_reset_from_host(dp, f);
+		return;
+	}
+	if (tcp_consume(f)) {
+		tcp_reset_from_host(dp, f);
+		return;
+	}
+
+	if (t->flags & TCP_F_ACK_DUE) {
+		if (tcp_wnd_update(dp, f)) {
+			tcp_reset(dp, f);
+			return;
+		}
+		tcp_send_ctl(dp, f, TCP_ACK, t->seq_to_guest);
+	}
+
+	if (!tcp_check_close(dp, f))
+		tcp_timer_arm(dp, f);
+}
+
+/**
+ * tcp_batch_end() - do the TCP work deferred during a receive batch
+ * @dp:		data plane
+ *
+ * Called by dp.c after each batch of frames is dispatched, while the receive
+ * ring still holds the payloads the batch points to.  Entries of one flow are
+ * gathered into one iovec, in arrival (that is, sequence) order.
+ */
+void tcp_batch_end(struct dp *dp)
+{
+	struct tcp_ctx *b = &dp->tcp;
+	struct iovec iov[DP_TCP_BATCH];
+	unsigned i, j;
+
+	for (i = 0; i < b->count; i++) {
+		struct tcp_batch_ent *e = &b->ent[i];
+		unsigned n = 0;
+		struct flow *f;
+
+		if (e->idx == UINT32_MAX)
+			continue;
+		f = &dp->flows[e->idx];
+
+		for (j = i; j < b->count; j++) {
+			struct tcp_batch_ent *o = &b->ent[j];
+
+			if (o->idx != e->idx || o->gen != e->gen)
+				continue;
+			if (o->data) {
+				iov[n].iov_base = (void *)o->data;
+				iov[n++].iov_len = o->len;
+			}
+			if (j > i)
+				o->idx = UINT32_MAX;
+		}
+
+		if (f->type != FLOW_TCP || f->gen != e->gen ||
+		    !(f->tcp.flags & TCP_F_BATCHED))
+			continue;
+
+		tcp_flush(dp, f, iov, n);
+	}
+
+	b->count = 0;
+}
+
+/**
+ * tcp_batch_add() - defer a flow's work, and maybe a payload, to batch end
+ * @dp:		data plane
+ * @f:		flow
+ * @data:	guest payload for the socket, or NULL
+ * @len:	bytes at @data
+ */
+static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
+			  size_t len)
+{
+	struct tcp_ctx *b = &dp->tcp;
+	struct tcp_batch_ent *e;
+	bool in_ring;
+
+	if (!data && (f->tcp.flags & TCP_F_BATCHED))
+		return;
+
+	if (b->count == DP_TCP_BATCH)
+		tcp_batch_end(dp);
+
+	e = &b->ent[b->count++];
+	e->idx = (uint32_t)(f - dp->flows);
+	e->gen = f->gen;
+	e->data = data;
+	e->len = len;
+	f->tcp.flags |= TCP_F_BATCHED;
+
+	/* A payload outside the receive ring (a reassembled datagram) may not
+	 * outlive this call: write it out now */
+	in_ring = !data || (data >= dp->rx_buf &&
+			    data < dp->rx_buf + (size_t)DP_RX_RING *
+						DP_FRAME_MAX);
+	if (!in_ring)
+		tcp_batch_end(dp);
+}
+
+/**
+ * tcp_opts_parse() - read MSS and window scale from a SYN's options
+ * @seg:	segment
+ * @mss:	set to the MSS option's value, 0 if absent
+ * @ws:		set to the window scale option's shift, -1 if absent
+ *
+ * Return: 0, or -1 if the options are malformed
+ */
+static int tcp_opts_parse(const struct tcp_seg *seg, unsigned *mss, int *ws)
+{
+	const uint8_t *o = seg->opts;
+	size_t i = 0;
+
+	*mss = 0;
+	*ws = -1;
+	while (i < seg->opt_len) {
+		uint8_t kind = o[i], len;
+
+		if (kind == TCP_OPT_EOL)
+			break;
+		if (kind == TCP_OPT_NOP) {
+			i++;
+			continue;
+		}
+		if (i + 2 > seg->opt_len)
+			return -1;
+		len = o[i + 1];
+		if (len < 2 || i + len > seg->opt_len)
+			return -1;
+
+		if (kind == TCP_OPT_MSS && len == TCP_OPT_MSS_LEN)
+			*mss = rd16(o + i + 2);
+		else if (kind == TCP_OPT_WS && len == TCP_OPT_WS_LEN)
+			*ws = o[i + 2] > DP_TCP_WS_MAX ? DP_TCP_WS_MAX :
+							 o[i + 2];
+		i += len;
+	}
+
+	return 0;
+}
+
+/**
+ * tcp_isn() - initial sequence number of a new connection
+ * @dp:		data plane, for the secret seed and the clock
+ * @f:		flow, key set
+ *
+ * Return: a hard to guess sequence number, different per slot and over time
+ */
+static uint32_t tcp_isn(const struct dp *dp, const struct flow *f)
+{
+	uint64_t h = dp->flow_seed ^ (dp->now_ms << 20) ^
+		     ((uint64_t)f->gen << 40) ^ (uint64_t)(f - dp->flows);
+
+	h *= 0x9e3779b97f4a7c15ULL;
+	h ^= h >> 31;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return (uint32_t)(h >> 32);
+}
+
+/**
+ * tcp_connected() - the host socket connected: send the guest our SYN-ACK
+ * @dp:		data plane
+ * @f:		flow in TCP_ST_CONNECTING
+ */
+static void tcp_connected(struct dp *dp, struct flow *f)
+{
+	struct tcp_flow *t = &f->tcp;
+
+	if (flow_epoll_set(dp, f, TCP_EPOLL_EVENTS)) {
+		DP_COUNT(dp, drop_tcp_socket);
+		tcp_reset(dp, f);
+		return;
+	}
+
+	DP_COUNT(dp, tcp_conn_opened);
+	t->state = TCP_ST_SYN_ACK_SENT;
+	t->rto_at = 0;
+	if (tcp_wnd_update(dp, f)) {
+		tcp_reset(dp, f);
+		return;
+	}
+	tcp_send_ctl(dp, f, TCP_SYN | TCP_ACK, t->seq_to_guest);
+	t->seq_to_guest = t->seq_max = t->seq_to_guest + 1;
+	t->seq_consumed = t->seq_to_guest;
+}
+
+/**
+ * tcp_conn_failed() - the host connect() failed: reset the guest's attempt
+ * @dp:		data plane
+ * @f:		flow in TCP_ST_CONNECTING, freed
+ * @err:	errno of the failure
+ */
+static void tcp_conn_failed(struct dp *dp, struct flow *f, int err)
+{
+	DP_COUNT(dp, tcp_conn_failed);
+
+	if (err == EHOSTUNREACH || err == ENETUNREACH) {
+		/* quote the guest's SYN: ports and sequence number */
+		uint8_t head[TCP_SYN_QUOTE_LEN];
+		uint32_t seq = htonl(f->tcp.seq_from_guest - 1);
+
+		wr16(head + TCP_OFF_SPORT, f->key.guest_port);
+		wr16(head + TCP_OFF_DPORT, f->key.remote_port);
+		memcpy(head + TCP_OFF_SEQ, &seq, sizeof(seq));
+		icmp_tx_unreach(dp, &f->key.remote_addr, &f->key.guest_addr,
+				&f->key.remote_addr, IPPROTO_TCP, head, TCP_HLEN,
+				err == EHOSTUNREACH ? TCP_ICMP_HOST_UNREACH :
+						      TCP_ICMP_NET_UNREACH, 0);
+	} else {
+		tcp_send_ctl(dp, f, TCP_RST | TCP_ACK, 0);
+	}
+	tcp_flow_free(dp, f);
+}
+
+/**
+ * tcp_conn_from_guest() - a guest SYN without a flow: open the host socket
+ * @dp:		data plane
+ * @p:		packet carrying the SYN
+ * @seg:	the SYN
+ * @key:	flow key of the connection
+ */
+static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
+				const struct tcp_seg *seg,
+				const struct flow_key *key)
+{
+	size_t mss_max = dp->cfg.mtu - ip_hdr_len(&p->src) - TCP_HLEN;
+	struct sockaddr_storage sa;
+	struct tcp_flow *t;
+	socklen_t sa_len;
+	int s, one = 1, zero = 0;
+	struct flow *f;
+	unsigned mss;
+	int ws;
+
+	if (tcp_opts_parse(seg, &mss, &ws)) {
+		DP_COUNT(dp, drop_tcp_malformed);
+		return;
+	}
+
+	if (fwd_guest_to_host(dp, &p->dst, seg->dport, IPPROTO_TCP, &sa,
+			      &sa_len)) {
+		DP_COUNT(dp, drop_unreachable);
+		tcp_rst_reply(dp, p, seg);
+		return;
+	}
+
+	f = flow_alloc(dp, FLOW_TCP, key);
+	if (!f) {
+		tcp_rst_reply(dp, p, seg);
+		return;
+	}
+	dp->tcp.conns++;
+
+	s = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		   IPPROTO_TCP);
+	if (s < 0) {
+		DP_COUNT(dp, drop_tcp_socket);
+		tcp_flow_free(dp, f);
+		tcp_rst_reply(dp, p, seg);
+		return;
+	}
+	f->sock = s;
+
+	if (setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero))) {
+		DP_COUNT(dp, drop_tcp_socket);
+		tcp_flow_free(dp, f);
+		tcp_rst_reply(dp, p, seg);
+		return;
+	}
+	/* the guest already coalesced what it wanted to: don't delay it */
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	t = &f->tcp;
+	t->state = TCP_ST_CONNECTING;
+	t->seq_from_guest = t->seq_queued = t->seq_ack_sent = seg->seq + 1;
+	t->seq_to_guest = t->seq_max = t->seq_acked = tcp_isn(dp, f);
+	t->seq_consumed = t->seq_recover = t->seq_to_guest;
+	t->mss = (uint16_t)(mss ? mss : DP_TCP_MSS_DEFAULT);
+	if (t->mss > mss_max)
+		t->mss = (uint16_t)mss_max;
+	if (t->mss < DP_TCP_MSS_MIN)
+		t->mss = DP_TCP_MSS_MIN;
+	if (ws >= 0) {
+		t->flags |= TCP_F_WS;
+		t->ws_from_guest = (uint8_t)ws;
+		t->ws_to_guest = DP_TCP_WS;
+	}
+	t->wnd_from_guest = seg->wnd;	/* never scaled in a SYN */
+	t->rto_ms = DP_TCP_RTO_MS;
+	t->last_act_ms = dp->now_ms;
+	t->rto_at = dp->now_ms + DP_TCP_CONNECT_TIMEOUT_MS;
+
+	if (!connect(s, (struct sockaddr *)&sa, sa_len)) {
+		tcp_connected(dp, f);
+		if (f->type != FLOW_TCP)
+			return;
+	} else if (errno == EINPROGRESS) {
+		if (flow_epoll_set(dp, f, TCP_EPOLL_EVENTS | EPOLLOUT)) {
+			DP_COUNT(dp, drop_tcp_socket);
+			tcp_conn_failed(dp, f, errno);
+			return;
+		}
+	} else {
+		tcp_conn_failed(dp, f, errno);
+		return;
+	}
+
+	tcp_timer_arm(dp, f);
+}
+
+/**
+ * tcp_ack_input() - process the acknowledgement and window of a segment
+ * @dp:		data plane
+ * @f:		flow, established
+ * @seg:	segment, TCP_ACK set
+ *
+ * Return: false if the segment acks what we never sent (then dropped)
+ */
+static bool tcp_ack_input(struct dp *dp, struct flow *f,
+			  const struct tcp_seg *seg)
+{
+	struct tcp_flow *t = &f->tcp;
+	uint32_t wnd = (uint32_t)seg->wnd << t->ws_from_guest;
+
+	if (SEQ_GT(seg->ack, t->seq_max)) {
+		t->flags |= TCP_F_ACK_DUE;
+		return false;
+	}
+
+	if (SEQ_GT(seg->ack, t->seq_acked)) {
+		t->seq_acked = seg->ack;
+		if (t->flags & TCP_F_HOST_EOF &&
+		    SEQ_GT(seg->ack, t->seq_fin_to_guest))
+			t->flags |= TCP_F_FIN_ACKED;
+		if (SEQ_LT(t->seq_to_guest, t->seq_acked))
+			t->seq_to_guest = t->seq_acked;
+		t->dup_acks = 0;
+		t->retries = 0;
+		t->rto_ms = DP_TCP_RTO_MS;
+		t->rto_at = 0;
+		t->flags |= TCP_F_SEND_DUE;
+	} else if (seg->ack == t->seq_acked) {
+		if (!seg->len && !(seg->flags & TCP_FIN) &&
+		    wnd == t->wnd_from_guest && t->seq_max != t->seq_acked) {
+			if (++t->dup_acks == TCP_DUP_ACK_THRESHOLD &&
+			    SEQ_GT(t->seq_acked, t->seq_recover)) {
+				DP_COUNT(dp, tcp_retransmits);
+				if (tcp_rewind(f)) {
+					tcp_reset_from_host(dp, f);
+					return false;
+				}
+				t->flags |= TCP_F_SEND_DUE;
+			}
+		} else if (t->seq_max == t->seq_acked) {
+			t->retries = 0;	/* a live guest, e.g. probed */
+		}
+	} else {
+		return true;	/* an old ack: leave the window alone */
+	}
+
+	if (wnd > t->wnd_from_guest)
+		t->flags |= TCP_F_SEND_DUE;
+	t->wnd_from_guest = wnd;
+	if (!wnd)
+		t->flags &= ~TCP_F_SEND_DUE;
+	return true;
+}
+
+/**
+ * tcp_data_input() - take the payload and FIN of a segment
+ * @dp:		data plane
+ * @f:		flow, established
+ * @seg:	segment
+ *
+ * In-sequence payload is queued for the socket (tcp_flush() writes it);
+ * anything ahead of it is dropped with an immediate duplicate ACK, so that
+ * the guest retransmits early.
+ */
+static void tcp_data_input(struct dp *dp, struct flow *f,
+			   const struct tcp_seg *seg)
+{
+	struct tcp_flow *t = &f->tcp;
+	const uint8_t *data = seg->data;
+	bool fin = seg->flags & TCP_FIN;
+	size_t len = seg->len;
+	uint32_t seq = seg->seq;
+
+	if (!len && !fin) {
+		/* an old sequence number: a window probe or a keepalive */
+		if (SEQ_LT(seq, t->seq_queued))
+			t->flags |= TCP_F_ACK_DUE;
+		return;
+	}
+
+	if (t->flags & (TCP_F_GUEST_FIN | TCP_F_GUEST_FIN_QUEUED)) {
+		t->flags |= TCP_F_ACK_DUE;	/* a retransmitted FIN */
+		return;
+	}
+
+	if (SEQ_LT(seq, t->seq_queued)) {
+		uint32_t skip = t->seq_queued - seq;
+
+		if (skip > len) {
+			t->flags |= TCP_F_ACK_DUE;	/* all old */
+			return;
+		}
+		data += skip;
+		len -= skip;
+		seq = t->seq_queued;
+	} else if (SEQ_GT(seq, t->seq_queued)) {
+		DP_COUNT(dp, drop_tcp_out_of_window);
+		tcp_send_ctl(dp, f, TCP_ACK, t->seq_to_guest);
+		return;
+	}
+
+	if (fin) {
+		t->flags |= TCP_F_GUEST_FIN_QUEUED;
+		t->seq_fin_from_guest = t->seq_queued + (uint32_t)len;
+	}
+	t->flags |= TCP_F_ACK_DUE;
+	if (len) {
+		t->seq_queued += (uint32_t)len;
+		tcp_batch_add(dp, f, data, len);
+	}
+}
+
+/**
+ * tcp_rst_acceptable() - tell whether a guest RST is for this connection
+ * @t:		TCP state
+ * @seq:	sequence number of the RST
+ *
+ * Return: true if @seq is in the window we advertised (RFC 5961 would want
+ *	   it exact; the guest is on our side of the link, this is enough to
+ *	   ignore stale resets)
+ */
+static bool tcp_rst_acceptable(const struct tcp_flow *t, uint32_t seq)
+{
+	uint32_t wnd = t->wnd_to_guest > 0xffff ? t->wnd_to_guest : 0xffff;
+
+	return SEQ_GE(seq, t->seq_from_guest) &&
+	       SEQ_LE(seq, t->seq_from_guest + wnd);
+}
+
+/**
+ * tcp_flow_input() - a guest segment for an existing flow
+ * @dp:		data plane
+ * @f:		flow
+ * @seg:	validated segment
+ */
+static void tcp_flow_input(struct dp *dp, struct flow *f,
+			   const struct tcp_seg *seg)
+{
+	struct tcp_flow *t = &f->tcp;
+
+	t->last_act_ms = dp->now_ms;
+
+	if (seg->flags & TCP_RST) {
+		if (!tcp_rst_acceptable(t, seg->seq)) {
+			DP_COUNT(dp, drop_tcp_out_of_window);
+			return;
+		}
+		DP_COUNT(dp, tcp_rst_from_guest);
+		tcp_close_rst_host(dp, f);
+		return;
+	}
+
+	switch (t->state) {
+	case TCP_ST_CONNECTING:
+		return;		/* a retransmitted SYN: connect() is on it */
+	case TCP_ST_SYN_ACK_SENT:
+		if (seg->flags & TCP_SYN) {
+			if (!(seg->flags & TCP_ACK) &&
+			    seg->seq + 1 == t->seq_from_guest)
+				tcp_send_ctl(dp, f, TCP_SYN | TCP_ACK,
+					     t->seq_acked);
+			return;
+		}
+		if (!(seg->flags & TCP_ACK))
+			return;
+		if (seg->ack != t->seq_acked + 1) {
+			DP_COUNT(dp, drop_tcp_bad_ack);
+			tcp_send_ctl(dp, f, TCP_RST, seg->ack);
+			return;
+		}
+		t->state = TCP_ST_ESTABLISHED;
+		t->seq_acked = seg->ack;
+		t->wnd_from_guest = (uint32_t)seg->wnd << t->ws_from_guest;
+		t->retries = 0;
+		t->rto_ms = DP_TCP_RTO_MS;
+		t->rto_at = 0;
+		/* the host may have spoken first */
+		t->flags |= TCP_F_SEND_DUE;
+		tcp_data_input(dp, f, seg);
+		break;
+	case TCP_ST_ESTABLISHED:
+		if (seg->flags & TCP_SYN) {
+			/* RFC 5961 challenge ACK: a stale guest answers RST */
+			tcp_send_ctl(dp, f, TCP_ACK, t->seq_to_guest);
+			return;
+		}
+		if (!(seg->flags & TCP_ACK))
+			return;
+		if (tcp_ack_input(dp, f, seg) && f->type == FLOW_TCP)
+			tcp_data_input(dp, f, seg);
+		break;
+	default:
+		return;
+	}
+
+	/* a payload written out early (not in the receive ring) may have
+	 * failed and released the flow */
+	if (f->type == FLOW_TCP)
+		tcp_batch_add(dp, f, NULL, 0);
+}
+
+/**
+ * tcp_input() - handle one TCP segment from the guest
+ * @dp:		data plane
+ * @p:		validated IP packet carrying it
+ */
 void tcp_input(struct dp *dp, const struct l4_pkt *p)
 {
-	(void)p;
-	DP_COUNT(dp, drop_ip4_proto);
+	const uint8_t *th = p->l4;
+	struct flow_key key;
+	struct tcp_seg seg;
+	struct flow *f;
+	size_t hlen;
+	uint32_t v;
+
+	if (p->l4_len < TCP_HLEN) {
+		DP_COUNT(dp, drop_tcp_malformed);
+		return;
+	}
+
+	hlen = (size_t)(th[TCP_OFF_DOFF] >> 4) * 4;
+	if (hlen < TCP_HLEN || hlen > p->l4_len) {
+		DP_COUNT(dp, drop_tcp_malformed);
+		return;
+	}
+
+	if (csum(th, p->l4_len, ip_pseudo_csum(&p->src, &p->dst, IPPROTO_TCP,
+					       p->l4_len))) {
+		DP_COUNT(dp, drop_tcp_checksum);
+		return;
+	}
+
+	seg.sport = rd16(th + TCP_OFF_SPORT);
+	seg.dport = rd16(th + TCP_OFF_DPORT);
+	memcpy(&v, th + TCP_OFF_SEQ, sizeof(v));
+	seg.seq = ntohl(v);
+	memcpy(&v, th + TCP_OFF_ACK, sizeof(v));
+	seg.ack = ntohl(v);
+	seg.flags = th[TCP_OFF_FLAGS];
+	seg.wnd = rd16(th + TCP_OFF_WND);
+	seg.opts = th + TCP_HLEN;
+	seg.opt_len = hlen - TCP_HLEN;
+	seg.data = th + hlen;
+	seg.len = p->l4_len - hlen;
+
+	if (!seg.sport || !seg.dport) {
+		DP_COUNT(dp, drop_tcp_malformed);
+		return;
+	}
+
+	flow_key_fill(&key, IPPROTO_TCP, &p->src, seg.sport, &p->dst,
+		      seg.dport);
+	f = flow_lookup(dp, &key);
+	if (f) {
+		tcp_flow_input(dp, f, &seg);
+		return;
+	}
+
+	if ((seg.flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_SYN) {
+		tcp_conn_from_guest(dp, p, &seg, &key);
+		return;
+	}
+
+	DP_COUNT(dp, drop_tcp_no_flow);
+	tcp_rst_reply(dp, p, &seg);
 }
 
+/**
+ * tcp_sock_event() - handle epoll events of a flow's socket
+ * @dp:		data plane
+ * @f:		flow
+ * @events:	epoll events
+ */
 void tcp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 {
-	(void)events;
-	flow_free(dp, f);
+	struct tcp_flow *t = &f->tcp;
+
+	t->last_act_ms = dp->now_ms;
+
+	if (t->state == TCP_ST_CONNECTING) {
+		int err = 0;
+		socklen_t sl = sizeof(err);
+
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		if (getsockopt(f->sock, SOL_SOCKET, SO_ERROR, &err, &sl))
+			err = errno;
+		if (err)
+			tcp_conn_failed(dp, f, err);
+		else
+			tcp_connected(dp, f);
+		if (f->type == FLOW_TCP)
+			tcp_timer_arm(dp, f);
+		return;
+	}
+
+	if (events & EPOLLERR) {
+		tcp_reset_from_host(dp, f);
+		return;
+	}
+
+	if (events & EPOLLOUT && t->flags & TCP_F_WND_LIMITED) {
+		/* the socket drained: a window update lets the guest send */
+		t->flags &= ~TCP_F_WND_LIMITED;
+		if (tcp_wnd_update(dp, f) ||
+		    (!(t->flags & TCP_F_WND_LIMITED) &&
+		     tcp_epoll_out(dp, f, false))) {
+			tcp_reset(dp, f);
+			return;
+		}
+		tcp_send_ctl(dp, f, TCP_ACK, t->seq_to_guest);
+	}
+
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP) &&
+	    tcp_data_from_sock(dp, f)) {
+		tcp_reset_from_host(dp, f);
+		return;
+	}
+
+	if (!tcp_check_close(dp, f))
+		tcp_timer_arm(dp, f);
 }
 
+/**
+ * tcp_timer_arm() - set the flow's deadline from its state
+ * @dp:		data plane
+ * @f:		flow
+ *
+ * The retransmission timer runs while anything we sent is unacked or the
+ * guest's window is zero (then it sends probes); otherwise the idle timeout
+ * of the state runs from the last activity.
+ */
+static void tcp_timer_arm(struct dp *dp, struct flow *f)
+{
+	struct tcp_flow *t = &f->tcp;
+	uint64_t when;
+
+	if (t->state == TCP_ST_CONNECTING) {
+		when = t->rto_at;
+	} else if (t->state == TCP_ST_SYN_ACK_SENT ||
+		   t->seq_max != t->seq_acked ||
+		   (!t->wnd_from_guest && !(t->flags & TCP_F_FIN_ACKED))) {
+		if (!t->rto_at)
+			t->rto_at = dp->now_ms + t->rto_ms;
+		when = t->rto_at;
+	} else {
+		t->rto_at = 0;
+		when = t->last_act_ms +
+		       (t->flags & (TCP_F_GUEST_FIN | TCP_F_HOST_EOF) ?
+			DP_TCP_FIN_TIMEOUT_MS : DP_TCP_IDLE_TIMEOUT_MS);
+	}
+
+	flow_timer_set(dp, f, when);
+}
+
+/**
+ * tcp_timer() - a flow's deadline passed
+ * @dp:		data plane
+ * @f:		flow
+ */
 void tcp_timer(struct dp *dp, struct flow *f)
 {
-	flow_free(dp, f);
+	struct tcp_flow *t = &f->tcp;
+
+	if (t->state == TCP_ST_CONNECTING) {
+		tcp_conn_failed(dp, f, ETIMEDOUT);
+		return;
+	}
+
+	if (t->rto_at && t->rto_at <= dp->now_ms) {
+		t->rto_at = 0;
+		if (++t->retries > DP_TCP_RETRIES) {
+			tcp_reset(dp, f);
+			return;
+		}
+		t->rto_ms = t->rto_ms * 2 > DP_TCP_RTO_MAX_MS ?
+			    DP_TCP_RTO_MAX_MS : t->rto_ms * 2;
+
+		if (t->state == TCP_ST_SYN_ACK_SENT) {
+			DP_COUNT(dp, tcp_retransmits);
+			tcp_send_ctl(dp, f, TCP_SYN | TCP_ACK, t->seq_acked);
+		} else if (t->seq_max != t->seq_acked) {
+			DP_COUNT(dp, tcp_rto_expired);
+			DP_COUNT(dp, tcp_retransmits);
+			if (tcp_rewind(f) || tcp_data_from_sock(dp, f)) {
+				tcp_reset_from_host(dp, f);
+				return;
+			}
+		} else if (!t->wnd_from_guest) {
+			/* an old sequence number: the guest answers with its
+			 * current window */
+			DP_COUNT(dp, tcp_window_probes);
+			tcp_send_ctl(dp, f, TCP_ACK, t->seq_acked - 1);
+		}
+	} else if (!t->rto_at) {
+		uint64_t idle = t->flags & (TCP_F_GUEST_FIN | TCP_F_HOST_EOF) ?
+				DP_TCP_FIN_TIMEOUT_MS : DP_TCP_IDLE_TIMEOUT_MS;
+
+		if (dp->now_ms - t->last_act_ms >= idle) {
+			DP_COUNT(dp, tcp_idle_timeouts);
+			tcp_reset(dp, f);
+			return;
+		}
+	}
+
+	tcp_timer_arm(dp, f);
 }

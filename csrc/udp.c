@@ -1,19 +1,426 @@
-/* udp.c - placeholder: UDP is being written; every segment is dropped */
+/* udp.c - UDP between the guest and host sockets
+ *
+ * Theory of operation
+ * -------------------
+ * Every (guest address and port, remote address and port) pair the guest
+ * sends from is a flow (flow.c) with its own *connected* host UDP socket:
+ *
+ * - guest to host: udp_input() checks the datagram (header, length, checksum),
+ *   finds its flow or opens one, and send()s the payload on the flow's socket.
+ *   A new flow asks fwd.c where the remote address leads: the gateway to the
+ *   host's 127.0.0.1, the DNS address's port 53 to the host's nameserver,
+ *   anything else to itself.  A destination the guest may not reach is a
+ *   counted drop (drop_unreachable), answered with an ICMP port unreachable
+ *   from our own addresses or host unreachable from the gateway otherwise, so
+ *   that the guest's application fails at once instead of timing out.
+ * - host to guest: the socket is connected, so the kernel only delivers
+ *   datagrams from the address and port we connected to.  They go back to the
+ *   guest from the remote address and port *as the guest wrote them* (the
+ *   flow key): a reply from the host's 127.0.0.1 comes from the gateway, a
+ *   nameserver's from the DNS address.  udp_sock_event() reads up to
+ *   DP_UDP_RECV_BATCH datagrams per recvmmsg(), DP_UDP_RECV_ROUNDS times per
+ *   event, into buffers with room for a UDP header in front of the payload,
+ *   writes the header there, and hands the packet to ip_tx_l4(), which
+ *   fragments it to the guest's MTU when it is larger.
+ * - errors: the sockets have IP_RECVERR set.  When the host answers one of our
+ *   datagrams with an ICMP destination unreachable (nobody listens on that
+ *   port...), the error queue says which, epoll says EPOLLERR, and we relay
+ *   the same ICMP error to the guest, quoting the datagram as the guest sent
+ *   it, so its connected socket sees ECONNREFUSED as it would on a real
+ *   network.  Fragmentation needed is not relayed: we reassemble and fragment
+ *   for the guest, its path MTU is not the host's.
+ * - life: a flow lives while datagrams pass in either direction and is closed
+ *   DP_UDP_IDLE_MS after the last one (DP_UDP_DNS_IDLE_MS for port 53, where a
+ *   query rarely has a follow-up), or cfg.udp_idle_ms if set.  The timer is
+ *   armed once and checked against the last activity when it fires, so
+ *   traffic does not touch the timer.
+ *
+ * Checksums: a guest datagram with a wrong checksum is dropped; a zero
+ * checksum means "none" for IPv4.  Ours are always computed.
+ *
+ * Limits
+ * ------
+ * One socket per flow, flows limited by DP_FLOW_MAX (and the process's file
+ * descriptor limit: a failing socket() is counted under drop_udp_socket).
+ * Datagrams up to 65507 bytes of payload both ways: receive buffers are
+ * DP_UDP_RECV_BATCH of DP_UDP_BUF bytes, allocated once in udp_init(); a
+ * larger host datagram (IPv6 jumbograms only) is dropped as
+ * drop_udp_truncated.  Guest datagrams go out with one send() each.
+ */
+
+#define _GNU_SOURCE	/* recvmmsg() */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/errqueue.h>
+
 #include "dp.h"
 
+/* UDP header: source port, destination port, length, checksum */
+#define UDP_HLEN		8
+#define UDP_OFF_SPORT		0
+#define UDP_OFF_DPORT		2
+#define UDP_OFF_LEN		4
+#define UDP_OFF_CSUM		6
+
+#define UDP_DNS_PORT		53
+
+/* ICMP destination unreachable codes we send or relay */
+#define ICMP_UNREACH_HOST	1
+#define ICMP_UNREACH_PORT	3
+#define ICMP_UNREACH_NEEDFRAG	4
+#define ICMP_DEST_UNREACH	3
+
+/**
+ * udp_init() - allocate the receive buffers of UDP and ping sockets
+ * @dp:		data plane
+ *
+ * Return: 0, or -1 with errno set
+ */
+int udp_init(struct dp *dp)
+{
+	dp->udp_buf = malloc((size_t)DP_UDP_RECV_BATCH * DP_UDP_BUF);
+	if (!dp->udp_buf) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+/**
+ * udp_cleanup() - free the receive buffers
+ * @dp:		data plane, possibly only partly set up
+ */
+void udp_cleanup(struct dp *dp)
+{
+	free(dp->udp_buf);
+	dp->udp_buf = NULL;
+}
+
+/**
+ * udp_rx_data() - where datagram @i of the last udp_recv_batch() is
+ * @dp:		data plane
+ * @i:		index, below DP_UDP_RECV_BATCH
+ *
+ * Return: start of the payload; UDP_HLEN bytes before it are free for a header
+ */
+uint8_t *udp_rx_data(struct dp *dp, int i)
+{
+	return dp->udp_buf + (size_t)i * DP_UDP_BUF + UDP_HLEN;
+}
+
+/**
+ * udp_recv_batch() - read datagrams from a socket with one recvmmsg()
+ * @dp:		data plane
+ * @fd:		UDP or ping socket, non-blocking
+ *
+ * Lengths go to @dp->udp_rx_len, SIZE_MAX for a datagram that did not fit
+ * (counted as drop_udp_truncated; skip it).
+ *
+ * Return: number of datagrams read, 0 if none was waiting, -1 with errno set
+ *	   on other errors
+ */
+int udp_recv_batch(struct dp *dp, int fd)
+{
+	struct mmsghdr mm[DP_UDP_RECV_BATCH];
+	struct iovec iov[DP_UDP_RECV_BATCH];
+	int i, n;
+
+	memset(mm, 0, sizeof(mm));
+	for (i = 0; i < DP_UDP_RECV_BATCH; i++) {
+		iov[i].iov_base = udp_rx_data(dp, i);
+		iov[i].iov_len = DP_UDP_BUF - UDP_HLEN;
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+
+	do
+		n = recvmmsg(fd, mm, DP_UDP_RECV_BATCH, MSG_DONTWAIT, NULL);
+	while (n < 0 && errno == EINTR);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+
+	for (i = 0; i < n; i++) {
+		dp->udp_rx_len[i] = mm[i].msg_len;
+		if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			DP_COUNT(dp, drop_udp_truncated);
+			dp->udp_rx_len[i] = SIZE_MAX;
+		}
+	}
+
+	return n;
+}
+
+/**
+ * udp_unreach() - answer a datagram the guest may not send with ICMP
+ * @dp:		data plane
+ * @p:		the datagram, header checked
+ * @len:	its UDP length
+ *
+ * Port unreachable from our own addresses (nothing listens there), host
+ * unreachable from the gateway for anything else.
+ */
+static void udp_unreach(struct dp *dp, const struct l4_pkt *p, size_t len)
+{
+	union inany_addr gw;
+	bool local = inany_is_v4(&p->dst) && ip4_is_local(dp, inany_v4(&p->dst));
+
+	inany_from_v4(&gw, dp->cfg.gw4);
+	icmp_tx_unreach(dp, local ? &p->dst : &gw, &p->src, &p->dst,
+			IPPROTO_UDP, p->l4, len,
+			local ? ICMP_UNREACH_PORT : ICMP_UNREACH_HOST, 0);
+}
+
+/**
+ * udp_flow_open() - open the host socket of a new flow
+ * @dp:		data plane
+ * @p:		first datagram of the flow, header checked
+ * @len:	its UDP length
+ * @key:	flow key
+ *
+ * Return: the flow, or NULL if the datagram is dropped (counted)
+ */
+static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
+				  size_t len, const struct flow_key *key)
+{
+	struct sockaddr_storage sa;
+	socklen_t sa_len;
+	struct flow *f;
+	int s, one = 1;
+
+	if (fwd_guest_to_host(dp, &p->dst, key->remote_port, IPPROTO_UDP,
+			      &sa, &sa_len)) {
+		DP_COUNT(dp, drop_unreachable);
+		udp_unreach(dp, p, len);
+		return NULL;
+	}
+
+	s = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		   IPPROTO_UDP);
+	if (s < 0) {
+		DP_COUNT(dp, drop_udp_socket);
+		return NULL;
+	}
+
+	if (setsockopt(s, sa.ss_family == AF_INET ? SOL_IP : SOL_IPV6,
+		       sa.ss_family == AF_INET ? IP_RECVERR : IPV6_RECVERR,
+		       &one, sizeof(one)) ||
+	    connect(s, (struct sockaddr *)&sa, sa_len)) {
+		DP_COUNT(dp, drop_udp_socket);
+		close(s);
+		return NULL;
+	}
+
+	f = flow_alloc(dp, FLOW_UDP, key);
+	if (!f) {
+		close(s);
+		return NULL;
+	}
+	f->sock = s;
+
+	if (flow_epoll_set(dp, f, EPOLLIN)) {
+		DP_COUNT(dp, drop_udp_socket);
+		flow_free(dp, f);
+		return NULL;
+	}
+
+	if (dp->cfg.udp_idle_ms)
+		f->udp.idle_ms = dp->cfg.udp_idle_ms;
+	else if (key->remote_port == UDP_DNS_PORT)
+		f->udp.idle_ms = DP_UDP_DNS_IDLE_MS;
+	else
+		f->udp.idle_ms = DP_UDP_IDLE_MS;
+	flow_timer_set(dp, f, dp->now_ms + f->udp.idle_ms);
+
+	return f;
+}
+
+/**
+ * udp_input() - handle one UDP datagram from the guest
+ * @dp:		data plane
+ * @p:		validated IP packet carrying it (reassembled if it was
+ *		fragmented)
+ */
 void udp_input(struct dp *dp, const struct l4_pkt *p)
 {
-	(void)p;
-	DP_COUNT(dp, drop_ip4_proto);
+	uint16_t sport, dport, sum;
+	struct flow_key key;
+	struct flow *f;
+	size_t len;
+
+	if (p->l4_len < UDP_HLEN) {
+		DP_COUNT(dp, drop_udp_malformed);
+		return;
+	}
+
+	len = rd16(p->l4 + UDP_OFF_LEN);
+	sport = rd16(p->l4 + UDP_OFF_SPORT);
+	dport = rd16(p->l4 + UDP_OFF_DPORT);
+	if (len < UDP_HLEN || len > p->l4_len || !sport || !dport) {
+		DP_COUNT(dp, drop_udp_malformed);
+		return;
+	}
+
+	/* zero: no checksum, allowed for IPv4 only (RFC 768, RFC 8200) */
+	memcpy(&sum, p->l4 + UDP_OFF_CSUM, sizeof(sum));
+	if ((sum || !inany_is_v4(&p->src)) &&
+	    csum(p->l4, len, ip_pseudo_csum(&p->src, &p->dst, IPPROTO_UDP,
+					   len))) {
+		DP_COUNT(dp, drop_udp_checksum);
+		return;
+	}
+
+	flow_key_fill(&key, IPPROTO_UDP, &p->src, sport, &p->dst, dport);
+	f = flow_lookup(dp, &key);
+	if (!f) {
+		f = udp_flow_open(dp, p, len, &key);
+		if (!f)
+			return;
+	}
+
+	f->udp.last_ms = dp->now_ms;
+	if (send(f->sock, p->l4 + UDP_HLEN, len - UDP_HLEN,
+		 MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		DP_COUNT(dp, drop_udp_send);
 }
 
+/**
+ * udp_tx_guest() - send a datagram from a flow's socket to the guest
+ * @dp:		data plane
+ * @f:		flow
+ * @data:	payload, with UDP_HLEN free bytes before it
+ * @len:	payload length
+ */
+static void udp_tx_guest(struct dp *dp, const struct flow *f, uint8_t *data,
+			 size_t len)
+{
+	const union inany_addr *src = &f->key.remote_addr;
+	const union inany_addr *dst = &f->key.guest_addr;
+	uint8_t *h = data - UDP_HLEN;
+	size_t l4_len = UDP_HLEN + len;
+	uint16_t sum;
+
+	wr16(h + UDP_OFF_SPORT, f->key.remote_port);
+	wr16(h + UDP_OFF_DPORT, f->key.guest_port);
+	wr16(h + UDP_OFF_LEN, (uint16_t)l4_len);
+	wr16(h + UDP_OFF_CSUM, 0);
+	sum = csum(h, l4_len, ip_pseudo_csum(src, dst, IPPROTO_UDP, l4_len));
+	if (!sum)
+		sum = 0xffff;	/* zero would mean "no checksum" */
+	memcpy(h + UDP_OFF_CSUM, &sum, sizeof(sum));
+
+	ip_tx_l4(dp, src, dst, IPPROTO_UDP, h, l4_len);
+}
+
+/**
+ * udp_sock_errors() - relay the ICMP errors queued on a flow's socket
+ * @dp:		data plane
+ * @f:		flow
+ *
+ * Reads at most DP_UDP_RECV_BATCH errors, then clears any unqueued error.
+ */
+static void udp_sock_errors(struct dp *dp, struct flow *f)
+{
+	char cbuf[CMSG_SPACE(sizeof(struct sock_extended_err) +
+			     sizeof(struct sockaddr_storage))];
+	uint8_t quote[UDP_HLEN];
+	socklen_t sl;
+	int i, err;
+
+	for (i = 0; i < DP_UDP_RECV_BATCH; i++) {
+		struct iovec iov = {
+			.iov_base = udp_rx_data(dp, 0),
+			.iov_len = DP_UDP_BUF - UDP_HLEN,
+		};
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+		};
+		const struct sock_extended_err *ee = NULL;
+		struct cmsghdr *c;
+		ssize_t n;
+
+		n = recvmsg(f->sock, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
+		if (n < 0)
+			break;
+
+		for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if ((c->cmsg_level == SOL_IP &&
+			     c->cmsg_type == IP_RECVERR) ||
+			    (c->cmsg_level == SOL_IPV6 &&
+			     c->cmsg_type == IPV6_RECVERR))
+				ee = (const struct sock_extended_err *)
+				     CMSG_DATA(c);
+		}
+
+		if (!ee || ee->ee_origin != SO_EE_ORIGIN_ICMP ||
+		    ee->ee_type != ICMP_DEST_UNREACH ||
+		    ee->ee_code == ICMP_UNREACH_NEEDFRAG)
+			continue;
+
+		/* the datagram as the guest sent it: its ports, not ours */
+		wr16(quote + UDP_OFF_SPORT, f->key.guest_port);
+		wr16(quote + UDP_OFF_DPORT, f->key.remote_port);
+		wr16(quote + UDP_OFF_LEN, (uint16_t)(UDP_HLEN + n));
+		wr16(quote + UDP_OFF_CSUM, 0);
+		icmp_tx_unreach(dp, &f->key.remote_addr, &f->key.guest_addr,
+				&f->key.remote_addr, IPPROTO_UDP, quote,
+				UDP_HLEN + (size_t)n, ee->ee_code, 0);
+		DP_COUNT(dp, udp_icmp_relayed);
+	}
+
+	sl = sizeof(err);
+	getsockopt(f->sock, SOL_SOCKET, SO_ERROR, &err, &sl);
+}
+
+/**
+ * udp_sock_event() - handle readiness of a flow's socket
+ * @dp:		data plane
+ * @f:		UDP flow
+ * @events:	epoll events
+ */
 void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 {
-	(void)events;
-	flow_free(dp, f);
+	int round, i, n;
+
+	if (events & EPOLLERR)
+		udp_sock_errors(dp, f);
+
+	if (!(events & EPOLLIN))
+		return;
+
+	for (round = 0; round < DP_UDP_RECV_ROUNDS; round++) {
+		n = udp_recv_batch(dp, f->sock);
+		if (n <= 0)
+			break;	/* a pending error comes again as EPOLLERR */
+
+		for (i = 0; i < n; i++) {
+			if (dp->udp_rx_len[i] != SIZE_MAX)
+				udp_tx_guest(dp, f, udp_rx_data(dp, i),
+					     dp->udp_rx_len[i]);
+		}
+		f->udp.last_ms = dp->now_ms;
+
+		if (n < DP_UDP_RECV_BATCH)
+			break;
+	}
 }
 
+/**
+ * udp_timer() - close a flow idle for its timeout, or re-arm its timer
+ * @dp:		data plane
+ * @f:		UDP flow whose deadline passed
+ */
 void udp_timer(struct dp *dp, struct flow *f)
 {
-	flow_free(dp, f);
+	uint64_t end = f->udp.last_ms + f->udp.idle_ms;
+
+	if (end <= dp->now_ms)
+		flow_free(dp, f);
+	else
+		flow_timer_set(dp, f, end);
 }

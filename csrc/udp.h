@@ -9,11 +9,13 @@ struct flow;
 struct l4_pkt;
 
 /**
- * struct udp_flow - per-flow UDP state (to be completed by udp.c)
- * @idle:	placeholder
+ * struct udp_flow - per-flow UDP state
+ * @last_ms:	time of the last datagram in either direction
+ * @idle_ms:	the flow is closed this long after @last_ms
  */
 struct udp_flow {
-	uint8_t idle;
+	uint64_t last_ms;
+	uint32_t idle_ms;
 };
 
 void udp_input(struct dp *dp, const struct l4_pkt *p);

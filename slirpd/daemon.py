@@ -16,7 +16,7 @@ import selectors
 import signal
 import socket
 
-from slirpd.dataplane import Dataplane, TapGone
+from slirpd.dataplane import NOTICE_PING_FORBIDDEN, Dataplane, TapGone
 from slirpd.log import log
 
 POLL_BUDGET = 256  # frames drained per wake-up
@@ -48,6 +48,16 @@ class Daemon:
         except TapGone:
             log.warning("the TAP device is gone (namespace or interface removed): exiting")
             self.stopping = True
+        notices = self.dp.notices()
+        if notices:
+            self._log_notices(notices)
+
+    @staticmethod
+    def _log_notices(notices: int) -> None:
+        """One line per one-shot notice of the data plane."""
+        if notices & NOTICE_PING_FORBIDDEN:
+            log.warning("ping beyond the gateway is not possible: net.ipv4.ping_group_range does not "
+                        "include this user's group (echo requests are dropped, see drop_ping_forbidden)")
 
     def _on_wake(self) -> None:
         try:

@@ -17,7 +17,9 @@ import sys
 
 from slirpd._dp import ffi, lib
 
-__all__ = ["Dataplane", "TapGone", "counter_names"]
+__all__ = ["Dataplane", "TapGone", "counter_names", "NOTICE_PING_FORBIDDEN"]
+
+NOTICE_PING_FORBIDDEN = lib.DP_NOTICE_PING_FORBIDDEN
 
 _COUNTER_NAMES = tuple(ffi.string(lib.dp_counter_name(i)).decode("ascii")
                        for i in range(lib.dp_counter_count()))
@@ -44,7 +46,8 @@ class Dataplane:
 
     cfg is any object with the attributes gw_mac (6 bytes), net4, mask4, gw4,
     dns4, guest4 (IPv4 addresses), dns_upstream4 (IPv4 address or None), mtu
-    (int), vnet_hdr, disable_host_loopback and disable_dns (bool).  With vnet_hdr, tap_fd must have been opened with
+    (int), vnet_hdr, disable_host_loopback and disable_dns (bool), and
+    optionally udp_idle_ms (int, 0 for the data plane's default).  With vnet_hdr, tap_fd must have been opened with
     IFF_VNET_HDR; the data plane sets its header size.
 
     Raises OSError (EINVAL for a bad configuration) on failure.
@@ -67,6 +70,7 @@ class Dataplane:
         c.disable_host_loopback = int(bool(cfg.disable_host_loopback))
         c.disable_dns = int(bool(cfg.disable_dns))
         c.dns_upstream4 = _addr4(cfg.dns_upstream4) if cfg.dns_upstream4 is not None else 0
+        c.udp_idle_ms = int(getattr(cfg, "udp_idle_ms", 0) or 0)  # tests shorten it
 
         dp = lib.dp_new(c, int(tap_fd))
         if dp == ffi.NULL:
@@ -107,6 +111,11 @@ class Dataplane:
             raise TapGone("the TAP device went away")
         err = ffi.errno
         raise OSError(err, os.strerror(err))
+
+    def notices(self) -> int:
+        """One-shot notices raised since the last call, as a bit mask of
+        NOTICE_* (each kind is raised at most once per data plane)."""
+        return int(lib.dp_notices(self._handle()))
 
     def counters(self) -> dict[str, int]:
         """Every counter by name (see csrc/dp_counters.h)."""

@@ -86,12 +86,12 @@ def arp_request(tpa, spa=GUEST4, op=1, sha=GUEST_MAC) -> bytes:
 
 
 def ip4(payload: bytes, dst=GW4, src=GUEST4, proto=1, ihl=5, tot_len=None, frag=0x4000,
-        csum=None, version=4) -> bytes:
+        csum=None, version=4, ident=0x1234) -> bytes:
     options = b"\x01" * (4 * (ihl - 5)) if ihl > 5 else b""
     hlen = 4 * max(ihl, 5)
     if tot_len is None:
         tot_len = hlen + len(payload)
-    hdr = struct.pack("!BBHHHBBH4s4s", version << 4 | ihl, 0, tot_len, 0x1234, frag, 64,
+    hdr = struct.pack("!BBHHHBBH4s4s", version << 4 | ihl, 0, tot_len, ident, frag, 64,
                       proto, 0, ipaddress.IPv4Address(src).packed,
                       ipaddress.IPv4Address(dst).packed) + options
     if csum is None:
@@ -340,10 +340,26 @@ DROPS = {
     "ip4_total_length_below_header": (lambda: eth(0x0800, ip4(icmp(8, b""), tot_len=16)),
                                       "drop_ip4_malformed"),
     "ip4_checksum": (lambda: eth(0x0800, ip4(icmp(8, b""), csum=0x1234)), "drop_ip4_checksum"),
-    "ip4_fragment_mf": (lambda: eth(0x0800, ip4(icmp(8, b"x" * 16), frag=0x2000)),
-                        "drop_ip4_fragment"),
-    "ip4_fragment_offset": (lambda: eth(0x0800, ip4(b"x" * 16, frag=0x0010)), "drop_ip4_fragment"),
-    "ip4_proto_udp": (lambda: eth(0x0800, ip4(b"\0" * 8, proto=17)), "drop_ip4_proto"),
+    # fragments (reassembly itself: test_udp.py)
+    "ip4_fragment_not_8_aligned": (lambda: eth(0x0800, ip4(icmp(8, b"x" * 13), frag=0x2000)),
+                                   "drop_ip4_fragment"),
+    "ip4_fragment_empty": (lambda: eth(0x0800, ip4(b"", frag=0x2010)), "drop_ip4_fragment"),
+    "ip4_fragment_beyond_64k": (lambda: eth(0x0800, ip4(b"x" * 16, frag=0x1fff)),
+                                "drop_ip4_fragment"),
+    "ip4_fragment_martian": (lambda: eth(0x0800, ip4(b"x" * 16, frag=0x2000, src="127.0.0.1")),
+                             "drop_ip4_martian"),
+    "ip4_proto_gre": (lambda: eth(0x0800, ip4(b"\0" * 8, proto=47)), "drop_ip4_proto"),
+    "udp_ports_zero": (lambda: eth(0x0800, ip4(b"\0" * 8, proto=17)), "drop_udp_malformed"),
+    "udp_truncated": (lambda: eth(0x0800, ip4(b"\0\x10\0\x35", proto=17)), "drop_udp_malformed"),
+    "udp_length_beyond_packet": (lambda: eth(0x0800, ip4(struct.pack("!HHHH", 4000, 53, 30, 0) + b"q",
+                                                         proto=17)), "drop_udp_malformed"),
+    "udp_checksum": (lambda: eth(0x0800, ip4(struct.pack("!HHHH", 4000, 9, 9, 0x1234) + b"q",
+                                             proto=17)), "drop_udp_checksum"),
+    "icmp_echo_beyond_gw_bad_checksum": (lambda: eth(0x0800, ip4(icmp(8, b"ab", good_csum=False),
+                                                                 dst="198.51.100.1")),
+                                         "drop_icmp_checksum"),
+    "icmp_beyond_gw_not_echo": (lambda: eth(0x0800, ip4(icmp(13, b"\0" * 12), dst="198.51.100.1")),
+                                "drop_icmp_type"),
     "icmp_truncated": (lambda: eth(0x0800, ip4(icmp(8, b"")[:4])), "drop_icmp_malformed"),
     "icmp_checksum": (lambda: eth(0x0800, ip4(icmp(8, b"abcd", good_csum=False))),
                       "drop_icmp_checksum"),

@@ -1,0 +1,104 @@
+"""The benchmark's Markdown table and bar chart.
+
+results[column][mtu][metric] is a number or, when the step failed, the reason
+(a string).  Columns are "loopback" then the tools; each tool's cell also shows
+its ratio to slirp4netns and to the loopback baseline at the same MTU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# key, label, unit, number format
+METRICS = [
+    ("g2h", "iperf3 guest→host (gateway)", "Gbit/s", "{:.2f}"),
+    ("h2g", "iperf3 host→guest (gateway, -R)", "Gbit/s", "{:.2f}"),
+    ("fwd", "iperf3 host→guest (forwarded port)", "Gbit/s", "{:.2f}"),
+    ("lat_p50", "TCP 1-byte RR latency, median", "µs", "{:.0f}"),
+    ("lat_p99", "TCP 1-byte RR latency, p99", "µs", "{:.0f}"),
+    ("conn_rate", "short connections guest→host", "conn/s", "{:.0f}"),
+    ("cpu_per_gib", "daemon CPU per GiB (the iperf3 runs)", "s/GiB", "{:.2f}"),
+    ("rss_idle", "daemon RSS, idle", "MiB", "{:.1f}"),
+    ("rss_1k", "daemon RSS, 1,000 open connections", "MiB", "{:.1f}"),
+]
+# chart panels: y label, then (metric, bar label)
+CHARTED = [("iperf3, Gbit/s", [("g2h", "guest→host"), ("h2g", "host→guest (-R)"), ("fwd", "forwarded port")]),
+           ("TCP RR latency, µs", [("lat_p50", "median"), ("lat_p99", "p99")]),
+           ("short connections/s", [("conn_rate", "guest→host")])]
+MAX_REASON = 60
+
+
+def cell(value, fmt: str) -> str:
+    """A number formatted, "—" for nothing, or a failure reason (shortened, pipes escaped) in italics."""
+    if isinstance(value, (int, float)):
+        return fmt.format(value)
+    if value is None:
+        return "—"
+    reason = str(value).replace("|", "/").replace("\n", " ")
+    return f"*{reason[:MAX_REASON]}{'…' if len(reason) > MAX_REASON else ''}*"
+
+
+def ratio(value, base) -> str:
+    """value/base as "0.42×", or "" when either is not a number."""
+    if isinstance(value, (int, float)) and isinstance(base, (int, float)) and base:
+        return f"{value / base:.2f}×"
+    return ""
+
+
+def tool_cell(value, fmt: str, s4n, lo) -> str:
+    """A tool's cell: the value and its ratios to slirp4netns and loopback."""
+    ratios = [f"{r} s4n" for r in [ratio(value, s4n)] if r] + [f"{r} lo" for r in [ratio(value, lo)] if r]
+    return cell(value, fmt) + (f" ({', '.join(ratios)})" if ratios else "")
+
+
+def markdown(results: dict, mtus: list[int], notes: list[str]) -> str:
+    """The whole report: the table, what the ratios mean, machine and versions."""
+    tools = [name for name in results if name != "loopback"]
+    lines = ["| metric | MTU | loopback | " + " | ".join(tools) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in tools) + " |"]
+    for key, label, unit, fmt in METRICS:
+        for mtu in mtus:
+            lo = results["loopback"][mtu].get(key)
+            s4n = results.get("slirp4netns", {}).get(mtu, {}).get(key)
+            cells = [tool_cell(results[t][mtu].get(key), fmt,
+                               s4n if t != "slirp4netns" else None, lo) for t in tools]
+            lines.append(f"| {label}, {unit} | {mtu} | {cell(lo, fmt)} | " + " | ".join(cells) + " |")
+    lines += ["", "Ratios: the tool's value divided by slirp4netns's (s4n) and by the loopback baseline (lo), "
+              "same MTU; for latency, CPU and RSS lower is better.  Loopback: iperf3 and tcpbench client and "
+              "server both on 127.0.0.1 (its MTU does not change), \"forwarded port\" compares with its "
+              "guest→host run.  Short connections: connect, send 1 byte, read the echo, close.  CPU: the "
+              "daemon's process tree over the iperf3 runs that moved data.  slirp4netns and slirpd: gateway "
+              "10.0.2.2, forward by the API socket's add_hostfwd.  pasta: gateway = the host's default "
+              "gateway, copied (--map-host-loopback default), forward by -t; a connection from the host's "
+              "loopback to a -t port is spliced socket to socket, not sent over the tap.", ""]
+    lines += [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict, mtus: list[int], path: Path):
+    """Grouped bars: one column of panels per MTU, one row per CHARTED group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = list(results)
+    fig, axes = plt.subplots(len(CHARTED), len(mtus), figsize=(5 * len(mtus), 3.2 * len(CHARTED)), squeeze=False)
+    width = 0.8 / len(columns)
+    for col, mtu in enumerate(mtus):
+        for row, (ylabel, bars) in enumerate(CHARTED):
+            ax = axes[row][col]
+            for i, name in enumerate(columns):
+                values = [results[name][mtu].get(key) for key, _ in bars]
+                xs = [k + (i - (len(columns) - 1) / 2) * width for k in range(len(bars))]
+                ax.bar(xs, [v if isinstance(v, (int, float)) else 0 for v in values], width, label=name)
+                for x, v in zip(xs, values):
+                    if not isinstance(v, (int, float)):
+                        ax.text(x, 0, "failed", ha="center", va="bottom", fontsize=7, rotation=90)
+            ax.set_xticks(range(len(bars)), [label for _, label in bars], fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_title(f"MTU {mtu}", fontsize=9)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=len(columns), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

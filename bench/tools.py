@@ -1,0 +1,293 @@
+"""The guest namespace and the daemons under test, run as the plain user.
+
+A Guest is `unshare --user --map-root-user --net --mount sleep infinity`
+started as the plain user (as in tests/conftest.py); commands enter it with
+nsenter.  Each daemon class attaches its tool to one guest at one MTU, sets up
+the forward FWD_HOST_PORT -> FWD_GUEST_PORT and learns the address at which the
+guest reaches the host's 127.0.0.1 (`gateway`).  Every wait is bounded: a tool
+that does not come up raises ToolError with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import select
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+PLAIN_USER = "slirpd-test"
+FWD_HOST_PORT, FWD_GUEST_PORT = 15201, 5201
+START_TIMEOUT = 20.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class ToolError(Exception):
+    """A tool could not be started or asked; the message goes into the table."""
+
+
+def plain_user() -> pwd.struct_passwd:
+    """The unprivileged user that runs guests and daemons (created when missing)."""
+    try:
+        return pwd.getpwnam(PLAIN_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PLAIN_USER],
+                       check=True)
+        return pwd.getpwnam(PLAIN_USER)
+
+
+def as_user(user: pwd.struct_passwd) -> dict:
+    """subprocess keyword arguments that run a child as user, with no extra groups."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/", "env": env}
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll predicate until it returns a true value; ToolError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise ToolError(f"timeout ({timeout:.0f}s) waiting for {what}")
+
+
+def listening(pid: int, port: int) -> bool:
+    """Whether a TCP socket listens on port in the network namespace of pid."""
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat from field 3 (state) on, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of pid and its live descendants, plus its reaped children's."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat_fields(int(entry))):
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    root = _stat_fields(pid)
+    if root is None:
+        return 0.0
+    ticks = int(root[13]) + int(root[14])
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        if fields := _stat_fields(p):
+            ticks += int(fields[11]) + int(fields[12])
+        todo += children.get(p, [])
+    return ticks / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    """VmRSS of pid in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ToolError("no VmRSS")
+
+
+class Guest:
+    """A process in new user, network and mount namespaces, owned by the plain user."""
+
+    def __init__(self, user: pwd.struct_passwd):
+        self.user = user
+        self.proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "--mount", "sleep", "infinity"],
+                                     **as_user(user))
+        self.pid = self.proc.pid
+        own = os.stat("/proc/self/ns/net").st_ino
+        wait_until(lambda: self._netns_ino() not in (None, own), 5, "the guest's network namespace")
+
+    def _netns_ino(self) -> int | None:
+        """Inode of the guest's network namespace (None while it is not there yet)."""
+        try:
+            return os.stat(f"/proc/{self.pid}/ns/net").st_ino
+        except OSError:
+            return None
+
+    def argv(self, cmd: list[str]) -> list[str]:
+        """cmd wrapped to run inside the guest as its root."""
+        return ["nsenter", f"--target={self.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--", *cmd]
+
+    def run(self, cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+        """Run cmd in the guest; subprocess.TimeoutExpired after timeout seconds."""
+        return subprocess.run(self.argv(cmd), capture_output=True, text=True, timeout=timeout, **as_user(self.user))
+
+    def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
+        """Start cmd in the guest in the background."""
+        return subprocess.Popen(self.argv(cmd), text=True, **as_user(self.user), **kw)
+
+    def default_gateway(self) -> str | None:
+        """The guest's IPv4 default gateway, once it has one."""
+        res = self.run(["ip", "-json", "-4", "route", "show", "default"], timeout=5)
+        routes = json.loads(res.stdout or "[]")
+        return routes[0].get("gateway") if routes else None
+
+    def stop(self):
+        """Kill the guest's init process."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+class Daemon:
+    """One tool attached to one guest; subclasses implement start()."""
+
+    name = "?"
+
+    def __init__(self, binary: str, guest: Guest, mtu: int, workdir: Path):
+        self.binary = binary
+        self.guest = guest
+        self.mtu = mtu
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+        self.gateway = ""
+        self.forward_error: str | None = None
+        self.stderr_path = workdir / f"{self.name}-{mtu}.stderr"
+
+    def _spawn(self, argv: list[str], pass_fds=()) -> subprocess.Popen:
+        """Start argv as the plain user, stderr and stdout into stderr_path."""
+        with open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         pass_fds=pass_fds, **as_user(self.guest.user))
+        return self.proc
+
+    def stderr_tail(self) -> str:
+        """The last line the daemon wrote, for error messages."""
+        lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "(no output)"
+
+    def alive(self) -> bool:
+        """Whether the daemon process still runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """Terminate the daemon (SIGKILL if it does not go within 5 s)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+class SlirpCompatible(Daemon):
+    """slirp4netns and slirpd: same command line, ready fd and JSON API socket."""
+
+    def start(self):
+        """Start with --configure and an API socket, then add the port forward.
+        A daemon that refuses -a is restarted with publish_options() instead
+        (no forward if there are none)."""
+        api = self.workdir / f"{self.name}-{self.mtu}.sock"
+        if self._start_with(["--api-socket", str(api)]):
+            self._add_hostfwd(api)
+        else:
+            refusal = self.stderr_tail()
+            publish = self.publish_options()
+            if not self._start_with(publish):
+                raise ToolError(f"not ready: {self.stderr_tail()}")
+            if not publish:
+                self.forward_error = f"-a refused: {refusal}"
+        self.gateway = "10.0.2.2"
+
+    def publish_options(self) -> list[str]:
+        """Command-line options that forward FWD_HOST_PORT, if the tool has any."""
+        return []
+
+    def _start_with(self, extra: list[str]) -> bool:
+        """Start the daemon; True once it writes "1" to its ready fd."""
+        rfd, wfd = os.pipe()
+        argv = [self.binary, "--configure", f"--mtu={self.mtu}", f"--ready-fd={wfd}", *extra,
+                str(self.guest.pid), "tap0"]
+        try:
+            self._spawn(argv, pass_fds=(wfd,))
+            os.close(wfd)
+            ready, _, _ = select.select([rfd], [], [], START_TIMEOUT)
+            got = os.read(rfd, 1) if ready else b""
+        finally:
+            os.close(rfd)
+        if got != b"1":
+            self.stop()
+        return got == b"1"
+
+    def _add_hostfwd(self, api: Path):
+        """add_hostfwd 127.0.0.1:FWD_HOST_PORT -> guest FWD_GUEST_PORT over the API socket."""
+        request = {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "127.0.0.1",
+                                                           "host_port": FWD_HOST_PORT, "guest_port": FWD_GUEST_PORT}}
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
+                sock.connect(str(api))
+                sock.sendall(json.dumps(request).encode())
+                sock.shutdown(socket.SHUT_WR)
+                reply = b""
+                while chunk := sock.recv(4096):
+                    reply += chunk
+            answer = json.loads(reply)
+        except (OSError, ValueError) as e:
+            self.forward_error = f"API: {e}"
+            return
+        if "error" in answer:
+            self.forward_error = f"API: {answer['error']}"
+
+
+class Slirp4netns(SlirpCompatible):
+    name = "slirp4netns"
+
+
+class Slirpd(SlirpCompatible):
+    name = "slirpd"
+
+    def publish_options(self) -> list[str]:
+        """--publish=HOST:GUEST when slirpd's --help lists it."""
+        try:
+            usage = subprocess.run([self.binary, "--help"], capture_output=True, text=True, timeout=10).stdout
+        except subprocess.TimeoutExpired:
+            return []
+        return [f"--publish={FWD_HOST_PORT}:{FWD_GUEST_PORT}"] if "--publish" in usage else []
+
+
+class Pasta(Daemon):
+    """pasta attached to the guest's PID; it maps its gateway address to the
+    host's loopback by default (--map-host-loopback) and forwards with -t."""
+
+    name = "pasta"
+
+    def start(self):
+        """Start in the foreground with only our one TCP forward; ready once the
+        guest has a default route and the host port listens."""
+        self._spawn([self.binary, "--foreground", "--config-net", "--mtu", str(self.mtu), "--ipv4-only",
+                     "-t", f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}", "-u", "none", "-T", "none", "-U", "none",
+                     str(self.guest.pid)])
+        try:
+            wait_until(lambda: not self.alive() or listening(os.getpid(), FWD_HOST_PORT), START_TIMEOUT,
+                       "pasta's forwarded port")
+            if not self.alive():
+                raise ToolError(f"exited: {self.stderr_tail()}")
+            self.gateway = wait_until(self.guest.default_gateway, START_TIMEOUT, "the guest's default route")
+        except ToolError:
+            self.stop()
+            raise
+
+
+TOOLS = {cls.name: cls for cls in (Slirp4netns, Slirpd, Pasta)}
