@@ -38,6 +38,22 @@ enum dp_counter {
 #define ETH_TYPE_IP6		0x86dd
 
 /**
+ * struct fwd_listener - a forwarded host socket (fwd.c)
+ * @id:		forward id given by Python
+ * @sock:	bound host socket, -1 if the slot is free (Python owns it)
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @guest:	guest address connections and datagrams go to
+ * @guest_port:	guest port, host byte order
+ */
+struct fwd_listener {
+	int id;
+	int sock;
+	uint8_t proto;
+	union inany_addr guest;
+	uint16_t guest_port;
+};
+
+/**
  * struct dp - one data plane instance, see dp.c for the theory of operation
  * @cfg:		copy of the configuration given to dp_new()
  * @tap_fd:		TAP file descriptor, non-blocking, owned by us
@@ -62,6 +78,7 @@ enum dp_counter {
  * @flow_count:		flows in use
  * @flow_seed:		random hash seed
  * @tx_l3:		IP header of the packet ip_tx_start() began, or NULL
+ * @fwd:		forwarded host sockets (fwd.c)
  * @counters:		counters, indexed by enum dp_counter
  */
 struct dp {
@@ -87,6 +104,7 @@ struct dp {
 	uint32_t flow_count;
 	uint64_t flow_seed;
 	uint8_t *tx_l3;
+	struct fwd_listener fwd[DP_FWD_MAX];
 	uint64_t counters[DP_CNT_COUNT];
 };
 
@@ -223,5 +241,17 @@ bool fwd_ip4_is_loopback(uint32_t addr);
 int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,
 		      struct sockaddr_storage *sa, socklen_t *sa_len);
+void fwd_init(struct dp *dp);
+void fwd_sock_event(struct dp *dp, uint32_t index);
+void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
+		    union inany_addr *addr, uint16_t *port);
+
+/* Port forwarding into the guest, provided by tcp.c and udp.c */
+void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
+			uint16_t src_port, const union inany_addr *guest,
+			uint16_t guest_port);
+void udp_fwd_input(struct dp *dp, int sock, const union inany_addr *guest,
+		   uint16_t guest_port);
+void udp_fwd_forget(struct dp *dp, int sock);
 
 #endif /* DP_H */

@@ -46,6 +46,9 @@
 	X(flows_closed)							\
 	X(drop_flow_table_full)	/* DP_FLOW_MAX flows in use */		\
 	X(drop_unreachable)	/* destination the guest may not reach */ \
+	/* port forwarding */						\
+	X(fwd_tcp_accepted)						\
+	X(fwd_accept_errors)	/* accept() failed: e.g. out of fds */	\
 	/* TAP */							\
 	X(drop_tap_write)	/* write() to the TAP failed or was short */ \
 	X(tap_read_errors)	/* unexpected read() errors */

@@ -45,4 +45,9 @@
 /* epoll events fetched per system call in dp_poll() */
 #define DP_EPOLL_BATCH		128
 
+/* Port forwarding (fwd.c): forwarded host sockets, and connections accepted
+ * from one of them per wake-up */
+#define DP_FWD_MAX		256
+#define DP_FWD_ACCEPT_BATCH	64
+
 #endif /* DP_LIMITS_H */

@@ -38,6 +38,8 @@ User-mode networking for unprivileged network namespaces.
 --disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns redirect (experimental)
 --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
 --target-type=TYPE       specify the target type ([netns|bess], default=netns)
+-p, --publish=[HOSTADDR:]HOSTPORT:GUESTPORT[/udp]
+                         forward a host port to the guest at start-up (repeatable)
 --debug                  log every event (also: SLIRPD_DEBUG=1)
 -h, --help               show this help and exit
 -v, --version            show version and exit
@@ -46,7 +48,6 @@ User-mode networking for unprivileged network namespaces.
 # Options whose behaviour lands in a later release: refused, never ignored.
 NOT_SUPPORTED_YET = {
     "enable_ipv6": "--enable-ipv6",
-    "api_socket": "--api-socket",
     "enable_seccomp": "--enable-seccomp",
     "outbound_addr": "--outbound-addr",
     "outbound_addr6": "--outbound-addr6",
@@ -84,6 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable-dns", action="store_true")
     p.add_argument("--macaddress")
     p.add_argument("--target-type", default="netns")
+    p.add_argument("-p", "--publish", action="append", default=[])
     p.add_argument("--debug", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("-v", "--version", action="store_true")
@@ -117,6 +119,26 @@ def _cidr(value: str | None) -> ipaddress.IPv4Network:
     if "/" not in value or not 1 <= net.prefixlen <= MAX_PREFIXLEN:
         raise UsageError(f"CIDR prefix length must be between 1 and {MAX_PREFIXLEN}: {value!r}")
     return net
+
+
+PUBLISH_RE = re.compile(r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$")
+
+
+def _publish(spec: str) -> tuple[str, str, int, int]:
+    """--publish [HOSTADDR:]HOSTPORT:GUESTPORT[/udp] -> (proto, host_addr,
+    host_port, guest_port); an IPv6 HOSTADDR goes in brackets."""
+    m = PUBLISH_RE.match(spec)
+    if not m:
+        raise UsageError(f"--publish: expected [HOSTADDR:]HOSTPORT:GUESTPORT[/udp], got {spec!r}")
+    host_addr = m["v6"] or m["v4"] or "0.0.0.0"
+    try:
+        ipaddress.ip_address(host_addr)
+    except ValueError:
+        raise UsageError(f"--publish: bad host address in {spec!r}") from None
+    host_port, guest_port = int(m["host"]), int(m["guest"])
+    if not (1 <= host_port <= 65535 and 1 <= guest_port <= 65535):
+        raise UsageError(f"--publish: ports must be 1..65535 in {spec!r}")
+    return (m["proto"] or "tcp", host_addr, host_port, guest_port)
 
 
 def version_text() -> str:
@@ -183,6 +205,8 @@ def parse_args(argv: list[str]) -> Config | str:
         userns_path=ns.userns_path,
         disable_dns=ns.disable_dns,
         enable_sandbox=ns.enable_sandbox,
+        api_socket=ns.api_socket,
+        publish=tuple(_publish(spec) for spec in ns.publish),
         macaddress=ns.macaddress.lower() if ns.macaddress else None,
         target_type=ns.target_type,
         debug=ns.debug,

@@ -64,6 +64,7 @@ class Config:
     disable_dns: bool = False
     macaddress: str | None = None
     target_type: str = "netns"
+    publish: tuple = ()  # (proto, host_addr, host_port, guest_port) each
     debug: bool = False
 
     @property

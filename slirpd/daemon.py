@@ -25,8 +25,9 @@ POLL_BUDGET = 256  # frames drained per wake-up
 class Daemon:
     """Serves one TAP until a signal, the exit fd, or the guest goes away."""
 
-    def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None):
+    def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None):
         self.dp = dp
+        self.api = api
         self.exit_fd = exit_fd
         self.target_pidfd = target_pidfd
         self.stopping = False
@@ -41,6 +42,8 @@ class Daemon:
             self.sel.register(exit_fd, selectors.EVENT_READ, self._on_exit_fd)
         if target_pidfd is not None:
             self.sel.register(target_pidfd, selectors.EVENT_READ, self._on_target_exit)
+        if api is not None:
+            api.attach(self.sel)
 
     def _on_dataplane(self) -> None:
         try:
@@ -87,9 +90,11 @@ class Daemon:
             if on_ready is not None:
                 on_ready()
             while not self.stopping:
-                events = self.sel.select(self.dp.timeout())
+                events = self.sel.select(self._timeout())
                 if not events:
                     self._on_dataplane()  # a flow timer is due
+                if self.api is not None:
+                    self.api.expire()
                 for key, _events in events:
                     key.data()
                     if self.stopping:
@@ -102,6 +107,12 @@ class Daemon:
                 signal.signal(s, h)
             self.close()
         return 0
+
+    def _timeout(self) -> float | None:
+        """How long the loop may sleep: until the next data plane timer or
+        API client deadline."""
+        timeouts = [t for t in (self.dp.timeout(), self.api.timeout() if self.api else None) if t is not None]
+        return min(timeouts) if timeouts else None
 
     def close(self) -> None:
         """Release the selector and the wake-up pair (not the data plane)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import sys
 
 from slirpd._dp import ffi, lib
@@ -107,6 +108,21 @@ class Dataplane:
             raise TapGone("the TAP device went away")
         err = ffi.errno
         raise OSError(err, os.strerror(err))
+
+    def add_forward(self, fwd_id: int, sock_fd: int, proto: str, guest_addr, guest_port: int) -> None:
+        """Forward a bound host socket (listening, for TCP) into the guest.
+        The caller keeps owning sock_fd and closes it after remove_forward().
+        Raises OSError."""
+        proto_num = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}[proto]
+        if lib.dp_fwd_add(self._handle(), fwd_id, sock_fd, proto_num, _addr4(guest_addr), guest_port) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+
+    def remove_forward(self, fwd_id: int) -> None:
+        """Stop forwarding (connections already open stay). Raises OSError."""
+        if lib.dp_fwd_remove(self._handle(), fwd_id) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
 
     def counters(self) -> dict[str, int]:
         """Every counter by name (see csrc/dp_counters.h)."""

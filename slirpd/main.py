@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 
 from slirpd import cli, log as logmod, sandbox
+from slirpd.api import Api, ApiServer
+from slirpd.forward import Forwards
 from slirpd.config import Config
 from slirpd.log import log
 from slirpd.netns import SetupError, TargetNamespaces, open_tap
@@ -68,16 +71,41 @@ def run(cfg: Config) -> int:
     pidfd = _target_pidfd(cfg)
     with TargetNamespaces(cfg) as ns:
         dp = _dataplane(cfg, open_tap(cfg, ns))
-        if cfg.enable_sandbox:
-            sandbox.enter(ns.userns_fd)
+        forwards = Forwards(cfg, dp)
+        api = None
+        try:
+            _publish(cfg, forwards)
+            if cfg.api_socket:
+                api = ApiServer(cfg.api_socket, Api(forwards))
+            if cfg.enable_sandbox:
+                sandbox.enter(ns.userns_fd)
+        except BaseException:
+            _close_all(api, forwards, dp, pidfd)
+            raise
     log.debug("serving %s: %s, gateway %s, DNS %s, MTU %d", cfg.tapname, cfg.cidr, cfg.gateway, cfg.dns, cfg.mtu)
     try:
-        daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd)
+        daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api)
         return daemon.run(on_ready=lambda: _signal_ready(cfg.ready_fd))
     finally:
-        dp.close()
-        if pidfd is not None:
-            os.close(pidfd)
+        _close_all(api, forwards, dp, pidfd)
+
+
+def _publish(cfg: Config, forwards: Forwards) -> None:
+    """--publish: the forwards asked for on the command line."""
+    for proto, host_addr, host_port, guest_port in cfg.publish:
+        try:
+            forwards.add(proto, ipaddress.ip_address(host_addr), host_port, cfg.guest, guest_port)
+        except OSError as e:
+            raise SetupError(f"--publish {host_addr}:{host_port}:{guest_port}/{proto}: {e.strerror}") from None
+
+
+def _close_all(api, forwards, dp, pidfd) -> None:
+    if api is not None:
+        api.close()
+    forwards.close()
+    dp.close()
+    if pidfd is not None:
+        os.close(pidfd)
 
 
 def _run_bess(cfg: Config) -> int:
