@@ -241,6 +241,7 @@ bool fwd_ip4_is_loopback(uint32_t addr);
 int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,
 		      struct sockaddr_storage *sa, socklen_t *sa_len);
+int fwd_bind_outbound(const struct dp *dp, int sock, int family);
 void fwd_init(struct dp *dp);
 void fwd_sock_event(struct dp *dp, uint32_t index);
 void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,

@@ -25,6 +25,8 @@
  * @disable_dns:	non-zero to turn off the DNS forwarder
  * @dns_upstream4:	nameserver the DNS address forwards to (the host's first
  *			IPv4 nameserver), network byte order, 0 for none
+ * @outbound4:	source address host IPv4 sockets bind to before connecting
+ *		(--outbound-addr), network byte order, 0 for the kernel's choice
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -38,6 +40,7 @@ struct dp_config {
 	int disable_host_loopback;
 	int disable_dns;
 	uint32_t dns_upstream4;
+	uint32_t outbound4;
 };
 
 struct dp;

@@ -18,6 +18,9 @@
  *   broadcast, "this network" (0/8) and class E reach nothing.
  * - everything else is itself: the host connects to it.
  *
+ * Host sockets that flows open bind first to cfg.outbound4 when set
+ * (--outbound-addr): fwd_bind_outbound().
+ *
  * Port forwarding goes the other way.  Python binds a host socket for each
  * forward (add_hostfwd, --publish) and registers it here with dp_fwd_add():
  * up to DP_FWD_MAX listeners, each in the epoll set as EPOLL_REF_LISTEN.  A
@@ -119,6 +122,25 @@ int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 	sin->sin_addr.s_addr = daddr;
 	*sa_len = sizeof(*sin);
 	return 0;
+}
+
+/**
+ * fwd_bind_outbound() - bind a new host socket to the outbound source address
+ * @dp:		data plane
+ * @sock:	socket, not yet connected
+ * @family:	its address family
+ *
+ * Return: 0 (also when no outbound address is set), or -1 with errno set
+ */
+int fwd_bind_outbound(const struct dp *dp, int sock, int family)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+
+	if (family != AF_INET || !dp->cfg.outbound4)
+		return 0;
+
+	sin.sin_addr.s_addr = dp->cfg.outbound4;
+	return bind(sock, (struct sockaddr *)&sin, sizeof(sin));
 }
 
 /**

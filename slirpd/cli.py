@@ -49,7 +49,6 @@ User-mode networking for unprivileged network namespaces.
 NOT_SUPPORTED_YET = {
     "enable_ipv6": "--enable-ipv6",
     "enable_seccomp": "--enable-seccomp",
-    "outbound_addr": "--outbound-addr",
     "outbound_addr6": "--outbound-addr6",
 }
 
@@ -141,6 +140,22 @@ def _publish(spec: str) -> tuple[str, str, int, int]:
     return (m["proto"] or "tcp", host_addr, host_port, guest_port)
 
 
+def _outbound(value: str | None) -> str | None:
+    """--outbound-addr: an IPv4 address or the name of an interface that has one."""
+    if value is None:
+        return None
+    from slirpd.config import interface_ipv4
+
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        try:
+            interface_ipv4(value)
+        except ValueError as e:
+            raise UsageError(f"--outbound-addr: {value!r} is neither an IPv4 address nor an interface: {e}") from None
+    return value
+
+
 def version_text() -> str:
     """What --version prints: our version, then one line per component."""
     import cffi
@@ -206,6 +221,7 @@ def parse_args(argv: list[str]) -> Config | str:
         disable_dns=ns.disable_dns,
         enable_sandbox=ns.enable_sandbox,
         api_socket=ns.api_socket,
+        outbound_addr=_outbound(ns.outbound_addr),
         publish=tuple(_publish(spec) for spec in ns.publish),
         macaddress=ns.macaddress.lower() if ns.macaddress else None,
         target_type=ns.target_type,

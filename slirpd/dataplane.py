@@ -44,7 +44,7 @@ class Dataplane:
     """One data plane on a TAP descriptor.
 
     cfg is any object with the attributes gw_mac (6 bytes), net4, mask4, gw4,
-    dns4, guest4 (IPv4 addresses), dns_upstream4 (IPv4 address or None), mtu
+    dns4, guest4 (IPv4 addresses), dns_upstream4 and outbound4 (IPv4 address or None), mtu
     (int), vnet_hdr, disable_host_loopback and disable_dns (bool).  With vnet_hdr, tap_fd must have been opened with
     IFF_VNET_HDR; the data plane sets its header size.
 
@@ -68,6 +68,7 @@ class Dataplane:
         c.disable_host_loopback = int(bool(cfg.disable_host_loopback))
         c.disable_dns = int(bool(cfg.disable_dns))
         c.dns_upstream4 = _addr4(cfg.dns_upstream4) if cfg.dns_upstream4 is not None else 0
+        c.outbound4 = _addr4(cfg.outbound4) if cfg.outbound4 is not None else 0
 
         dp = lib.dp_new(c, int(tap_fd))
         if dp == ffi.NULL:

@@ -79,7 +79,7 @@ BAD_COMMAND_LINES = [
     (["--publish=8080:0", "1"], "--publish"),
     (["--publish=nohost:8080:80", "1"], "--publish"),
     (["--enable-seccomp", "1"], "--enable-seccomp: not supported yet"),
-    (["--outbound-addr=127.0.0.1", "1"], "--outbound-addr: not supported yet"),
+    (["--outbound-addr=nosuchif0", "1"], "--outbound-addr: 'nosuchif0' is neither"),
     (["--outbound-addr6=::1", "1"], "--outbound-addr6: not supported yet"),
 ]
 
