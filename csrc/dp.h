@@ -44,6 +44,7 @@ enum dp_counter {
  * @proto:	IPPROTO_TCP or IPPROTO_UDP
  * @guest:	guest address connections and datagrams go to
  * @guest_port:	guest port, host byte order
+ * @connections:	TCP connections accepted, or UDP flows started, through it
  */
 struct fwd_listener {
 	int id;
@@ -51,6 +52,7 @@ struct fwd_listener {
 	uint8_t proto;
 	union inany_addr guest;
 	uint16_t guest_port;
+	uint64_t connections;
 };
 
 /**
@@ -251,8 +253,7 @@ void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
 void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 			uint16_t src_port, const union inany_addr *guest,
 			uint16_t guest_port);
-void udp_fwd_input(struct dp *dp, int sock, const union inany_addr *guest,
-		   uint16_t guest_port);
+void udp_fwd_input(struct dp *dp, struct fwd_listener *l);
 void udp_fwd_forget(struct dp *dp, int sock);
 
 #endif /* DP_H */

@@ -53,6 +53,7 @@ int dp_timeout_ms(struct dp *dp);
 int dp_fwd_add(struct dp *dp, int id, int sock, int proto, uint32_t guest4,
 	       uint16_t guest_port);
 int dp_fwd_remove(struct dp *dp, int id);
+int64_t dp_fwd_connections(struct dp *dp, int id);
 int dp_counter_count(void);
 const char *dp_counter_name(int index);
 int dp_counters(const struct dp *dp, uint64_t *out, int n);

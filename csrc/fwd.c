@@ -26,7 +26,8 @@
  * up to DP_FWD_MAX listeners, each in the epoll set as EPOLL_REF_LISTEN.  A
  * TCP listener's new connections are accepted in a batch and opened into the
  * guest by tcp.c (tcp_conn_from_host()); a UDP listener's datagrams go to
- * udp.c (udp_fwd_input()).  The guest sees the host client as the gateway when
+ * udp.c (udp_fwd_input(), which counts the flows it starts in the listener's
+ * @connections, as fwd.c counts accepted connections).  The guest sees the host client as the gateway when
  * it is on the host's loopback, and with its own address otherwise, so servers
  * in the guest see real client addresses.
  */
@@ -220,6 +221,7 @@ int dp_fwd_add(struct dp *dp, int id, int sock, int proto, uint32_t guest4,
 	l->proto = (uint8_t)proto;
 	inany_from_v4(&l->guest, guest4);
 	l->guest_port = guest_port;
+	l->connections = 0;
 	return 0;
 }
 
@@ -291,7 +293,7 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 	l = &dp->fwd[index];
 
 	if (l->proto == IPPROTO_UDP) {
-		udp_fwd_input(dp, l->sock, &l->guest, l->guest_port);
+		udp_fwd_input(dp, l);
 		return;
 	}
 
@@ -315,7 +317,23 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 
 		fwd_guest_view(dp, &sa, &src, &src_port);
 		DP_COUNT(dp, fwd_tcp_accepted);
+		l->connections++;
 		tcp_conn_from_host(dp, fd, &src, src_port, &l->guest,
 				   l->guest_port);
 	}
+}
+
+/**
+ * dp_fwd_connections() - how many connections (TCP) or flows (UDP) a forward
+ * has brought into the guest
+ * @dp:		data plane
+ * @id:		forward id
+ *
+ * Return: the count, or -1 if there is no such forward
+ */
+int64_t dp_fwd_connections(struct dp *dp, int id)
+{
+	struct fwd_listener *l = dp ? fwd_find(dp, id) : NULL;
+
+	return l ? (int64_t)l->connections : -1;
 }

@@ -20,13 +20,12 @@ void udp_timer(struct dp *dp, struct flow *f)
 	flow_free(dp, f);
 }
 
-void udp_fwd_input(struct dp *dp, int sock, const union inany_addr *guest,
-		   uint16_t guest_port)
+void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
 {
 	char buf[1];
 
-	(void)dp; (void)guest; (void)guest_port;
-	while (recv(sock, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+	(void)dp;
+	while (recv(l->sock, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
 		;
 }
 

@@ -82,6 +82,7 @@ class Api:
             "add_hostfwd": self._add_hostfwd,
             "list_hostfwd": self._list_hostfwd,
             "remove_hostfwd": self._remove_hostfwd,
+            "get_stats": self._get_stats,
         }.get(execute)
         if handler is None:
             return _error("unknown execute")
@@ -123,6 +124,14 @@ class Api:
 
     def _list_hostfwd(self, _args: dict) -> dict:
         return {"entries": self.forwards.entries()}
+
+    def _get_stats(self, _args: dict) -> dict:
+        """Beyond slirp4netns: the data plane's counters (frames, bytes, flows,
+        drops by reason) and each forward's connection count."""
+        counters = self.forwards.dp.counters()
+        return {"return": {"counters": counters,
+                           "flows": counters.get("flows_created", 0) - counters.get("flows_closed", 0),
+                           "forwards": self.forwards.stats()}}
 
     def _remove_hostfwd(self, args: dict) -> dict:
         fwd_id = args.get("id")

@@ -25,9 +25,11 @@ POLL_BUDGET = 256  # frames drained per wake-up
 class Daemon:
     """Serves one TAP until a signal, the exit fd, or the guest goes away."""
 
-    def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None):
+    def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None,
+                 notifier=None):
         self.dp = dp
         self.api = api
+        self.notifier = notifier
         self.exit_fd = exit_fd
         self.target_pidfd = target_pidfd
         self.stopping = False
@@ -95,6 +97,8 @@ class Daemon:
                     self._on_dataplane()  # a flow timer is due
                 if self.api is not None:
                     self.api.expire()
+                if self.notifier is not None:
+                    self.notifier.ping_if_due()
                 for key, _events in events:
                     key.data()
                     if self.stopping:
@@ -102,6 +106,8 @@ class Daemon:
                 if self.dump_requested:
                     self._dump_counters()
         finally:
+            if self.notifier is not None:
+                self.notifier.send("STOPPING=1", "STATUS=stopping")
             signal.set_wakeup_fd(old_wakeup)
             for s, h in old_handlers.items():
                 signal.signal(s, h)
@@ -111,7 +117,8 @@ class Daemon:
     def _timeout(self) -> float | None:
         """How long the loop may sleep: until the next data plane timer or
         API client deadline."""
-        timeouts = [t for t in (self.dp.timeout(), self.api.timeout() if self.api else None) if t is not None]
+        timeouts = [t for t in (self.dp.timeout(), self.api.timeout() if self.api else None,
+                                self.notifier.timeout() if self.notifier else None) if t is not None]
         return min(timeouts) if timeouts else None
 
     def close(self) -> None:

@@ -125,6 +125,13 @@ class Dataplane:
             err = ffi.errno
             raise OSError(err, os.strerror(err))
 
+    def forward_connections(self, fwd_id: int) -> int:
+        """Connections (TCP) or flows (UDP) a forward has opened into the guest."""
+        n = lib.dp_fwd_connections(self._handle(), fwd_id)
+        if n < 0:
+            raise KeyError(fwd_id)
+        return n
+
     def counters(self) -> dict[str, int]:
         """Every counter by name (see csrc/dp_counters.h)."""
         n = lib.dp_counters(self._handle(), self._counters, len(_COUNTER_NAMES))

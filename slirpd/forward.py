@@ -100,6 +100,10 @@ class Forwards:
     def entries(self) -> list[dict]:
         return [f.entry() for f in self.table.values()]
 
+    def stats(self) -> list[dict]:
+        """Each forward's list entry with its connection count."""
+        return [{**f.entry(), "connections": self.dp.forward_connections(f.fwd_id)} for f in self.table.values()]
+
     def close(self) -> None:
         for fwd_id in list(self.table):
             self.remove(fwd_id)

@@ -9,6 +9,7 @@ import sys
 from slirpd import cli, log as logmod, sandbox
 from slirpd.api import Api, ApiServer
 from slirpd.forward import Forwards
+from slirpd.notify import Notifier
 from slirpd.config import Config
 from slirpd.log import log
 from slirpd.netns import SetupError, TargetNamespaces, open_tap
@@ -68,6 +69,7 @@ def run(cfg: Config) -> int:
         return _run_bess(cfg)
     if cfg.enable_sandbox:
         sandbox.check_resolv_conf()
+    notifier = Notifier()  # connected now: its path may be hidden by the sandbox
     pidfd = _target_pidfd(cfg)
     with TargetNamespaces(cfg) as ns:
         dp = _dataplane(cfg, open_tap(cfg, ns))
@@ -81,13 +83,21 @@ def run(cfg: Config) -> int:
                 sandbox.enter(ns.userns_fd)
         except BaseException:
             _close_all(api, forwards, dp, pidfd)
+            notifier.close()
             raise
-    log.debug("serving %s: %s, gateway %s, DNS %s, MTU %d", cfg.tapname, cfg.cidr, cfg.gateway, cfg.dns, cfg.mtu)
+    status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
+    log.debug("%s", status)
+
+    def on_ready():
+        _signal_ready(cfg.ready_fd)
+        notifier.send("READY=1", f"STATUS={status}")
+
     try:
-        daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api)
-        return daemon.run(on_ready=lambda: _signal_ready(cfg.ready_fd))
+        daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier)
+        return daemon.run(on_ready=on_ready)
     finally:
         _close_all(api, forwards, dp, pidfd)
+        notifier.close()
 
 
 def _publish(cfg: Config, forwards: Forwards) -> None:
@@ -134,6 +144,10 @@ def _run_bess(cfg: Config) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The `slirpd` command. Return: the process exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ctl"]:
+        from slirpd import ctl
+
+        return ctl.main(argv[1:])
     try:
         parsed = cli.parse_args(argv)
     except cli.UsageError as e:

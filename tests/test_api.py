@@ -5,6 +5,7 @@ slirp4netns 1.2.0 itself, so every golden reply below is checked against the
 real thing.  Cases where slirp4netns crashes or accepts nonsense are run
 against slirpd only (TestSlirpdApi)."""
 
+import json
 import os
 import shutil
 import socket
@@ -232,3 +233,43 @@ def test_publish_port_in_use_fails_clearly(guest, start_slirpd):
         d = start_slirpd("-c", "-p", "127.0.0.1:18500:80", str(guest.pid), ready=False)
         assert d.proc.wait(timeout=20) == 1
         assert "--publish 127.0.0.1:18500:80/tcp: Address already in use" in d.stderr
+
+
+def test_get_stats_and_ctl_round_trip(net_guest, start_slirpd, user_tmp, plain_user):
+    """get_stats counters move with traffic; slirpd-ctl drives every command."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import as_user
+
+    g = net_guest
+    g.slirpd.stop()
+    path = str(user_tmp / "api.sock")
+    start_slirpd("-c", f"--api-socket={path}", str(g.pid))
+    ctl = [str(Path(sys.executable).parent / "slirpd-ctl"), "-s", path]
+
+    def run(*args):
+        return subprocess.run(ctl + list(args), capture_output=True, text=True, timeout=20, **as_user(plain_user))
+
+    before = json.loads(run("--json", "stats").stdout)["return"]["counters"]
+    g.run("ping -c 3 -i 0.2 -W 2 10.0.2.2")
+    after = json.loads(run("--json", "stats").stdout)["return"]["counters"]
+    assert after["icmp_echo_replies"] == before["icmp_echo_replies"] + 3
+    assert after["frames_in"] > before["frames_in"]
+
+    res = run("add-hostfwd", "127.0.0.1:18600:80")
+    assert (res.returncode, res.stdout) == (0, "1\n")
+    res = run("add-hostfwd", "--udp", "18601:53")
+    assert (res.returncode, res.stdout) == (0, "2\n")
+    listing = run("list").stdout.splitlines()
+    assert listing == ["ID\tPROTO\tHOST\tGUEST", "1\ttcp\t127.0.0.1:18600\t10.0.2.100:80",
+                       "2\tudp\t0.0.0.0:18601\t10.0.2.100:53"]
+    stats = run("stats").stdout
+    assert "forward 1 tcp 127.0.0.1:18600 -> 10.0.2.100:80: 0 connections" in stats
+    assert run("remove", "1").returncode == 0
+    res = run("remove", "1")
+    assert res.returncode == 1 and res.stderr == "slirpd-ctl: bad request: remove_hostfwd: bad arguments.id\n"
+    res = subprocess.run([str(Path(sys.executable).parent / "slirpd"), "ctl", "-s", path, "list"],
+                         capture_output=True, text=True, timeout=20, **as_user(plain_user))
+    assert res.stdout.splitlines()[1:] == ["2\tudp\t0.0.0.0:18601\t10.0.2.100:53"]
