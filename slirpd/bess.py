@@ -30,11 +30,13 @@ def listen(path: str) -> socket.socket:
     return listen_unix(path, socket.SOCK_SEQPACKET, 1)
 
 
-def accept_peer(listener: socket.socket, exit_fd: int | None) -> int | None:
-    """Wait for the peer.  Return: its fd (non-blocking), or None if a signal
-    or the exit fd asked to stop first."""
+def accept_peer(listener: socket.socket, exit_fd: int | None, on_ready) -> int | None:
+    """Call on_ready() once SIGTERM/SIGINT are handled, then wait for the
+    peer.  Return: its fd (non-blocking), or None if a signal or the exit fd
+    asked to stop first."""
     old = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        on_ready()
         with selectors.DefaultSelector() as sel:
             sel.register(listener, selectors.EVENT_READ, "peer")
             if exit_fd is not None:

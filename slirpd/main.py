@@ -125,8 +125,7 @@ def _run_bess(cfg: Config) -> int:
 
     listener = bess.listen(cfg.target)
     try:
-        _signal_ready(cfg.ready_fd)
-        peer_fd = bess.accept_peer(listener, cfg.exit_fd)
+        peer_fd = bess.accept_peer(listener, cfg.exit_fd, lambda: _signal_ready(cfg.ready_fd))
         listener.close()
         if peer_fd is None:
             return 0
