@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import re
 import sys
 
@@ -19,6 +20,8 @@ PROG = "slirpd"
 
 HELP = f"""\
 Usage: {PROG} [OPTION]... PID|PATH [TAPNAME]
+       {PROG} [OPTION]... -- [COMMAND [ARG]...]
+       {PROG} [OPTION]... --create-netns=PATH [TAPNAME]
 User-mode networking for unprivileged network namespaces.
 
 -c, --configure          bring up the interface
@@ -38,6 +41,7 @@ User-mode networking for unprivileged network namespaces.
 --disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns redirect (experimental)
 --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
 --target-type=TYPE       specify the target type ([netns|bess], default=netns)
+--create-netns=PATH      create a network namespace bound to PATH and serve it
 -p, --publish=[HOSTADDR:]HOSTPORT:GUESTPORT[/udp]
                          forward a host port to the guest at start-up (repeatable)
 --debug                  log every event (also: SLIRPD_DEBUG=1)
@@ -85,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--macaddress")
     p.add_argument("--target-type", default="netns")
     p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("--create-netns")
     p.add_argument("--debug", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("-v", "--version", action="store_true")
@@ -140,6 +145,28 @@ def _publish(spec: str) -> tuple[str, str, int, int]:
     return (m["proto"] or "tcp", host_addr, host_port, guest_port)
 
 
+def _standalone(ns: argparse.Namespace, command: list[str] | None) -> argparse.Namespace:
+    """`-- COMMAND` and --create-netns make the namespace themselves: check
+    what they conflict with and fill in the target."""
+    mode = "-- COMMAND" if command is not None else "--create-netns"
+    if command is not None and ns.create_netns:
+        raise UsageError("--create-netns conflicts with -- COMMAND")
+    for given, option in ((ns.netns_type, "--netns-type"), (ns.userns_path, "--userns-path"),
+                          (ns.target_type != "netns", "--target-type")):
+        if given:
+            raise UsageError(f"{option} conflicts with {mode}")
+    if command is not None:
+        if ns.positional:
+            raise UsageError("no PID|PATH with -- COMMAND: slirpd creates the namespaces")
+        ns.positional = ["0"]  # replaced by the command's pid once it exists
+        ns.configure = True
+    else:
+        if len(ns.positional) > 1:
+            raise UsageError("expected --create-netns=PATH [TAPNAME]")
+        ns.positional = [ns.create_netns, *ns.positional]
+    return ns
+
+
 def _outbound(value: str | None) -> str | None:
     """--outbound-addr: an IPv4 address or the name of an interface that has one."""
     if value is None:
@@ -176,6 +203,10 @@ def parse_args(argv: list[str]) -> Config | str:
     Return: a Config to run, or a text to print before exiting 0 (--help,
     --version).  Raises UsageError for a bad command line.
     """
+    command = None
+    if "--" in argv:
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1:] or [os.environ.get("SHELL") or "/bin/sh"]
     ns = _build_parser().parse_args(argv)
     if ns.help:
         return HELP
@@ -193,16 +224,19 @@ def parse_args(argv: list[str]) -> Config | str:
                               (ns.userns_path, "--userns-path")):
             if given:
                 raise UsageError(f"{option} conflicts with --target-type=bess")
-    netns_type = ns.netns_type or "pid"
+    netns_type = ns.netns_type or ("path" if ns.create_netns else "pid")
     if ns.macaddress is not None:
         if not ns.configure:
             raise UsageError("--macaddress cannot be specified when --configure or -c is not specified")
         if not MAC_RE.match(ns.macaddress) or int(ns.macaddress[:2], 16) & 1:
             raise UsageError(f"invalid --macaddress: {ns.macaddress!r} (expected a unicast xx:xx:xx:xx:xx:xx)")
+    if command is not None or ns.create_netns:
+        ns = _standalone(ns, command)
     if not 1 <= len(ns.positional) <= 2:
         raise UsageError("expected PID|PATH [TAPNAME]")
     target = ns.positional[0]
-    if ns.target_type == "netns" and netns_type == "pid" and (not target.isdigit() or int(target) == 0):
+    if ns.target_type == "netns" and netns_type == "pid" and command is None and (
+            not target.isdigit() or int(target) == 0):
         raise UsageError(f"PID must be a positive integer: {target!r}")
     tapname = ns.positional[1] if len(ns.positional) == 2 else "tap0"
     if not 1 <= len(tapname.encode()) <= 15 or "/" in tapname or tapname.strip() != tapname:
@@ -222,6 +256,8 @@ def parse_args(argv: list[str]) -> Config | str:
         enable_sandbox=ns.enable_sandbox,
         api_socket=ns.api_socket,
         outbound_addr=_outbound(ns.outbound_addr),
+        command=tuple(command) if command is not None else None,
+        create_netns=ns.create_netns,
         publish=tuple(_publish(spec) for spec in ns.publish),
         macaddress=ns.macaddress.lower() if ns.macaddress else None,
         target_type=ns.target_type,

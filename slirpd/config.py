@@ -81,6 +81,8 @@ class Config:
     macaddress: str | None = None
     target_type: str = "netns"
     publish: tuple = ()  # (proto, host_addr, host_port, guest_port) each
+    command: tuple | None = None  # `-- COMMAND [ARGS]`: run it in new namespaces
+    create_netns: str | None = None  # --create-netns=PATH
     debug: bool = False
 
     @property

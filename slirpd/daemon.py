@@ -1,6 +1,7 @@
 """The event loop: one wake-up, one batch.
 
-SIGTERM and SIGINT end it (exit status 0); SIGUSR1 writes every data plane
+SIGTERM and SIGINT end it (exit status 0), or with `-- COMMAND` are passed on
+to the command (SIGHUP too); SIGUSR1 writes every data plane
 counter to stderr as one JSON line ("slirpd: counters {...}").
 
 Python waits on the data plane's epoll fd together with its control fds (the
@@ -12,6 +13,7 @@ touches a frame.
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import signal
 import socket
@@ -26,8 +28,9 @@ class Daemon:
     """Serves one TAP until a signal, the exit fd, or the guest goes away."""
 
     def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None,
-                 notifier=None):
+                 notifier=None, forward_signals_to: int | None = None):
         self.dp = dp
+        self.forward_signals_to = forward_signals_to
         self.api = api
         self.notifier = notifier
         self.exit_fd = exit_fd
@@ -66,7 +69,8 @@ class Daemon:
         self.stopping = True
 
     def _on_target_exit(self) -> None:
-        log.warning("the target process exited: exiting")
+        if self.forward_signals_to is None:
+            log.warning("the target process exited: exiting")
         self.stopping = True
 
     def _on_dump_signal(self, _signum, _frame) -> None:
@@ -78,6 +82,10 @@ class Daemon:
         log.warning("counters %s", json.dumps(self.dp.counters(), separators=(",", ":")))
 
     def _on_signal(self, signum, _frame) -> None:
+        if self.forward_signals_to is not None:
+            # -- COMMAND: the command decides; we stop when it exits
+            os.kill(self.forward_signals_to, signum)
+            return
         log.debug("signal %s: exiting", signal.Signals(signum).name)
         self.stopping = True
 
@@ -86,7 +94,8 @@ class Daemon:
         handlers are in place, just before the first wait.
         Return: the exit status (0)."""
         old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        stop_signals = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if self.forward_signals_to else ())
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in stop_signals}
         old_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_dump_signal)
         try:
             if on_ready is not None:
