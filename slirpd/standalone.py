@@ -5,7 +5,8 @@
   /etc/subuid range through newuidmap/newgidmap when there is one); slirpd
   configures tap0 in it as with -c, the child bind-mounts a resolv.conf naming
   the DNS address over /etc/resolv.conf (its own mount namespace: the host's
-  file is untouched) and execs COMMAND.  slirpd passes SIGINT, SIGTERM and
+  file is untouched), mounts a sysfs showing its own interfaces, and execs
+  COMMAND.  slirpd passes SIGINT, SIGTERM and
   SIGHUP on to it and exits with its status.
 - `slirpd --create-netns=PATH` (like slirp-forwarder): a new network namespace
   is bind-mounted onto PATH and served until slirpd is killed; the mount is
@@ -132,6 +133,10 @@ def _child(argv: list[str], unshared_w: int, go_r: int) -> None:
         if not resolv:
             os._exit(127)  # slirpd gave up: it reports why
         _mount(None, "/", MS_REC | MS_PRIVATE)
+        try:  # a /sys that shows the new network namespace's interfaces
+            _check(_libc.mount(b"sysfs", b"/sys", b"sysfs", ctypes.c_ulong(0), None), "mount /sys")
+        except OSError:
+            pass
         if resolv != b"-":
             fd, tmp = tempfile.mkstemp(prefix="slirpd-resolv-")
             os.write(fd, resolv)
