@@ -27,7 +27,7 @@ with open(os.path.join(HERE, "csrc", "dp_api.h"), encoding="utf-8") as f:
 
 _SOURCES = sorted(_relative(p) for p in glob.glob(os.path.join(HERE, "csrc", "*.c")))
 
-_CFLAGS = ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+_CFLAGS = ["-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-O2"]
 _LDFLAGS = []
 if os.environ.get("SLIRPD_SANITIZE") == "1":
     _SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]

@@ -113,6 +113,7 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	dp->tap_fd = tap_fd;
 	dp->epoll_fd = -1;
 
+	fwd_init(dp);
 	if (tap_init(dp) || flow_table_init(dp) || frag_init(dp) ||
 	    udp_init(dp))
 		goto fail;
@@ -282,6 +283,9 @@ int dp_poll(struct dp *dp, int budget)
 		if (ev[i].data.u64 >> 56 == EPOLL_REF_TAP) {
 			if (budget > 0)
 				done += dp_tap_input(dp, budget, &status);
+		} else if (ev[i].data.u64 >> 56 == EPOLL_REF_LISTEN) {
+			fwd_sock_event(dp, (uint32_t)ev[i].data.u64);
+			done++;
 		} else {
 			dp_flow_event(dp, ev[i].data.u64, ev[i].events);
 			done++;

@@ -40,6 +40,24 @@ enum dp_counter {
 #define ETH_TYPE_IP6		0x86dd
 
 /**
+ * struct fwd_listener - a forwarded host socket (fwd.c)
+ * @id:		forward id given by Python
+ * @sock:	bound host socket, -1 if the slot is free (Python owns it)
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @guest:	guest address connections and datagrams go to
+ * @guest_port:	guest port, host byte order
+ * @connections:	TCP connections accepted, or UDP flows started, through it
+ */
+struct fwd_listener {
+	int id;
+	int sock;
+	uint8_t proto;
+	union inany_addr guest;
+	uint16_t guest_port;
+	uint64_t connections;
+};
+
+/**
  * struct dp - one data plane instance, see dp.c for the theory of operation
  * @cfg:		copy of the configuration given to dp_new()
  * @tap_fd:		TAP file descriptor, non-blocking, owned by us
@@ -72,6 +90,7 @@ enum dp_counter {
  * @notices:		DP_NOTICE_* bits raised and not yet read by dp_notices()
  * @notices_raised:	DP_NOTICE_* bits ever raised: each is raised once
  * @tcp:		TCP state beside the flows: deferred work, counts (tcp.c)
+ * @fwd:		forwarded host sockets (fwd.c)
  * @counters:		counters, indexed by enum dp_counter
  */
 struct dp {
@@ -104,6 +123,7 @@ struct dp {
 	uint32_t notices;
 	uint32_t notices_raised;
 	struct tcp_ctx tcp;
+	struct fwd_listener fwd[DP_FWD_MAX];
 	uint64_t counters[DP_CNT_COUNT];
 };
 
@@ -281,5 +301,17 @@ bool fwd_ip4_is_loopback(uint32_t addr);
 int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,
 		      struct sockaddr_storage *sa, socklen_t *sa_len);
+int fwd_bind_outbound(const struct dp *dp, int sock, int family);
+void fwd_init(struct dp *dp);
+void fwd_sock_event(struct dp *dp, uint32_t index);
+void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
+		    union inany_addr *addr, uint16_t *port);
+
+/* Port forwarding into the guest, provided by tcp.c and udp.c */
+void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
+			uint16_t src_port, const union inany_addr *guest,
+			uint16_t guest_port);
+void udp_fwd_input(struct dp *dp, struct fwd_listener *l);
+void udp_fwd_forget(struct dp *dp, int sock);
 
 #endif /* DP_H */

@@ -32,6 +32,8 @@
  * @udp_idle_ms:	idle timeout of UDP flows in milliseconds, 0 for the
  *			default (DP_UDP_IDLE_MS, DP_UDP_DNS_IDLE_MS for DNS);
  *			tests shorten it
+ * @outbound4:	source address host IPv4 sockets bind to before connecting
+ *		(--outbound-addr), network byte order, 0 for the kernel's choice
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -46,6 +48,7 @@ struct dp_config {
 	int disable_dns;
 	uint32_t dns_upstream4;
 	uint32_t udp_idle_ms;
+	uint32_t outbound4;
 };
 
 struct dp;
@@ -55,6 +58,10 @@ void dp_free(struct dp *dp);
 int dp_epoll_fd(const struct dp *dp);
 int dp_poll(struct dp *dp, int budget);
 int dp_timeout_ms(struct dp *dp);
+int dp_fwd_add(struct dp *dp, int id, int sock, int proto, uint32_t guest4,
+	       uint16_t guest_port);
+int dp_fwd_remove(struct dp *dp, int id);
+int64_t dp_fwd_connections(struct dp *dp, int id);
 int dp_counter_count(void);
 const char *dp_counter_name(int index);
 int dp_counters(const struct dp *dp, uint64_t *out, int n);

@@ -67,6 +67,9 @@
 	X(drop_ping_send)	/* send() to the ping socket failed */	\
 	X(drop_ip_too_big)	/* over 65535 bytes with the IP header */ \
 	X(icmp_unreach_sent)	/* ICMP unreachable we sent the guest */ \
+	/* port forwarding */						\
+	X(fwd_tcp_accepted)						\
+	X(fwd_accept_errors)	/* accept() failed: e.g. out of fds */	\
 	/* TAP */							\
 	X(drop_tap_write)	/* write() to the TAP failed or was short */ \
 	X(tap_read_errors)	/* unexpected read() errors */		\

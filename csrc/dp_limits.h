@@ -97,5 +97,9 @@
 #define DP_TCP_CONNECT_TIMEOUT_MS	20000
 #define DP_TCP_FIN_TIMEOUT_MS		60000
 #define DP_TCP_IDLE_TIMEOUT_MS		7200000
+/* Port forwarding (fwd.c): forwarded host sockets, and connections accepted
+ * from one of them per wake-up */
+#define DP_FWD_MAX		256
+#define DP_FWD_ACCEPT_BATCH	64
 
 #endif /* DP_LIMITS_H */

@@ -75,6 +75,7 @@ struct flow {
 /* epoll_event.data.u64 of everything in the data plane's epoll set */
 #define EPOLL_REF_TAP		0
 #define EPOLL_REF_FLOW		1
+#define EPOLL_REF_LISTEN	2
 
 int flow_table_init(struct dp *dp);
 void flow_table_cleanup(struct dp *dp);

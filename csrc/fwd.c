@@ -17,9 +17,25 @@
  * - any other address in the virtual network, loopback, multicast,
  *   broadcast, "this network" (0/8) and class E reach nothing.
  * - everything else is itself: the host connects to it.
+ *
+ * Host sockets that flows open bind first to cfg.outbound4 when set
+ * (--outbound-addr): fwd_bind_outbound().
+ *
+ * Port forwarding goes the other way.  Python binds a host socket for each
+ * forward (add_hostfwd, --publish) and registers it here with dp_fwd_add():
+ * up to DP_FWD_MAX listeners, each in the epoll set as EPOLL_REF_LISTEN.  A
+ * TCP listener's new connections are accepted in a batch and opened into the
+ * guest by tcp.c (tcp_conn_from_host()); a UDP listener's datagrams go to
+ * udp.c (udp_fwd_input(), which counts the flows it starts in the listener's
+ * @connections, as fwd.c counts accepted connections).  The guest sees the host client as the gateway when
+ * it is on the host's loopback, and with its own address otherwise, so servers
+ * in the guest see real client addresses.
  */
 
+#include <errno.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "dp.h"
 
@@ -107,4 +123,217 @@ int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 	sin->sin_addr.s_addr = daddr;
 	*sa_len = sizeof(*sin);
 	return 0;
+}
+
+/**
+ * fwd_bind_outbound() - bind a new host socket to the outbound source address
+ * @dp:		data plane
+ * @sock:	socket, not yet connected
+ * @family:	its address family
+ *
+ * Return: 0 (also when no outbound address is set), or -1 with errno set
+ */
+int fwd_bind_outbound(const struct dp *dp, int sock, int family)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+
+	if (family != AF_INET || !dp->cfg.outbound4)
+		return 0;
+
+	sin.sin_addr.s_addr = dp->cfg.outbound4;
+	return bind(sock, (struct sockaddr *)&sin, sizeof(sin));
+}
+
+/**
+ * fwd_find() - the listener slot of a forward id
+ * @dp:		data plane
+ * @id:		forward id, as Python numbers them
+ *
+ * Return: slot, or NULL
+ */
+static struct fwd_listener *fwd_find(struct dp *dp, int id)
+{
+	int i;
+
+	for (i = 0; i < DP_FWD_MAX; i++) {
+		if (dp->fwd[i].sock >= 0 && dp->fwd[i].id == id)
+			return &dp->fwd[i];
+	}
+	return NULL;
+}
+
+/**
+ * fwd_init() - mark every listener slot free
+ * @dp:		data plane
+ */
+void fwd_init(struct dp *dp)
+{
+	int i;
+
+	for (i = 0; i < DP_FWD_MAX; i++)
+		dp->fwd[i].sock = -1;
+}
+
+/**
+ * dp_fwd_add() - forward a bound host socket into the guest
+ * @dp:		data plane
+ * @id:		forward id (Python's), unique
+ * @sock:	bound host socket, listening for TCP; Python keeps owning it and
+ *		closes it after dp_fwd_remove()
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @guest4:	guest address, network byte order
+ * @guest_port:	guest port, host byte order
+ *
+ * Return: 0, or -1 with errno set (EINVAL, ENOSPC if DP_FWD_MAX are in use,
+ *	   EEXIST for a duplicate id, or epoll's error)
+ */
+int dp_fwd_add(struct dp *dp, int id, int sock, int proto, uint32_t guest4,
+	       uint16_t guest_port)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct fwd_listener *l = NULL;
+	int i;
+
+	if (!dp || sock < 0 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
+	    !guest_port) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (fwd_find(dp, id)) {
+		errno = EEXIST;
+		return -1;
+	}
+	for (i = 0; i < DP_FWD_MAX && !l; i++) {
+		if (dp->fwd[i].sock < 0)
+			l = &dp->fwd[i];
+	}
+	if (!l) {
+		errno = ENOSPC;
+		return -1;
+	}
+
+	ev.data.u64 = (uint64_t)EPOLL_REF_LISTEN << 56 | (uint64_t)(l - dp->fwd);
+	if (epoll_ctl(dp->epoll_fd, EPOLL_CTL_ADD, sock, &ev))
+		return -1;
+
+	l->id = id;
+	l->sock = sock;
+	l->proto = (uint8_t)proto;
+	inany_from_v4(&l->guest, guest4);
+	l->guest_port = guest_port;
+	l->connections = 0;
+	return 0;
+}
+
+/**
+ * dp_fwd_remove() - stop forwarding a host socket (existing flows stay)
+ * @dp:		data plane
+ * @id:		forward id
+ *
+ * Return: 0, or -1 with errno ENOENT if there is no such forward
+ */
+int dp_fwd_remove(struct dp *dp, int id)
+{
+	struct fwd_listener *l = dp ? fwd_find(dp, id) : NULL;
+
+	if (!l) {
+		errno = ENOENT;
+		return -1;
+	}
+
+	epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
+	udp_fwd_forget(dp, l->sock);
+	l->sock = -1;
+	return 0;
+}
+
+/**
+ * fwd_guest_view() - the address and port a host client has in the guest
+ * @dp:		data plane
+ * @sa:		the client's socket address
+ * @addr:	set to the address the guest sees: the gateway for the host's
+ *		loopback (and, until IPv6 lands, for IPv6 clients), else the
+ *		client's own IPv4 address
+ * @port:	set to the client's port, host byte order
+ */
+void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
+		    union inany_addr *addr, uint16_t *port)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+	uint32_t v4 = dp->cfg.gw4;
+
+	if (sa->ss_family == AF_INET) {
+		*port = ntohs(sin->sin_port);
+		if (!fwd_ip4_is_loopback(sin->sin_addr.s_addr))
+			v4 = sin->sin_addr.s_addr;
+	} else {
+		union inany_addr a;
+
+		*port = ntohs(sin6->sin6_port);
+		memcpy(a.a, &sin6->sin6_addr, sizeof(a.a));
+		if (inany_is_v4(&a) && !fwd_ip4_is_loopback(inany_v4(&a)))
+			v4 = inany_v4(&a);
+	}
+	inany_from_v4(addr, v4);
+}
+
+/**
+ * fwd_sock_event() - a forwarded host socket is readable
+ * @dp:		data plane
+ * @index:	listener slot
+ */
+void fwd_sock_event(struct dp *dp, uint32_t index)
+{
+	struct fwd_listener *l;
+	int n;
+
+	if (index >= DP_FWD_MAX || dp->fwd[index].sock < 0)
+		return;
+	l = &dp->fwd[index];
+
+	if (l->proto == IPPROTO_UDP) {
+		udp_fwd_input(dp, l);
+		return;
+	}
+
+	for (n = 0; n < DP_FWD_ACCEPT_BATCH; n++) {
+		struct sockaddr_storage sa;
+		socklen_t sa_len = sizeof(sa);
+		union inany_addr src;
+		uint16_t src_port;
+		int fd;
+
+		fd = accept4(l->sock, (struct sockaddr *)&sa, &sa_len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				DP_COUNT(dp, fwd_accept_errors);
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break;
+		}
+
+		fwd_guest_view(dp, &sa, &src, &src_port);
+		DP_COUNT(dp, fwd_tcp_accepted);
+		l->connections++;
+		tcp_conn_from_host(dp, fd, &src, src_port, &l->guest,
+				   l->guest_port);
+	}
+}
+
+/**
+ * dp_fwd_connections() - how many connections (TCP) or flows (UDP) a forward
+ * has brought into the guest
+ * @dp:		data plane
+ * @id:		forward id
+ *
+ * Return: the count, or -1 if there is no such forward
+ */
+int64_t dp_fwd_connections(struct dp *dp, int id)
+{
+	struct fwd_listener *l = dp ? fwd_find(dp, id) : NULL;
+
+	return l ? (int64_t)l->connections : -1;
 }

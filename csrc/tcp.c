@@ -1448,3 +1448,26 @@ void tcp_timer(struct dp *dp, struct flow *f)
 
 	tcp_timer_arm(dp, f);
 }
+
+/**
+ * tcp_conn_from_host() - a connection accepted on a forwarded host port
+ * @dp:		data plane
+ * @fd:		accepted socket, non-blocking, owned from here on
+ * @src:	the host client as the guest sees it
+ * @src_port:	its port, host byte order
+ * @guest:	guest address to connect to
+ * @guest_port:	guest port, host byte order
+ *
+ * Not built yet: the connection is refused (closed) and counted.
+ */
+void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
+			uint16_t src_port, const union inany_addr *guest,
+			uint16_t guest_port)
+{
+	(void)src;
+	(void)src_port;
+	(void)guest;
+	(void)guest_port;
+	DP_COUNT(dp, drop_tcp_socket);
+	close(fd);
+}

@@ -424,3 +424,27 @@ void udp_timer(struct dp *dp, struct flow *f)
 	else
 		flow_timer_set(dp, f, end);
 }
+
+/**
+ * udp_fwd_input() - datagrams on a forwarded host UDP port
+ * @dp:		data plane
+ * @l:		the forward
+ *
+ * Not built yet: datagrams are drained and counted.
+ */
+void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
+{
+	while (recv(l->sock, dp->udp_buf, DP_UDP_BUF, MSG_DONTWAIT) >= 0)
+		DP_COUNT(dp, drop_udp_socket);
+}
+
+/**
+ * udp_fwd_forget() - a forwarded host UDP socket goes away
+ * @dp:		data plane
+ * @sock:	its descriptor
+ */
+void udp_fwd_forget(struct dp *dp, int sock)
+{
+	(void)dp;
+	(void)sock;
+}

@@ -9,13 +9,11 @@ plane sees end-of-file and slirpd exits.
 
 from __future__ import annotations
 
-import os
 import selectors
 import signal
 import socket
-import stat
 
-from slirpd.netns import SetupError
+from slirpd.unixsock import listen_unix
 
 
 class _Stopped(Exception):
@@ -29,30 +27,16 @@ def _raise_stopped(_signum, _frame):
 def listen(path: str) -> socket.socket:
     """Create the listening socket at path (a stale socket there is replaced;
     any other file is an error)."""
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-        else:
-            raise SetupError(f"{path!r} exists and is not a socket")
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise SetupError(f"cannot use {path!r}: {e.strerror}") from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    try:
-        sock.bind(path)
-        sock.listen(1)
-    except OSError as e:
-        sock.close()
-        raise SetupError(f"cannot listen on {path!r}: {e.strerror}") from None
-    return sock
+    return listen_unix(path, socket.SOCK_SEQPACKET, 1)
 
 
-def accept_peer(listener: socket.socket, exit_fd: int | None) -> int | None:
-    """Wait for the peer.  Return: its fd (non-blocking), or None if a signal
-    or the exit fd asked to stop first."""
+def accept_peer(listener: socket.socket, exit_fd: int | None, on_ready) -> int | None:
+    """Call on_ready() once SIGTERM/SIGINT are handled, then wait for the
+    peer.  Return: its fd (non-blocking), or None if a signal or the exit fd
+    asked to stop first."""
     old = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        on_ready()
         with selectors.DefaultSelector() as sel:
             sel.register(listener, selectors.EVENT_READ, "peer")
             if exit_fd is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import re
 import sys
 
@@ -19,6 +20,8 @@ PROG = "slirpd"
 
 HELP = f"""\
 Usage: {PROG} [OPTION]... PID|PATH [TAPNAME]
+       {PROG} [OPTION]... -- [COMMAND [ARG]...]
+       {PROG} [OPTION]... --create-netns=PATH [TAPNAME]
 User-mode networking for unprivileged network namespaces.
 
 -c, --configure          bring up the interface
@@ -38,6 +41,9 @@ User-mode networking for unprivileged network namespaces.
 --disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns redirect (experimental)
 --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
 --target-type=TYPE       specify the target type ([netns|bess], default=netns)
+--create-netns=PATH      create a network namespace bound to PATH and serve it
+-p, --publish=[HOSTADDR:]HOSTPORT:GUESTPORT[/udp]
+                         forward a host port to the guest at start-up (repeatable)
 --debug                  log every event (also: SLIRPD_DEBUG=1)
 -h, --help               show this help and exit
 -v, --version            show version and exit
@@ -46,9 +52,7 @@ User-mode networking for unprivileged network namespaces.
 # Options whose behaviour lands in a later release: refused, never ignored.
 NOT_SUPPORTED_YET = {
     "enable_ipv6": "--enable-ipv6",
-    "api_socket": "--api-socket",
     "enable_seccomp": "--enable-seccomp",
-    "outbound_addr": "--outbound-addr",
     "outbound_addr6": "--outbound-addr6",
 }
 
@@ -84,6 +88,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable-dns", action="store_true")
     p.add_argument("--macaddress")
     p.add_argument("--target-type", default="netns")
+    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("--create-netns")
     p.add_argument("--debug", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("-v", "--version", action="store_true")
@@ -119,6 +125,64 @@ def _cidr(value: str | None) -> ipaddress.IPv4Network:
     return net
 
 
+PUBLISH_RE = re.compile(r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$")
+
+
+def _publish(spec: str) -> tuple[str, str, int, int]:
+    """--publish [HOSTADDR:]HOSTPORT:GUESTPORT[/udp] -> (proto, host_addr,
+    host_port, guest_port); an IPv6 HOSTADDR goes in brackets."""
+    m = PUBLISH_RE.match(spec)
+    if not m:
+        raise UsageError(f"--publish: expected [HOSTADDR:]HOSTPORT:GUESTPORT[/udp], got {spec!r}")
+    host_addr = m["v6"] or m["v4"] or "0.0.0.0"
+    try:
+        ipaddress.ip_address(host_addr)
+    except ValueError:
+        raise UsageError(f"--publish: bad host address in {spec!r}") from None
+    host_port, guest_port = int(m["host"]), int(m["guest"])
+    if not (1 <= host_port <= 65535 and 1 <= guest_port <= 65535):
+        raise UsageError(f"--publish: ports must be 1..65535 in {spec!r}")
+    return (m["proto"] or "tcp", host_addr, host_port, guest_port)
+
+
+def _standalone(ns: argparse.Namespace, command: list[str] | None) -> argparse.Namespace:
+    """`-- COMMAND` and --create-netns make the namespace themselves: check
+    what they conflict with and fill in the target."""
+    mode = "-- COMMAND" if command is not None else "--create-netns"
+    if command is not None and ns.create_netns:
+        raise UsageError("--create-netns conflicts with -- COMMAND")
+    for given, option in ((ns.netns_type, "--netns-type"), (ns.userns_path, "--userns-path"),
+                          (ns.target_type != "netns", "--target-type")):
+        if given:
+            raise UsageError(f"{option} conflicts with {mode}")
+    if command is not None:
+        if ns.positional:
+            raise UsageError("no PID|PATH with -- COMMAND: slirpd creates the namespaces")
+        ns.positional = ["0"]  # replaced by the command's pid once it exists
+        ns.configure = True
+    else:
+        if len(ns.positional) > 1:
+            raise UsageError("expected --create-netns=PATH [TAPNAME]")
+        ns.positional = [ns.create_netns, *ns.positional]
+    return ns
+
+
+def _outbound(value: str | None) -> str | None:
+    """--outbound-addr: an IPv4 address or the name of an interface that has one."""
+    if value is None:
+        return None
+    from slirpd.config import interface_ipv4
+
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        try:
+            interface_ipv4(value)
+        except ValueError as e:
+            raise UsageError(f"--outbound-addr: {value!r} is neither an IPv4 address nor an interface: {e}") from None
+    return value
+
+
 def version_text() -> str:
     """What --version prints: our version, then one line per component."""
     import cffi
@@ -139,6 +203,10 @@ def parse_args(argv: list[str]) -> Config | str:
     Return: a Config to run, or a text to print before exiting 0 (--help,
     --version).  Raises UsageError for a bad command line.
     """
+    command = None
+    if "--" in argv:
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1:] or [os.environ.get("SHELL") or "/bin/sh"]
     ns = _build_parser().parse_args(argv)
     if ns.help:
         return HELP
@@ -156,16 +224,19 @@ def parse_args(argv: list[str]) -> Config | str:
                               (ns.userns_path, "--userns-path")):
             if given:
                 raise UsageError(f"{option} conflicts with --target-type=bess")
-    netns_type = ns.netns_type or "pid"
+    netns_type = ns.netns_type or ("path" if ns.create_netns else "pid")
     if ns.macaddress is not None:
         if not ns.configure:
             raise UsageError("--macaddress cannot be specified when --configure or -c is not specified")
         if not MAC_RE.match(ns.macaddress) or int(ns.macaddress[:2], 16) & 1:
             raise UsageError(f"invalid --macaddress: {ns.macaddress!r} (expected a unicast xx:xx:xx:xx:xx:xx)")
+    if command is not None or ns.create_netns:
+        ns = _standalone(ns, command)
     if not 1 <= len(ns.positional) <= 2:
         raise UsageError("expected PID|PATH [TAPNAME]")
     target = ns.positional[0]
-    if ns.target_type == "netns" and netns_type == "pid" and (not target.isdigit() or int(target) == 0):
+    if ns.target_type == "netns" and netns_type == "pid" and command is None and (
+            not target.isdigit() or int(target) == 0):
         raise UsageError(f"PID must be a positive integer: {target!r}")
     tapname = ns.positional[1] if len(ns.positional) == 2 else "tap0"
     if not 1 <= len(tapname.encode()) <= 15 or "/" in tapname or tapname.strip() != tapname:
@@ -183,6 +254,11 @@ def parse_args(argv: list[str]) -> Config | str:
         userns_path=ns.userns_path,
         disable_dns=ns.disable_dns,
         enable_sandbox=ns.enable_sandbox,
+        api_socket=ns.api_socket,
+        outbound_addr=_outbound(ns.outbound_addr),
+        command=tuple(command) if command is not None else None,
+        create_netns=ns.create_netns,
+        publish=tuple(_publish(spec) for spec in ns.publish),
         macaddress=ns.macaddress.lower() if ns.macaddress else None,
         target_type=ns.target_type,
         debug=ns.debug,

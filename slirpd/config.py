@@ -24,6 +24,22 @@ GATEWAY_MAC_PREFIX = b"\x52\x55"
 RESOLV_CONF = "/etc/resolv.conf"
 
 
+def interface_ipv4(ifname: str) -> ipaddress.IPv4Address:
+    """The (primary) IPv4 address of a host interface; ValueError if it has
+    none or does not exist."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            ifreq = fcntl.ioctl(s.fileno(), siocgifaddr, struct.pack("256s", ifname.encode()[:15]))
+        except OSError as e:
+            raise ValueError(f"interface {ifname!r} has no IPv4 address ({e.strerror})") from None
+    return ipaddress.IPv4Address(ifreq[20:24])
+
+
 def first_ipv4_nameserver(path: str) -> ipaddress.IPv4Address | None:
     """The first `nameserver` line of a resolv.conf that holds an IPv4
     address, None if the file has none or cannot be read."""
@@ -64,6 +80,9 @@ class Config:
     disable_dns: bool = False
     macaddress: str | None = None
     target_type: str = "netns"
+    publish: tuple = ()  # (proto, host_addr, host_port, guest_port) each
+    command: tuple | None = None  # `-- COMMAND [ARGS]`: run it in new namespaces
+    create_netns: str | None = None  # --create-netns=PATH
     debug: bool = False
 
     @property
@@ -97,6 +116,17 @@ class Config:
         nameserver of the host's /etc/resolv.conf, None if there is none."""
         return first_ipv4_nameserver(RESOLV_CONF)
 
+    @property
+    def outbound4(self) -> ipaddress.IPv4Address | None:
+        """--outbound-addr as an address: an interface name stands for that
+        interface's IPv4 address (read now, at start-up)."""
+        if self.outbound_addr is None:
+            return None
+        try:
+            return ipaddress.IPv4Address(self.outbound_addr)
+        except ValueError:
+            return interface_ipv4(self.outbound_addr)
+
     def dataplane_params(self) -> types.SimpleNamespace:
         """The subset of the settings the data plane (dataplane.Dataplane) reads."""
         return types.SimpleNamespace(
@@ -111,4 +141,5 @@ class Config:
             disable_host_loopback=self.disable_host_loopback,
             disable_dns=self.disable_dns,
             dns_upstream4=None if self.disable_dns else self.dns_upstream4,
+            outbound4=self.outbound4,
         )

@@ -1,6 +1,7 @@
 """The event loop: one wake-up, one batch.
 
-SIGTERM and SIGINT end it (exit status 0); SIGUSR1 writes every data plane
+SIGTERM and SIGINT end it (exit status 0), or with `-- COMMAND` are passed on
+to the command (SIGHUP too); SIGUSR1 writes every data plane
 counter to stderr as one JSON line ("slirpd: counters {...}").
 
 Python waits on the data plane's epoll fd together with its control fds (the
@@ -12,6 +13,7 @@ touches a frame.
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import signal
 import socket
@@ -25,8 +27,12 @@ POLL_BUDGET = 256  # frames drained per wake-up
 class Daemon:
     """Serves one TAP until a signal, the exit fd, or the guest goes away."""
 
-    def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None):
+    def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None,
+                 notifier=None, forward_signals_to: int | None = None):
         self.dp = dp
+        self.forward_signals_to = forward_signals_to
+        self.api = api
+        self.notifier = notifier
         self.exit_fd = exit_fd
         self.target_pidfd = target_pidfd
         self.stopping = False
@@ -41,6 +47,8 @@ class Daemon:
             self.sel.register(exit_fd, selectors.EVENT_READ, self._on_exit_fd)
         if target_pidfd is not None:
             self.sel.register(target_pidfd, selectors.EVENT_READ, self._on_target_exit)
+        if api is not None:
+            api.attach(self.sel)
 
     def _on_dataplane(self) -> None:
         try:
@@ -71,7 +79,8 @@ class Daemon:
         self.stopping = True
 
     def _on_target_exit(self) -> None:
-        log.warning("the target process exited: exiting")
+        if self.forward_signals_to is None:
+            log.warning("the target process exited: exiting")
         self.stopping = True
 
     def _on_dump_signal(self, _signum, _frame) -> None:
@@ -83,6 +92,10 @@ class Daemon:
         log.warning("counters %s", json.dumps(self.dp.counters(), separators=(",", ":")))
 
     def _on_signal(self, signum, _frame) -> None:
+        if self.forward_signals_to is not None:
+            # -- COMMAND: the command decides; we stop when it exits
+            os.kill(self.forward_signals_to, signum)
+            return
         log.debug("signal %s: exiting", signal.Signals(signum).name)
         self.stopping = True
 
@@ -91,15 +104,20 @@ class Daemon:
         handlers are in place, just before the first wait.
         Return: the exit status (0)."""
         old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        stop_signals = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if self.forward_signals_to else ())
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in stop_signals}
         old_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_dump_signal)
         try:
             if on_ready is not None:
                 on_ready()
             while not self.stopping:
-                events = self.sel.select(self.dp.timeout())
+                events = self.sel.select(self._timeout())
                 if not events:
                     self._on_dataplane()  # a flow timer is due
+                if self.api is not None:
+                    self.api.expire()
+                if self.notifier is not None:
+                    self.notifier.ping_if_due()
                 for key, _events in events:
                     key.data()
                     if self.stopping:
@@ -107,11 +125,20 @@ class Daemon:
                 if self.dump_requested:
                     self._dump_counters()
         finally:
+            if self.notifier is not None:
+                self.notifier.send("STOPPING=1", "STATUS=stopping")
             signal.set_wakeup_fd(old_wakeup)
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             self.close()
         return 0
+
+    def _timeout(self) -> float | None:
+        """How long the loop may sleep: until the next data plane timer or
+        API client deadline."""
+        timeouts = [t for t in (self.dp.timeout(), self.api.timeout() if self.api else None,
+                                self.notifier.timeout() if self.notifier else None) if t is not None]
+        return min(timeouts) if timeouts else None
 
     def close(self) -> None:
         """Release the selector and the wake-up pair (not the data plane)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import sys
 
 from slirpd._dp import ffi, lib
@@ -45,10 +46,10 @@ class Dataplane:
     """One data plane on a TAP descriptor.
 
     cfg is any object with the attributes gw_mac (6 bytes), net4, mask4, gw4,
-    dns4, guest4 (IPv4 addresses), dns_upstream4 (IPv4 address or None), mtu
-    (int), vnet_hdr, disable_host_loopback and disable_dns (bool), and
-    optionally udp_idle_ms (int, 0 for the data plane's default).  With vnet_hdr, tap_fd must have been opened with
-    IFF_VNET_HDR; the data plane sets its header size.
+    dns4, guest4 (IPv4 addresses), dns_upstream4 and outbound4 (IPv4 address
+    or None), mtu (int), vnet_hdr, disable_host_loopback and disable_dns
+    (bool), and optionally udp_idle_ms (int, 0 for the data plane's default).
+    With vnet_hdr, tap_fd must have been opened with IFF_VNET_HDR; the data plane sets its header size.
 
     Raises OSError (EINVAL for a bad configuration) on failure.
     """
@@ -71,6 +72,7 @@ class Dataplane:
         c.disable_dns = int(bool(cfg.disable_dns))
         c.dns_upstream4 = _addr4(cfg.dns_upstream4) if cfg.dns_upstream4 is not None else 0
         c.udp_idle_ms = int(getattr(cfg, "udp_idle_ms", 0) or 0)  # tests shorten it
+        c.outbound4 = _addr4(cfg.outbound4) if cfg.outbound4 is not None else 0
 
         dp = lib.dp_new(c, int(tap_fd))
         if dp == ffi.NULL:
@@ -116,6 +118,27 @@ class Dataplane:
         """One-shot notices raised since the last call, as a bit mask of
         NOTICE_* (each kind is raised at most once per data plane)."""
         return int(lib.dp_notices(self._handle()))
+    def add_forward(self, fwd_id: int, sock_fd: int, proto: str, guest_addr, guest_port: int) -> None:
+        """Forward a bound host socket (listening, for TCP) into the guest.
+        The caller keeps owning sock_fd and closes it after remove_forward().
+        Raises OSError."""
+        proto_num = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}[proto]
+        if lib.dp_fwd_add(self._handle(), fwd_id, sock_fd, proto_num, _addr4(guest_addr), guest_port) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+
+    def remove_forward(self, fwd_id: int) -> None:
+        """Stop forwarding (connections already open stay). Raises OSError."""
+        if lib.dp_fwd_remove(self._handle(), fwd_id) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+
+    def forward_connections(self, fwd_id: int) -> int:
+        """Connections (TCP) or flows (UDP) a forward has opened into the guest."""
+        n = lib.dp_fwd_connections(self._handle(), fwd_id)
+        if n < 0:
+            raise KeyError(fwd_id)
+        return n
 
     def counters(self) -> dict[str, int]:
         """Every counter by name (see csrc/dp_counters.h)."""

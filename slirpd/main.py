@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import ipaddress
 import os
 import sys
 
-from slirpd import cli, log as logmod, sandbox
+from slirpd import cli, log as logmod, sandbox, standalone
+from slirpd.api import Api, ApiServer
+from slirpd.forward import Forwards
+from slirpd.notify import Notifier
 from slirpd.config import Config
 from slirpd.log import log
 from slirpd.netns import SetupError, TargetNamespaces, open_tap
@@ -57,27 +63,66 @@ def _dataplane(cfg: Config, fd: int):
 
 def run(cfg: Config) -> int:
     """Set up the TAP and the data plane for cfg and serve it. Return: exit status."""
-    from slirpd.daemon import Daemon
-
     _check_fd(cfg.exit_fd, "exit-fd")
     _check_fd(cfg.ready_fd, "ready-fd")
     if cfg.target_type == "bess":
         return _run_bess(cfg)
     if cfg.enable_sandbox:
         sandbox.check_resolv_conf()
+    with contextlib.ExitStack() as cleanup:
+        command = None
+        if cfg.command is not None:
+            command = standalone.Command(list(cfg.command))
+            cleanup.callback(command.abort)
+            cfg = dataclasses.replace(cfg, target=str(command.pid), netns_type="pid", configure=True)
+        if cfg.create_netns:
+            standalone.create_netns(cfg.create_netns)
+            cleanup.callback(standalone.release_netns, cfg.create_netns)
+        status = _serve(cfg, cleanup, command)
+        return status if command is None else command.wait_status()
+
+
+def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
+    """Attach to cfg's target and serve it until told to stop (or, with a
+    command, until it exits). Return: the daemon's exit status."""
+    from slirpd.daemon import Daemon
+
+    notifier = cleanup.enter_context(contextlib.closing(Notifier()))  # connected before the sandbox hides it
     pidfd = _target_pidfd(cfg)
+    if pidfd is not None:
+        cleanup.callback(os.close, pidfd)
     with TargetNamespaces(cfg) as ns:
-        dp = _dataplane(cfg, open_tap(cfg, ns))
+        dp = cleanup.enter_context(_dataplane(cfg, open_tap(cfg, ns)))
+        forwards = Forwards(cfg, dp)
+        cleanup.callback(forwards.close)
+        _publish(cfg, forwards)
+        api = None
+        if cfg.api_socket:
+            api = ApiServer(cfg.api_socket, Api(forwards))
+            cleanup.callback(api.close)
         if cfg.enable_sandbox:
             sandbox.enter(ns.userns_fd)
-    log.debug("serving %s: %s, gateway %s, DNS %s, MTU %d", cfg.tapname, cfg.cidr, cfg.gateway, cfg.dns, cfg.mtu)
-    try:
-        daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd)
-        return daemon.run(on_ready=lambda: _signal_ready(cfg.ready_fd))
-    finally:
-        dp.close()
-        if pidfd is not None:
-            os.close(pidfd)
+    status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
+    log.debug("%s", status)
+
+    def on_ready():
+        _signal_ready(cfg.ready_fd)
+        if command is not None:
+            command.start(None if cfg.disable_dns else f"nameserver {cfg.dns}\n")
+        notifier.send("READY=1", f"STATUS={status}")
+
+    daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
+                    forward_signals_to=command.pid if command else None)
+    return daemon.run(on_ready=on_ready)
+
+
+def _publish(cfg: Config, forwards: Forwards) -> None:
+    """--publish: the forwards asked for on the command line."""
+    for proto, host_addr, host_port, guest_port in cfg.publish:
+        try:
+            forwards.add(proto, ipaddress.ip_address(host_addr), host_port, cfg.guest, guest_port)
+        except OSError as e:
+            raise SetupError(f"--publish {host_addr}:{host_port}:{guest_port}/{proto}: {e.strerror}") from None
 
 
 def _run_bess(cfg: Config) -> int:
@@ -87,8 +132,7 @@ def _run_bess(cfg: Config) -> int:
 
     listener = bess.listen(cfg.target)
     try:
-        _signal_ready(cfg.ready_fd)
-        peer_fd = bess.accept_peer(listener, cfg.exit_fd)
+        peer_fd = bess.accept_peer(listener, cfg.exit_fd, lambda: _signal_ready(cfg.ready_fd))
         listener.close()
         if peer_fd is None:
             return 0
@@ -106,6 +150,10 @@ def _run_bess(cfg: Config) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The `slirpd` command. Return: the process exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ctl"]:
+        from slirpd import ctl
+
+        return ctl.main(argv[1:])
     try:
         parsed = cli.parse_args(argv)
     except cli.UsageError as e:

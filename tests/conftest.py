@@ -169,23 +169,27 @@ class Slirpd:
 @pytest.fixture
 def start_slirpd(plain_user, tmp_path):
     """Factory: start_slirpd(*args, ready=True, pass_fds=(), user=plain_user,
-    wrap=()) -> Slirpd.  wrap is an argv prefix (e.g. nsenter ...).
+    wrap=(), binary=SLIRPD, env=None) -> Slirpd.  wrap is an argv prefix (e.g.
+    nsenter ...); binary may be another implementation (Debian's slirp4netns);
+    env adds variables to the daemon's environment.
 
     With ready=True a ready fd is added (-r) and the call returns once slirpd has
     written "1" to it.  Every daemon started is stopped at teardown."""
     started: list[Slirpd] = []
 
-    def start(*args: str, ready: bool = True, pass_fds=(), user=plain_user, wrap=()) -> Slirpd:
+    def start(*args: str, ready: bool = True, pass_fds=(), user=plain_user, wrap=(), binary=SLIRPD,
+              env=None) -> Slirpd:
         stderr_path = tmp_path / f"slirpd-{len(started)}.stderr"
         fds = list(pass_fds)
-        argv = [*wrap, SLIRPD]
+        argv = [*wrap, binary]
         if ready:
             rfd, wfd = os.pipe()
             fds.append(wfd)
             argv.append(f"--ready-fd={wfd}")
         argv += list(args)
         with open(stderr_path, "w") as err:
-            kw = as_user(user) if user is not None else {}
+            kw = as_user(user) if user is not None else {"env": dict(os.environ)}
+            kw["env"].update(env or {})
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, pass_fds=fds, **kw)
         d = Slirpd(proc, stderr_path)
         started.append(d)

@@ -57,7 +57,7 @@ def make_cfg(**over):
     cfg = dict(gw_mac=GW_MAC, net4=ipaddress.IPv4Address("10.0.2.0"),
                mask4=ipaddress.IPv4Address("255.255.255.0"), gw4=GW4, dns4=DNS4,
                guest4=GUEST4, mtu=MTU, vnet_hdr=False, disable_host_loopback=False,
-               disable_dns=False, dns_upstream4=None)
+               disable_dns=False, dns_upstream4=None, outbound4=None)
     cfg.update(over)
     return SimpleNamespace(**cfg)
 

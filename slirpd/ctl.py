@@ -1,0 +1,100 @@
+"""slirpd-ctl (also `slirpd ctl`): a small client for the API socket, so
+nobody has to pipe JSON through `nc -U`.
+
+    slirpd-ctl -s SOCK add-hostfwd [--udp] [--guest-addr ADDR] [HOSTADDR:]HOSTPORT:GUESTPORT
+    slirpd-ctl -s SOCK list | remove ID | stats        (--json: the raw reply)
+
+The socket may also come from $SLIRPD_API_SOCKET.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+
+from slirpd.cli import UsageError, _publish
+
+TIMEOUT = 10.0
+
+
+def request(path: str, message: dict) -> dict:
+    """Send one request the way slirp4netns clients do; return the reply."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(TIMEOUT)
+        s.connect(path)
+        s.sendall(json.dumps(message).encode())
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slirpd-ctl", description="Talk to a running slirpd's API socket.")
+    p.add_argument("-s", "--socket", default=os.environ.get("SLIRPD_API_SOCKET"),
+                   help="API socket path (default: $SLIRPD_API_SOCKET)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON reply")
+    sub = p.add_subparsers(dest="command", required=True)
+    add = sub.add_parser("add-hostfwd", help="forward a host port into the guest")
+    add.add_argument("spec", metavar="[HOSTADDR:]HOSTPORT:GUESTPORT")
+    add.add_argument("--udp", action="store_true")
+    add.add_argument("--guest-addr", default="")
+    sub.add_parser("list", help="list the forwards")
+    rm = sub.add_parser("remove", help="remove a forward")
+    rm.add_argument("id", type=int)
+    sub.add_parser("stats", help="counters and per-forward connections")
+    return p
+
+
+def _message(ns) -> dict:
+    if ns.command == "add-hostfwd":
+        proto, host_addr, host_port, guest_port = _publish(ns.spec + ("/udp" if ns.udp else ""))
+        return {"execute": "add_hostfwd", "arguments": {"proto": proto, "host_addr": host_addr,
+                "host_port": host_port, "guest_addr": ns.guest_addr, "guest_port": guest_port}}
+    if ns.command == "remove":
+        return {"execute": "remove_hostfwd", "arguments": {"id": ns.id}}
+    return {"execute": {"list": "list_hostfwd", "stats": "get_stats"}[ns.command]}
+
+
+def _show(command: str, reply: dict) -> str:
+    if command == "add-hostfwd":
+        return str(reply["return"]["id"])
+    if command == "remove":
+        return ""
+    if command == "list":
+        rows = [f"{e['id']}\t{e['proto']}\t{e['host_addr']}:{e['host_port']}\t{e['guest_addr']}:{e['guest_port']}"
+                for e in reply["entries"]]
+        return "\n".join(["ID\tPROTO\tHOST\tGUEST", *rows])
+    stats = reply["return"]
+    lines = [f"flows {stats['flows']}"]
+    lines += [f"forward {f['id']} {f['proto']} {f['host_addr']}:{f['host_port']} -> "
+              f"{f['guest_addr']}:{f['guest_port']}: {f['connections']} connections" for f in stats["forwards"]]
+    lines += [f"{name} {value}" for name, value in stats["counters"].items() if value]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The slirpd-ctl command. Return: exit status."""
+    ns = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if not ns.socket:
+        print("slirpd-ctl: no API socket: use -s PATH or set SLIRPD_API_SOCKET", file=sys.stderr)
+        return 1
+    try:
+        reply = request(ns.socket, _message(ns))
+    except UsageError as e:
+        print(f"slirpd-ctl: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"slirpd-ctl: {ns.socket}: {e}", file=sys.stderr)
+        return 1
+    if "error" in reply:
+        print(f"slirpd-ctl: {reply['error'].get('desc', reply)}", file=sys.stderr)
+        return 1
+    out = json.dumps(reply) if ns.json else _show(ns.command, reply)
+    if out:
+        print(out)
+    return 0

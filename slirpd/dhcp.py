@@ -1,0 +1,175 @@
+"""DHCPv4 server for guests that configure themselves (libslirp answers DHCP
+too, so guests that are not --configure'd work).
+
+A rare protocol, so it lives here: the data plane hands over every frame sent
+to UDP port 67 (a batch per wake-up) and sends the replies built here.  Leases
+start at network+15 and are kept per client MAC address; the reply carries the
+router (network+2), DNS (network+3), subnet mask, MTU (option 26) and lease
+time.  DISCOVER, REQUEST, RELEASE and INFORM are answered; anything malformed
+(truncated, wrong magic cookie, options running past the packet) is dropped
+and counted in `drops`.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import struct
+
+from slirpd.config import DHCP_START_OFFSET, Config
+
+LEASE_SECONDS = 86400
+BOOTREQUEST, BOOTREPLY = 1, 2
+MAGIC = b"\x63\x82\x53\x63"
+DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
+OPT_PAD, OPT_END = 0, 255
+OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_MTU = 1, 3, 6, 26
+OPT_REQUESTED_IP, OPT_LEASE, OPT_OVERLOAD, OPT_MSG_TYPE, OPT_SERVER_ID = 50, 51, 52, 53, 54
+BOOTP_LEN = 236  # fixed part, before the magic cookie
+ETH_HLEN, IP_HLEN, UDP_HLEN = 14, 20, 8
+SERVER_PORT, CLIENT_PORT = 67, 68
+BROADCAST_MAC = b"\xff" * 6
+FLAG_BROADCAST = 0x8000
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+class Malformed(Exception):
+    """A frame the server drops; str() is the drop reason."""
+
+
+def parse_options(data: bytes) -> dict[int, bytes]:
+    """DHCP options after the magic cookie; raises Malformed when one runs
+    past the packet or the list has no end."""
+    opts: dict[int, bytes] = {}
+    i = 0
+    while i < len(data):
+        code = data[i]
+        if code == OPT_PAD:
+            i += 1
+            continue
+        if code == OPT_END:
+            return opts
+        if i + 2 > len(data) or i + 2 + data[i + 1] > len(data):
+            raise Malformed("option_overflow")
+        opts[code] = data[i + 2:i + 2 + data[i + 1]]
+        i += 2 + data[i + 1]
+    raise Malformed("no_end_option")
+
+
+class DhcpServer:
+    """Leases and replies for one virtual network."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.server_mac = cfg.gateway_mac
+        net = cfg.cidr
+        first = int(net.network_address) + DHCP_START_OFFSET
+        reserved = {cfg.gateway, cfg.dns, net.broadcast_address}
+        self.pool = [ipaddress.IPv4Address(a) for a in range(first, int(net.broadcast_address))
+                     if ipaddress.IPv4Address(a) not in reserved]
+        self.leases: dict[bytes, ipaddress.IPv4Address] = {}
+        self.drops: collections.Counter[str] = collections.Counter()
+        self.replies = 0
+
+    def _lease_for(self, mac: bytes) -> ipaddress.IPv4Address | None:
+        if mac in self.leases:
+            return self.leases[mac]
+        taken = set(self.leases.values())
+        for addr in self.pool:
+            if addr not in taken:
+                self.leases[mac] = addr
+                return addr
+        return None
+
+    def handle(self, frame: bytes) -> bytes | None:
+        """One frame to UDP port 67 in, the reply frame (or None) out."""
+        try:
+            return self._handle(frame)
+        except Malformed as e:
+            self.drops[str(e)] += 1
+            return None
+
+    def _handle(self, frame: bytes) -> bytes | None:
+        if len(frame) < ETH_HLEN + IP_HLEN:
+            raise Malformed("truncated")
+        ihl = (frame[ETH_HLEN] & 0x0F) * 4
+        udp = ETH_HLEN + ihl
+        if ihl < IP_HLEN or len(frame) < udp + UDP_HLEN:
+            raise Malformed("truncated")
+        udp_len = struct.unpack_from("!H", frame, udp + 4)[0]
+        bootp = frame[udp + UDP_HLEN:udp + max(udp_len, UDP_HLEN)]
+        if udp_len < UDP_HLEN or udp + udp_len > len(frame) or len(bootp) < BOOTP_LEN + len(MAGIC):
+            raise Malformed("truncated")
+        if bootp[0] != BOOTREQUEST or bootp[1] != 1 or bootp[2] != 6:
+            raise Malformed("not_ethernet_request")
+        if bootp[BOOTP_LEN:BOOTP_LEN + 4] != MAGIC:
+            raise Malformed("bad_magic_cookie")
+        opts = parse_options(bootp[BOOTP_LEN + 4:])
+        msg_type = opts.get(OPT_MSG_TYPE, b"")
+        if len(msg_type) != 1:
+            raise Malformed("no_message_type")
+        xid, flags = bootp[4:8], struct.unpack_from("!H", bootp, 10)[0]
+        ciaddr = ipaddress.IPv4Address(bootp[12:16])
+        chaddr = bootp[28:34]
+        if chaddr[0] & 1 or chaddr == b"\0" * 6:
+            raise Malformed("bad_client_mac")
+        kind = msg_type[0]
+        if kind == DISCOVER:
+            addr = self._lease_for(chaddr)
+            if addr is None:
+                raise Malformed("pool_exhausted")
+            return self._reply(OFFER, xid, flags, chaddr, addr, ipaddress.IPv4Address(0))
+        if kind == REQUEST:
+            wanted = opts.get(OPT_REQUESTED_IP)
+            wanted_ip = ipaddress.IPv4Address(wanted) if wanted and len(wanted) == 4 else ciaddr
+            server_id = opts.get(OPT_SERVER_ID)
+            if server_id is not None and server_id != self.cfg.gateway.packed:
+                return None  # the client chose another server
+            addr = self._lease_for(chaddr)
+            if addr is None or wanted_ip != addr:
+                return self._reply(NAK, xid, flags | FLAG_BROADCAST, chaddr, ipaddress.IPv4Address(0), ciaddr)
+            return self._reply(ACK, xid, flags, chaddr, addr, ciaddr)
+        if kind == RELEASE:
+            if self.leases.get(chaddr) == ciaddr:
+                del self.leases[chaddr]
+            return None
+        if kind == INFORM:
+            return self._reply(ACK, xid, flags, chaddr, ipaddress.IPv4Address(0), ciaddr, lease=False)
+        if kind == DECLINE:
+            return None
+        raise Malformed("unknown_message_type")
+
+    def _reply(self, kind: int, xid: bytes, flags: int, chaddr: bytes, yiaddr, ciaddr, lease: bool = True) -> bytes:
+        cfg = self.cfg
+        opts = bytes([OPT_MSG_TYPE, 1, kind, OPT_SERVER_ID, 4]) + cfg.gateway.packed
+        if kind != NAK:
+            opts += bytes([OPT_MASK, 4]) + cfg.cidr.netmask.packed
+            opts += bytes([OPT_ROUTER, 4]) + cfg.gateway.packed
+            if not cfg.disable_dns:
+                opts += bytes([OPT_DNS, 4]) + cfg.dns.packed
+            opts += bytes([OPT_MTU, 2]) + struct.pack("!H", cfg.mtu)
+            if lease:
+                opts += bytes([OPT_LEASE, 4]) + struct.pack("!I", LEASE_SECONDS)
+        opts += bytes([OPT_END])
+        bootp = struct.pack("!BBBB4sHH4s4s4s4s16s64s128s", BOOTREPLY, 1, 6, 0, xid, 0, flags, ciaddr.packed,
+                            yiaddr.packed, cfg.gateway.packed, b"\0" * 4, chaddr, b"", b"") + MAGIC + opts
+        bootp = bootp.ljust(300, b"\0")  # BOOTP minimum, for old clients
+        broadcast = flags & FLAG_BROADCAST or kind == NAK or (int(ciaddr) == 0 and int(yiaddr) == 0)
+        dst_ip = ipaddress.IPv4Address("255.255.255.255") if broadcast else (ciaddr if int(ciaddr) else yiaddr)
+        dst_mac = BROADCAST_MAC if broadcast else chaddr
+        udp = struct.pack("!HHHH", SERVER_PORT, CLIENT_PORT, UDP_HLEN + len(bootp), 0) + bootp
+        pseudo = cfg.gateway.packed + dst_ip.packed + struct.pack("!BBH", 0, 17, len(udp))
+        udp = udp[:6] + struct.pack("!H", _csum(pseudo + udp) or 0xFFFF) + udp[8:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, IP_HLEN + len(udp), 0, 0, 64, 17, 0,
+                         cfg.gateway.packed, dst_ip.packed)
+        ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+        self.replies += 1
+        return dst_mac + self.server_mac + b"\x08\x00" + ip + udp

@@ -1,0 +1,204 @@
+"""Standalone modes: slirpd makes the namespaces itself.
+
+- `slirpd [OPTIONS] -- COMMAND [ARGS]...` (like pasta): a child unshares user,
+  network and mount namespaces, the caller mapped to root (plus the caller's
+  /etc/subuid range through newuidmap/newgidmap when there is one); slirpd
+  configures tap0 in it as with -c, the child bind-mounts a resolv.conf naming
+  the DNS address over /etc/resolv.conf (its own mount namespace: the host's
+  file is untouched), mounts a sysfs showing its own interfaces, and execs
+  COMMAND.  slirpd passes SIGINT, SIGTERM and
+  SIGHUP on to it and exits with its status.
+- `slirpd --create-netns=PATH` (like slirp-forwarder): a new network namespace
+  is bind-mounted onto PATH and served until slirpd is killed; the mount is
+  undone on exit.  Needs CAP_SYS_ADMIN in the current user namespace (run it
+  inside `unshare -mr`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+
+from slirpd.netns import CLONE_NEWNET, CLONE_NEWUSER, SetupError
+
+CLONE_NEWNS = 0x00020000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+RESOLV_CONF = "/etc/resolv.conf"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(), None, ctypes.c_ulong(flags), None),
+           f"mount {target}")
+
+
+# --create-netns
+
+def create_netns(path: str) -> None:
+    """Bind a new network namespace onto path (created if missing).  A forked
+    child makes it, as a plain user may not setns() back into a namespace of
+    the initial user namespace; the bind mount is in the mount namespace we
+    share with it.  Raises SetupError."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as e:
+        raise SetupError(f"--create-netns: {path}: {e.strerror}") from None
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(err_r)
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            _mount("/proc/self/ns/net", path, MS_BIND)
+            os._exit(0)
+        except OSError as e:
+            os.write(err_w, str(e.strerror).encode())
+            os._exit(1)
+    os.close(err_w)
+    message = os.read(err_r, 4096).decode(errors="replace")
+    os.close(err_r)
+    os.waitpid(pid, 0)
+    if message:
+        raise SetupError(f"--create-netns: {message} (run slirpd inside `unshare -mr`)")
+
+
+def release_netns(path: str) -> None:
+    """Undo create_netns(): the namespace goes away with its last user."""
+    _libc.umount2(path.encode(), MNT_DETACH)
+
+
+# -- COMMAND
+
+def _subid_range(path: str, user: str, uid: int) -> tuple[int, int] | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, rest = line.strip().partition(":")
+                start, _, count = rest.partition(":")
+                if name in (user, str(uid)) and start.isdigit() and count.isdigit():
+                    return int(start), int(count)
+    except OSError:
+        return None
+    return None
+
+
+def _write_id_maps(pid: int) -> None:
+    """Map the caller to root in the child's user namespace, with the
+    caller's subordinate ids through newuidmap/newgidmap when it has some."""
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    subuid, subgid = _subid_range("/etc/subuid", user, uid), _subid_range("/etc/subgid", user, uid)
+    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+    if uid != 0 and subuid and subgid and all(tools):
+        subprocess.run([tools[0], str(pid), "0", str(uid), "1", "1", str(subuid[0]), str(subuid[1])], check=True)
+        subprocess.run([tools[1], str(pid), "0", str(gid), "1", "1", str(subgid[0]), str(subgid[1])], check=True)
+        return
+    with open(f"/proc/{pid}/setgroups", "w") as f:
+        f.write("deny")
+    with open(f"/proc/{pid}/uid_map", "w") as f:
+        f.write(f"0 {uid} 1")
+    with open(f"/proc/{pid}/gid_map", "w") as f:
+        f.write(f"0 {gid} 1")
+
+
+def _child(argv: list[str], unshared_w: int, go_r: int) -> None:
+    """In the forked child: unshare, wait for the network, mount resolv.conf,
+    exec.  Never returns."""
+    try:
+        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS), "unshare")
+        os.write(unshared_w, b"u")
+        os.close(unshared_w)
+        resolv = b""
+        while chunk := os.read(go_r, 4096):
+            resolv += chunk
+        os.close(go_r)
+        if not resolv:
+            os._exit(127)  # slirpd gave up: it reports why
+        _mount(None, "/", MS_REC | MS_PRIVATE)
+        try:  # a /sys that shows the new network namespace's interfaces
+            _check(_libc.mount(b"sysfs", b"/sys", b"sysfs", ctypes.c_ulong(0), None), "mount /sys")
+        except OSError:
+            pass
+        if resolv != b"-":
+            fd, tmp = tempfile.mkstemp(prefix="slirpd-resolv-")
+            os.write(fd, resolv)
+            os.close(fd)
+            try:
+                _mount(tmp, RESOLV_CONF, MS_BIND)
+            finally:
+                os.unlink(tmp)
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        os.write(2, f"slirpd: {argv[0]}: {e.strerror}\n".encode())
+        os._exit(127 if e.errno == 2 else 126)
+
+
+class Command:
+    """COMMAND running in new namespaces; pid is usable as a PID target."""
+
+    def __init__(self, argv: list[str]):
+        self.status: int | None = None
+        unshared_r, unshared_w = os.pipe()
+        self._go_r, self._go_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(unshared_r)
+            os.close(self._go_w)
+            _child(argv, unshared_w, self._go_r)
+        os.close(unshared_w)
+        os.close(self._go_r)
+        try:
+            if os.read(unshared_r, 1) != b"u":
+                raise SetupError("the command's namespaces could not be created")
+            _write_id_maps(self.pid)
+        except (OSError, subprocess.CalledProcessError) as e:
+            self.abort()
+            raise SetupError(f"cannot map ids for the command's namespace: {e}") from None
+        finally:
+            os.close(unshared_r)
+
+    def start(self, resolv_conf: str | None) -> None:
+        """Let the command run, with resolv_conf's text over /etc/resolv.conf
+        (None: leave the host's)."""
+        os.write(self._go_w, (resolv_conf or "-").encode())
+        os.close(self._go_w)
+        self._go_w = -1
+
+    def abort(self) -> None:
+        """slirpd is giving up: a command not started yet exits without
+        running, a running one is terminated; either is reaped.  Nothing to
+        do once wait_status() has reaped it."""
+        if self.status is not None:
+            return
+        if self._go_w >= 0:
+            os.close(self._go_w)
+            self._go_w = -1
+        else:
+            os.kill(self.pid, signal.SIGTERM)
+        self.wait_status()
+
+    def wait_status(self) -> int:
+        """Wait for the command. Return: its exit status (128+N if killed by
+        signal N), as a shell reports it."""
+        if self.status is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.status = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        return self.status

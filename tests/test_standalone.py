@@ -1,0 +1,125 @@
+"""Standalone modes, as a plain user: `slirpd -- COMMAND` and the
+slirp-forwarder mode `--create-netns=PATH`."""
+
+import os
+import signal
+import subprocess
+
+from conftest import SLIRPD, as_user, wait_for
+
+
+def slirpd_run(plain_user, *args, timeout=30):
+    return subprocess.run([SLIRPD, *args], capture_output=True, text=True, timeout=timeout, **as_user(plain_user))
+
+
+def test_command_gets_configured_network(plain_user):
+    res = slirpd_run(plain_user, "--", "sh", "-c",
+                     "id -u; ip -4 -br addr show tap0; ip route show default; cat /etc/resolv.conf;"
+                     " ping -c 1 -W 2 10.0.2.2 >/dev/null && echo PING-OK")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "0"  # the caller is root in the new user namespace
+    assert "10.0.2.100/24" in lines[1]
+    assert lines[2].startswith("default via 10.0.2.2 dev tap0")
+    assert "nameserver 10.0.2.3" in lines
+    assert lines[-1] == "PING-OK"
+    assert res.stderr == ""
+
+
+def test_host_resolv_conf_untouched(plain_user):
+    before = open("/etc/resolv.conf").read()
+    res = slirpd_run(plain_user, "--", "cat", "/etc/resolv.conf")
+    assert res.stdout == "nameserver 10.0.2.3\n"
+    assert open("/etc/resolv.conf").read() == before
+
+
+def test_options_apply_to_command(plain_user):
+    res = slirpd_run(plain_user, "--mtu=65520", "--cidr=10.9.0.0/16", "--", "sh", "-c",
+                     "cat /sys/class/net/tap0/mtu; ip -4 -br addr show tap0")
+    assert res.returncode == 0, res.stderr
+    mtu, addr = res.stdout.splitlines()
+    assert mtu == "65520" and "10.9.0.100/16" in addr
+
+
+def test_exit_status_passes_through(plain_user):
+    assert slirpd_run(plain_user, "--", "false").returncode == 1
+    assert slirpd_run(plain_user, "--", "sh", "-c", "exit 42").returncode == 42
+    res = slirpd_run(plain_user, "--", "/nonexistent/command")
+    assert res.returncode == 127
+    assert "slirpd: /nonexistent/command: No such file or directory" in res.stderr
+
+
+def test_no_command_runs_shell(plain_user):
+    env = {**as_user(plain_user)["env"], "SHELL": "/bin/sh"}
+    res = subprocess.run([SLIRPD, "--"], input="echo from-shell; exit 3\n", capture_output=True, text=True,
+                         timeout=30, **{**as_user(plain_user), "env": env})
+    assert res.returncode == 3 and res.stdout == "from-shell\n"
+
+
+def test_signals_reach_command(plain_user, user_tmp):
+    marker = user_tmp / "got"
+    script = f"trap 'echo $1 > {marker}; exit 9' HUP; trap 'echo TERM > {marker}; exit 5' TERM; " \
+             f"echo ready > {marker}; while :; do sleep 0.1; done"
+    proc = subprocess.Popen([SLIRPD, "--", "sh", "-c", script, "sh", "HUP"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **as_user(plain_user))
+    try:
+        wait_for(lambda: marker.exists() and marker.read_text() == "ready\n", 20, "the command to start")
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=10) == 9
+        assert marker.read_text() == "HUP\n"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigterm_reaches_command_and_nothing_is_left(plain_user, user_tmp):
+    marker = user_tmp / "got"
+    script = f"trap 'echo TERM > {marker}; exit 5' TERM; echo ready > {marker}; while :; do sleep 0.1; done"
+    proc = subprocess.Popen([SLIRPD, "--", "sh", "-c", script], **as_user(plain_user))
+    try:
+        wait_for(lambda: marker.exists() and marker.read_text() == "ready\n", 20, "the command to start")
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 5
+        assert marker.read_text() == "TERM\n"
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_command_conflicts(plain_user):
+    for args in (["1", "--", "true"], ["--netns-type=path", "--", "true"], ["--create-netns=/tmp/x", "--", "true"]):
+        res = slirpd_run(plain_user, *args)
+        assert res.returncode == 1 and len(res.stderr.splitlines()) == 1, (args, res.stderr)
+
+
+def test_create_netns_like_slirp_forwarder(plain_user, user_tmp):
+    """The slirp-forwarder README's steps, with slirpd in its place."""
+    netfile = user_tmp / "net"
+    ready = user_tmp / "ready"
+    script = f"""
+        set -e
+        touch {netfile}
+        {SLIRPD} --create-netns={netfile} --ready-fd=3 3>{ready} &
+        daemon=$!
+        i=0; while [ ! -s {ready} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+        nsenter --net={netfile} ip -br link show tap0
+        nsenter --net={netfile} sh -c 'ip link set tap0 up && ip addr add 10.0.2.100/24 dev tap0 &&
+            ping -c 1 -W 2 10.0.2.2 >/dev/null && echo PING-OK'
+        kill $daemon; wait $daemon; echo "exit=$?"
+        grep -c " {netfile} " /proc/self/mountinfo || true
+    """
+    res = subprocess.run(["unshare", "-mr", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                         **as_user(plain_user))
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("tap0")
+    assert lines[1:] == ["PING-OK", "exit=0", "0"]  # ... and the bind mount is gone
+
+
+def test_create_netns_without_privilege_fails_clearly(plain_user, user_tmp):
+    res = slirpd_run(plain_user, f"--create-netns={user_tmp / 'net'}")
+    assert res.returncode == 1
+    assert "--create-netns:" in res.stderr and "unshare -mr" in res.stderr
