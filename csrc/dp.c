@@ -115,7 +115,7 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 
 	fwd_init(dp);
 	if (tap_init(dp) || flow_table_init(dp) || frag_init(dp) ||
-	    udp_init(dp))
+	    udp_init(dp) || ctl_init(dp))
 		goto fail;
 
 	dp->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -135,6 +135,7 @@ fail:
 	flow_table_cleanup(dp);
 	udp_cleanup(dp);
 	frag_cleanup(dp);
+	ctl_cleanup(dp);
 	tap_cleanup(dp);
 	free(dp);
 	errno = err;
@@ -155,6 +156,7 @@ void dp_free(struct dp *dp)
 	close(dp->tap_fd);
 	udp_cleanup(dp);
 	frag_cleanup(dp);
+	ctl_cleanup(dp);
 	tap_cleanup(dp);
 	free(dp);
 }

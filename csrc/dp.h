@@ -91,6 +91,10 @@ struct fwd_listener {
  * @notices_raised:	DP_NOTICE_* bits ever raised: each is raised once
  * @tcp:		TCP state beside the flows: deferred work, counts (tcp.c)
  * @fwd:		forwarded host sockets (fwd.c)
+ * @ctl_buf:		control frame ring, DP_CTL_FRAMES of DP_CTL_FRAME_MAX (ctl.c)
+ * @ctl_len:		length of each queued control frame
+ * @ctl_head:		oldest queued control frame
+ * @ctl_count:		control frames queued
  * @counters:		counters, indexed by enum dp_counter
  */
 struct dp {
@@ -124,6 +128,10 @@ struct dp {
 	uint32_t notices_raised;
 	struct tcp_ctx tcp;
 	struct fwd_listener fwd[DP_FWD_MAX];
+	uint8_t *ctl_buf;
+	size_t ctl_len[DP_CTL_FRAMES];
+	unsigned ctl_head;
+	unsigned ctl_count;
 	uint64_t counters[DP_CNT_COUNT];
 };
 
@@ -295,6 +303,12 @@ static inline void dp_notice(struct dp *dp, uint32_t bit)
 		dp->notices |= bit;
 	}
 }
+
+/* ctl.c */
+int ctl_init(struct dp *dp);
+void ctl_cleanup(struct dp *dp);
+void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
+	       size_t len);
 
 /* fwd.c */
 bool fwd_ip4_is_loopback(uint32_t addr);

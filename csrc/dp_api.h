@@ -14,6 +14,10 @@
 /* One-shot notices: bits of dp_notices(), each raised at most once per data
  * plane, for Python to log one line instead of one per packet */
 #define DP_NOTICE_PING_FORBIDDEN 1	/* ping_group_range refuses ping sockets */
+/* Not one-shot: raised whenever frames wait for dp_ctl_recv() (DHCP) */
+#define DP_NOTICE_CTL_FRAMES 2
+/* Size of the buffer dp_ctl_recv() needs */
+#define DP_CTL_FRAME_MAX 1536
 
 /**
  * struct dp_config - what the data plane needs to know, filled by Python
@@ -66,3 +70,5 @@ int dp_counter_count(void);
 const char *dp_counter_name(int index);
 int dp_counters(const struct dp *dp, uint64_t *out, int n);
 int dp_notices(struct dp *dp);
+int dp_ctl_recv(struct dp *dp, uint8_t *buf, int size);
+int dp_ctl_send(struct dp *dp, const uint8_t *frame, int len);

@@ -70,6 +70,12 @@
 	/* port forwarding */						\
 	X(fwd_tcp_accepted)						\
 	X(fwd_accept_errors)	/* accept() failed: e.g. out of fds */	\
+	X(fwd_udp_flows)	/* flows started by forwarded datagrams */ \
+	X(fwd_udp_datagrams)	/* forwarded datagrams sent to the guest */ \
+	/* control frames for Python (ctl.c) */				\
+	X(ctl_frames)		/* queued: DHCP requests */		\
+	X(drop_ctl_too_big)						\
+	X(drop_ctl_full)	/* Python is behind: ring full */	\
 	/* TAP */							\
 	X(drop_tap_write)	/* write() to the TAP failed or was short */ \
 	X(tap_read_errors)	/* unexpected read() errors */		\
@@ -90,6 +96,10 @@
 	X(drop_tcp_no_flow)	/* not a SYN, no flow: RST to the guest */ \
 	X(drop_tcp_out_of_window) /* ahead of what we expect: dup ACK */ \
 	X(drop_tcp_socket)	/* socket() or epoll failed: RST */	\
-	X(drop_tcp_bad_ack)	/* ACK of a SYN-ACK we did not send */
+	X(drop_tcp_bad_ack)	/* ACK of a SYN-ACK we did not send */	\
+	/* TCP port forwarding (tcp.c, tcp_conn_from_host()) */	\
+	X(tcp_fwd_conn_opened)	/* guest's SYN-ACK: forwarded conn open */ \
+	X(tcp_fwd_conn_failed)	/* guest reset our SYN or never answered */ \
+	X(tcp_fwd_refused)	/* no guest MAC, duplicate, table full */
 
 #endif /* DP_COUNTERS_H */

@@ -102,4 +102,13 @@
 #define DP_FWD_MAX		256
 #define DP_FWD_ACCEPT_BATCH	64
 
+/* Control frames (ctl.c): DHCP packets queued for Python at once; each at
+ * most DP_CTL_FRAME_MAX bytes (dp_api.h) */
+#define DP_CTL_FRAMES		32
+/* The DHCP server port: UDP packets to it go to the control plane */
+#define DP_DHCP_SERVER_PORT	67
+/* Forwarded TCP connections (tcp.c): SYNs sent to a guest that does not
+ * answer, DP_TCP_RTO_MS apart and doubling, before the host client is reset */
+#define DP_TCP_FWD_SYN_RETRIES	6
+
 #endif /* DP_LIMITS_H */

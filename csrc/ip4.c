@@ -10,6 +10,8 @@
  *   than the header or longer than the frame.  Bytes past the total length
  *   are Ethernet padding and are ignored from here on.
  * - checksum: the header, options included, must sum to zero.
+ * - DHCP: UDP to port 67, unfragmented, goes to the control plane (ctl.c)
+ *   before the next check, as a DHCP client's source is 0.0.0.0.
  * - martian source: the guest may not claim a loopback, multicast, broadcast,
  *   class E or "this network" source address, nor the gateway's or the DNS
  *   forwarder's.
@@ -134,13 +136,19 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 	ip.proto = pkt[IP4_OFF_PROTO];
 	ip.l4 = pkt + hlen;
 	ip.l4_len = tot_len - hlen;
+	frag = rd16(pkt + IP4_OFF_FRAG);
+
+	if (ip.proto == IPPROTO_UDP && !(frag & (IP4_MF | IP4_OFFMASK)) &&
+	    ip.l4_len >= 4 && rd16(ip.l4 + 2) == DP_DHCP_SERVER_PORT) {
+		ctl_queue(dp, eth_src, pkt, tot_len);	/* DHCP: Python */
+		return;
+	}
 
 	if (ip4_src_is_martian(dp, ip.saddr)) {
 		DP_COUNT(dp, drop_ip4_martian);
 		return;
 	}
 
-	frag = rd16(pkt + IP4_OFF_FRAG);
 	if (frag & (IP4_MF | IP4_OFFMASK)) {
 		frag_ip4_input(dp, &ip, rd16(pkt + IP4_OFF_ID),
 			       (size_t)(frag & IP4_OFFMASK) * 8,

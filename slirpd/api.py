@@ -61,8 +61,9 @@ class Api:
     """The commands.  forwards is the object that binds and plugs host ports
     into the data plane (forward.Forwards)."""
 
-    def __init__(self, forwards):
+    def __init__(self, forwards, dhcp=None):
         self.forwards = forwards
+        self.dhcp = dhcp
 
     def handle(self, request: bytes) -> bytes:
         """One request in, one reply out: never raises on bad input."""
@@ -127,11 +128,16 @@ class Api:
 
     def _get_stats(self, _args: dict) -> dict:
         """Beyond slirp4netns: the data plane's counters (frames, bytes, flows,
-        drops by reason) and each forward's connection count."""
+        drops by reason), each forward's connection count, and the DHCP
+        server's replies, leases and drops."""
         counters = self.forwards.dp.counters()
-        return {"return": {"counters": counters,
-                           "flows": counters.get("flows_created", 0) - counters.get("flows_closed", 0),
-                           "forwards": self.forwards.stats()}}
+        stats = {"counters": counters,
+                 "flows": counters.get("flows_created", 0) - counters.get("flows_closed", 0),
+                 "forwards": self.forwards.stats()}
+        if self.dhcp is not None:
+            stats["dhcp"] = {"replies": self.dhcp.replies, "leases": len(self.dhcp.leases),
+                             "drops": dict(self.dhcp.drops)}
+        return {"return": stats}
 
     def _remove_hostfwd(self, args: dict) -> dict:
         fwd_id = args.get("id")

@@ -18,7 +18,7 @@ import selectors
 import signal
 import socket
 
-from slirpd.dataplane import NOTICE_PING_FORBIDDEN, Dataplane, TapGone
+from slirpd.dataplane import NOTICE_CTL_FRAMES, NOTICE_PING_FORBIDDEN, Dataplane, TapGone
 from slirpd.log import log
 
 POLL_BUDGET = 256  # frames drained per wake-up
@@ -28,8 +28,9 @@ class Daemon:
     """Serves one TAP until a signal, the exit fd, or the guest goes away."""
 
     def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None,
-                 notifier=None, forward_signals_to: int | None = None):
+                 notifier=None, forward_signals_to: int | None = None, dhcp=None):
         self.dp = dp
+        self.dhcp = dhcp
         self.forward_signals_to = forward_signals_to
         self.api = api
         self.notifier = notifier
@@ -57,8 +58,20 @@ class Daemon:
             log.warning("the TAP device is gone (namespace or interface removed): exiting")
             self.stopping = True
         notices = self.dp.notices()
-        if notices:
+        if notices & NOTICE_CTL_FRAMES and self.dhcp is not None:
+            self._serve_dhcp()
+        if notices & ~NOTICE_CTL_FRAMES:
             self._log_notices(notices)
+
+    def _serve_dhcp(self) -> None:
+        """Answer the batch of DHCP requests the data plane queued."""
+        for frame in self.dp.ctl_frames():
+            reply = self.dhcp.handle(frame)
+            if reply is not None:
+                try:
+                    self.dp.ctl_send(reply)
+                except OSError as e:
+                    log.warning("DHCP reply not sent: %s", e.strerror)
 
     @staticmethod
     def _log_notices(notices: int) -> None:

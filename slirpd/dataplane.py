@@ -18,9 +18,10 @@ import sys
 
 from slirpd._dp import ffi, lib
 
-__all__ = ["Dataplane", "TapGone", "counter_names", "NOTICE_PING_FORBIDDEN"]
+__all__ = ["Dataplane", "TapGone", "counter_names", "NOTICE_PING_FORBIDDEN", "NOTICE_CTL_FRAMES"]
 
 NOTICE_PING_FORBIDDEN = lib.DP_NOTICE_PING_FORBIDDEN
+NOTICE_CTL_FRAMES = lib.DP_NOTICE_CTL_FRAMES
 
 _COUNTER_NAMES = tuple(ffi.string(lib.dp_counter_name(i)).decode("ascii")
                        for i in range(lib.dp_counter_count()))
@@ -81,6 +82,7 @@ class Dataplane:
         self._dp = ffi.gc(dp, lib.dp_free)
         self._epoll_fd = lib.dp_epoll_fd(dp)
         self._counters = ffi.new("uint64_t[]", len(_COUNTER_NAMES))
+        self._ctl_buf = ffi.new("uint8_t[]", lib.DP_CTL_FRAME_MAX)
 
     def _handle(self):
         if self._dp is None:
@@ -115,9 +117,24 @@ class Dataplane:
         raise OSError(err, os.strerror(err))
 
     def notices(self) -> int:
-        """One-shot notices raised since the last call, as a bit mask of
-        NOTICE_* (each kind is raised at most once per data plane)."""
+        """Notices raised since the last call, as a bit mask of NOTICE_*
+        (NOTICE_PING_FORBIDDEN at most once per data plane; NOTICE_CTL_FRAMES
+        whenever control frames wait for ctl_frames())."""
         return int(lib.dp_notices(self._handle()))
+
+    def ctl_frames(self) -> list[bytes]:
+        """Take every frame queued for the control plane (DHCP requests)."""
+        frames = []
+        while (n := lib.dp_ctl_recv(self._handle(), self._ctl_buf, lib.DP_CTL_FRAME_MAX)) > 0:
+            frames.append(bytes(ffi.buffer(self._ctl_buf, n)))
+        return frames
+
+    def ctl_send(self, frame: bytes) -> None:
+        """Write a frame built by the control plane to the guest. Raises OSError."""
+        if lib.dp_ctl_send(self._handle(), frame, len(frame)) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+
     def add_forward(self, fwd_id: int, sock_fd: int, proto: str, guest_addr, guest_port: int) -> None:
         """Forward a bound host socket (listening, for TCP) into the guest.
         The caller keeps owning sock_fd and closes it after remove_forward().

@@ -10,6 +10,7 @@ import sys
 
 from slirpd import cli, log as logmod, sandbox, standalone
 from slirpd.api import Api, ApiServer
+from slirpd.dhcp import DhcpServer
 from slirpd.forward import Forwards
 from slirpd.notify import Notifier
 from slirpd.config import Config
@@ -96,9 +97,10 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         forwards = Forwards(cfg, dp)
         cleanup.callback(forwards.close)
         _publish(cfg, forwards)
+        dhcp = DhcpServer(cfg)
         api = None
         if cfg.api_socket:
-            api = ApiServer(cfg.api_socket, Api(forwards))
+            api = ApiServer(cfg.api_socket, Api(forwards, dhcp))
             cleanup.callback(api.close)
         if cfg.enable_sandbox:
             sandbox.enter(ns.userns_fd)
@@ -112,7 +114,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         notifier.send("READY=1", f"STATUS={status}")
 
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
-                    forward_signals_to=command.pid if command else None)
+                    forward_signals_to=command.pid if command else None, dhcp=dhcp)
     return daemon.run(on_ready=on_ready)
 
 
@@ -138,7 +140,7 @@ def _run_bess(cfg: Config) -> int:
             return 0
         log.debug("BESS peer connected on %s", cfg.target)
         with _dataplane(cfg, peer_fd) as dp:
-            return Daemon(dp, exit_fd=cfg.exit_fd).run()
+            return Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg)).run()
     finally:
         listener.close()
         try:

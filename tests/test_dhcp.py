@@ -119,3 +119,87 @@ def test_lying_udp_length():
     server = dhcp.DhcpServer(CFG)
     assert server.handle(bytes(frame)) is None
     assert server.drops == {"truncated": 1}
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+# udhcpc calls this with deconfig/bound/renew; we configure like its default script
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route add default via "$router" dev "$interface"
+    echo "ip=$ip mask=$mask router=$router dns=$dns mtu=$mtu" > "$RESULT" ;;
+esac
+"""
+
+
+def test_slirp_forwarder_example_with_udhcpc(plain_user, user_tmp):
+    """The slirp-forwarder README: slirpd keeps a namespace bound to a file and
+    the guest configures itself with DHCP, then fetches a file from the host."""
+    import hashlib
+    import http.server
+    import os
+    import subprocess
+    import threading
+
+    from conftest import SLIRPD, as_user
+
+    payload = os.urandom(4 << 20)
+    (user_tmp / "file.bin").write_bytes(payload)
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(user_tmp))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    script = user_tmp / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    net, ready, result = user_tmp / "net", user_tmp / "ready", user_tmp / "result"
+    shell = f"""
+        set -e
+        touch {net}
+        {SLIRPD} --create-netns={net} --ready-fd=3 3>{ready} &
+        daemon=$!
+        i=0; while [ ! -s {ready} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+        RESULT={result} nsenter --net={net} busybox udhcpc -i tap0 -q -n -t 5 -T 1 -s {script} >/dev/null 2>&1
+        cat {result}
+        nsenter --net={net} ip route show default
+        nsenter --net={net} curl -sf -o - http://10.0.2.2:{server.server_address[1]}/file.bin | sha256sum
+        kill $daemon; wait $daemon
+    """
+    try:
+        res = subprocess.run(["unshare", "-mr", "sh", "-c", shell], capture_output=True, text=True, timeout=90,
+                             **as_user(plain_user))
+    finally:
+        server.shutdown()
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "ip=10.0.2.15 mask=24 router=10.0.2.2 dns=10.0.2.3 mtu=1500"
+    assert lines[1].startswith("default via 10.0.2.2 dev tap0")
+    assert lines[2].split()[0] == hashlib.sha256(payload).hexdigest()
+
+
+def test_malformed_dhcp_on_the_wire_counted(net_guest, start_slirpd, user_tmp):
+    """Bad DHCP packets from a real guest are dropped and counted; the daemon
+    keeps answering."""
+    import json
+
+    from test_api import api
+
+    net_guest.slirpd.stop()
+    path = str(user_tmp / "api.sock")
+    start_slirpd("-c", f"--api-socket={path}", str(net_guest.pid))
+    bad = request_frame(dhcp.DISCOVER, cookie=b"\0\0\0\0")[14 + 20 + 8:]  # the BOOTP payload
+    net_guest.python(f"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.bind(("0.0.0.0", 68))
+for payload in ({bad!r}, b"short"):
+    s.sendto(payload, ("255.255.255.255", 67))
+""")
+    from conftest import wait_for
+
+    stats = wait_for(lambda: (st := json.loads(api(path, '{"execute": "get_stats"}'))["return"])
+                     ["dhcp"]["drops"].get("truncated") and st, 10, "the drops to be counted")
+    assert stats["dhcp"]["drops"] == {"bad_magic_cookie": 1, "truncated": 1}
+    assert stats["counters"]["ctl_frames"] == 2
+    assert net_guest.run("ping -c 1 -W 2 10.0.2.2", check=False).returncode == 0

@@ -1,0 +1,135 @@
+/* ctl.c - frames for the control plane: DHCP goes to Python and back
+ *
+ * Theory of operation
+ * -------------------
+ * A few protocols are rare and rich enough to live in Python: DHCP for guests
+ * that are not --configure'd (slirpd/dhcp.py).  ip4.c hands every unfragmented
+ * UDP packet to port 67 to ctl_queue() before any other check (a DHCP client
+ * has no address yet: its source is 0.0.0.0, which is otherwise martian).  The
+ * packet is copied, behind a rebuilt Ethernet header carrying the client's
+ * MAC, into a small ring, and DP_NOTICE_CTL_FRAMES tells Python, after the
+ * poll, to fetch the batch with dp_ctl_recv().  Python's replies are complete
+ * Ethernet frames that dp_ctl_send() writes to the TAP.
+ *
+ * Limits
+ * ------
+ * DP_CTL_FRAMES queued frames of at most DP_CTL_FRAME_MAX bytes each,
+ * allocated in ctl_init(); a larger frame or a full ring is a counted drop
+ * (drop_ctl_too_big, drop_ctl_full).
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "dp.h"
+
+/**
+ * ctl_init() - allocate the control frame ring
+ * @dp:		data plane
+ *
+ * Return: 0, or -1 with errno set
+ */
+int ctl_init(struct dp *dp)
+{
+	dp->ctl_buf = calloc(DP_CTL_FRAMES, DP_CTL_FRAME_MAX);
+	if (!dp->ctl_buf) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+/**
+ * ctl_cleanup() - free the control frame ring
+ * @dp:		data plane
+ */
+void ctl_cleanup(struct dp *dp)
+{
+	free(dp->ctl_buf);
+	dp->ctl_buf = NULL;
+}
+
+/**
+ * ctl_queue() - queue an IPv4 packet from the guest for Python
+ * @dp:		data plane
+ * @eth_src:	the guest's MAC address
+ * @pkt:	IPv4 packet
+ * @len:	its length (total length, no padding)
+ */
+void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
+	       size_t len)
+{
+	unsigned slot;
+	uint8_t *frame;
+
+	if (DP_ETH_HLEN + len > DP_CTL_FRAME_MAX) {
+		DP_COUNT(dp, drop_ctl_too_big);
+		return;
+	}
+	if (dp->ctl_count == DP_CTL_FRAMES) {
+		DP_COUNT(dp, drop_ctl_full);
+		return;
+	}
+
+	slot = (dp->ctl_head + dp->ctl_count) % DP_CTL_FRAMES;
+	frame = dp->ctl_buf + (size_t)slot * DP_CTL_FRAME_MAX;
+	memcpy(frame, dp->cfg.gw_mac, DP_MAC_LEN);
+	memcpy(frame + DP_MAC_LEN, eth_src, DP_MAC_LEN);
+	wr16(frame + 2 * DP_MAC_LEN, ETH_TYPE_IP4);
+	memcpy(frame + DP_ETH_HLEN, pkt, len);
+	dp->ctl_len[slot] = DP_ETH_HLEN + len;
+	dp->ctl_count++;
+	dp->notices |= DP_NOTICE_CTL_FRAMES;
+	DP_COUNT(dp, ctl_frames);
+}
+
+/**
+ * dp_ctl_recv() - take the oldest frame queued for the control plane
+ * @dp:		data plane
+ * @buf:	where to copy it
+ * @size:	size of @buf, at least DP_CTL_FRAME_MAX
+ *
+ * Return: frame length, 0 if none is queued, -1 (EINVAL) if @buf is too small
+ */
+int dp_ctl_recv(struct dp *dp, uint8_t *buf, int size)
+{
+	size_t len;
+
+	if (!dp || !buf || size < DP_CTL_FRAME_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (!dp->ctl_count)
+		return 0;
+
+	len = dp->ctl_len[dp->ctl_head];
+	memcpy(buf, dp->ctl_buf + (size_t)dp->ctl_head * DP_CTL_FRAME_MAX, len);
+	dp->ctl_head = (dp->ctl_head + 1) % DP_CTL_FRAMES;
+	dp->ctl_count--;
+	return (int)len;
+}
+
+/**
+ * dp_ctl_send() - write a frame built by the control plane to the guest
+ * @dp:		data plane
+ * @frame:	Ethernet frame
+ * @len:	its length: an Ethernet header, at most the MTU after it
+ *
+ * Return: 0, or -1 with errno EINVAL for a bad length
+ */
+int dp_ctl_send(struct dp *dp, const uint8_t *frame, int len)
+{
+	uint8_t *out;
+
+	if (!dp || !frame || len < DP_ETH_HLEN ||
+	    (size_t)len > DP_ETH_HLEN + (size_t)dp->cfg.mtu) {
+		errno = EINVAL;
+		return -1;
+	}
+
+	out = tap_tx_alloc(dp);
+	memcpy(out, frame, (size_t)len);
+	tap_tx_commit(dp, (size_t)len);
+	tap_tx_flush(dp);
+	return 0;
+}
