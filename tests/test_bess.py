@@ -6,18 +6,10 @@ import socket
 import struct
 
 from conftest import wait_for
+from test_dataplane_frames import inet_csum as csum
 
 GUEST_MAC = bytes.fromhex("020000000064")
 GW_MAC = bytes.fromhex("52550a000202")
-
-
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def arp_request(target: str) -> bytes:
