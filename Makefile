@@ -9,7 +9,7 @@ VENV ?= /var/tmp/slirpd-venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEBIAN_PACKAGES := python3 python3-venv python3-dev libffi-dev gcc make iproute2 iputils-ping \
-	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace
+	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace uidmap busybox curl
 
 .PHONY: deps venv install test test-asan quickstart wheel clean
 

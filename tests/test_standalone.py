@@ -6,6 +6,7 @@ import signal
 import subprocess
 
 from conftest import SLIRPD, as_user, wait_for
+from test_dns import dns_server  # noqa: F401 (a fixture)
 
 
 def slirpd_run(plain_user, *args, timeout=30):
@@ -123,3 +124,57 @@ def test_create_netns_without_privilege_fails_clearly(plain_user, user_tmp):
     res = slirpd_run(plain_user, f"--create-netns={user_tmp / 'net'}")
     assert res.returncode == 1
     assert "--create-netns:" in res.stderr and "unshare -mr" in res.stderr
+
+
+def test_command_reaches_host_dns_and_files(plain_user, dns_server, user_tmp):
+    """The issue's example: address, ping, DNS through 10.0.2.3 (also as the
+    command's resolv.conf), a file from the host's loopback, intact."""
+    import hashlib
+    import http.server
+    import threading
+
+    from test_dns import ADDR, NAME
+
+    payload = os.urandom(2 << 20)
+    (user_tmp / "f.bin").write_bytes(payload)
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(user_tmp))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = slirpd_run(plain_user, "--", "sh", "-c",
+                         "ip -4 -br addr show tap0; ping -c 1 -W 2 10.0.2.2 >/dev/null && echo PING-OK;"
+                         f" dig @10.0.2.3 +short +time=2 +tries=1 {NAME}; dig +short +time=2 +tries=1 {NAME};"
+                         f" curl -sf http://10.0.2.2:{server.server_address[1]}/f.bin | sha256sum", timeout=60)
+    finally:
+        server.shutdown()
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "10.0.2.100/24" in lines[0]
+    assert lines[1:4] == ["PING-OK", ADDR, ADDR]
+    assert lines[4].split()[0] == hashlib.sha256(payload).hexdigest()
+
+
+def test_subordinate_ids_mapped_with_newuidmap(plain_user, user_tmp):
+    """With a /etc/subuid range (bind-mounted in the sandbox: the host's file is
+    untouched), the command's user namespace maps it too."""
+    import shutil
+    import subprocess as sp
+
+    if shutil.which("newuidmap") is None:
+        import pytest
+
+        pytest.skip("newuidmap (uidmap) not installed")
+    for name in ("subuid", "subgid"):
+        f = user_tmp / name
+        f.write_text(f"{plain_user.pw_name}:300000:65536\n")
+        f.chmod(0o644)
+        sp.run(["mount", "--bind", str(f), f"/etc/{name}"], check=True)
+    try:
+        res = slirpd_run(plain_user, "--", "cat", "/proc/self/uid_map", "/proc/self/gid_map")
+    finally:
+        for name in ("subuid", "subgid"):
+            sp.run(["umount", f"/etc/{name}"], check=True)
+    assert res.returncode == 0, res.stderr
+    maps = [line.split() for line in res.stdout.splitlines()]
+    assert maps == [["0", str(plain_user.pw_uid), "1"], ["1", "300000", "65536"],
+                    ["0", str(plain_user.pw_gid), "1"], ["1", "300000", "65536"]]
