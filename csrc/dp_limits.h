@@ -107,8 +107,9 @@
 #define DP_CTL_FRAMES		32
 /* The DHCP server port: UDP packets to it go to the control plane */
 #define DP_DHCP_SERVER_PORT	67
-/* Forwarded TCP connections (tcp.c): SYNs sent to a guest that does not
- * answer, DP_TCP_RTO_MS apart and doubling, before the host client is reset */
+/* Forwarded TCP connections (tcp.c): SYN retransmissions to a guest that does
+ * not answer (DP_TCP_RTO_MS apart, doubling up to DP_TCP_RTO_MAX_MS: about
+ * 23 s in all) before the host client is reset */
 #define DP_TCP_FWD_SYN_RETRIES	6
 
 #endif /* DP_LIMITS_H */

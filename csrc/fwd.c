@@ -226,7 +226,8 @@ int dp_fwd_add(struct dp *dp, int id, int sock, int proto, uint32_t guest4,
 }
 
 /**
- * dp_fwd_remove() - stop forwarding a host socket (existing flows stay)
+ * dp_fwd_remove() - stop forwarding a host socket (TCP connections already
+ * accepted stay; UDP flows replying through it are freed: udp_fwd_forget())
  * @dp:		data plane
  * @id:		forward id
  *

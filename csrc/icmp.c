@@ -200,7 +200,8 @@ static struct flow *ping_flow_open(struct dp *dp, const struct ip4_pkt *ip,
 		return NULL;
 	}
 
-	if (connect(s, (struct sockaddr *)&sa, sa_len)) {
+	if (fwd_bind_outbound(dp, s, sa.ss_family) ||
+	    connect(s, (struct sockaddr *)&sa, sa_len)) {
 		DP_COUNT(dp, drop_ping_socket);
 		close(s);
 		return NULL;

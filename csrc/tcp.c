@@ -48,23 +48,38 @@
  *   guest RST -> close with SO_LINGER 0, so the host peer sees a reset
  *   socket error (ECONNRESET...) -> RST to the guest
  *
- * Host-initiated connections (port forwarding) will enter the same machine
- * from the other side: accept() gives an established socket, a SYN goes to the
- * guest (a state before TCP_ST_ESTABLISHED), the guest's SYN-ACK is acked, and
- * from then on everything above applies unchanged; nothing here assumes who
- * connected.  Addresses are union inany_addr throughout and frames go through
+ * Life of a connection (host-initiated, port forwarding):
+ *
+ *   fwd.c accepts on a forwarded port -> tcp_conn_from_host(): the socket
+ *     becomes a flow keyed by the guest's side of the forward and the client
+ *     as the guest sees it; SYN to the guest (MSS, window scale offered),
+ *     TCP_ST_SYN_SENT.  Refused (socket closed with SO_LINGER 0) while the
+ *     guest's MAC is unknown, or if that flow already exists
+ *   guest SYN-ACK acking our SYN -> its ISN, MSS, window scale and window
+ *     are recorded, our ACK goes out, TCP_ST_ESTABLISHED
+ *   guest RST acking our SYN (closed port) -> socket closed with SO_LINGER
+ *     0, so the host client's connect() sees a reset at once
+ *   no answer -> the SYN again, DP_TCP_RTO_MS doubling up to
+ *     DP_TCP_RTO_MAX_MS, and after DP_TCP_FWD_SYN_RETRIES (about 23 s) a RST
+ *     both ways
+ *
+ * From TCP_ST_ESTABLISHED on, everything above applies unchanged (data the
+ * host client wrote before the guest answered is still in the socket, sent
+ * once established): nothing there assumes who connected.  Addresses are
+ * union inany_addr throughout and frames go through
  * ip_tx_start()/ip_tx_commit(), so IPv6 needs no second copy either.
  *
- * Timers: one per flow (flow_timer_set()): the connect timeout, then the
- * retransmission timer (DP_TCP_RTO_MS doubling to DP_TCP_RTO_MAX_MS; after
- * DP_TCP_RETRIES expiries without progress both sides are reset), which also
- * probes a zero window, and otherwise the idle timeouts: DP_TCP_FIN_TIMEOUT_MS
- * once either side sent a FIN, DP_TCP_IDLE_TIMEOUT_MS when established.
+ * Timers: one per flow (flow_timer_set()): the connect timeout (or the SYN
+ * retransmissions of a forwarded connection), then the retransmission timer
+ * (DP_TCP_RTO_MS doubling to DP_TCP_RTO_MAX_MS; after DP_TCP_RETRIES
+ * expiries without progress both sides are reset), which also probes a zero
+ * window, and otherwise the idle timeouts: DP_TCP_FIN_TIMEOUT_MS once either
+ * side sent a FIN, DP_TCP_IDLE_TIMEOUT_MS when established.
  *
  * Limits
  * ------
  * Connections share the flow table (DP_FLOW_MAX flows): a SYN that finds it
- * full gets a RST.  No per-connection buffer exists: the host kernel's socket
+ * full gets a RST, a forwarded connection is refused.  No per-connection buffer exists: the host kernel's socket
  * buffers are the only ones, so the windows we advertise are capped at
  * DP_TCP_WND_MAX and the window scale we offer is DP_TCP_WS.  The guest's TAP
  * drops frames when its transmit ring is full, so the windows of all open
@@ -135,7 +150,8 @@
 	X(TCP_ST_CLOSED)							\
 	X(TCP_ST_CONNECTING)	/* host connect() in progress */	\
 	X(TCP_ST_SYN_ACK_SENT)	/* waiting for the guest's ACK */	\
-	X(TCP_ST_ESTABLISHED)	/* data both ways, half-closes in flags */
+	X(TCP_ST_ESTABLISHED)	/* data both ways, half-closes in flags */ \
+	X(TCP_ST_SYN_SENT)	/* forwarded: waiting for the SYN-ACK */
 
 #define TCP_STATE_ENUM(name)	name,
 enum tcp_state {
@@ -990,7 +1006,8 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	}
 	f->sock = s;
 
-	if (setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero))) {
+	if (setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
+	    fwd_bind_outbound(dp, s, sa.ss_family)) {
 		DP_COUNT(dp, drop_tcp_socket);
 		tcp_flow_free(dp, f);
 		tcp_rst_reply(dp, p, seg);
@@ -1171,6 +1188,71 @@ static bool tcp_rst_acceptable(const struct tcp_flow *t, uint32_t seq)
 }
 
 /**
+ * tcp_syn_ack_input() - the guest answered the SYN of a forwarded connection
+ * @dp:		data plane
+ * @f:		flow in TCP_ST_SYN_SENT
+ * @seg:	segment from the guest, not a RST
+ *
+ * A SYN-ACK that acks our SYN gives the guest's ISN, MSS, window scale and
+ * window: the connection is established and the batch end sends our ACK (with
+ * any data the host client already wrote).  An ACK of anything else gets a
+ * RST (RFC 793, SYN-SENT state); everything else is ignored.
+ */
+static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
+			      const struct tcp_seg *seg)
+{
+	size_t mss_max = dp->cfg.mtu - ip_hdr_len(&f->key.guest_addr) -
+			 TCP_HLEN;
+	struct tcp_flow *t = &f->tcp;
+	unsigned mss;
+	int ws;
+
+	if (!(seg->flags & TCP_ACK))
+		return;		/* a simultaneous open: not from a server */
+	if (seg->ack != t->seq_acked + 1) {
+		DP_COUNT(dp, drop_tcp_bad_ack);
+		tcp_send_ctl(dp, f, TCP_RST, seg->ack);
+		return;
+	}
+	if (!(seg->flags & TCP_SYN))
+		return;
+	if (tcp_opts_parse(seg, &mss, &ws)) {
+		DP_COUNT(dp, drop_tcp_malformed);
+		return;
+	}
+
+	t->seq_from_guest = t->seq_queued = t->seq_ack_sent = seg->seq + 1;
+	t->mss = (uint16_t)(mss ? mss : DP_TCP_MSS_DEFAULT);
+	if (t->mss > mss_max)
+		t->mss = (uint16_t)mss_max;
+	if (t->mss < DP_TCP_MSS_MIN)
+		t->mss = DP_TCP_MSS_MIN;
+	if (ws >= 0) {
+		t->ws_from_guest = (uint8_t)ws;
+	} else {
+		/* no scaling either way (RFC 7323) */
+		t->flags &= ~TCP_F_WS;
+		t->ws_to_guest = 0;
+		t->ws_from_guest = 0;
+	}
+	t->wnd_from_guest = seg->wnd;	/* never scaled in a SYN */
+
+	t->state = TCP_ST_ESTABLISHED;
+	t->seq_acked = seg->ack;
+	t->retries = 0;
+	t->rto_ms = DP_TCP_RTO_MS;
+	t->rto_at = 0;
+	DP_COUNT(dp, tcp_fwd_conn_opened);
+
+	if (tcp_wnd_update(dp, f)) {
+		tcp_reset(dp, f);
+		return;
+	}
+	/* our ACK, and whatever the host client wrote meanwhile */
+	t->flags |= TCP_F_ACK_DUE | TCP_F_SEND_DUE;
+}
+
+/**
  * tcp_flow_input() - a guest segment for an existing flow
  * @dp:		data plane
  * @f:		flow
@@ -1184,7 +1266,16 @@ static void tcp_flow_input(struct dp *dp, struct flow *f,
 	t->last_act_ms = dp->now_ms;
 
 	if (seg->flags & TCP_RST) {
-		if (!tcp_rst_acceptable(t, seg->seq)) {
+		if (t->state == TCP_ST_SYN_SENT) {
+			/* acceptable if it acks our SYN (RFC 793): the
+			 * guest port is closed */
+			if (!(seg->flags & TCP_ACK) ||
+			    seg->ack != t->seq_acked + 1) {
+				DP_COUNT(dp, drop_tcp_out_of_window);
+				return;
+			}
+			DP_COUNT(dp, tcp_fwd_conn_failed);
+		} else if (!tcp_rst_acceptable(t, seg->seq)) {
 			DP_COUNT(dp, drop_tcp_out_of_window);
 			return;
 		}
@@ -1196,6 +1287,11 @@ static void tcp_flow_input(struct dp *dp, struct flow *f,
 	switch (t->state) {
 	case TCP_ST_CONNECTING:
 		return;		/* a retransmitted SYN: connect() is on it */
+	case TCP_ST_SYN_SENT:
+		tcp_syn_ack_input(dp, f, seg);
+		if (f->type != FLOW_TCP || t->state != TCP_ST_ESTABLISHED)
+			return;
+		break;
 	case TCP_ST_SYN_ACK_SENT:
 		if (seg->flags & TCP_SYN) {
 			if (!(seg->flags & TCP_ACK) &&
@@ -1381,6 +1477,7 @@ static void tcp_timer_arm(struct dp *dp, struct flow *f)
 	if (t->state == TCP_ST_CONNECTING) {
 		when = t->rto_at;
 	} else if (t->state == TCP_ST_SYN_ACK_SENT ||
+		   t->state == TCP_ST_SYN_SENT ||
 		   t->seq_max != t->seq_acked ||
 		   (!t->wnd_from_guest && !(t->flags & TCP_F_FIN_ACKED))) {
 		if (!t->rto_at)
@@ -1412,7 +1509,17 @@ void tcp_timer(struct dp *dp, struct flow *f)
 
 	if (t->rto_at && t->rto_at <= dp->now_ms) {
 		t->rto_at = 0;
-		if (++t->retries > DP_TCP_RETRIES) {
+		if (t->state == TCP_ST_SYN_SENT &&
+		    ++t->retries > DP_TCP_FWD_SYN_RETRIES) {
+			/* the guest never answered: the host client gets a
+			 * reset, and a half-open guest socket too */
+			DP_COUNT(dp, tcp_fwd_conn_failed);
+			tcp_send_ctl(dp, f, TCP_RST, t->seq_max);
+			tcp_close_rst_host(dp, f);
+			return;
+		}
+		if (t->state != TCP_ST_SYN_SENT &&
+		    ++t->retries > DP_TCP_RETRIES) {
 			tcp_reset(dp, f);
 			return;
 		}
@@ -1422,6 +1529,9 @@ void tcp_timer(struct dp *dp, struct flow *f)
 		if (t->state == TCP_ST_SYN_ACK_SENT) {
 			DP_COUNT(dp, tcp_retransmits);
 			tcp_send_ctl(dp, f, TCP_SYN | TCP_ACK, t->seq_acked);
+		} else if (t->state == TCP_ST_SYN_SENT) {
+			DP_COUNT(dp, tcp_retransmits);
+			tcp_send_ctl(dp, f, TCP_SYN, t->seq_acked);
 		} else if (t->seq_max != t->seq_acked) {
 			DP_COUNT(dp, tcp_rto_expired);
 			DP_COUNT(dp, tcp_retransmits);
@@ -1450,6 +1560,21 @@ void tcp_timer(struct dp *dp, struct flow *f)
 }
 
 /**
+ * tcp_fwd_refuse() - refuse a connection accepted on a forwarded port
+ * @dp:		data plane
+ * @fd:		accepted socket, closed with SO_LINGER 0: the client sees a
+ *		reset at once rather than an accepted connection that ends
+ */
+static void tcp_fwd_refuse(struct dp *dp, int fd)
+{
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	DP_COUNT(dp, tcp_fwd_refused);
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
+}
+
+/**
  * tcp_conn_from_host() - a connection accepted on a forwarded host port
  * @dp:		data plane
  * @fd:		accepted socket, non-blocking, owned from here on
@@ -1458,16 +1583,66 @@ void tcp_timer(struct dp *dp, struct flow *f)
  * @guest:	guest address to connect to
  * @guest_port:	guest port, host byte order
  *
- * Not built yet: the connection is refused (closed) and counted.
+ * The socket becomes a flow in TCP_ST_SYN_SENT and a SYN goes to the guest;
+ * tcp_syn_ack_input() takes it from there.  Refused (socket reset) while the
+ * guest's MAC address is unknown (it never sent a frame, so it could not be
+ * reached), when the same four-tuple is already a flow, or when the flow table
+ * is full.
  */
 void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 			uint16_t src_port, const union inany_addr *guest,
 			uint16_t guest_port)
 {
-	(void)src;
-	(void)src_port;
-	(void)guest;
-	(void)guest_port;
-	DP_COUNT(dp, drop_tcp_socket);
-	close(fd);
+	int one = 1, zero = 0;
+	struct flow_key key;
+	struct tcp_flow *t;
+	struct flow *f;
+
+	if (!dp->guest_mac_known || !src_port) {
+		tcp_fwd_refuse(dp, fd);
+		return;
+	}
+
+	flow_key_fill(&key, IPPROTO_TCP, guest, guest_port, src, src_port);
+	if (flow_lookup(dp, &key)) {
+		tcp_fwd_refuse(dp, fd);
+		return;
+	}
+
+	f = flow_alloc(dp, FLOW_TCP, &key);
+	if (!f) {
+		tcp_fwd_refuse(dp, fd);
+		return;
+	}
+	dp->tcp.conns++;
+	f->sock = fd;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
+	    flow_epoll_set(dp, f, TCP_EPOLL_EVENTS)) {
+		DP_COUNT(dp, drop_tcp_socket);
+		DP_COUNT(dp, tcp_fwd_refused);
+		tcp_close_rst_host(dp, f);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	t = &f->tcp;
+	t->state = TCP_ST_SYN_SENT;
+	t->seq_acked = t->seq_recover = tcp_isn(dp, f);
+	t->seq_to_guest = t->seq_max = t->seq_consumed = t->seq_acked + 1;
+	/* until the guest's SYN-ACK says otherwise: the largest segment */
+	t->mss = (uint16_t)(dp->cfg.mtu - ip_hdr_len(guest) - TCP_HLEN);
+	t->flags |= TCP_F_WS;
+	t->ws_to_guest = DP_TCP_WS;
+	t->rto_ms = DP_TCP_RTO_MS;
+	t->last_act_ms = dp->now_ms;
+	if (tcp_wnd_update(dp, f)) {
+		DP_COUNT(dp, drop_tcp_socket);
+		DP_COUNT(dp, tcp_fwd_refused);
+		tcp_close_rst_host(dp, f);
+		return;
+	}
+
+	tcp_send_ctl(dp, f, TCP_SYN, t->seq_acked);
+	tcp_timer_arm(dp, f);
 }

@@ -29,26 +29,39 @@
  *   it, so its connected socket sees ECONNREFUSED as it would on a real
  *   network.  Fragmentation needed is not relayed: we reassemble and fragment
  *   for the guest, its path MTU is not the host's.
+ * - port forwarding (add_hostfwd, --publish): Python binds an unconnected
+ *   host socket per UDP forward and owns it; fwd.c calls udp_fwd_input() when
+ *   it is readable.  It reads DP_UDP_RECV_BATCH datagrams per recvmmsg(), with
+ *   their sources, and relays each to the forward's guest address and port.
+ *   Each host client (source address and port) is a flow keyed as the guest
+ *   sees it (fwd_guest_view(): the host's loopback is the gateway, other
+ *   IPv4 addresses stay themselves) and counted in the forward's
+ *   @connections.  Such a flow has no socket of its own (@sock is -1):
+ *   struct udp_flow holds the forward's socket and the client's real
+ *   address, and the guest's replies leave with sendto() through the
+ *   forward's socket, so the client hears them from the port it sent to.
+ *   Nothing here closes that socket; when the forward is removed,
+ *   udp_fwd_forget() frees its flows before Python closes it.
  * - life: a flow lives while datagrams pass in either direction and is closed
  *   DP_UDP_IDLE_MS after the last one (DP_UDP_DNS_IDLE_MS for port 53, where a
- *   query rarely has a follow-up), or cfg.udp_idle_ms if set.  The timer is
- *   armed once and checked against the last activity when it fires, so
- *   traffic does not touch the timer.
+ *   query rarely has a follow-up), or cfg.udp_idle_ms if set; forwarded flows
+ *   alike, without the DNS case.  The timer is armed once and checked against
+ *   the last activity when it fires, so traffic does not touch the timer.
  *
  * Checksums: a guest datagram with a wrong checksum is dropped; a zero
  * checksum means "none" for IPv4.  Ours are always computed.
  *
  * Limits
  * ------
- * One socket per flow, flows limited by DP_FLOW_MAX (and the process's file
- * descriptor limit: a failing socket() is counted under drop_udp_socket).
+ * One socket per flow the guest starts, none for forwarded flows; flows
+ * limited by DP_FLOW_MAX (and the process's file descriptor limit: a failing
+ * socket() is counted under drop_udp_socket).
  * Datagrams up to 65507 bytes of payload both ways: receive buffers are
  * DP_UDP_RECV_BATCH of DP_UDP_BUF bytes, allocated once in udp_init(); a
  * larger host datagram (IPv6 jumbograms only) is dropped as
  * drop_udp_truncated.  Guest datagrams go out with one send() each.
  */
 
-#define _GNU_SOURCE	/* recvmmsg() */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -113,9 +126,12 @@ uint8_t *udp_rx_data(struct dp *dp, int i)
 }
 
 /**
- * udp_recv_batch() - read datagrams from a socket with one recvmmsg()
+ * udp_recv_batch_from() - read datagrams and, if asked, their sources with one
+ * recvmmsg()
  * @dp:		data plane
  * @fd:		UDP or ping socket, non-blocking
+ * @names:	DP_UDP_RECV_BATCH source addresses to fill, or NULL
+ * @name_lens:	their lengths, filled with @names (NULL without @names)
  *
  * Lengths go to @dp->udp_rx_len, SIZE_MAX for a datagram that did not fit
  * (counted as drop_udp_truncated; skip it).
@@ -123,7 +139,9 @@ uint8_t *udp_rx_data(struct dp *dp, int i)
  * Return: number of datagrams read, 0 if none was waiting, -1 with errno set
  *	   on other errors
  */
-int udp_recv_batch(struct dp *dp, int fd)
+static int udp_recv_batch_from(struct dp *dp, int fd,
+			       struct sockaddr_storage *names,
+			       socklen_t *name_lens)
 {
 	struct mmsghdr mm[DP_UDP_RECV_BATCH];
 	struct iovec iov[DP_UDP_RECV_BATCH];
@@ -135,6 +153,10 @@ int udp_recv_batch(struct dp *dp, int fd)
 		iov[i].iov_len = DP_UDP_BUF - UDP_HLEN;
 		mm[i].msg_hdr.msg_iov = &iov[i];
 		mm[i].msg_hdr.msg_iovlen = 1;
+		if (names) {
+			mm[i].msg_hdr.msg_name = &names[i];
+			mm[i].msg_hdr.msg_namelen = sizeof(names[i]);
+		}
 	}
 
 	do
@@ -150,9 +172,27 @@ int udp_recv_batch(struct dp *dp, int fd)
 			DP_COUNT(dp, drop_udp_truncated);
 			dp->udp_rx_len[i] = SIZE_MAX;
 		}
+		if (names)
+			name_lens[i] = mm[i].msg_hdr.msg_namelen;
 	}
 
 	return n;
+}
+
+/**
+ * udp_recv_batch() - read datagrams from a socket with one recvmmsg()
+ * @dp:		data plane
+ * @fd:		UDP or ping socket, non-blocking
+ *
+ * Lengths go to @dp->udp_rx_len, SIZE_MAX for a datagram that did not fit
+ * (counted as drop_udp_truncated; skip it).
+ *
+ * Return: number of datagrams read, 0 if none was waiting, -1 with errno set
+ *	   on other errors
+ */
+int udp_recv_batch(struct dp *dp, int fd)
+{
+	return udp_recv_batch_from(dp, fd, NULL, NULL);
 }
 
 /**
@@ -173,6 +213,24 @@ static void udp_unreach(struct dp *dp, const struct l4_pkt *p, size_t len)
 	icmp_tx_unreach(dp, local ? &p->dst : &gw, &p->src, &p->dst,
 			IPPROTO_UDP, p->l4, len,
 			local ? ICMP_UNREACH_PORT : ICMP_UNREACH_HOST, 0);
+}
+
+/**
+ * udp_flow_idle_start() - set a new flow's idle timeout and arm its timer
+ * @dp:		data plane
+ * @f:		new UDP flow
+ * @dns:	true for a flow to a nameserver (port 53), closed sooner
+ */
+static void udp_flow_idle_start(struct dp *dp, struct flow *f, bool dns)
+{
+	if (dp->cfg.udp_idle_ms)
+		f->udp.idle_ms = dp->cfg.udp_idle_ms;
+	else if (dns)
+		f->udp.idle_ms = DP_UDP_DNS_IDLE_MS;
+	else
+		f->udp.idle_ms = DP_UDP_IDLE_MS;
+	f->udp.last_ms = dp->now_ms;
+	flow_timer_set(dp, f, dp->now_ms + f->udp.idle_ms);
 }
 
 /**
@@ -209,6 +267,7 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 	if (setsockopt(s, sa.ss_family == AF_INET ? SOL_IP : SOL_IPV6,
 		       sa.ss_family == AF_INET ? IP_RECVERR : IPV6_RECVERR,
 		       &one, sizeof(one)) ||
+	    fwd_bind_outbound(dp, s, sa.ss_family) ||
 	    connect(s, (struct sockaddr *)&sa, sa_len)) {
 		DP_COUNT(dp, drop_udp_socket);
 		close(s);
@@ -221,6 +280,7 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 	f->sock = s;
+	f->udp.fwd_sock = -1;
 
 	if (flow_epoll_set(dp, f, EPOLLIN)) {
 		DP_COUNT(dp, drop_udp_socket);
@@ -228,14 +288,7 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 
-	if (dp->cfg.udp_idle_ms)
-		f->udp.idle_ms = dp->cfg.udp_idle_ms;
-	else if (key->remote_port == UDP_DNS_PORT)
-		f->udp.idle_ms = DP_UDP_DNS_IDLE_MS;
-	else
-		f->udp.idle_ms = DP_UDP_IDLE_MS;
-	flow_timer_set(dp, f, dp->now_ms + f->udp.idle_ms);
-
+	udp_flow_idle_start(dp, f, key->remote_port == UDP_DNS_PORT);
 	return f;
 }
 
@@ -283,9 +336,15 @@ void udp_input(struct dp *dp, const struct l4_pkt *p)
 	}
 
 	f->udp.last_ms = dp->now_ms;
-	if (send(f->sock, p->l4 + UDP_HLEN, len - UDP_HLEN,
-		 MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		DP_COUNT(dp, drop_udp_send);
+	if (f->sock >= 0) {
+		if (send(f->sock, p->l4 + UDP_HLEN, len - UDP_HLEN,
+			 MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			DP_COUNT(dp, drop_udp_send);
+	} else if (sendto(f->udp.fwd_sock, p->l4 + UDP_HLEN, len - UDP_HLEN,
+			  MSG_DONTWAIT | MSG_NOSIGNAL, &f->udp.peer.sa,
+			  f->udp.peer_len) < 0) {
+		DP_COUNT(dp, drop_udp_send);	/* a reply to a forward's client */
+	}
 }
 
 /**
@@ -426,25 +485,124 @@ void udp_timer(struct dp *dp, struct flow *f)
 }
 
 /**
- * udp_fwd_input() - datagrams on a forwarded host UDP port
+ * udp_fwd_flow() - the flow of a datagram that came in on a forwarded port
  * @dp:		data plane
  * @l:		the forward
+ * @sa:		the datagram's source, the host client
+ * @sa_len:	length of @sa
  *
- * Not built yet: datagrams are drained and counted.
+ * The flow goes from the forward's guest address and port to the client as
+ * the guest sees it (fwd_guest_view()).  A new one has no socket: replies
+ * leave by @l->sock, to @sa.  If another client has the same guest view (the
+ * same port on another loopback address), the latest sender gets the
+ * replies, as with slirp4netns.
+ *
+ * Return: the flow, or NULL if the datagram is dropped (counted)
  */
-void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
+static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
+				 const struct sockaddr_storage *sa,
+				 socklen_t sa_len)
 {
-	while (recv(l->sock, dp->udp_buf, DP_UDP_BUF, MSG_DONTWAIT) >= 0)
-		DP_COUNT(dp, drop_udp_socket);
+	union inany_addr src;
+	struct flow_key key;
+	uint16_t src_port;
+	struct flow *f;
+
+	if (sa_len > sizeof(f->udp.peer) ||
+	    (sa->ss_family != AF_INET && sa->ss_family != AF_INET6)) {
+		DP_COUNT(dp, drop_udp_malformed);
+		return NULL;
+	}
+
+	fwd_guest_view(dp, sa, &src, &src_port);
+	if (!src_port) {
+		DP_COUNT(dp, drop_udp_malformed);
+		return NULL;
+	}
+
+	flow_key_fill(&key, IPPROTO_UDP, &l->guest, l->guest_port, &src,
+		      src_port);
+	f = flow_lookup(dp, &key);
+	if (!f) {
+		f = flow_alloc(dp, FLOW_UDP, &key);
+		if (!f)
+			return NULL;
+		udp_flow_idle_start(dp, f, false);
+		l->connections++;
+		DP_COUNT(dp, fwd_udp_flows);
+	}
+
+	/* a flow of the guest's own with the same key keeps its socket */
+	if (f->sock < 0) {
+		f->udp.fwd_sock = l->sock;
+		memcpy(&f->udp.peer, sa, sa_len);
+		f->udp.peer_len = sa_len;
+	}
+	return f;
 }
 
 /**
- * udp_fwd_forget() - a forwarded host UDP socket goes away
+ * udp_fwd_input() - relay datagrams from a forwarded host UDP port to the guest
  * @dp:		data plane
- * @sock:	its descriptor
+ * @l:		the forward, its socket readable
+ *
+ * Reads up to DP_UDP_RECV_BATCH datagrams with their sources per recvmmsg(),
+ * DP_UDP_RECV_ROUNDS times, and sends each to the forward's guest address and
+ * port from its client's flow (udp_fwd_flow()).
+ */
+void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
+{
+	struct sockaddr_storage names[DP_UDP_RECV_BATCH];
+	socklen_t name_lens[DP_UDP_RECV_BATCH];
+	int round, i, n;
+
+	for (round = 0; round < DP_UDP_RECV_ROUNDS; round++) {
+		n = udp_recv_batch_from(dp, l->sock, names, name_lens);
+		if (n < 0) {
+			int err;
+			socklen_t sl = sizeof(err);
+
+			/* clear a pending error so epoll does not spin */
+			getsockopt(l->sock, SOL_SOCKET, SO_ERROR, &err, &sl);
+			break;
+		}
+
+		for (i = 0; i < n; i++) {
+			struct flow *f;
+
+			if (dp->udp_rx_len[i] == SIZE_MAX)
+				continue;
+			f = udp_fwd_flow(dp, l, &names[i], name_lens[i]);
+			if (!f)
+				continue;
+			f->udp.last_ms = dp->now_ms;
+			DP_COUNT(dp, fwd_udp_datagrams);
+			udp_tx_guest(dp, f, udp_rx_data(dp, i),
+				     dp->udp_rx_len[i]);
+		}
+
+		if (n < DP_UDP_RECV_BATCH)
+			break;
+	}
+}
+
+/**
+ * udp_fwd_forget() - a forwarded host UDP socket goes away: free its flows
+ * @dp:		data plane
+ * @sock:	its descriptor, still open (Python closes it afterwards)
+ *
+ * Every flow whose replies leave by @sock is freed; none owns @sock, so
+ * flow_free() closes nothing.
  */
 void udp_fwd_forget(struct dp *dp, int sock)
 {
-	(void)dp;
-	(void)sock;
+	uint32_t i;
+
+	for (i = 0; i < dp->flow_high_water; i++) {
+		struct flow *f = &dp->flows[i];
+
+		if (f->type == FLOW_UDP && f->sock < 0 &&
+		    f->udp.fwd_sock == sock)
+			flow_free(dp, f);
+	}
 }

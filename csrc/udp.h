@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include <netinet/in.h>
+
 struct dp;
 struct flow;
 struct l4_pkt;
@@ -12,10 +14,23 @@ struct l4_pkt;
  * struct udp_flow - per-flow UDP state
  * @last_ms:	time of the last datagram in either direction
  * @idle_ms:	the flow is closed this long after @last_ms
+ * @fwd_sock:	for a flow started by a forwarded host port: the forward's
+ *		(unconnected, Python's) socket that replies leave by; -1 for a
+ *		flow with a socket of its own in struct flow's @sock
+ * @peer:	with @fwd_sock: the host client's real address, where replies
+ *		go (the flow key holds it as the guest sees it)
+ * @peer_len:	length of @peer
  */
 struct udp_flow {
 	uint64_t last_ms;
 	uint32_t idle_ms;
+	int fwd_sock;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in sin;
+		struct sockaddr_in6 sin6;
+	} peer;
+	uint32_t peer_len;
 };
 
 void udp_input(struct dp *dp, const struct l4_pkt *p);

@@ -1,0 +1,314 @@
+"""TCP port forwarding: host clients connect to a forwarded host port
+(--publish, add_hostfwd) and reach a server inside the guest through slirpd.
+
+The guest server (SERVER) runs in the guest namespace in the background; for
+each connection it sends a fixed number of bytes while it reads the client's
+until EOF, then prints one JSON line: the peer address it saw and the sha256
+of both directions.  Host clients run in threads of the test process (root,
+sandbox namespace).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import as_user, wait_for
+from test_api import ADD, api
+
+MIB = 1 << 20
+GW = "10.0.2.2"
+HOST_PORT = 18700
+CLOSED_HOST_PORT = 18701
+GUEST_PORT = 8080
+CLOSED_GUEST_PORT = 8081
+SANDBOX_ADDR = "198.51.100.1"
+EXTRA_ADDR = "198.51.100.7"
+
+SERVER = r"""
+import hashlib, json, os, socket, sys, threading
+port, down = int(sys.argv[1]), int(sys.argv[2])
+blk = os.urandom((1 << 20) + 13)
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port))
+ls.listen(256)
+print("ready", flush=True)
+lock = threading.Lock()
+
+def serve(c, peer):
+    tx = hashlib.sha256()
+    def send():
+        left = down
+        while left:
+            chunk = blk[:min(left, len(blk))]
+            c.sendall(chunk)
+            tx.update(chunk)
+            left -= len(chunk)
+        c.shutdown(socket.SHUT_WR)
+    t = threading.Thread(target=send)
+    t.start()
+    rx, n = hashlib.sha256(), 0
+    while d := c.recv(1 << 16):
+        rx.update(d)
+        n += len(d)
+    t.join()
+    c.close()
+    with lock:
+        print(json.dumps({"peer": peer[0], "port": peer[1], "rx": n, "rx_sha": rx.hexdigest(),
+                          "tx_sha": tx.hexdigest()}), flush=True)
+
+while True:
+    c, peer = ls.accept()
+    threading.Thread(target=serve, args=(c, peer), daemon=True).start()
+"""
+
+
+class GuestServer:
+    """SERVER running in the guest; its JSON lines are collected by a thread."""
+
+    def __init__(self, guest, port: int, down: int):
+        enter = ["nsenter", f"--target={guest.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
+        self.proc = subprocess.Popen(enter + [sys.executable, "-c", SERVER, str(port), str(down)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     **as_user(guest.user))
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.lines.get(timeout=10) == "ready", self.proc.stderr.read()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def results(self, n: int, timeout: float = 30) -> list[dict]:
+        """The next n connection reports."""
+        deadline = time.monotonic() + timeout
+        return [json.loads(self.lines.get(timeout=max(0.1, deadline - time.monotonic()))) for _ in range(n)]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def client(addr: str, port: int, up: int, bind: str | None = None, timeout: float = 60) -> dict:
+    """Connect, send up bytes while reading to EOF; the same report as SERVER's,
+    from the host's side."""
+    blk = os.urandom((1 << 20) + 17)
+    tx = hashlib.sha256()
+    with socket.socket() as s:
+        s.settimeout(timeout)
+        if bind:
+            s.bind((bind, 0))
+        s.connect((addr, port))
+        local = s.getsockname()
+
+        def send():
+            left = up
+            while left:
+                chunk = blk[:min(left, len(blk))]
+                s.sendall(chunk)
+                tx.update(chunk)
+                left -= len(chunk)
+            s.shutdown(socket.SHUT_WR)
+
+        t = threading.Thread(target=send)
+        t.start()
+        rx, n = hashlib.sha256(), 0
+        while d := s.recv(1 << 16):
+            rx.update(d)
+            n += len(d)
+        t.join()
+    return {"local": local, "rx": n, "rx_sha": rx.hexdigest(), "tx_sha": tx.hexdigest()}
+
+
+def reset_after(addr: str, port: int, timeout: float) -> float:
+    """Connect and wait for the reset (the accepted connection is reset, which
+    may already fail connect() itself). Return: seconds it took."""
+    start = time.monotonic()
+    with socket.socket() as s:
+        s.settimeout(timeout)
+        with pytest.raises(ConnectionResetError):
+            s.connect((addr, port))
+            s.recv(1)
+    return time.monotonic() - start
+
+
+def learn_guest_mac(guest):
+    """The guest speaks first (ARP, ICMP), so slirpd knows where to send SYNs."""
+    guest.run("ping -c 1 -W 2 10.0.2.2")
+
+
+def flows_settled(d) -> bool:
+    c = d.counters()
+    return c["flows_created"] == c["flows_closed"]
+
+
+@pytest.fixture
+def fwd_guest(guest, start_slirpd):
+    """A configured guest, HOST_PORT published to GUEST_PORT where a server
+    sends 64 MiB per connection (guest.server), CLOSED_HOST_PORT published to
+    a port nothing listens on."""
+    guest.slirpd = start_slirpd("--configure", f"--publish={HOST_PORT}:{GUEST_PORT}",
+                                f"--publish={CLOSED_HOST_PORT}:{CLOSED_GUEST_PORT}", str(guest.pid))
+    learn_guest_mac(guest)
+    guest.server = None
+    yield guest
+    if guest.server:
+        guest.server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_both_ways_64mib(fwd_guest):
+    g = fwd_guest
+    g.server = GuestServer(g, GUEST_PORT, 64 * MIB)
+    mine = client("127.0.0.1", HOST_PORT, 64 * MIB)
+    theirs = g.server.results(1)[0]
+    assert mine["rx"] == 64 * MIB and theirs["rx"] == 64 * MIB
+    assert mine["rx_sha"] == theirs["tx_sha"]
+    assert theirs["rx_sha"] == mine["tx_sha"]
+    assert (theirs["peer"], theirs["port"]) == (GW, mine["local"][1])
+    c = g.slirpd.counters()
+    assert c["tcp_fwd_conn_opened"] == 1 and c["fwd_tcp_accepted"] == 1
+    wait_for(lambda: flows_settled(g.slirpd), 5, "the flow to close")
+
+
+@pytest.mark.timeout(30)
+def test_closed_guest_port_is_reset(fwd_guest):
+    g = fwd_guest
+    assert reset_after("127.0.0.1", CLOSED_HOST_PORT, 5) < 2
+    c = g.slirpd.counters()
+    assert c["tcp_fwd_conn_failed"] == 1 and c["tcp_fwd_conn_opened"] == 0
+    wait_for(lambda: flows_settled(g.slirpd), 5, "the flow to be released")
+
+
+@pytest.mark.timeout(60)
+def test_guest_sees_client_addresses(fwd_guest):
+    g = fwd_guest
+    g.server = GuestServer(g, GUEST_PORT, 64 * 1024)
+    mine = client("127.0.0.1", HOST_PORT, 64 * 1024)
+    theirs = g.server.results(1)[0]
+    assert (theirs["peer"], theirs["port"]) == (GW, mine["local"][1])
+    assert mine["rx_sha"] == theirs["tx_sha"] and theirs["rx_sha"] == mine["tx_sha"]
+
+    subprocess.run(["ip", "addr", "add", f"{EXTRA_ADDR}/24", "dev", "up0"], check=True)
+    try:
+        mine = client(SANDBOX_ADDR, HOST_PORT, 64 * 1024, bind=EXTRA_ADDR)
+        theirs = g.server.results(1)[0]
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{EXTRA_ADDR}/24", "dev", "up0"], check=True)
+    assert mine["local"][0] == EXTRA_ADDR
+    assert (theirs["peer"], theirs["port"]) == (EXTRA_ADDR, mine["local"][1])
+    assert mine["rx_sha"] == theirs["tx_sha"] and theirs["rx_sha"] == mine["tx_sha"]
+
+
+@pytest.mark.timeout(60)
+def test_50_concurrent(fwd_guest):
+    g = fwd_guest
+    size = 256 * 1024
+    g.server = GuestServer(g, GUEST_PORT, size)
+    mine, errors = [], []
+
+    def one():
+        try:
+            mine.append(client("127.0.0.1", HOST_PORT, size, timeout=30))
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=45)
+    assert not errors, errors[:3]
+    theirs = g.server.results(50)
+    assert len(mine) == 50
+    by_port = {r["port"]: r for r in theirs}
+    for m in mine:
+        t = by_port[m["local"][1]]
+        assert t["peer"] == GW
+        assert m["rx"] == size and t["rx"] == size
+        assert m["rx_sha"] == t["tx_sha"] and t["rx_sha"] == m["tx_sha"]
+    c = g.slirpd.counters()
+    assert c["tcp_fwd_conn_opened"] == 50 and c["tcp_fwd_refused"] == 0
+    wait_for(lambda: flows_settled(g.slirpd), 10, "the flows to close")
+
+
+@pytest.mark.timeout(60)
+def test_api_during_transfer(guest, start_slirpd, user_tmp):
+    path = str(user_tmp / "api.sock")
+    d = start_slirpd("--configure", f"--api-socket={path}", str(guest.pid))
+    wait_for(lambda: os.path.exists(path), 5, "the API socket")
+    assert api(path, ADD % f'{{"proto": "tcp", "host_addr": "127.0.0.1", "host_port": {HOST_PORT}, '
+                           f'"guest_port": {GUEST_PORT}}}') == '{"return":{"id":1}}'
+    learn_guest_mac(guest)
+    srv = GuestServer(guest, GUEST_PORT, 64 * MIB)
+    try:
+        result: dict = {}
+        t = threading.Thread(target=lambda: result.update(client("127.0.0.1", HOST_PORT, 64 * MIB)))
+        t.start()
+        listed = 0
+        while t.is_alive():
+            entries = json.loads(api(path, '{"execute": "list_hostfwd"}'))["entries"]
+            assert [e["host_port"] for e in entries] == [HOST_PORT]
+            listed += 1
+            time.sleep(0.01)
+        t.join()
+        theirs = srv.results(1)[0]
+        assert listed > 1
+        assert result["rx"] == 64 * MIB and theirs["rx"] == 64 * MIB
+        assert result["rx_sha"] == theirs["tx_sha"] and theirs["rx_sha"] == result["tx_sha"]
+
+        for _ in range(2):
+            client("127.0.0.1", HOST_PORT, 1000)
+        srv.results(2)
+        stats = json.loads(api(path, '{"execute": "get_stats"}'))["return"]
+        assert [f["connections"] for f in stats["forwards"]] == [3]
+        assert stats["counters"]["tcp_fwd_conn_opened"] == 3
+    finally:
+        srv.stop()
+
+
+@pytest.mark.timeout(30)
+def test_guest_never_spoke_is_refused(guest, start_slirpd):
+    """Without a frame from the guest its MAC is unknown: refused at once."""
+    d = start_slirpd(f"--publish={HOST_PORT}:{GUEST_PORT}", str(guest.pid), "tap0")
+    assert reset_after("127.0.0.1", HOST_PORT, 5) < 2
+    c = d.counters()
+    assert c["tcp_fwd_refused"] == 1 and c["flows_created"] == 0
+
+
+DROP_SYNS = f"nft add table inet t; nft add chain inet t in '{{ type filter hook input priority 0; }}'; " \
+            f"nft add rule inet t in tcp dport {GUEST_PORT} drop"
+
+
+@pytest.mark.timeout(60)
+def test_syn_retransmitted_then_given_up(fwd_guest):
+    """A guest that drops our SYN gets it again (backoff); once it answers the
+    connection works, and a guest that never answers costs the host client a
+    reset after DP_TCP_FWD_SYN_RETRIES (about 25 s)."""
+    g = fwd_guest
+    g.server = GuestServer(g, GUEST_PORT, 1000)
+    g.run(DROP_SYNS)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(client("127.0.0.1", HOST_PORT, 1000)))
+    t.start()
+    wait_for(lambda: g.slirpd.counters()["tcp_retransmits"] >= 2, 5, "SYN retransmissions")
+    g.run("nft delete table inet t")
+    t.join(timeout=10)
+    theirs = g.server.results(1)[0]
+    assert result["rx_sha"] == theirs["tx_sha"] and theirs["rx_sha"] == result["tx_sha"]
+
+    g.run(DROP_SYNS)
+    assert 20 < reset_after("127.0.0.1", HOST_PORT, 40) < 35
+    c = g.slirpd.counters()
+    assert c["tcp_fwd_conn_failed"] == 1 and c["tcp_fwd_conn_opened"] == 1
+    wait_for(lambda: flows_settled(g.slirpd), 5, "the flows to close")
