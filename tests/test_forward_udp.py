@@ -135,11 +135,11 @@ def test_forward_remove_frees_flows_keeps_socket(fwd_link):
 
 # --- a real guest ------------------------------------------------------------
 
-def client(port: int, timeout: float = 2.0) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def client(port: int, timeout: float = 2.0, addr: str = "127.0.0.1") -> socket.socket:
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     s.settimeout(timeout)
-    s.connect(("127.0.0.1", port))
+    s.connect((addr, port))
     return s
 
 
@@ -171,6 +171,19 @@ def test_publish_echo_small_and_large(guest, echo, start_slirpd, user_tmp):
         assert ask(s, big) == big
         # a loopback client is the gateway in the guest, its port kept
         assert ask(s, b"whoami") == f"10.0.2.2:{s.getsockname()[1]}".encode()
+
+
+def test_ipv6_host_clients(guest, echo, start_slirpd, user_tmp):
+    """UDP forwards on ::1 and the dual-stack :: take IPv6 (and IPv4) clients
+    into the guest's IPv4 address; replies come back from the forwarded port."""
+    start(start_slirpd, guest, user_tmp, f"--publish=[::1]:18706:{GUEST_PORT}/udp",
+          f"--publish=[::]:18707:{GUEST_PORT}/udp")
+    for addr, port, seen_as in (("::1", 18706, "10.0.2.2"), ("2001:db8::1", 18707, "10.0.2.2"),
+                                ("127.0.0.1", 18707, "10.0.2.2"), ("198.51.100.1", 18707, "198.51.100.1")):
+        with client(port, addr=addr) as s:
+            big = os.urandom(20000)
+            assert ask(s, big) == big, addr
+            assert ask(s, b"whoami") == f"{seen_as}:{s.getsockname()[1]}".encode(), addr
 
 
 def test_batch_of_datagrams(guest, echo, start_slirpd, user_tmp):
