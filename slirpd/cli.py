@@ -22,6 +22,7 @@ HELP = f"""\
 Usage: {PROG} [OPTION]... PID|PATH [TAPNAME]
        {PROG} [OPTION]... -- [COMMAND [ARG]...]
        {PROG} [OPTION]... --create-netns=PATH [TAPNAME]
+       {PROG} ctl|install-unit|enter ...   (see: {PROG} COMMAND --help)
 User-mode networking for unprivileged network namespaces.
 
 -c, --configure          bring up the interface

@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         from slirpd import ctl
 
         return ctl.main(argv[1:])
+    if argv[:1] in (["install-unit"], ["enter"]):
+        from slirpd import unit
+
+        return {"install-unit": unit.install_unit, "enter": unit.enter}[argv[0]](argv[1:])
     try:
         parsed = cli.parse_args(argv)
     except cli.UsageError as e:
