@@ -9,6 +9,7 @@ guest and read the file with `tcpdump -r`.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import struct
@@ -164,6 +165,13 @@ def test_uncaptured_data_plane_has_no_pcap_counts():
 
 # --- the daemon ------------------------------------------------------------------
 
+def ctl_stats(user, api: str) -> dict:
+    res = subprocess.run([SLIRPD + "-ctl", "-s", api, "--json", "stats"], capture_output=True, text=True,
+                         timeout=30, **as_user(user))
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)["return"]
+
+
 @needs_tcpdump
 @pytest.mark.timeout(120)
 def test_tcp_transfer_capture_holds_handshake(guest, start_slirpd, user_tmp):
@@ -193,11 +201,16 @@ def test_tcp_transfer_capture_holds_handshake(guest, start_slirpd, user_tmp):
 
 @needs_tcpdump
 @pytest.mark.timeout(120)
-def test_max_size_stops_with_one_log_line(start_slirpd, guest, user_tmp):
-    path = user_tmp / "small.pcap"
-    d = start_slirpd("--configure", f"--pcap={path}", "--pcap-max-size=4K", str(guest.pid))
+def test_max_size_stops_with_one_log_line(start_slirpd, guest, user_tmp, plain_user):
+    path, api = user_tmp / "small.pcap", str(user_tmp / "api.sock")
+    d = start_slirpd("--configure", f"--pcap={path}", "--pcap-max-size=4K", f"--api-socket={api}", str(guest.pid))
+    assert ctl_stats(plain_user, api)["pcap"] == "capturing"
     guest.run(["ping", "-c", "40", "-i", "0.01", "-s", "200", "-W", "2", "10.0.2.2"], timeout=30)
     wait_for(lambda: "packet capture stopped" in d.stderr, 10, "the stop line")
+    assert ctl_stats(plain_user, api)["pcap"] == "stopped: size limit"
+    shown = subprocess.run([SLIRPD + "-ctl", "-s", api, "stats"], capture_output=True, text=True, timeout=30,
+                           **as_user(plain_user)).stdout
+    assert "pcap stopped: size limit" in shown.splitlines()
     res = guest.run(["ping", "-c", "1", "-W", "5", "10.0.2.2"], check=False)
     assert res.returncode == 0, "the daemon stopped answering"
     assert d.stderr.count("packet capture stopped") == 1
