@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -255,3 +256,17 @@ def test_unwritable_file_fails_clearly(guest, plain_user):
                          capture_output=True, text=True, timeout=30, **as_user(plain_user))
     assert res.returncode == 1
     assert "--pcap /proc/nope/x.pcap: No such file or directory" in res.stderr
+
+
+def test_theory_comment_names_exist():
+    """Every constant the theory comment of pcap.c names is defined in csrc/."""
+    from pathlib import Path
+
+    csrc = Path(__file__).resolve().parent.parent / "csrc"
+    src = (csrc / "pcap.c").read_text()
+    theory = src[:src.index("*/")]
+    names = set(re.findall(r"\b((?:DP|PCAP)_[A-Z0-9_]+)\b", theory))
+    assert names >= {"PCAP_HDR_LEN", "DP_PCAP_FULL", "DP_PCAP_BATCH", "DP_NOTICE_PCAP_STOPPED"}
+    defined = "".join(p.read_text() for p in csrc.glob("*.[ch]"))
+    for name in names:
+        assert re.search(rf"#define\s+{name}\b", defined), name
