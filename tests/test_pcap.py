@@ -188,10 +188,11 @@ def test_tcp_transfer_capture_holds_handshake(guest, start_slirpd, user_tmp):
     c = d.counters()
     assert d.stop() == 0
     frames = read_pcap(path)
-    assert len(frames) == c["pcap_frames"] == c["frames_in"] + c["frames_out"]
+    # the guest's kernel may send a frame of its own (IPv6 MLD) after the snapshot
+    assert c["pcap_frames"] == c["frames_in"] + c["frames_out"] <= len(frames)
     lines = tcpdump(path)
     port = srv.port
-    syn = [ln for ln in lines if f"10.0.2.100." in ln and f"> 10.0.2.2.{port}: Flags [S]," in ln]
+    syn = [ln for ln in lines if "10.0.2.100." in ln and f"> 10.0.2.2.{port}: Flags [S]," in ln]
     synack = [ln for ln in lines if f"10.0.2.2.{port} > 10.0.2.100." in ln and "Flags [S.]," in ln]
     fin = [ln for ln in lines if f"> 10.0.2.2.{port}: Flags [F" in ln]
     assert syn and synack and fin, "\n".join(lines[:20])
