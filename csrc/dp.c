@@ -15,6 +15,8 @@
  *   host socket -> tcp.c, udp.c, icmp.c -> ip4.c -> eth.c
  *               -> tap.c (transmit queue) -> TAP
  *
+ * With --pcap, tap.c also hands each batch, both ways, to pcap.c.
+ *
  * One struct dp holds all state: the TAP descriptor, an epoll descriptor that
  * Python waits on, the frame buffers and the counters.  Everything is
  * allocated in dp_new() and released in dp_free(): nothing is allocated per
@@ -114,6 +116,7 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	dp->epoll_fd = -1;
 
 	fwd_init(dp);
+	pcap_init(dp);
 	if (tap_init(dp) || flow_table_init(dp) || frag_init(dp) ||
 	    udp_init(dp) || ctl_init(dp))
 		goto fail;
@@ -136,6 +139,7 @@ fail:
 	udp_cleanup(dp);
 	frag_cleanup(dp);
 	ctl_cleanup(dp);
+	pcap_cleanup(dp);
 	tap_cleanup(dp);
 	free(dp);
 	errno = err;
@@ -157,6 +161,7 @@ void dp_free(struct dp *dp)
 	udp_cleanup(dp);
 	frag_cleanup(dp);
 	ctl_cleanup(dp);
+	pcap_cleanup(dp);
 	tap_cleanup(dp);
 	free(dp);
 }

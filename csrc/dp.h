@@ -18,6 +18,7 @@
 #include "flow.h"
 
 struct frag_slot;
+struct pcap_rec_hdr;
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -95,6 +96,11 @@ struct fwd_listener {
  * @ctl_len:		length of each queued control frame
  * @ctl_head:		oldest queued control frame
  * @ctl_count:		control frames queued
+ * @pcap_fd:		capture file (--pcap), -1 when not capturing (pcap.c)
+ * @pcap_state:		DP_PCAP_* or -errno, see dp_pcap_state()
+ * @pcap_size:		bytes in the capture file
+ * @pcap_max_size:	bytes the capture file may grow to
+ * @pcap_rec:		record headers of one batch, DP_PCAP_BATCH
  * @counters:		counters, indexed by enum dp_counter
  */
 struct dp {
@@ -132,6 +138,11 @@ struct dp {
 	size_t ctl_len[DP_CTL_FRAMES];
 	unsigned ctl_head;
 	unsigned ctl_count;
+	int pcap_fd;
+	int pcap_state;
+	uint64_t pcap_size;
+	uint64_t pcap_max_size;
+	struct pcap_rec_hdr *pcap_rec;
 	uint64_t counters[DP_CNT_COUNT];
 };
 
@@ -242,6 +253,12 @@ void tap_tx_commit(struct dp *dp, size_t len);
 void tap_tx_flush(struct dp *dp);
 unsigned tap_tx_reserve(struct dp *dp, unsigned n);
 uint8_t *tap_tx_ahead(struct dp *dp, unsigned i);
+
+/* pcap.c */
+void pcap_init(struct dp *dp);
+void pcap_cleanup(struct dp *dp);
+void pcap_batch(struct dp *dp, const uint8_t *ring, const size_t *lens,
+		unsigned count);
 
 /* eth.c */
 void eth_input(struct dp *dp, const uint8_t *frame, size_t len);

@@ -16,8 +16,15 @@
 #define DP_NOTICE_PING_FORBIDDEN 1	/* ping_group_range refuses ping sockets */
 /* Not one-shot: raised whenever frames wait for dp_ctl_recv() (DHCP) */
 #define DP_NOTICE_CTL_FRAMES 2
+/* One-shot: the capture (--pcap) stopped, see dp_pcap_state() */
+#define DP_NOTICE_PCAP_STOPPED 4
 /* Size of the buffer dp_ctl_recv() needs */
 #define DP_CTL_FRAME_MAX 1536
+
+/* dp_pcap_state() besides -errno (stopped by a write error) */
+#define DP_PCAP_OFF  0	/* no capture was started */
+#define DP_PCAP_ON   1	/* capturing */
+#define DP_PCAP_FULL 2	/* stopped: the file reached its size limit */
 
 /**
  * struct dp_config - what the data plane needs to know, filled by Python
@@ -72,3 +79,5 @@ int dp_counters(const struct dp *dp, uint64_t *out, int n);
 int dp_notices(struct dp *dp);
 int dp_ctl_recv(struct dp *dp, uint8_t *buf, int size);
 int dp_ctl_send(struct dp *dp, const uint8_t *frame, int len);
+int dp_pcap_start(struct dp *dp, int fd, uint64_t max_size);
+int dp_pcap_state(const struct dp *dp);

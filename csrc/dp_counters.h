@@ -79,6 +79,9 @@
 	/* TAP */							\
 	X(drop_tap_write)	/* write() to the TAP failed or was short */ \
 	X(tap_read_errors)	/* unexpected read() errors */		\
+	/* capture (pcap.c) */						\
+	X(pcap_frames)		/* frames written to the --pcap file */	\
+	X(pcap_write_errors)	/* write failed: capture stopped */	\
 	/* TCP (tcp.c) */						\
 	X(tcp_conn_opened)	/* host connect() done, SYN-ACK sent */	\
 	X(tcp_conn_failed)	/* connect() refused, unreachable, timeout */ \

@@ -30,6 +30,9 @@
  * of every receive batch, or earlier when full */
 #define DP_TX_RING		64
 
+/* Capture (pcap.c): frames per writev(), one batch of either ring */
+#define DP_PCAP_BATCH		(DP_RX_RING > DP_TX_RING ? DP_RX_RING : DP_TX_RING)
+
 /* MTU range accepted in struct dp_config (the TAP driver's own bounds) */
 #define DP_MTU_MIN		68
 #define DP_MTU_MAX		65521

@@ -32,6 +32,11 @@
  * headers of transmitted frames are zero (no offload) and are never touched
  * after allocation.  Later, offloads will read and write them here only.
  *
+ * Capture
+ * -------
+ * With --pcap, each batch is handed to pcap.c once per direction: after
+ * tap_read_batch() read it, and in tap_tx_flush() before it is written.
+ *
  * Limits
  * ------
  * Each buffer holds DP_FRAME_MAX bytes: a header, an Ethernet header, a VLAN
@@ -141,6 +146,8 @@ int tap_read_batch(struct dp *dp, int max, int *status)
 		break;
 	}
 
+	if (dp->pcap_fd >= 0 && n)
+		pcap_batch(dp, dp->rx_buf, dp->rx_len, (unsigned)n);
 	return n;
 }
 
@@ -242,6 +249,9 @@ void tap_tx_flush(struct dp *dp)
 {
 	int saved_errno = errno;
 	unsigned i;
+
+	if (dp->pcap_fd >= 0 && dp->tx_count)
+		pcap_batch(dp, dp->tx_buf, dp->tx_len, dp->tx_count);
 
 	for (i = 0; i < dp->tx_count; i++) {
 		const uint8_t *buf = dp->tx_buf + (size_t)i * DP_FRAME_MAX;

@@ -57,6 +57,15 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _pcap_state(state: int) -> str:
+    """The data plane's capture state in words."""
+    from slirpd.dataplane import PCAP_FULL, PCAP_OFF, PCAP_ON
+
+    if state < 0:
+        return f"stopped: {os.strerror(-state)}"
+    return {PCAP_OFF: "off", PCAP_ON: "capturing", PCAP_FULL: "stopped: size limit"}[state]
+
+
 class Api:
     """The commands.  forwards is the object that binds and plugs host ports
     into the data plane (forward.Forwards)."""
@@ -128,12 +137,14 @@ class Api:
 
     def _get_stats(self, _args: dict) -> dict:
         """Beyond slirp4netns: the data plane's counters (frames, bytes, flows,
-        drops by reason), each forward's connection count, and the DHCP
-        server's replies, leases and drops."""
-        counters = self.forwards.dp.counters()
+        drops by reason), each forward's connection count, the capture's state
+        (--pcap), and the DHCP server's replies, leases and drops."""
+        dp = self.forwards.dp
+        counters = dp.counters()
         stats = {"counters": counters,
                  "flows": counters.get("flows_created", 0) - counters.get("flows_closed", 0),
-                 "forwards": self.forwards.stats()}
+                 "forwards": self.forwards.stats(),
+                 "pcap": _pcap_state(dp.pcap_state())}
         if self.dhcp is not None:
             stats["dhcp"] = {"replies": self.dhcp.replies, "leases": len(self.dhcp.leases),
                              "drops": dict(self.dhcp.drops)}

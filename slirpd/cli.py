@@ -14,7 +14,7 @@ import re
 import sys
 
 from slirpd import __version__
-from slirpd.config import DEFAULT_CIDR, DEFAULT_MTU, MAX_MTU, MIN_MTU, Config
+from slirpd.config import DEFAULT_CIDR, DEFAULT_MTU, DEFAULT_PCAP_MAX_SIZE, MAX_MTU, MIN_MTU, MIN_PCAP_MAX_SIZE, Config
 
 PROG = "slirpd"
 
@@ -22,6 +22,7 @@ HELP = f"""\
 Usage: {PROG} [OPTION]... PID|PATH [TAPNAME]
        {PROG} [OPTION]... -- [COMMAND [ARG]...]
        {PROG} [OPTION]... --create-netns=PATH [TAPNAME]
+       {PROG} ctl|install-unit|enter ...   (see: {PROG} COMMAND --help)
 User-mode networking for unprivileged network namespaces.
 
 -c, --configure          bring up the interface
@@ -42,6 +43,8 @@ User-mode networking for unprivileged network namespaces.
 --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
 --target-type=TYPE       specify the target type ([netns|bess], default=netns)
 --create-netns=PATH      create a network namespace bound to PATH and serve it
+--pcap=FILE              capture every frame on the TAP, both ways, into FILE (pcap format)
+--pcap-max-size=SIZE     stop capturing before FILE grows past SIZE bytes (K, M, G suffixes; default=100M)
 -p, --publish=[HOSTADDR:]HOSTPORT:GUESTPORT[/udp]
                          forward a host port to the guest at start-up (repeatable)
 --debug                  log every event (also: SLIRPD_DEBUG=1)
@@ -90,6 +93,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-type", default="netns")
     p.add_argument("-p", "--publish", action="append", default=[])
     p.add_argument("--create-netns")
+    p.add_argument("--pcap")
+    p.add_argument("--pcap-max-size")
     p.add_argument("--debug", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("-v", "--version", action="store_true")
@@ -165,6 +170,24 @@ def _standalone(ns: argparse.Namespace, command: list[str] | None) -> argparse.N
             raise UsageError("expected --create-netns=PATH [TAPNAME]")
         ns.positional = [ns.create_netns, *ns.positional]
     return ns
+
+
+SIZE_RE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
+
+
+def _pcap_max_size(value: str | None, pcap: str | None) -> int:
+    """--pcap-max-size: bytes, with an optional K, M or G (powers of 1024)."""
+    if value is None:
+        return DEFAULT_PCAP_MAX_SIZE
+    if pcap is None:
+        raise UsageError("--pcap-max-size needs --pcap")
+    m = SIZE_RE.match(value)
+    if not m:
+        raise UsageError(f"--pcap-max-size: expected bytes with an optional K, M or G suffix, got {value!r}")
+    size = int(m[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[m[2].upper()]
+    if size < MIN_PCAP_MAX_SIZE:
+        raise UsageError(f"--pcap-max-size must be at least {MIN_PCAP_MAX_SIZE} bytes")
+    return size
 
 
 def _outbound(value: str | None) -> str | None:
@@ -261,5 +284,7 @@ def parse_args(argv: list[str]) -> Config | str:
         publish=tuple(_publish(spec) for spec in ns.publish),
         macaddress=ns.macaddress.lower() if ns.macaddress else None,
         target_type=ns.target_type,
+        pcap=ns.pcap or None,
+        pcap_max_size=_pcap_max_size(ns.pcap_max_size, ns.pcap),
         debug=ns.debug,
     )

@@ -22,6 +22,9 @@ DHCP_START_OFFSET = 15
 # libslirp uses for its virtual hosts, followed by the gateway address).
 GATEWAY_MAC_PREFIX = b"\x52\x55"
 RESOLV_CONF = "/etc/resolv.conf"
+# --pcap-max-size: the capture file is always bounded
+DEFAULT_PCAP_MAX_SIZE = 100 << 20
+MIN_PCAP_MAX_SIZE = 1024
 
 
 def interface_ipv4(ifname: str) -> ipaddress.IPv4Address:
@@ -83,6 +86,8 @@ class Config:
     publish: tuple = ()  # (proto, host_addr, host_port, guest_port) each
     command: tuple | None = None  # `-- COMMAND [ARGS]`: run it in new namespaces
     create_netns: str | None = None  # --create-netns=PATH
+    pcap: str | None = None  # --pcap=FILE
+    pcap_max_size: int = DEFAULT_PCAP_MAX_SIZE
     debug: bool = False
 
     @property

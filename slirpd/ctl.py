@@ -71,6 +71,8 @@ def _show(command: str, reply: dict) -> str:
         return "\n".join(["ID\tPROTO\tHOST\tGUEST", *rows])
     stats = reply["return"]
     lines = [f"flows {stats['flows']}"]
+    if stats.get("pcap", "off") != "off":
+        lines.append(f"pcap {stats['pcap']}")
     lines += [f"forward {f['id']} {f['proto']} {f['host_addr']}:{f['host_port']} -> "
               f"{f['guest_addr']}:{f['guest_port']}: {f['connections']} connections" for f in stats["forwards"]]
     lines += [f"{name} {value}" for name, value in stats["counters"].items() if value]

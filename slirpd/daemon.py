@@ -18,7 +18,8 @@ import selectors
 import signal
 import socket
 
-from slirpd.dataplane import NOTICE_CTL_FRAMES, NOTICE_PING_FORBIDDEN, Dataplane, TapGone
+from slirpd.dataplane import (NOTICE_CTL_FRAMES, NOTICE_PCAP_STOPPED, NOTICE_PING_FORBIDDEN, PCAP_FULL, Dataplane,
+                              TapGone)
 from slirpd.log import log
 
 POLL_BUDGET = 256  # frames drained per wake-up
@@ -73,12 +74,18 @@ class Daemon:
                 except OSError as e:
                     log.warning("DHCP reply not sent: %s", e.strerror)
 
-    @staticmethod
-    def _log_notices(notices: int) -> None:
+    def _log_notices(self, notices: int) -> None:
         """One line per one-shot notice of the data plane."""
         if notices & NOTICE_PING_FORBIDDEN:
             log.warning("ping beyond the gateway is not possible: net.ipv4.ping_group_range does not "
                         "include this user's group (echo requests are dropped, see drop_ping_forbidden)")
+        if notices & NOTICE_PCAP_STOPPED:
+            state = self.dp.pcap_state()
+            if state == PCAP_FULL:
+                log.warning("packet capture stopped: the file reached --pcap-max-size")
+            else:
+                log.warning("packet capture stopped: cannot write the file: %s (see pcap_write_errors)",
+                            os.strerror(-state))
 
     def _on_wake(self) -> None:
         try:

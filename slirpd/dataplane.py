@@ -18,10 +18,15 @@ import sys
 
 from slirpd._dp import ffi, lib
 
-__all__ = ["Dataplane", "TapGone", "counter_names", "NOTICE_PING_FORBIDDEN", "NOTICE_CTL_FRAMES"]
+__all__ = ["Dataplane", "TapGone", "counter_names", "NOTICE_PING_FORBIDDEN", "NOTICE_CTL_FRAMES",
+           "NOTICE_PCAP_STOPPED", "PCAP_OFF", "PCAP_ON", "PCAP_FULL"]
 
 NOTICE_PING_FORBIDDEN = lib.DP_NOTICE_PING_FORBIDDEN
 NOTICE_CTL_FRAMES = lib.DP_NOTICE_CTL_FRAMES
+NOTICE_PCAP_STOPPED = lib.DP_NOTICE_PCAP_STOPPED
+PCAP_OFF = lib.DP_PCAP_OFF
+PCAP_ON = lib.DP_PCAP_ON
+PCAP_FULL = lib.DP_PCAP_FULL
 
 _COUNTER_NAMES = tuple(ffi.string(lib.dp_counter_name(i)).decode("ascii")
                        for i in range(lib.dp_counter_count()))
@@ -156,6 +161,19 @@ class Dataplane:
         if n < 0:
             raise KeyError(fwd_id)
         return n
+
+    def pcap_start(self, fd: int, max_size: int) -> None:
+        """Capture every frame the TAP carries into fd (a file open for
+        writing, empty), which the data plane then owns, until the file
+        would grow past max_size bytes.  Raises OSError (the caller keeps fd)."""
+        if lib.dp_pcap_start(self._handle(), int(fd), int(max_size)) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+
+    def pcap_state(self) -> int:
+        """PCAP_OFF, PCAP_ON, PCAP_FULL, or -errno once a write error stopped
+        the capture."""
+        return int(lib.dp_pcap_state(self._handle()))
 
     def counters(self) -> dict[str, int]:
         """Every counter by name (see csrc/dp_counters.h)."""

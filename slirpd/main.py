@@ -62,6 +62,23 @@ def _dataplane(cfg: Config, fd: int):
         raise SetupError(f"cannot start the data plane: {e.strerror}") from None
 
 
+def _start_pcap(cfg: Config, dp) -> None:
+    """--pcap: open the capture file (before any sandbox hides it) and hand
+    it to the data plane, which writes it from then on."""
+    if cfg.pcap is None:
+        return
+    try:
+        fd = os.open(cfg.pcap, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise SetupError(f"--pcap {cfg.pcap}: {e.strerror}") from None
+    try:
+        dp.pcap_start(fd, cfg.pcap_max_size)
+    except OSError as e:
+        os.close(fd)
+        raise SetupError(f"--pcap {cfg.pcap}: {e.strerror}") from None
+    log.debug("capturing frames into %s (at most %d bytes)", cfg.pcap, cfg.pcap_max_size)
+
+
 def run(cfg: Config) -> int:
     """Set up the TAP and the data plane for cfg and serve it. Return: exit status."""
     _check_fd(cfg.exit_fd, "exit-fd")
@@ -94,6 +111,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         cleanup.callback(os.close, pidfd)
     with TargetNamespaces(cfg) as ns:
         dp = cleanup.enter_context(_dataplane(cfg, open_tap(cfg, ns)))
+        _start_pcap(cfg, dp)
         forwards = Forwards(cfg, dp)
         cleanup.callback(forwards.close)
         _publish(cfg, forwards)
@@ -140,6 +158,7 @@ def _run_bess(cfg: Config) -> int:
             return 0
         log.debug("BESS peer connected on %s", cfg.target)
         with _dataplane(cfg, peer_fd) as dp:
+            _start_pcap(cfg, dp)
             return Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg)).run()
     finally:
         listener.close()
@@ -156,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         from slirpd import ctl
 
         return ctl.main(argv[1:])
+    if argv[:1] in (["install-unit"], ["enter"]):
+        from slirpd import unit
+
+        return {"install-unit": unit.install_unit, "enter": unit.enter}[argv[0]](argv[1:])
     try:
         parsed = cli.parse_args(argv)
     except cli.UsageError as e:
