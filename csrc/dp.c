@@ -155,6 +155,7 @@ void dp_free(struct dp *dp)
 	if (!dp)
 		return;
 
+	tcp_cleanup(dp);
 	flow_table_cleanup(dp);
 	close(dp->epoll_fd);
 	close(dp->tap_fd);

@@ -87,6 +87,11 @@
  * together invite no more segments than that, DP_TCP_WND_MIN_SEGS at least */
 #define DP_TCP_GUEST_QUEUE	500
 #define DP_TCP_WND_MIN_SEGS	4
+/* Guest data held out of order (tcp_ooo.c): runs and bytes per flow, bytes
+ * of all flows together; beyond them segments are dropped (counted) */
+#define DP_TCP_OOO_SEGS		1024
+#define DP_TCP_OOO_FLOW_BYTES	DP_TCP_WND_MAX
+#define DP_TCP_OOO_BYTES	(32 << 20)
 #define DP_TCP_WS_MAX		14
 #define DP_TCP_MSS_DEFAULT	536
 #define DP_TCP_MSS_MIN		64

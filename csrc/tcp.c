@@ -11,7 +11,10 @@
  * - guest to host: a segment's payload is written to the socket, and only
  *   the bytes the socket took are acknowledged.  What does not fit is simply
  *   not acked, and the guest retransmits it: the socket's send buffer is the
- *   only buffer.  The window we advertise is the socket's free send buffer
+ *   only buffer for data in sequence.  A segment ahead of a hole (a loss, or
+ *   reordering) is held in the flow's out-of-order queue (tcp_ooo.c, bounded)
+ *   and announced with SACK blocks; once the hole is filled it follows the
+ *   filling segment to the socket.  The window we advertise is the socket's free send buffer
  *   (SO_SNDBUF less SIOCOUTQ); when a write comes up short we watch for
  *   EPOLLOUT and send a window update once the socket drains.
  * - host to guest: data stays in the socket's receive queue until the guest
@@ -84,8 +87,9 @@
  * DP_TCP_WND_MAX and the window scale we offer is DP_TCP_WS.  The guest's TAP
  * drops frames when its transmit ring is full, so the windows of all open
  * connections together invite at most DP_TCP_GUEST_QUEUE segments (each gets
- * DP_TCP_WND_MIN_SEGS at least).  Out-of-order guest segments are not kept (a
- * duplicate ACK asks for them again), and there is no SACK and no timestamps.
+ * DP_TCP_WND_MIN_SEGS at least).  Out-of-order guest data is held within
+ * the DP_TCP_OOO_* limits.  We send SACK blocks but ignore the guest's (a
+ * rewind resends from its last ACK), and there are no timestamps.
  * A failed connect() is a RST, or an ICMP host or network unreachable for
  * EHOSTUNREACH and ENETUNREACH (the guest's connect() fails at once).  Needs
  * SO_PEEK_OFF on TCP sockets (Linux 6.10).
@@ -125,8 +129,12 @@
 #define TCP_OPT_NOP		1
 #define TCP_OPT_MSS		2
 #define TCP_OPT_WS		3
+#define TCP_OPT_SACK_OK		4
+#define TCP_OPT_SACK		5
 #define TCP_OPT_MSS_LEN		4
 #define TCP_OPT_WS_LEN		3
+#define TCP_OPT_SACK_OK_LEN	2
+#define TCP_SACK_BLOCKS_MAX	4	/* 2 + 2 + 4 * 8 bytes fit the 40 */
 #define TCP_OPT_MAX		40	/* 60-byte header less the fixed part */
 
 /* ICMP destination unreachable codes for a failed connect(), and how much of
@@ -138,11 +146,6 @@
 /* Three duplicate ACKs in a row start a fast retransmit (RFC 5681) */
 #define TCP_DUP_ACK_THRESHOLD	3
 
-/* Sequence number comparisons, modulo 2^32 */
-#define SEQ_LT(a, b)		((int32_t)((a) - (b)) < 0)
-#define SEQ_LE(a, b)		((int32_t)((a) - (b)) <= 0)
-#define SEQ_GT(a, b)		((int32_t)((a) - (b)) > 0)
-#define SEQ_GE(a, b)		((int32_t)((a) - (b)) >= 0)
 
 /* Connection states, see the theory of operation; TCP_ST_CLOSED is a zeroed
  * flow that never got further */
@@ -180,6 +183,7 @@ _Static_assert(sizeof(tcp_state_names) / sizeof(tcp_state_names[0]) ==
 #define TCP_F_HOST_EOF		0x0080	/* socket EOF, FIN at seq_fin_to_guest */
 #define TCP_F_FIN_SENT		0x0100	/* our FIN is out (cleared on rewind) */
 #define TCP_F_FIN_ACKED		0x0200	/* the guest acked our FIN */
+#define TCP_F_SACK		0x0400	/* SACK permitted: our ACKs carry blocks */
 
 /* epoll events of an open connection; EPOLLOUT is added while needed */
 #define TCP_EPOLL_EVENTS	(EPOLLIN | EPOLLRDHUP | EPOLLET)
@@ -219,6 +223,7 @@ static void tcp_timer_arm(struct dp *dp, struct flow *f);
  */
 static void tcp_flow_free(struct dp *dp, struct flow *f)
 {
+	tcp_ooo_free(dp, &f->tcp.ooo);
 	dp->tcp.conns--;
 	flow_free(dp, f);
 }
@@ -286,6 +291,35 @@ static uint16_t tcp_wnd_field(const struct tcp_flow *t)
 }
 
 /**
+ * tcp_sack_opts() - SACK blocks for the data held out of order
+ * @t:		TCP state, SACK permitted
+ * @o:		where the options go, behind the fixed header
+ *
+ * Return: bytes of options written (a multiple of 4), 0 if nothing is held
+ */
+static size_t tcp_sack_opts(const struct tcp_flow *t, uint8_t *o)
+{
+	struct tcp_sack_block b[TCP_SACK_BLOCKS_MAX];
+	unsigned i, n;
+
+	n = tcp_ooo_sack(t->ooo, t->seq_from_guest, b, TCP_SACK_BLOCKS_MAX);
+	if (!n)
+		return 0;
+
+	o[0] = TCP_OPT_NOP;
+	o[1] = TCP_OPT_NOP;
+	o[2] = TCP_OPT_SACK;
+	o[3] = (uint8_t)(2 + 8 * n);
+	for (i = 0; i < n; i++) {
+		uint32_t start = htonl(b[i].start), end = htonl(b[i].end);
+
+		memcpy(o + 4 + 8 * i, &start, 4);
+		memcpy(o + 8 + 8 * i, &end, 4);
+	}
+	return 4 + 8 * n;
+}
+
+/**
  * tcp_send_ctl() - send a segment without payload on a flow
  * @dp:		data plane
  * @f:		flow
@@ -319,9 +353,20 @@ static void tcp_send_ctl(struct dp *dp, struct flow *f, uint8_t flags,
 			o[7] = t->ws_to_guest;
 			hlen += 1 + TCP_OPT_WS_LEN;
 		}
+		/* our SYN offers SACK, our SYN-ACK accepts the guest's offer */
+		if (!(flags & TCP_ACK) || t->flags & TCP_F_SACK) {
+			o = th + hlen;
+			o[0] = TCP_OPT_NOP;
+			o[1] = TCP_OPT_NOP;
+			o[2] = TCP_OPT_SACK_OK;
+			o[3] = TCP_OPT_SACK_OK_LEN;
+			hlen += 4;
+		}
 		/* RFC 7323: the window of a SYN is never scaled */
 		wnd = t->wnd_to_guest > 0xffff ? 0xffff :
 		      (uint16_t)t->wnd_to_guest;
+	} else if (flags == TCP_ACK && t->flags & TCP_F_SACK) {
+		hlen += tcp_sack_opts(t, th + TCP_HLEN);
 	}
 
 	tcp_hdr_fill(th, f->key.remote_port, f->key.guest_port, seq,
@@ -737,8 +782,10 @@ static void tcp_flush(struct dp *dp, struct flow *f, struct iovec *iov,
 			t->flags |= TCP_F_GUEST_FIN | TCP_F_ACK_DUE;
 		}
 	}
-	/* what did not fit is dropped: the guest sends it again */
+	/* what did not fit is dropped: the guest sends it again, and held
+	 * runs stay held until the socket took them */
 	t->seq_queued = t->seq_from_guest;
+	tcp_ooo_release(dp, &t->ooo, t->seq_from_guest);
 
 	if (t->flags & TCP_F_SEND_DUE && tcp_data_from_sock(dp, f)) {
 		tcp_reset_from_host(dp, f);
@@ -813,9 +860,11 @@ void tcp_batch_end(struct dp *dp)
  * @f:		flow
  * @data:	guest payload for the socket, or NULL
  * @len:	bytes at @data
+ * @held:	@data is in the flow's out-of-order queue, valid until the
+ *		flow's tcp_flush() (not in the receive ring)
  */
 static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
-			  size_t len)
+			  size_t len, bool held)
 {
 	struct tcp_ctx *b = &dp->tcp;
 	struct tcp_batch_ent *e;
@@ -823,9 +872,6 @@ static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
 
 	if (!data && (f->tcp.flags & TCP_F_BATCHED))
 		return;
-
-	if (b->count == DP_TCP_BATCH)
-		tcp_batch_end(dp);
 
 	e = &b->ent[b->count++];
 	e->idx = (uint32_t)(f - dp->flows);
@@ -835,29 +881,33 @@ static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
 	f->tcp.flags |= TCP_F_BATCHED;
 
 	/* A payload outside the receive ring (a reassembled datagram) may not
-	 * outlive this call: write it out now */
-	in_ring = !data || (data >= dp->rx_buf &&
+	 * outlive this call: write it out now; so does a full batch, with this
+	 * entry, which the caller has already counted in @seq_queued */
+	in_ring = !data || held || (data >= dp->rx_buf &&
 			    data < dp->rx_buf + (size_t)DP_RX_RING *
 						DP_FRAME_MAX);
-	if (!in_ring)
+	if (!in_ring || b->count == DP_TCP_BATCH)
 		tcp_batch_end(dp);
 }
 
 /**
- * tcp_opts_parse() - read MSS and window scale from a SYN's options
+ * tcp_opts_parse() - read MSS, window scale and SACK from a SYN's options
  * @seg:	segment
  * @mss:	set to the MSS option's value, 0 if absent
  * @ws:		set to the window scale option's shift, -1 if absent
+ * @sack_ok:	set to whether SACK is permitted
  *
  * Return: 0, or -1 if the options are malformed
  */
-static int tcp_opts_parse(const struct tcp_seg *seg, unsigned *mss, int *ws)
+static int tcp_opts_parse(const struct tcp_seg *seg, unsigned *mss, int *ws,
+			  bool *sack_ok)
 {
 	const uint8_t *o = seg->opts;
 	size_t i = 0;
 
 	*mss = 0;
 	*ws = -1;
+	*sack_ok = false;
 	while (i < seg->opt_len) {
 		uint8_t kind = o[i], len;
 
@@ -878,6 +928,8 @@ static int tcp_opts_parse(const struct tcp_seg *seg, unsigned *mss, int *ws)
 		else if (kind == TCP_OPT_WS && len == TCP_OPT_WS_LEN)
 			*ws = o[i + 2] > DP_TCP_WS_MAX ? DP_TCP_WS_MAX :
 							 o[i + 2];
+		else if (kind == TCP_OPT_SACK_OK && len == TCP_OPT_SACK_OK_LEN)
+			*sack_ok = true;
 		i += len;
 	}
 
@@ -974,10 +1026,11 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	socklen_t sa_len;
 	int s, one = 1, zero = 0;
 	struct flow *f;
+	bool sack_ok;
 	unsigned mss;
 	int ws;
 
-	if (tcp_opts_parse(seg, &mss, &ws)) {
+	if (tcp_opts_parse(seg, &mss, &ws, &sack_ok)) {
 		DP_COUNT(dp, drop_tcp_malformed);
 		return;
 	}
@@ -1031,6 +1084,8 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 		t->ws_from_guest = (uint8_t)ws;
 		t->ws_to_guest = DP_TCP_WS;
 	}
+	if (sack_ok)
+		t->flags |= TCP_F_SACK;
 	t->wnd_from_guest = seg->wnd;	/* never scaled in a SYN */
 	t->rto_ms = DP_TCP_RTO_MS;
 	t->last_act_ms = dp->now_ms;
@@ -1118,9 +1173,12 @@ static bool tcp_ack_input(struct dp *dp, struct flow *f,
  * @f:		flow, established
  * @seg:	segment
  *
- * In-sequence payload is queued for the socket (tcp_flush() writes it);
- * anything ahead of it is dropped with an immediate duplicate ACK, so that
- * the guest retransmits early.
+ * In-sequence payload is queued for the socket (tcp_flush() writes it),
+ * followed by whatever the out-of-order queue holds that now continues it.
+ * A payload ahead of it goes to that queue (tcp_ooo.c), if it is inside our
+ * window and the queue has room, else it is dropped; either way an immediate
+ * duplicate ACK (with SACK blocks, if permitted) makes the guest resend the
+ * hole early.
  */
 static void tcp_data_input(struct dp *dp, struct flow *f,
 			   const struct tcp_seg *seg)
@@ -1154,7 +1212,14 @@ static void tcp_data_input(struct dp *dp, struct flow *f,
 		len -= skip;
 		seq = t->seq_queued;
 	} else if (SEQ_GT(seq, t->seq_queued)) {
-		DP_COUNT(dp, drop_tcp_out_of_window);
+		uint32_t wnd = t->wnd_to_guest > 0xffff ? t->wnd_to_guest :
+							  0xffff;
+
+		if (fin || SEQ_GT(seq + (uint32_t)len, t->seq_from_guest + wnd) ||
+		    tcp_ooo_insert(dp, &t->ooo, t->seq_queued, seq, data, len))
+			DP_COUNT(dp, drop_tcp_out_of_window);
+		else
+			DP_COUNT(dp, tcp_ooo_held);
 		tcp_send_ctl(dp, f, TCP_ACK, t->seq_to_guest);
 		return;
 	}
@@ -1164,9 +1229,16 @@ static void tcp_data_input(struct dp *dp, struct flow *f,
 		t->seq_fin_from_guest = t->seq_queued + (uint32_t)len;
 	}
 	t->flags |= TCP_F_ACK_DUE;
-	if (len) {
+	if (!len)
+		return;
+	t->seq_queued += (uint32_t)len;
+	tcp_batch_add(dp, f, data, len, false);
+
+	/* the batch may have been written out meanwhile, and the flow closed */
+	while (!fin && f->type == FLOW_TCP &&
+	       (data = tcp_ooo_next(t->ooo, t->seq_queued, &len))) {
 		t->seq_queued += (uint32_t)len;
-		tcp_batch_add(dp, f, data, len);
+		tcp_batch_add(dp, f, data, len, true);
 	}
 }
 
@@ -1204,6 +1276,7 @@ static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
 	size_t mss_max = dp->cfg.mtu - ip_hdr_len(&f->key.guest_addr) -
 			 TCP_HLEN;
 	struct tcp_flow *t = &f->tcp;
+	bool sack_ok;
 	unsigned mss;
 	int ws;
 
@@ -1216,7 +1289,7 @@ static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
 	}
 	if (!(seg->flags & TCP_SYN))
 		return;
-	if (tcp_opts_parse(seg, &mss, &ws)) {
+	if (tcp_opts_parse(seg, &mss, &ws, &sack_ok)) {
 		DP_COUNT(dp, drop_tcp_malformed);
 		return;
 	}
@@ -1235,6 +1308,8 @@ static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
 		t->ws_to_guest = 0;
 		t->ws_from_guest = 0;
 	}
+	if (sack_ok)
+		t->flags |= TCP_F_SACK;
 	t->wnd_from_guest = seg->wnd;	/* never scaled in a SYN */
 
 	t->state = TCP_ST_ESTABLISHED;
@@ -1335,7 +1410,7 @@ static void tcp_flow_input(struct dp *dp, struct flow *f,
 	/* a payload written out early (not in the receive ring) may have
 	 * failed and released the flow */
 	if (f->type == FLOW_TCP)
-		tcp_batch_add(dp, f, NULL, 0);
+		tcp_batch_add(dp, f, NULL, 0, false);
 }
 
 /**
@@ -1645,4 +1720,20 @@ void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 
 	tcp_send_ctl(dp, f, TCP_SYN, t->seq_acked);
 	tcp_timer_arm(dp, f);
+}
+
+/**
+ * tcp_cleanup() - free what TCP flows hold besides their sockets
+ * @dp:		data plane, going away
+ */
+void tcp_cleanup(struct dp *dp)
+{
+	uint32_t i;
+
+	if (!dp->flows)
+		return;
+	for (i = 0; i < dp->flow_high_water; i++) {
+		if (dp->flows[i].type == FLOW_TCP)
+			tcp_ooo_free(dp, &dp->flows[i].tcp.ooo);
+	}
 }

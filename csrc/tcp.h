@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "dp_limits.h"
+#include "tcp_ooo.h"
 
 struct dp;
 struct flow;
@@ -43,6 +44,7 @@ struct l4_pkt;
  *			expires, 0 if not armed
  * @last_act_ms:	time of the last segment or socket event, for the idle
  *			timeouts
+ * @ooo:		guest data held out of order (tcp_ooo.c), or NULL
  */
 struct tcp_flow {
 	uint8_t state;
@@ -67,6 +69,7 @@ struct tcp_flow {
 	uint32_t rto_ms;
 	uint64_t rto_at;
 	uint64_t last_act_ms;
+	struct tcp_ooo *ooo;
 };
 
 /**
@@ -87,12 +90,14 @@ struct tcp_batch_ent {
 /**
  * struct tcp_ctx - TCP state of a data plane, beside its flows
  * @conns:	TCP flows open: they share the guest's transmit queue
+ * @ooo_bytes:	payload bytes held out of order by all flows
  * @count:	entries of @ent used in the current receive batch
  * @ent:	work deferred to the end of the batch, one entry per segment
  *		at most (see tcp.c)
  */
 struct tcp_ctx {
 	unsigned conns;
+	size_t ooo_bytes;
 	unsigned count;
 	struct tcp_batch_ent ent[DP_TCP_BATCH];
 };
@@ -101,5 +106,6 @@ void tcp_input(struct dp *dp, const struct l4_pkt *p);
 void tcp_batch_end(struct dp *dp);
 void tcp_sock_event(struct dp *dp, struct flow *f, uint32_t events);
 void tcp_timer(struct dp *dp, struct flow *f);
+void tcp_cleanup(struct dp *dp);
 
 #endif /* TCP_H */

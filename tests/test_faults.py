@@ -1,0 +1,451 @@
+"""Fault suite: the data plane keeps every byte, or fails cleanly, when the
+network, the peers or the process's own limits misbehave.
+
+- loss and reordering each way, on a path inside the guest;
+- 10,000 connections open at once, then all closed;
+- a daemon with 64 file descriptors;
+- the guest's namespace vanishing mid-transfer;
+- an API client flooding requests during a transfer;
+- SIGSTOP/SIGCONT of the daemon during a transfer.
+
+The host peer resetting mid-stream is tests/test_tcp.py's
+test_host_reset_mid_stream.  SLIRPD_LONG_TESTS=1 runs the long variants
+(256 MiB where the default moves 64 MiB).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import as_user, wait_for
+from tcputil import GUEST_RECV, GUEST_SEND, Server, echo, sink, source
+
+MIB = 1 << 20
+LONG = os.environ.get("SLIRPD_LONG_TESTS") == "1"
+BULK = (256 if LONG else 64) * MIB
+
+
+def flows_settled(d) -> bool:
+    c = d.counters()
+    return c["flows_created"] == c["flows_closed"]
+
+
+# --- loss and reordering --------------------------------------------------------
+
+# The guest routes (and masquerades) for a host of its own, "inner", behind a
+# veth pair (192.0.2.0/24, a documentation prefix that never leaves the guest).
+# On both veth ends an HTB qdisc has a fast class and a slower one, and an
+# nftables rule sends 3% of the packets, at random, through the slower class:
+# they fall behind the packets sent after them.  Another rule drops 2% of the
+# packets each way on tap0.  Every byte between inner and the host crosses both.
+# The router's conntrack is told to be liberal about TCP windows: its own
+# window tracking (which would refuse to translate segments it finds out of
+# window, so that they reach the guest's stack instead) is not under test.
+GUEST_ROUTER = """
+set -e
+ip link add veth-o type veth peer name veth-i netns {inner}
+ip addr add 192.0.2.1/24 dev veth-o
+ip link set veth-o up
+sysctl -qw net.ipv4.ip_forward=1
+sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=1
+{htb}
+nft -f - <<'EOF'
+table ip nat {{
+    chain post {{ type nat hook postrouting priority 100; oifname "tap0" masquerade; }}
+}}
+table inet fault {{
+    chain fw {{
+        type filter hook forward priority 0;
+        oifname "tap0" numgen random mod 100 < 2 counter drop
+        iifname "tap0" numgen random mod 100 < 2 counter drop
+        oifname "veth-o" meta priority set numgen random mod 100 map {{ 0-2 : 1:2, 3-99 : 1:1 }}
+    }}
+}}
+EOF
+"""
+
+INNER_HOST = """
+set -e
+ip link set lo up
+ip addr add 192.0.2.2/24 dev veth-i
+ip link set veth-i up
+ip route add default via 192.0.2.1
+{htb}
+nft -f - <<'EOF'
+table inet fault {{
+    chain out {{
+        type filter hook output priority 0;
+        oifname "veth-i" meta priority set numgen random mod 100 map {{ 0-2 : 1:2, 3-99 : 1:1 }}
+    }}
+}}
+EOF
+"""
+
+
+def htb(dev: str) -> str:
+    """Two HTB classes on dev: 1:1 (the default) fast, 1:2 slower."""
+    return (f"tc qdisc add dev {dev} root handle 1: htb default 1 r2q 100000\n"
+            f"tc class add dev {dev} parent 1: classid 1:1 htb rate 10gbit\n"
+            f"tc class add dev {dev} parent 1: classid 1:2 htb rate 200mbit")
+
+
+def slow_class_packets(run, dev: str) -> int:
+    """Packets that went through dev's slower class."""
+    out = run(f"tc -s class show dev {dev} classid 1:2").stdout
+    sent = out.split("Sent ", 1)[1].split()
+    return int(sent[2])
+
+
+class InnerHost:
+    """A network namespace inside the guest, routed through it as above."""
+
+    def __init__(self, guest):
+        self.guest = guest
+        enter = ["nsenter", f"--target={guest.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
+        self.proc = subprocess.Popen(enter + ["unshare", "--net", "--", "sleep", "infinity"],
+                                     **as_user(guest.user))
+        self.pid = self.proc.pid
+        guest_ns = os.stat(f"/proc/{guest.pid}/ns/net").st_ino
+        wait_for(lambda: self._netns() not in (None, guest_ns), 5, "the inner namespace")
+        guest.run(GUEST_ROUTER.format(inner=self.pid, htb=htb("veth-o")))
+        self.run(INNER_HOST.format(htb=htb("veth-i")))
+
+    def _netns(self):
+        try:
+            return os.stat(f"/proc/{self.pid}/ns/net").st_ino
+        except OSError:
+            return None
+
+    def run(self, cmd: str | list[str], timeout: float = 30):
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        return self.guest.run(["nsenter", f"--target={self.pid}", "--net", "--", *argv], timeout=timeout)
+
+    def python(self, script: str, *args: str, timeout: float = 60):
+        return self.run([sys.executable, "-c", script, *args], timeout=timeout)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(600 if LONG else 240)
+def test_loss_and_reordering_both_ways(net_guest):
+    inner = InnerHost(net_guest)
+    try:
+        with Server(sink) as srv:
+            out = inner.python(GUEST_SEND, str(srv.port), str(BULK), timeout=500 if LONG else 200).stdout.split()
+            srv.wait(1, timeout=60)
+            assert srv.results[0] == (BULK, out[1])
+        with Server(source(BULK)) as srv:
+            out = inner.python(GUEST_RECV, str(srv.port), timeout=500 if LONG else 200).stdout.split()
+            srv.wait(1, timeout=60)
+            assert srv.results[0] == (int(out[0]), out[1])
+        # both ways really were reordered and lost
+        assert slow_class_packets(inner.run, "veth-i") > 100
+        assert slow_class_packets(net_guest.run, "veth-o") > 100
+        rules = net_guest.run("nft list chain inet fault fw").stdout
+        drops = [int(line.split("counter packets ")[1].split()[0]) for line in rules.splitlines() if " drop" in line]
+        assert len(drops) == 2 and min(drops) > 100, rules
+    finally:
+        inner.stop()
+    c = net_guest.slirpd.counters()
+    assert c["tcp_retransmits"] > 0
+
+
+# --- many connections -------------------------------------------------------------
+
+class HoldingServer:
+    """127.0.0.1 server (one thread, a selector) that keeps every connection
+    open and echoes what it gets; counts connections open right now."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4096)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.open = 0
+        self.accepted = 0
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.sock, selectors.EVENT_READ)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stopping:
+            for key, _ in self.sel.select(0.1):
+                if key.fileobj is self.sock:
+                    while True:
+                        try:
+                            c, _ = self.sock.accept()
+                        except BlockingIOError:
+                            break
+                        c.setblocking(False)
+                        self.sel.register(c, selectors.EVENT_READ)
+                        self.open += 1
+                        self.accepted += 1
+                    continue
+                c = key.fileobj
+                try:
+                    data = c.recv(4096)
+                except (BlockingIOError, ConnectionError):
+                    data = None
+                if data:
+                    c.send(data)
+                    continue
+                if data is None:
+                    continue
+                self.sel.unregister(c)
+                c.close()
+                self.open -= 1
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+
+
+# argv: port count -> opens count connections and keeps them all open, checks
+# each echoes, prints "open N", waits for a line on stdin, then closes all and
+# prints "closed"
+MANY = r"""
+import resource, socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+conns = []
+for i in range(n):
+    conns.append(socket.create_connection(("10.0.2.2", port), timeout=30))
+for i, s in enumerate(conns):
+    s.sendall(b"%d;" % i)
+for i, s in enumerate(conns):
+    want = b"%d;" % i
+    got = b""
+    while len(got) < len(want):
+        got += s.recv(64)
+    assert got == want, (i, got)
+print("open", len(conns), flush=True)
+sys.stdin.readline()
+for s in conns:
+    s.close()
+print("closed", flush=True)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_10000_concurrent_connections(guest, start_slirpd):
+    n = 10000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < n + 200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {n + 200}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    d = start_slirpd("--configure", str(guest.pid), wrap=("prlimit", f"--nofile={hard}:{hard}", "--"))
+    srv = HoldingServer()
+    try:
+        guest.run("ping -c 1 -W 2 10.0.2.2")
+        fds = d.open_fds()
+        enter = ["nsenter", f"--target={guest.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
+        client = subprocess.Popen(enter + [sys.executable, "-c", MANY, str(srv.port), str(n)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, **as_user(guest.user))
+        try:
+            line = client.stdout.readline()
+            assert line.split() == ["open", str(n)], client.stderr.read() if not line else line
+            assert srv.open == n
+            assert d.open_fds() >= fds + n
+            c = d.counters()
+            assert c["flows_created"] - c["flows_closed"] >= n
+            client.stdin.write("\n")
+            client.stdin.flush()
+            assert client.stdout.readline().strip() == "closed"
+            client.wait(timeout=30)
+        finally:
+            client.kill()
+            client.wait(timeout=10)
+        wait_for(lambda: srv.open == 0, 60, "the host side to see every close")
+        wait_for(lambda: flows_settled(d), 60, "every flow to close")
+        assert d.open_fds() == fds
+        c = d.counters()
+        assert c["tcp_rst_sent"] == 0 and c["drop_tcp_socket"] == 0
+    finally:
+        srv.close()
+
+
+# argv: port count -> tries count connections, keeping those that work;
+# prints "ok N refused M", then checks every kept one still echoes, closes them
+# and connects once more: prints "echo ok", "again ok"
+UNTIL_REFUSED = r"""
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+kept, refused = [], 0
+for i in range(n):
+    try:
+        kept.append(socket.create_connection(("10.0.2.2", port), timeout=10))
+    except (ConnectionRefusedError, ConnectionResetError):
+        refused += 1
+print("ok", len(kept), "refused", refused, flush=True)
+for i, s in enumerate(kept):
+    s.sendall(b"x%d" % i)
+    want, got = b"x%d" % i, b""
+    while len(got) < len(want):
+        got += s.recv(64)
+    assert got == want
+print("echo ok", flush=True)
+for s in kept:
+    s.close()
+import time
+time.sleep(1)
+s = socket.create_connection(("10.0.2.2", port), timeout=10)
+s.sendall(b"again")
+assert s.recv(64) == b"again"
+print("again ok", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_64_file_descriptors(guest, start_slirpd):
+    """With RLIMIT_NOFILE 64 new connections are refused (RST) once the
+    descriptors run out; open ones keep working, and after they close new ones
+    work again."""
+    d = start_slirpd("--configure", str(guest.pid), wrap=("prlimit", "--nofile=64:64", "--"))
+    with Server(echo) as srv:
+        out = guest.python(UNTIL_REFUSED, str(srv.port), "100", timeout=90).stdout.splitlines()
+    ok, refused = int(out[0].split()[1]), int(out[0].split()[3])
+    assert ok + refused == 100 and 20 < ok < 64 and refused > 0, out
+    assert out[1:] == ["echo ok", "again ok"]
+    assert d.proc.poll() is None
+    c = d.counters()
+    assert c["drop_tcp_socket"] == refused
+    wait_for(lambda: flows_settled(d), 10, "every flow to close")
+
+
+# --- the guest goes away ----------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_guest_vanishes_mid_transfer(guest, start_slirpd):
+    """Every process of the guest is killed during a transfer: its network
+    namespace, and the TAP with it, is gone; slirpd exits 0 by itself, the host
+    peer sees the connection end, and no process of slirpd is left."""
+    d = start_slirpd("--configure", str(guest.pid))
+    got = []
+
+    def handler(conn):
+        n = 0
+        try:
+            while d_ := conn.recv(1 << 20):
+                n += len(d_)
+                got.append(n)
+        except ConnectionResetError:
+            return ("reset", n)
+        return ("eof", n)
+
+    with Server(handler) as srv:
+        enter = ["nsenter", f"--target={guest.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
+        sender = subprocess.Popen(enter + [sys.executable, "-c", GUEST_SEND, str(srv.port), str(1 << 40)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_user(guest.user))
+        wait_for(lambda: got and got[-1] > 8 * MIB, 20, "the transfer to run")
+        sender.kill()
+        guest.stop()
+        sender.wait(timeout=10)
+        assert d.proc.wait(timeout=15) == 0, d.stderr
+        srv.wait(1, timeout=15)
+    assert srv.results and srv.results[0][1] > 8 * MIB
+    children = subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True, text=True).stdout
+    assert children == ""
+
+
+# --- the daemon is busy or stopped -----------------------------------------------
+
+FLOOD = r"""
+import signal, socket, sys
+path, stop, n = sys.argv[1], [], 0
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+while not stop:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(b'{"execute": "list_hostfwd"}')
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(4096):
+        pass
+    s.close()
+    n += 1
+print(n)
+"""
+
+
+def timed_download(guest, port: int) -> tuple[list[str], float]:
+    start = time.monotonic()
+    out = guest.python(GUEST_RECV, str(port), timeout=120).stdout.split()
+    return out, time.monotonic() - start
+
+
+@pytest.mark.timeout(300)
+def test_api_flood_keeps_transfer_rate(guest, start_slirpd, user_tmp):
+    """A client asking list_hostfwd back to back for the whole transfer leaves
+    it at 80% of its rate or more (the median of three runs each way, to
+    smooth a 2-core machine's noise)."""
+    path = str(user_tmp / "api.sock")
+    d = start_slirpd("--configure", f"--api-socket={path}", str(guest.pid))
+    size = BULK
+    quiet, busy, requests = [], [], []
+    with Server(source(size)) as srv:
+        for _ in range(3):
+            out, secs = timed_download(guest, srv.port)
+            assert int(out[0]) == size
+            quiet.append(size / secs)
+
+            flood = subprocess.Popen([sys.executable, "-c", FLOOD, path],
+                                     stdout=subprocess.PIPE, text=True, **as_user(guest.user))
+            try:
+                time.sleep(0.2)
+                out, secs = timed_download(guest, srv.port)
+            finally:
+                flood.terminate()
+                requests.append(int(flood.communicate(timeout=10)[0]))
+            assert int(out[0]) == size
+            busy.append(size / secs)
+        srv.wait(6, timeout=30)
+        assert not srv.errors
+    quiet.sort()
+    busy.sort()
+    print("rates MiB/s quiet", [round(q / MIB) for q in quiet], "busy", [round(b / MIB) for b in busy], "requests", requests)
+    assert min(requests) > 20, requests
+    assert busy[1] >= 0.8 * quiet[1], ([q / MIB for q in quiet], [b / MIB for b in busy], requests)
+    assert d.proc.poll() is None
+
+
+@pytest.mark.timeout(120)
+def test_sigstop_sigcont_during_transfer(net_guest):
+    d = net_guest.slirpd
+    with Server(sink) as srv:
+        enter = ["nsenter", f"--target={net_guest.pid}", "--user", "--net", "--mount", "--preserve-credentials",
+                 "--"]
+        sender = subprocess.Popen(enter + [sys.executable, "-c", GUEST_SEND, str(srv.port), str(BULK)],
+                                  stdout=subprocess.PIPE, text=True, **as_user(net_guest.user))
+        try:
+            time.sleep(0.5)
+            for _ in range(3):
+                os.kill(d.proc.pid, signal.SIGSTOP)
+                time.sleep(1.5)
+                os.kill(d.proc.pid, signal.SIGCONT)
+                time.sleep(0.5)
+            out, _ = sender.communicate(timeout=90)
+        finally:
+            sender.kill()
+            sender.wait(timeout=10)
+        srv.wait(1, timeout=30)
+    assert srv.results[0] == (BULK, out.split()[1])
+    assert d.proc.poll() is None
+    wait_for(lambda: flows_settled(d), 10, "the flow to close")
