@@ -139,10 +139,9 @@ def test_slirp_forwarder_example_with_udhcpc(plain_user, user_tmp):
     import hashlib
     import http.server
     import os
+    import shlex
     import subprocess
     import threading
-
-    import shlex
 
     from conftest import as_user, slirpd_argv
 

@@ -2,10 +2,9 @@
 slirp-forwarder mode `--create-netns=PATH`."""
 
 import os
+import shlex
 import signal
 import subprocess
-
-import shlex
 
 from conftest import as_user, slirpd_argv, wait_for
 from test_dns import dns_server  # noqa: F401 (a fixture)
