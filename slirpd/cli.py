@@ -55,7 +55,6 @@ User-mode networking for unprivileged network namespaces.
 # Options whose behaviour lands in a later release: refused, never ignored.
 NOT_SUPPORTED_YET = {
     "enable_ipv6": "--enable-ipv6",
-    "enable_seccomp": "--enable-seccomp",
     "outbound_addr6": "--outbound-addr6",
 }
 
@@ -119,15 +118,23 @@ def _mtu(value: str | None) -> int:
 
 
 def _cidr(value: str | None) -> ipaddress.IPv4Network:
+    """--cidr, checked as slirp4netns 1.2 checks it: a network address with a
+    prefix length of 1 to 25, since the guest's address (network+100) must
+    fit; so /26 to /32 are refused, as slirp4netns refuses them."""
     if value is None:
         return ipaddress.IPv4Network(DEFAULT_CIDR)
     try:
-        net = ipaddress.IPv4Network(value, strict=False)
+        iface = ipaddress.IPv4Interface(value)
     except ValueError:
-        raise UsageError(f"invalid CIDR: {value!r} (expected e.g. {DEFAULT_CIDR})") from None
-    if "/" not in value or not 1 <= net.prefixlen <= MAX_PREFIXLEN:
-        raise UsageError(f"CIDR prefix length must be between 1 and {MAX_PREFIXLEN}: {value!r}")
-    return net
+        iface = None
+    if iface is None or "/" not in value:
+        raise UsageError(f"invalid CIDR: {value} (expected a network address like {DEFAULT_CIDR})")
+    if not 1 <= iface.network.prefixlen <= MAX_PREFIXLEN:
+        raise UsageError(f"CIDR prefix length needs to be 1-{MAX_PREFIXLEN} (the guest's address, network+100, "
+                         f"must fit): {value}")
+    if iface.ip != iface.network.network_address:
+        raise UsageError(f"CIDR needs to be a network address like {iface.network}, not like {value}")
+    return iface.network
 
 
 PUBLISH_RE = re.compile(r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$")
@@ -212,11 +219,14 @@ def version_text() -> str:
 
     import pyroute2
 
+    from slirpd import seccomp
+
     return (
         f"{PROG} version {__version__}\n"
         f"python: {sys.version.split()[0]}\n"
         f"cffi: {cffi.__version__}\n"
         f"pyroute2: {pyroute2.__version__}\n"
+        f"libseccomp: {seccomp.library_version()}\n"
     )
 
 
@@ -277,6 +287,7 @@ def parse_args(argv: list[str]) -> Config | str:
         userns_path=ns.userns_path,
         disable_dns=ns.disable_dns,
         enable_sandbox=ns.enable_sandbox,
+        enable_seccomp=ns.enable_seccomp,
         api_socket=ns.api_socket,
         outbound_addr=_outbound(ns.outbound_addr),
         command=tuple(command) if command is not None else None,

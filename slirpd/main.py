@@ -8,7 +8,7 @@ import ipaddress
 import os
 import sys
 
-from slirpd import cli, log as logmod, sandbox, standalone
+from slirpd import cli, log as logmod, sandbox, seccomp, standalone
 from slirpd.api import Api, ApiServer
 from slirpd.dhcp import DhcpServer
 from slirpd.forward import Forwards
@@ -83,6 +83,8 @@ def run(cfg: Config) -> int:
     """Set up the TAP and the data plane for cfg and serve it. Return: exit status."""
     _check_fd(cfg.exit_fd, "exit-fd")
     _check_fd(cfg.ready_fd, "ready-fd")
+    if cfg.enable_seccomp:
+        seccomp.check_available()
     if cfg.target_type == "bess":
         return _run_bess(cfg)
     if cfg.enable_sandbox:
@@ -133,6 +135,9 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
 
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
                     forward_signals_to=command.pid if command else None, dhcp=dhcp)
+    if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
+        seccomp.enter(command_pid=command.pid if command else None, api_dir_fd=api.dir_fd if api else None,
+                      create_netns=cfg.create_netns is not None)
     return daemon.run(on_ready=on_ready)
 
 
@@ -159,7 +164,10 @@ def _run_bess(cfg: Config) -> int:
         log.debug("BESS peer connected on %s", cfg.target)
         with _dataplane(cfg, peer_fd) as dp:
             _start_pcap(cfg, dp)
-            return Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg)).run()
+            daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg))
+            if cfg.enable_seccomp:
+                seccomp.enter(bess=True)
+            return daemon.run()
     finally:
         listener.close()
         try:

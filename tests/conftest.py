@@ -22,6 +22,39 @@ import pytest
 TEST_USER = "slirpd-test"
 SLIRPD = str(Path(sys.executable).parent / "slirpd")
 READY_TIMEOUT = 20.0
+# The hardened pass (`make test-hardened`, the second half of `make test`):
+# start_slirpd adds --enable-sandbox --enable-seccomp wherever the mode allows.
+HARDEN = os.environ.get("SLIRPD_TEST_HARDEN") == "1"
+# Measuring the seccomp allowlist: every daemon runs under strace, one trace
+# file per process in this directory (see slirpd/seccomp.py).
+STRACE_DIR = os.environ.get("SLIRPD_TEST_STRACE")
+
+
+def harden_args(args) -> list[str]:
+    """The flags the hardened pass adds to a slirpd command line: both, but
+    no --enable-sandbox for BESS (a socket path, no namespace to hide the
+    host from) or --create-netns (it must unmount its namespace file on exit,
+    which the sandbox's mount namespace would hide); none that are given."""
+    args = list(args)
+    confined = "--target-type=bess" in args or any(a.startswith("--create-netns") for a in args)
+    extra = ["--enable-seccomp"] if confined else ["--enable-sandbox", "--enable-seccomp"]
+    return [a for a in extra if a not in args]
+
+
+def slirpd_argv(*args: str) -> list[str]:
+    """The argv that runs slirpd with args, hardened and traced as the
+    test pass asks (for tests that start slirpd without start_slirpd).
+
+    Traced, a shell starts strace on itself and then execs slirpd: the
+    daemon keeps the pid the test sees, so signals reach it, not strace."""
+    argv = [SLIRPD, *(harden_args(args) if HARDEN else []), *args]
+    if STRACE_DIR:
+        no_fds = " ".join(f"{fd}>&-" for fd in range(3, 256))  # strace must not hold the ready fd open
+        script = (f"strace -f -ff -qq -o {STRACE_DIR}/trace -p $$ 2>/dev/null {no_fds} & "
+                  "until grep -q 'TracerPid:[[:space:]]*[1-9]' /proc/$$/status; do sleep 0.02; done; "
+                  'exec "$@"')
+        argv = ["bash", "-c", script, "bash", *argv]
+    return argv
 
 
 def pytest_sessionstart(session):
@@ -181,12 +214,12 @@ def start_slirpd(plain_user, tmp_path):
               env=None) -> Slirpd:
         stderr_path = tmp_path / f"slirpd-{len(started)}.stderr"
         fds = list(pass_fds)
-        argv = [*wrap, binary]
+        args = list(args)
         if ready:
             rfd, wfd = os.pipe()
             fds.append(wfd)
-            argv.append(f"--ready-fd={wfd}")
-        argv += list(args)
+            args.insert(0, f"--ready-fd={wfd}")
+        argv = [*wrap, *(slirpd_argv(*args) if binary == SLIRPD else [binary, *args])]
         with open(stderr_path, "w") as err:
             kw = as_user(user) if user is not None else {"env": dict(os.environ)}
             kw["env"].update(env or {})

@@ -39,6 +39,31 @@ def test_help_has_every_long_option_of_slirp4netns():
     assert long_options <= set(re.findall(r"--[a-z0-9-]+", ours))
 
 
+# slirp4netns 1.2 checks --cidr before anything else: (CIDR, what its error says)
+CIDR_CHECKS = [
+    ("10.0.0.0/16", None), ("10.0.2.0/25", None), ("10.0.2.0/26", "prefix length needs to be 1-25"),
+    ("10.0.2.0/30", "prefix length needs to be 1-25"), ("10.0.2.0/31", "prefix length needs to be 1-25"),
+    ("10.0.2.0/32", "prefix length needs to be 1-25"), ("10.0.2.0/0", "prefix length needs to be 1-25"),
+    ("10.0.2.5/24", "CIDR needs to be a network address"), ("10.0.2.0", "invalid CIDR"), ("foo", "invalid CIDR"),
+]
+
+
+@pytest.mark.skipif(not have("slirp4netns"), reason="Debian's slirp4netns is not installed")
+@pytest.mark.parametrize("cidr,error", CIDR_CHECKS)
+def test_cidr_checked_like_slirp4netns(cidr, error):
+    """Side by side: both refuse the same CIDRs, for the same reason (a
+    missing pid is what the accepted ones fail on next)."""
+    argv = [f"--cidr={cidr}", "999999999", "tap0"]
+    theirs = subprocess.run(["slirp4netns", *argv], capture_output=True, text=True, timeout=20)
+    ours = slirpd(*argv)
+    assert theirs.returncode == ours.returncode == 1
+    if error is None:
+        assert "no such process" in ours.stderr and "999999999" in theirs.stderr
+    else:
+        assert error in theirs.stderr + theirs.stdout
+        assert error in ours.stderr and len(ours.stderr.splitlines()) == 1
+
+
 @pytest.mark.parametrize("flag", ["--version", "-v"])
 def test_version(flag):
     res = slirpd(flag)
@@ -47,6 +72,7 @@ def test_version(flag):
     assert re.fullmatch(r"slirpd version \d+\.\d+\.\d+\S*", lines[0])
     assert any(line.startswith("cffi: ") for line in lines[1:])
     assert any(line.startswith("pyroute2: ") for line in lines[1:])
+    assert any(re.fullmatch(r"libseccomp: \d+\.\d+\.\d+", line) for line in lines[1:])
 
 
 BAD_COMMAND_LINES = [
@@ -56,6 +82,10 @@ BAD_COMMAND_LINES = [
     (["--cidr=abc", "1"], "CIDR"),
     (["--cidr=10.0.2.0/26", "1"], "CIDR"),
     (["--cidr=10.0.2.0/0", "1"], "CIDR"),
+    (["--cidr=10.0.2.0/30", "1"], "CIDR prefix length needs to be 1-25"),
+    (["--cidr=10.0.2.0/31", "1"], "CIDR prefix length needs to be 1-25"),
+    (["--cidr=10.0.2.0/32", "1"], "CIDR prefix length needs to be 1-25"),
+    (["--cidr=10.0.2.5/24", "1"], "CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.5/24"),
     (["--cidr=10.0.2.0", "1"], "CIDR"),
     (["--netns-type=foo", "1"], "--netns-type"),
     (["--target-type=foo", "1"], "--target-type"),
@@ -78,7 +108,6 @@ BAD_COMMAND_LINES = [
     (["--publish=abc", "1"], "--publish"),
     (["--publish=8080:0", "1"], "--publish"),
     (["--publish=nohost:8080:80", "1"], "--publish"),
-    (["--enable-seccomp", "1"], "--enable-seccomp: not supported yet"),
     (["--outbound-addr=nosuchif0", "1"], "--outbound-addr: 'nosuchif0' is neither"),
     (["--outbound-addr6=::1", "1"], "--outbound-addr6: not supported yet"),
 ]

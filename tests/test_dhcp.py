@@ -139,10 +139,11 @@ def test_slirp_forwarder_example_with_udhcpc(plain_user, user_tmp):
     import hashlib
     import http.server
     import os
+    import shlex
     import subprocess
     import threading
 
-    from conftest import SLIRPD, as_user
+    from conftest import as_user, slirpd_argv
 
     payload = os.urandom(4 << 20)
     (user_tmp / "file.bin").write_bytes(payload)
@@ -156,7 +157,7 @@ def test_slirp_forwarder_example_with_udhcpc(plain_user, user_tmp):
     shell = f"""
         set -e
         touch {net}
-        {SLIRPD} --create-netns={net} --ready-fd=3 3>{ready} &
+        {shlex.join(slirpd_argv(f'--create-netns={net}'))} --ready-fd=3 3>{ready} &
         daemon=$!
         i=0; while [ ! -s {ready} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
         RESULT={result} nsenter --net={net} busybox udhcpc -i tap0 -q -n -t 5 -T 1 -s {script} >/dev/null 2>&1

@@ -2,15 +2,16 @@
 slirp-forwarder mode `--create-netns=PATH`."""
 
 import os
+import shlex
 import signal
 import subprocess
 
-from conftest import SLIRPD, as_user, wait_for
+from conftest import as_user, slirpd_argv, wait_for
 from test_dns import dns_server  # noqa: F401 (a fixture)
 
 
 def slirpd_run(plain_user, *args, timeout=30):
-    return subprocess.run([SLIRPD, *args], capture_output=True, text=True, timeout=timeout, **as_user(plain_user))
+    return subprocess.run(slirpd_argv(*args), capture_output=True, text=True, timeout=timeout, **as_user(plain_user))
 
 
 def test_command_gets_configured_network(plain_user):
@@ -52,7 +53,7 @@ def test_exit_status_passes_through(plain_user):
 
 def test_no_command_runs_shell(plain_user):
     env = {**as_user(plain_user)["env"], "SHELL": "/bin/sh"}
-    res = subprocess.run([SLIRPD, "--"], input="echo from-shell; exit 3\n", capture_output=True, text=True,
+    res = subprocess.run(slirpd_argv("--"), input="echo from-shell; exit 3\n", capture_output=True, text=True,
                          timeout=30, **{**as_user(plain_user), "env": env})
     assert res.returncode == 3 and res.stdout == "from-shell\n"
 
@@ -61,7 +62,7 @@ def test_signals_reach_command(plain_user, user_tmp):
     marker = user_tmp / "got"
     script = f"trap 'echo $1 > {marker}; exit 9' HUP; trap 'echo TERM > {marker}; exit 5' TERM; " \
              f"echo ready > {marker}; while :; do sleep 0.1; done"
-    proc = subprocess.Popen([SLIRPD, "--", "sh", "-c", script, "sh", "HUP"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(slirpd_argv("--", "sh", "-c", script, "sh", "HUP"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, **as_user(plain_user))
     try:
         wait_for(lambda: marker.exists() and marker.read_text() == "ready\n", 20, "the command to start")
@@ -76,7 +77,7 @@ def test_signals_reach_command(plain_user, user_tmp):
 def test_sigterm_reaches_command_and_nothing_is_left(plain_user, user_tmp):
     marker = user_tmp / "got"
     script = f"trap 'echo TERM > {marker}; exit 5' TERM; echo ready > {marker}; while :; do sleep 0.1; done"
-    proc = subprocess.Popen([SLIRPD, "--", "sh", "-c", script], **as_user(plain_user))
+    proc = subprocess.Popen(slirpd_argv("--", "sh", "-c", script), **as_user(plain_user))
     try:
         wait_for(lambda: marker.exists() and marker.read_text() == "ready\n", 20, "the command to start")
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
@@ -103,7 +104,7 @@ def test_create_netns_like_slirp_forwarder(plain_user, user_tmp):
     script = f"""
         set -e
         touch {netfile}
-        {SLIRPD} --create-netns={netfile} --ready-fd=3 3>{ready} &
+        {shlex.join(slirpd_argv(f"--create-netns={netfile}"))} --ready-fd=3 3>{ready} &
         daemon=$!
         i=0; while [ ! -s {ready} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
         nsenter --net={netfile} ip -br link show tap0
