@@ -11,8 +11,10 @@
  *
  *   TAP -> tap.c (receive ring) -> eth.c -> arp.c
  *                                        -> ip4.c -> icmp.c, tcp.c, udp.c
+ *                                        -> ip6.c -> icmp.c (ndp.c), tcp.c,
+ *                                                    udp.c
  *                                                    -> flow.c -> host socket
- *   host socket -> tcp.c, udp.c, icmp.c -> ip4.c -> eth.c
+ *   host socket -> tcp.c, udp.c, icmp.c -> ip4.c (ip_tx_*()) -> eth.c
  *               -> tap.c (transmit queue) -> TAP
  *
  * One struct dp holds all state: the TAP descriptor, an epoll descriptor that
@@ -26,7 +28,7 @@
  * fetches up to DP_EPOLL_BATCH ready descriptors: the TAP (up to the budget of
  * frames is read, in batches of DP_RX_RING, each batch dispatched and its
  * replies written out before the next) and flow sockets (handed to their
- * protocol file).  Then due flow timers run (flow.c), incomplete IPv4
+ * protocol file).  Then due flow timers run (flow.c), incomplete
  * datagrams past their reassembly timeout are dropped (frag.c: reassembly has
  * no flow, so it keeps a deadline of its own, which dp_timeout_ms() also
  * reports), and the transmit queue is flushed.  dp_poll() never blocks, never
@@ -78,6 +80,11 @@ static bool dp_config_valid(const struct dp_config *cfg)
 		return false;
 
 	if (cfg->mtu < DP_MTU_MIN || cfg->mtu > DP_MTU_MAX)
+		return false;
+
+	if (cfg->enable_ipv6 && (!memcmp(cfg->gw6, cfg->dns6, 16) ||
+				 memcmp(cfg->gw6, cfg->net6, 8) ||
+				 memcmp(cfg->dns6, cfg->net6, 8)))
 		return false;
 
 	return cfg->gw4 != 0;

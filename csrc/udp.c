@@ -35,7 +35,7 @@
  *   their sources, and relays each to the forward's guest address and port.
  *   Each host client (source address and port) is a flow keyed as the guest
  *   sees it (fwd_guest_view(): the host's loopback is the gateway, other
- *   IPv4 addresses stay themselves) and counted in the forward's
+ *   addresses of the guest's family stay themselves) and counted in the forward's
  *   @connections.  Such a flow has no socket of its own (@sock is -1):
  *   struct udp_flow holds the forward's socket and the client's real
  *   address, and the guest's replies leave with sendto() through the
@@ -207,9 +207,9 @@ int udp_recv_batch(struct dp *dp, int fd)
 static void udp_unreach(struct dp *dp, const struct l4_pkt *p, size_t len)
 {
 	union inany_addr gw;
-	bool local = inany_is_v4(&p->dst) && ip4_is_local(dp, inany_v4(&p->dst));
+	bool local = ip_is_local(dp, &p->dst);
 
-	inany_from_v4(&gw, dp->cfg.gw4);
+	ip_gateway(dp, &p->dst, &gw);
 	icmp_tx_unreach(dp, local ? &p->dst : &gw, &p->src, &p->dst,
 			IPPROTO_UDP, p->l4, len,
 			local ? ICMP_UNREACH_PORT : ICMP_UNREACH_HOST, 0);
@@ -514,7 +514,7 @@ static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
 		return NULL;
 	}
 
-	fwd_guest_view(dp, sa, &src, &src_port);
+	fwd_guest_view(dp, sa, &l->guest, &src, &src_port);
 	if (!src_port) {
 		DP_COUNT(dp, drop_udp_malformed);
 		return NULL;

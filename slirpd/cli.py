@@ -51,9 +51,7 @@ User-mode networking for unprivileged network namespaces.
 
 # Options whose behaviour lands in a later release: refused, never ignored.
 NOT_SUPPORTED_YET = {
-    "enable_ipv6": "--enable-ipv6",
     "enable_seccomp": "--enable-seccomp",
-    "outbound_addr6": "--outbound-addr6",
 }
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
@@ -183,6 +181,23 @@ def _outbound(value: str | None) -> str | None:
     return value
 
 
+def _outbound6(value: str | None) -> str | None:
+    """--outbound-addr6: an IPv6 address or the name of an interface that has
+    a global one."""
+    if value is None:
+        return None
+    from slirpd.config import interface_ipv6
+
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        try:
+            interface_ipv6(value)
+        except ValueError as e:
+            raise UsageError(f"--outbound-addr6: {value!r} is neither an IPv6 address nor an interface: {e}") from None
+    return value
+
+
 def version_text() -> str:
     """What --version prints: our version, then one line per component."""
     import cffi
@@ -256,6 +271,8 @@ def parse_args(argv: list[str]) -> Config | str:
         enable_sandbox=ns.enable_sandbox,
         api_socket=ns.api_socket,
         outbound_addr=_outbound(ns.outbound_addr),
+        outbound_addr6=_outbound6(ns.outbound_addr6),
+        enable_ipv6=ns.enable_ipv6,
         command=tuple(command) if command is not None else None,
         create_netns=ns.create_netns,
         publish=tuple(_publish(spec) for spec in ns.publish),
