@@ -557,3 +557,46 @@ def test_frames_v6_forward_needs_v6(link6):
             lk.close()
     finally:
         sock.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not have("ping"), reason="ping (iputils-ping) not installed")
+def test_ping6_beyond_gateway_through_ping_socket(v6_guest):
+    """2001:db8::1 is the sandbox's own address: the echo goes out of an IPv6
+    ping socket (ping_group_range set for the test, restored after)."""
+    rng = "/proc/sys/net/ipv4/ping_group_range"
+    old = open(rng).read().split()
+    with open(rng, "w") as f:
+        f.write("0 2147483647")
+    try:
+        res = v6_guest.run("ping -6 -c 3 -i 0.2 -W 2 2001:db8::1")
+        assert "3 received" in res.stdout, res.stdout
+        # a large one: fragments reassembled by slirpd, the reply fragmented
+        res = v6_guest.run("ping -6 -c 1 -W 2 -s 20000 2001:db8::1")
+        assert "1 received" in res.stdout, res.stdout
+    finally:
+        with open(rng, "w") as f:
+            f.write(" ".join(old))
+    c = v6_guest.slirpd.counters()
+    assert c["ping_requests"] == 4 and c["ping_replies"] == 4 and c["ip6_reassembled"] >= 1
+
+
+@pytest.mark.timeout(60)
+def test_udp6_port_unreachable_and_unreachable_destination(v6_guest):
+    """A closed port on the host's ::1 is ECONNREFUSED in the guest (the host's
+    ICMPv6 error relayed); a destination the guest may not reach (another
+    IPv4-compatible address) is refused at once with ICMPv6."""
+    closed = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    closed.bind(("::1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    script = ("import errno, socket, sys\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+              "s.setsockopt(socket.IPPROTO_IPV6, 25, 1)  # IPV6_RECVERR\n"
+              "s.settimeout(3)\ns.connect((sys.argv[1], int(sys.argv[2])))\nfor _ in range(3):\n s.send(b'x')\n"
+              " try:\n  s.recv(10)\n except OSError as e:\n  print(errno.errorcode.get(e.errno, e))\n  break\n")
+    assert v6_guest.python(script, GW6, str(port)).stdout.strip() == "ECONNREFUSED"
+    # ::a00:1 (IPv4-compatible, deprecated) goes through the default route;
+    # address unreachable is not fatal for IPv6 UDP: only seen with RECVERR
+    assert v6_guest.python(script, "::a00:1", "9").stdout.strip() == "EHOSTUNREACH"
+    c = v6_guest.slirpd.counters()
+    assert c["udp_icmp_relayed"] >= 1 and c["drop_unreachable"] >= 1 and c["icmp_unreach_sent"] >= 2
