@@ -75,13 +75,16 @@ def find_binaries(args, user) -> dict[str, str]:
     """Binary of each requested tool; a tool that is missing maps to "" and a reason is printed."""
     found = {}
     for name in args.tools.split(","):
-        if name == "slirp4netns":
+        base = name.removesuffix("-v6")  # the same binary, run with -6
+        if base == "slirp4netns":
             found[name] = shutil.which("slirp4netns") or ""
-        elif name == "slirpd":
+        elif base == "slirpd":
             path = Path(args.venv) / "bin" / "slirpd"
             found[name] = str(path) if path.exists() else ""
         elif name == "pasta":
             found[name] = args.pasta or build_pasta(user)
+        else:
+            found[name] = ""
         if not found[name]:
             print(f"bench: {name} not found, skipped", file=sys.stderr)
     return found
@@ -289,9 +292,11 @@ def machine(binaries: dict[str, str]) -> list[str]:
     for name, binary in binaries.items():
         if not binary:
             lines.append(f"{name}: not available")
-        elif name == "slirpd":
+        elif name.endswith("-v6") and name.removesuffix("-v6") in binaries:
+            continue  # the same binary, described once
+        elif name.removesuffix("-v6") == "slirpd":
             lines.append(f"slirpd: {first_line([binary, '--version'])}, git {git} ({binary})")
-        elif name == "slirp4netns":
+        elif name.removesuffix("-v6") == "slirp4netns":
             libslirp = [ln for ln in subprocess.run([binary, "--version"], capture_output=True, text=True,
                                                     timeout=10).stdout.splitlines() if "libslirp" in ln]
             lines.append(f"slirp4netns: {first_line([binary, '--version'])}, {', '.join(libslirp)}")

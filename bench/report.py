@@ -76,8 +76,9 @@ def markdown(results: dict, mtus: list[int], notes: list[str]) -> str:
               "server both on 127.0.0.1 (its MTU does not change), \"forwarded port\" compares with its "
               "guest→host run.  Short connections: connect, send 1 byte, read the echo, close.  CPU: the "
               "daemon's process tree over the iperf3 runs that moved data.  slirp4netns and slirpd: gateway "
-              "10.0.2.2, forward by the API socket's add_hostfwd; their -v6 runs: -6, servers on ::1 reached at "
-              "fd00::2, forward from [::1] to the guest's IPv6 address, ratios to slirp4netns-v6.  pasta: gateway = the host's default "
+              "10.0.2.2, forward by the API socket's add_hostfwd; their -v6 runs: -6, servers on ::1 reached "
+              "at fd00::2, forward from [::1] to the guest's IPv6 address (slirp4netns's API refuses it), "
+              "ratios to slirp4netns-v6.  pasta: gateway = the host's default "
               "gateway, copied (--map-host-loopback default), forward by -t; a connection from the host's "
               "loopback to a -t port is spliced socket to socket, not sent over the tap.", ""]
     lines += [f"- {note}" for note in notes]

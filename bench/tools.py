@@ -145,7 +145,7 @@ class Guest:
         res = self.run(["ip", "-json", "-6", "addr", "show", "dev", "tap0", "scope", "global"], timeout=5)
         for link in json.loads(res.stdout or "[]"):
             for a in link.get("addr_info", []):
-                if not a.get("tentative"):
+                if a.get("local") and not a.get("tentative"):
                     return a["local"]
         return None
 

@@ -171,6 +171,7 @@ void ip6_payload_input(struct dp *dp, const struct l4_pkt *p,
 	for (n = 0; n <= DP_IP6_EXT_MAX; n++) {
 		size_t hlen;
 		uint16_t frag;
+		uint32_t id;
 
 		if (q.proto != IP6_EXT_HOPOPTS && q.proto != IP6_EXT_ROUTING &&
 		    q.proto != IP6_EXT_FRAGMENT && q.proto != IP6_EXT_DSTOPTS) {
@@ -209,13 +210,13 @@ void ip6_payload_input(struct dp *dp, const struct l4_pkt *p,
 				DP_COUNT(dp, drop_ip6_ext_header);
 				return;
 			}
+			id = (uint32_t)rd16(q.l4 + IP6_FH_OFF_ID) << 16 |
+			     rd16(q.l4 + IP6_FH_OFF_ID + 2);
 			q.proto = q.l4[0];
 			q.l4 += hlen;
 			q.l4_len -= hlen;
-			frag_input(dp, &q,
-				   (uint32_t)rd16(q.l4 - hlen + IP6_FH_OFF_ID) << 16 |
-				   rd16(q.l4 - hlen + IP6_FH_OFF_ID + 2),
-				   frag & IP6_FH_OFFMASK, frag & IP6_FH_MORE);
+			frag_input(dp, &q, id, frag & IP6_FH_OFFMASK,
+				   frag & IP6_FH_MORE);
 			return;
 		default:
 			break;

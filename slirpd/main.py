@@ -105,6 +105,8 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         if cfg.enable_sandbox:
             sandbox.enter(ns.userns_fd)
     status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
+    if cfg.enable_ipv6:
+        status += f"; IPv6 {cfg.net6}, gateway {cfg.gateway6}, DNS {cfg.dns6}"
     log.debug("%s", status)
 
     def on_ready():

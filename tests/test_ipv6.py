@@ -79,7 +79,7 @@ def guest6(guest) -> str:
     """The guest's global fd00::/64 address that -c configured (not SLAAC's)."""
     for link in guest.ip_json("-6", "addr", "show", "dev", "tap0"):
         for a in link.get("addr_info", []):
-            if a["local"].startswith("fd00:") and not a.get("dynamic") and a.get("scope") == "global":
+            if a.get("local", "").startswith("fd00:") and not a.get("dynamic") and a.get("scope") == "global":
                 return a["local"]
     pytest.fail(f"no configured fd00::/64 address: {guest.run('ip -6 addr').stdout}")
 
@@ -107,7 +107,7 @@ def test_address_route_and_router_advertisement(v6_guest):
     def slaac():
         for link in g.ip_json("-6", "addr", "show", "dev", "tap0"):
             for a in link.get("addr_info", []):
-                if a.get("dynamic") and a["local"].startswith("fd00:"):
+                if a.get("dynamic") and a.get("local", "").startswith("fd00:"):
                     return a
         return None
     a = wait_for(slaac, 20, "a SLAAC address from the router advertisement")
