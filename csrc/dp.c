@@ -308,6 +308,9 @@ int dp_poll(struct dp *dp, int budget)
 	if (dp->frag_deadline_ms && dp->frag_deadline_ms <= dp->now_ms)
 		frag_timer(dp);
 
+	if (dp->ra_deadline_ms && dp->ra_deadline_ms <= dp->now_ms)
+		ndp_timer(dp);
+
 	tap_tx_flush(dp);
 	return status ? status : done;
 }
@@ -316,8 +319,8 @@ int dp_poll(struct dp *dp, int budget)
  * dp_timeout_ms() - how long Python may sleep before calling dp_poll() again
  * @dp:		data plane
  *
- * Return: milliseconds until the earliest flow or reassembly deadline (0 if
- *	   due), -1 if no timer is pending
+ * Return: milliseconds until the earliest flow, reassembly or router
+ *	   advertisement deadline (0 if due), -1 if no timer is pending
  */
 int dp_timeout_ms(struct dp *dp)
 {
@@ -329,6 +332,8 @@ int dp_timeout_ms(struct dp *dp)
 	next = dp->next_deadline_ms;
 	if (dp->frag_deadline_ms && (!next || dp->frag_deadline_ms < next))
 		next = dp->frag_deadline_ms;
+	if (dp->ra_deadline_ms && (!next || dp->ra_deadline_ms < next))
+		next = dp->ra_deadline_ms;
 	if (!next)
 		return -1;
 

@@ -77,6 +77,8 @@ struct fwd_listener {
  * @guest_mac_known:	true once @guest_mac was learnt
  * @ip4_id:		identification field of the next IPv4 packet we build
  * @ip6_frag_id:	identification of the next IPv6 datagram we fragment
+ * @ra_deadline_ms:	when ndp.c sends its next unsolicited router
+ *			advertisement, 0 until the guest solicited one
  * @tap_gone:		set once the TAP reported EOF or EIO, sticky
  * @now_ms:		monotonic clock in milliseconds, read once per dp_poll()
  * @next_deadline_ms:	earliest flow deadline, 0 if none (flow.c)
@@ -116,6 +118,7 @@ struct dp {
 	bool guest_mac_known;
 	uint16_t ip4_id;
 	uint32_t ip6_frag_id;
+	uint64_t ra_deadline_ms;
 	bool tap_gone;
 	uint64_t now_ms;
 	uint64_t next_deadline_ms;
@@ -291,6 +294,7 @@ void ip6_hdr_fill(uint8_t *hdr, const union inany_addr *src,
 
 /* ndp.c */
 void ndp_input(struct dp *dp, const struct l4_pkt *p, uint8_t hop_limit);
+void ndp_timer(struct dp *dp);
 
 /* frag.c */
 int frag_init(struct dp *dp);

@@ -47,6 +47,9 @@
  *			the DNS addresses use it when there is no @dns_upstream4
  * @outbound6:	source address host IPv6 sockets bind to before connecting
  *		(--outbound-addr6), all zero for the kernel's choice
+ * @ra_interval_ms:	interval of unsolicited router advertisements once the
+ *			guest solicited one, 0 for the default
+ *			(DP_NDP_RA_INTERVAL_MS); tests shorten it
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -68,6 +71,7 @@ struct dp_config {
 	uint8_t dns6[16];
 	uint8_t dns_upstream6[16];
 	uint8_t outbound6[16];
+	uint32_t ra_interval_ms;
 };
 
 struct dp;

@@ -43,7 +43,9 @@
 #define DP_IP6_EXT_MAX		8
 
 /* Router advertisements (ndp.c): router lifetime, and the valid and preferred
- * lifetimes of the prefix and of the RDNSS option, in seconds */
+ * lifetimes of the prefix and of the RDNSS option, in seconds; unsolicited
+ * advertisements repeat every DP_NDP_RA_INTERVAL_MS, well within them */
+#define DP_NDP_RA_INTERVAL_MS		600000
 #define DP_NDP_ROUTER_LIFETIME_S	1800
 #define DP_NDP_PREFIX_VALID_S		86400
 #define DP_NDP_PREFIX_PREFERRED_S	14400

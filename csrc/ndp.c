@@ -31,9 +31,12 @@
  * fits, and a solicitation from :: carries no source link-layer address
  * option.  Checksums were checked by icmp.c.
  *
- * Only answers are sent: nothing is advertised before the guest asks, and
- * nothing at all without -6 (ip6.c never runs then).  Linux guests solicit a
- * router as soon as their interface is up.
+ * Nothing is advertised before the guest asks, and nothing at all without -6
+ * (ip6.c never runs then): Linux guests solicit a router as soon as their
+ * interface is up.  Once one has, ndp_timer() repeats the advertisement to
+ * all nodes every DP_NDP_RA_INTERVAL_MS (cfg.ra_interval_ms if set), so the
+ * default route, prefix and RDNSS the guest learnt never expire, as a router
+ * on a real link would (RFC 4861, 6.2.4); dp_poll() runs it when due.
  */
 
 #include <netinet/in.h>
@@ -74,6 +77,10 @@
 #define NDP_PREFIX_ONLINK	0x80
 #define NDP_PREFIX_AUTO		0x40
 #define NDP_PREFIX_LEN		64
+
+/* All nodes (ff02::1), and as an Ethernet multicast address */
+static const union inany_addr ndp_all_nodes = { .a = { 0xff, 0x02, [15] = 1 } };
+#define NDP_ALL_NODES_MAC	((const uint8_t []){ 0x33, 0x33, 0, 0, 0, 1 })
 
 /* NDP packets are sent, and must be received, with this hop limit */
 #define NDP_HOP_LIMIT		255
@@ -159,16 +166,9 @@ static void ndp_send(struct dp *dp, const uint8_t *eth_dst,
 static void ndp_reply_to(const struct l4_pkt *p, union inany_addr *dst,
 			 uint8_t *eth_dst)
 {
-	static const union inany_addr all_nodes = {
-		.a = { 0xff, 0x02, [15] = 1 }
-	};
-	static const uint8_t all_nodes_mac[DP_MAC_LEN] = {
-		0x33, 0x33, 0, 0, 0, 1
-	};
-
 	if (inany_is_unspecified(&p->src)) {
-		*dst = all_nodes;
-		memcpy(eth_dst, all_nodes_mac, DP_MAC_LEN);
+		*dst = ndp_all_nodes;
+		memcpy(eth_dst, NDP_ALL_NODES_MAC, DP_MAC_LEN);
 	} else {
 		*dst = p->src;
 		memcpy(eth_dst, p->eth_src, DP_MAC_LEN);
@@ -216,16 +216,17 @@ static void ndp_neigh_sol(struct dp *dp, const struct l4_pkt *p)
 }
 
 /**
- * ndp_router_sol() - answer a router solicitation with a router advertisement
+ * ndp_send_ra() - send a router advertisement and arm the next unsolicited one
  * @dp:		data plane
- * @p:		the solicitation, options checked
+ * @dst:	destination address
+ * @eth_dst:	destination MAC address
  */
-static void ndp_router_sol(struct dp *dp, const struct l4_pkt *p)
+static void ndp_send_ra(struct dp *dp, const union inany_addr *dst,
+			const uint8_t *eth_dst)
 {
 	static const union inany_addr ll = DP_LL6_ADDR;
 	uint8_t msg[NDP_MSG_MAX] = { NDP_RA };
-	uint8_t eth_dst[DP_MAC_LEN], *o;
-	union inany_addr dst;
+	uint8_t *o;
 
 	msg[4] = DP_IP6_HOP_LIMIT;	/* current hop limit; flags M, O: 0 */
 	wr16(msg + 6, DP_NDP_ROUTER_LIFETIME_S);
@@ -257,9 +258,21 @@ static void ndp_router_sol(struct dp *dp, const struct l4_pkt *p)
 		o += NDP_OPT_RDNSS_LEN;
 	}
 
-	ndp_reply_to(p, &dst, eth_dst);
-	ndp_send(dp, eth_dst, &ll, &dst, msg, (size_t)(o - msg));
+	ndp_send(dp, eth_dst, &ll, dst, msg, (size_t)(o - msg));
 	DP_COUNT(dp, ndp_ra_sent);
+
+	dp->ra_deadline_ms = dp->now_ms + (dp->cfg.ra_interval_ms ?
+					   dp->cfg.ra_interval_ms :
+					   DP_NDP_RA_INTERVAL_MS);
+}
+
+/**
+ * ndp_timer() - send the periodic unsolicited router advertisement
+ * @dp:		data plane, @ra_deadline_ms due
+ */
+void ndp_timer(struct dp *dp)
+{
+	ndp_send_ra(dp, &ndp_all_nodes, NDP_ALL_NODES_MAC);
 }
 
 /**
@@ -287,8 +300,12 @@ void ndp_input(struct dp *dp, const struct l4_pkt *p, uint8_t hop_limit)
 		return;
 	}
 
-	if (type == NDP_RS)
-		ndp_router_sol(dp, p);
-	else
+	if (type == NDP_RS) {
+		union inany_addr dst;
+		uint8_t eth_dst[DP_MAC_LEN];
+
+		ndp_reply_to(p, &dst, eth_dst);
+		ndp_send_ra(dp, &dst, eth_dst);
+	} else
 		ndp_neigh_sol(dp, p);
 }

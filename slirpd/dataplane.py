@@ -60,7 +60,8 @@ class Dataplane:
     or None), mtu (int), vnet_hdr, disable_host_loopback and disable_dns
     (bool), and optionally udp_idle_ms (int, 0 for the data plane's default)
     and the IPv6 settings: enable_ipv6 (bool), net6, gw6, dns6 (IPv6
-    addresses), dns_upstream6 and outbound6 (IPv6 address or None).
+    addresses), dns_upstream6 and outbound6 (IPv6 address or None),
+    ra_interval_ms (int, 0 for the default).
     With vnet_hdr, tap_fd must have been opened with IFF_VNET_HDR; the data plane sets its header size.
 
     Raises OSError (EINVAL for a bad configuration) on failure.
@@ -86,6 +87,7 @@ class Dataplane:
         c.udp_idle_ms = int(getattr(cfg, "udp_idle_ms", 0) or 0)  # tests shorten it
         c.outbound4 = _addr4(cfg.outbound4) if cfg.outbound4 is not None else 0
         c.enable_ipv6 = int(bool(getattr(cfg, "enable_ipv6", False)))
+        c.ra_interval_ms = int(getattr(cfg, "ra_interval_ms", 0) or 0)  # tests shorten it
         for name in ("net6", "gw6", "dns6", "dns_upstream6", "outbound6"):
             value = getattr(cfg, name, None)
             if value is not None:

@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -482,6 +483,26 @@ def test_frames_router_solicitation(link6):
     assert struct.unpack("!I", opts[5][4:8])[0] == 1500
     assert opts[3][2] == 64 and opts[3][3] & 0xC0 == 0xC0 and opts[3][16:32] == ipaddress.IPv6Address("fd00::").packed
     assert opts[25][8:24] == ipaddress.IPv6Address(DNS6).packed
+
+
+def test_frames_unsolicited_router_advertisements_after_solicitation():
+    """Nothing before the guest solicits; then advertisements to all nodes
+    repeat (every ra_interval_ms, shortened here), so they never expire."""
+    lk = Link("pair", cfg_over={**V6_CFG, "ra_interval_ms": 200})
+    try:
+        assert lk.dp.timeout() is None
+        rs = icmp6(133, b"\0" * 4, src=GUEST_LL, dst="ff02::2")
+        assert lk.exchange(frame6(ip6(rs, 58, src=GUEST_LL, dst="ff02::2", hops=255))) is not None
+        assert 0 < lk.dp.timeout() <= 0.2
+        for _ in range(2):
+            time.sleep(lk.dp.timeout())
+            lk.dp.poll()
+            src, dst, nh, hops, msg = parse6(lk.recv())
+            assert (str(src), str(dst), msg[0]) == (LL6, "ff02::1", 134)
+            check_icmp6(src, dst, msg)
+        assert lk.dp.counters()["ndp_ra_sent"] == 3
+    finally:
+        lk.close()
 
 
 def dstopts(nh: int, length8: int = 0) -> bytes:
