@@ -159,8 +159,10 @@ static void icmp6_tx_unreach(struct dp *dp, const union inany_addr *from,
 	uint8_t msg[ICMP_HLEN + ICMP_IP6_HLEN + ICMP_QUOTE_L4];
 	uint16_t sum;
 
-	if (inany_is_multicast6(remote) || l4_len > DP_IP_MAX_LEN)
+	if (inany_is_multicast6(remote))
 		return;
+	if (l4_len > DP_IP_MAX_LEN)
+		l4_len = DP_IP_MAX_LEN;
 
 	msg[ICMP_OFF_TYPE] = ICMP6_DEST_UNREACH;
 	msg[ICMP_OFF_CODE] = code == ICMP_UNREACH_PORT ? ICMP6_UNREACH_PORT :
