@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import as_user, have, wait_for
+from conftest import SLIRPD, as_user, have, wait_for
 from tcputil import GUEST_RECV, GUEST_SEND, sink, source
 from test_api import ADD, api
 from test_dataplane_frames import GUEST_MAC, GW_MAC, Link, eth, inet_csum
@@ -651,3 +651,13 @@ def test_podman_argv_with_ipv6_reaches_any_v6_destination(guest, start_slirpd, u
     # at 65520: a smaller one would lower it
     wait_for(lambda: d.counters()["ndp_ra_sent"] >= 1, 20, "a router advertisement")
     assert guest.run("cat /proc/sys/net/ipv6/conf/tap0/mtu").stdout.strip() == "65520"
+
+
+@pytest.mark.timeout(60)
+def test_command_with_ipv6(plain_user):
+    """`slirpd -6 -- COMMAND`: the command's namespace has IPv6 to the host and
+    both DNS addresses in its resolv.conf."""
+    res = subprocess.run([SLIRPD, "-6", "--", "sh", "-c", f"cat /etc/resolv.conf; ping -6 -c 1 -W 2 {GW6} >/dev/null"
+                          " && echo PING6-OK"], capture_output=True, text=True, timeout=30, **as_user(plain_user))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["nameserver 10.0.2.3", f"nameserver {DNS6}", "PING6-OK"]
