@@ -6,7 +6,9 @@ namespace is made as the plain user, the tool is attached, and from inside the
 guest we run iperf3 towards the host (both directions, through the gateway
 address) and from the host through a forwarded port; then bench/tcpbench.py
 measures 1-byte request/response latency, short connections per second and
-holds 1,000 connections open.  Around each iperf3 run the daemon's CPU time
+holds 1,000 connections open.  slirp4netns-v6 and slirpd-v6 are the same runs
+with -6 over IPv6 (servers on the sandbox's ::1, reached at fd00::2; the
+forward from [::1] to the guest's IPv6 address).  Around each iperf3 run the daemon's CPU time
 (its process tree, /proc/PID/stat) is sampled; its VmRSS is read idle and with
 the 1,000 connections open.  The same iperf3 and tcpbench runs with client and
 server both on 127.0.0.1 give the loopback baseline.
@@ -52,7 +54,7 @@ def parse_args() -> argparse.Namespace:
                    help="venv whose bin/slirpd and bin/python are used (default: this interpreter's)")
     p.add_argument("--pasta", default=os.environ.get("PASTA"),
                    help="pasta binary (default: build it with shared/anchors/build-pasta.sh)")
-    p.add_argument("--tools", default="slirp4netns,slirpd,pasta")
+    p.add_argument("--tools", default="slirp4netns,slirpd,pasta,slirp4netns-v6,slirpd-v6")
     p.add_argument("--mtus", default="1500,65520")
     p.add_argument("--seconds", type=float, default=5, help="length of each iperf3 run")
     p.add_argument("--rr-count", type=int, default=5000, help="ping-pongs for the latency test")
@@ -73,13 +75,16 @@ def find_binaries(args, user) -> dict[str, str]:
     """Binary of each requested tool; a tool that is missing maps to "" and a reason is printed."""
     found = {}
     for name in args.tools.split(","):
-        if name == "slirp4netns":
+        base = name.removesuffix("-v6")  # the same binary, run with -6
+        if base == "slirp4netns":
             found[name] = shutil.which("slirp4netns") or ""
-        elif name == "slirpd":
+        elif base == "slirpd":
             path = Path(args.venv) / "bin" / "slirpd"
             found[name] = str(path) if path.exists() else ""
         elif name == "pasta":
             found[name] = args.pasta or build_pasta(user)
+        else:
+            found[name] = ""
         if not found[name]:
             print(f"bench: {name} not found, skipped", file=sys.stderr)
     return found
@@ -250,13 +255,13 @@ def measure_daemon(daemon, args) -> dict:
         moved += nbytes
         return gbps
 
-    to_host, lo = ["-c", gw, "-p", str(IPERF_PORT)], ["-B", "127.0.0.1"]
+    to_host, lo = ["-c", gw, "-p", str(IPERF_PORT)], ["-B", daemon.loopback]
     attempt(r, "g2h", lambda: counted(lambda: iperf3(to_host, args.seconds, IPERF_PORT, lo, guest)), daemon)
     attempt(r, "h2g", lambda: counted(lambda: iperf3([*to_host, "-R"], args.seconds, IPERF_PORT, lo, guest)), daemon)
     if daemon.forward_error:
         r["fwd"] = daemon.forward_error
     else:
-        to_fwd = ["-c", "127.0.0.1", "-p", str(FWD_HOST_PORT)]
+        to_fwd = ["-c", daemon.loopback, "-p", str(FWD_HOST_PORT)]
         attempt(r, "fwd", lambda: counted(lambda: iperf3(to_fwd, args.seconds, FWD_GUEST_PORT, server_guest=guest)),
                 daemon)
     r["cpu_per_gib"] = cpu / (moved / GiB) if moved else "no data moved"
@@ -287,9 +292,11 @@ def machine(binaries: dict[str, str]) -> list[str]:
     for name, binary in binaries.items():
         if not binary:
             lines.append(f"{name}: not available")
-        elif name == "slirpd":
+        elif name.endswith("-v6") and name.removesuffix("-v6") in binaries:
+            continue  # the same binary, described once
+        elif name.removesuffix("-v6") == "slirpd":
             lines.append(f"slirpd: {first_line([binary, '--version'])}, git {git} ({binary})")
-        elif name == "slirp4netns":
+        elif name.removesuffix("-v6") == "slirp4netns":
             libslirp = [ln for ln in subprocess.run([binary, "--version"], capture_output=True, text=True,
                                                     timeout=10).stdout.splitlines() if "libslirp" in ln]
             lines.append(f"slirp4netns: {first_line([binary, '--version'])}, {', '.join(libslirp)}")

@@ -51,6 +51,15 @@ def tool_cell(value, fmt: str, s4n, lo) -> str:
     return cell(value, fmt) + (f" ({', '.join(ratios)})" if ratios else "")
 
 
+def base_value(results: dict, tool: str, mtu: int, key: str):
+    """The slirp4netns value a tool's cell is compared with: slirp4netns-v6's
+    for the -v6 runs, slirp4netns's for the others, None for themselves."""
+    base = "slirp4netns-v6" if tool.endswith("-v6") else "slirp4netns"
+    if tool == base:
+        return None
+    return results.get(base, {}).get(mtu, {}).get(key)
+
+
 def markdown(results: dict, mtus: list[int], notes: list[str]) -> str:
     """The whole report: the table, what the ratios mean, machine and versions."""
     tools = [name for name in results if name != "loopback"]
@@ -59,16 +68,17 @@ def markdown(results: dict, mtus: list[int], notes: list[str]) -> str:
     for key, label, unit, fmt in METRICS:
         for mtu in mtus:
             lo = results["loopback"][mtu].get(key)
-            s4n = results.get("slirp4netns", {}).get(mtu, {}).get(key)
-            cells = [tool_cell(results[t][mtu].get(key), fmt,
-                               s4n if t != "slirp4netns" else None, lo) for t in tools]
+            cells = [tool_cell(results[t][mtu].get(key), fmt, base_value(results, t, mtu, key), lo)
+                     for t in tools]
             lines.append(f"| {label}, {unit} | {mtu} | {cell(lo, fmt)} | " + " | ".join(cells) + " |")
     lines += ["", "Ratios: the tool's value divided by slirp4netns's (s4n) and by the loopback baseline (lo), "
               "same MTU; for latency, CPU and RSS lower is better.  Loopback: iperf3 and tcpbench client and "
               "server both on 127.0.0.1 (its MTU does not change), \"forwarded port\" compares with its "
               "guest→host run.  Short connections: connect, send 1 byte, read the echo, close.  CPU: the "
               "daemon's process tree over the iperf3 runs that moved data.  slirp4netns and slirpd: gateway "
-              "10.0.2.2, forward by the API socket's add_hostfwd.  pasta: gateway = the host's default "
+              "10.0.2.2, forward by the API socket's add_hostfwd; their -v6 runs: -6, servers on ::1 reached "
+              "at fd00::2, forward from [::1] to the guest's IPv6 address (slirp4netns's API refuses it), "
+              "ratios to slirp4netns-v6.  pasta: gateway = the host's default "
               "gateway, copied (--map-host-loopback default), forward by -t; a connection from the host's "
               "loopback to a -t port is spliced socket to socket, not sent over the tap.", ""]
     lines += [f"- {note}" for note in notes]

@@ -29,17 +29,19 @@ def raise_fd_limit():
 
 
 def serve(port: int):
-    """Echo server on 127.0.0.1:port, forever."""
+    """Echo server on 127.0.0.1:port and [::1]:port (the -v6 runs), forever."""
     sel = selectors.DefaultSelector()
-    lsock = socket.create_server(("127.0.0.1", port), backlog=4096)
-    lsock.setblocking(False)
-    sel.register(lsock, selectors.EVENT_READ)
+    lsocks = [socket.create_server((addr, port), family=family, backlog=4096)
+              for addr, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6))]
+    for lsock in lsocks:
+        lsock.setblocking(False)
+        sel.register(lsock, selectors.EVENT_READ)
     while True:
         for key, _ in sel.select():
             sock = key.fileobj
-            if sock is lsock:
+            if sock in lsocks:
                 try:
-                    conn, _ = lsock.accept()
+                    conn, _ = sock.accept()
                 except OSError:
                     continue
                 conn.setblocking(False)

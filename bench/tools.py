@@ -4,7 +4,10 @@ A Guest is `unshare --user --map-root-user --net --mount sleep infinity`
 started as the plain user (as in tests/conftest.py); commands enter it with
 nsenter.  Each daemon class attaches its tool to one guest at one MTU, sets up
 the forward FWD_HOST_PORT -> FWD_GUEST_PORT and learns the address at which the
-guest reaches the host's 127.0.0.1 (`gateway`).  Every wait is bounded: a tool
+guest reaches the host's loopback (`gateway`).  The -v6 variants of slirp4netns
+and slirpd run with -6 and do everything over IPv6: the guest reaches the host's
+::1 at fd00::2, the forward goes from [::1]:FWD_HOST_PORT to the guest's
+fd00::/64 address.  Every wait is bounded: a tool
 that does not come up raises ToolError with the reason.
 """
 
@@ -137,6 +140,15 @@ class Guest:
         """Start cmd in the guest in the background."""
         return subprocess.Popen(self.argv(cmd), text=True, **as_user(self.user), **kw)
 
+    def global_address6(self) -> str | None:
+        """The guest's first global IPv6 address on tap0, once it has one."""
+        res = self.run(["ip", "-json", "-6", "addr", "show", "dev", "tap0", "scope", "global"], timeout=5)
+        for link in json.loads(res.stdout or "[]"):
+            for a in link.get("addr_info", []):
+                if a.get("local") and not a.get("tentative"):
+                    return a["local"]
+        return None
+
     def default_gateway(self) -> str | None:
         """The guest's IPv4 default gateway, once it has one."""
         res = self.run(["ip", "-json", "-4", "route", "show", "default"], timeout=5)
@@ -153,6 +165,8 @@ class Daemon:
     """One tool attached to one guest; subclasses implement start()."""
 
     name = "?"
+    # the host's loopback address: where the servers listen
+    loopback = "127.0.0.1"
 
     def __init__(self, binary: str, guest: Guest, mtu: int, workdir: Path):
         self.binary = binary
@@ -194,21 +208,24 @@ class Daemon:
 class SlirpCompatible(Daemon):
     """slirp4netns and slirpd: same command line, ready fd and JSON API socket."""
 
+    options: list[str] = []
+    gateway_address = "10.0.2.2"
+
     def start(self):
         """Start with --configure and an API socket, then add the port forward.
         A daemon that refuses -a is restarted with publish_options() instead
         (no forward if there are none)."""
         api = self.workdir / f"{self.name}-{self.mtu}.sock"
-        if self._start_with(["--api-socket", str(api)]):
+        if self._start_with([*self.options, "--api-socket", str(api)]):
             self._add_hostfwd(api)
         else:
             refusal = self.stderr_tail()
             publish = self.publish_options()
-            if not self._start_with(publish):
+            if not self._start_with([*self.options, *publish]):
                 raise ToolError(f"not ready: {self.stderr_tail()}")
             if not publish:
                 self.forward_error = f"-a refused: {refusal}"
-        self.gateway = "10.0.2.2"
+        self.gateway = self.gateway_address
 
     def publish_options(self) -> list[str]:
         """Command-line options that forward FWD_HOST_PORT, if the tool has any."""
@@ -230,10 +247,20 @@ class SlirpCompatible(Daemon):
             self.stop()
         return got == b"1"
 
+    def guest_address(self) -> str:
+        """The guest_addr of the forward: "" is the -c address."""
+        return ""
+
     def _add_hostfwd(self, api: Path):
-        """add_hostfwd 127.0.0.1:FWD_HOST_PORT -> guest FWD_GUEST_PORT over the API socket."""
-        request = {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "127.0.0.1",
-                                                           "host_port": FWD_HOST_PORT, "guest_port": FWD_GUEST_PORT}}
+        """add_hostfwd loopback:FWD_HOST_PORT -> guest FWD_GUEST_PORT over the API socket."""
+        try:
+            guest_addr = self.guest_address()
+        except ToolError as e:
+            self.forward_error = str(e)
+            return
+        request = {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": self.loopback,
+                                                           "host_port": FWD_HOST_PORT, "guest_addr": guest_addr,
+                                                           "guest_port": FWD_GUEST_PORT}}
         try:
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.settimeout(5)
@@ -267,6 +294,26 @@ class Slirpd(SlirpCompatible):
         return [f"--publish={FWD_HOST_PORT}:{FWD_GUEST_PORT}"] if "--publish" in usage else []
 
 
+class V6:
+    """Mixin for a slirp-compatible tool run with -6: everything over IPv6."""
+
+    options = ["-6"]
+    gateway_address = "fd00::2"
+    loopback = "::1"
+
+    def guest_address(self) -> str:
+        """The guest's fd00::/64 address (configured by -c, or SLAAC's)."""
+        return wait_until(self.guest.global_address6, START_TIMEOUT, "the guest's IPv6 address")
+
+
+class Slirp4netns6(V6, Slirp4netns):
+    name = "slirp4netns-v6"
+
+
+class Slirpd6(V6, Slirpd):
+    name = "slirpd-v6"
+
+
 class Pasta(Daemon):
     """pasta attached to the guest's PID; it maps its gateway address to the
     host's loopback by default (--map-host-loopback) and forwards with -t."""
@@ -290,4 +337,4 @@ class Pasta(Daemon):
             raise
 
 
-TOOLS = {cls.name: cls for cls in (Slirp4netns, Slirpd, Pasta)}
+TOOLS = {cls.name: cls for cls in (Slirp4netns, Slirpd, Pasta, Slirp4netns6, Slirpd6)}

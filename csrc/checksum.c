@@ -127,3 +127,25 @@ uint32_t csum_pseudo4(uint32_t saddr, uint32_t daddr, uint8_t proto,
 	memcpy(&t, tail, sizeof(t));
 	return fold64((uint64_t)saddr + daddr + t);
 }
+
+/**
+ * csum_pseudo6() - running sum of an IPv6 pseudo-header (RFC 8200, 8.1) for
+ * TCP, UDP and ICMPv6
+ * @saddr:	source address, 16 bytes
+ * @daddr:	destination address, 16 bytes
+ * @proto:	upper-layer protocol number
+ * @len:	upper-layer packet length, host byte order
+ *
+ * Return: running sum to pass to csum() or csum_partial()
+ */
+uint32_t csum_pseudo6(const uint8_t *saddr, const uint8_t *daddr,
+		      uint8_t proto, uint32_t len)
+{
+	uint8_t tail[8] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+			    (uint8_t)(len >> 8), (uint8_t)len, 0, 0, 0, proto };
+	uint32_t sum;
+
+	sum = csum_partial(saddr, 16, 0);
+	sum = csum_partial(daddr, 16, sum);
+	return csum_partial(tail, sizeof(tail), sum);
+}

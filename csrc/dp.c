@@ -11,8 +11,10 @@
  *
  *   TAP -> tap.c (receive ring) -> eth.c -> arp.c
  *                                        -> ip4.c -> icmp.c, tcp.c, udp.c
+ *                                        -> ip6.c -> icmp.c (ndp.c), tcp.c,
+ *                                                    udp.c
  *                                                    -> flow.c -> host socket
- *   host socket -> tcp.c, udp.c, icmp.c -> ip4.c -> eth.c
+ *   host socket -> tcp.c, udp.c, icmp.c -> ip4.c (ip_tx_*()) -> eth.c
  *               -> tap.c (transmit queue) -> TAP
  *
  * With --pcap, tap.c also hands each batch, both ways, to pcap.c.
@@ -28,7 +30,7 @@
  * fetches up to DP_EPOLL_BATCH ready descriptors: the TAP (up to the budget of
  * frames is read, in batches of DP_RX_RING, each batch dispatched and its
  * replies written out before the next) and flow sockets (handed to their
- * protocol file).  Then due flow timers run (flow.c), incomplete IPv4
+ * protocol file).  Then due flow timers run (flow.c), incomplete
  * datagrams past their reassembly timeout are dropped (frag.c: reassembly has
  * no flow, so it keeps a deadline of its own, which dp_timeout_ms() also
  * reports), and the transmit queue is flushed.  dp_poll() never blocks, never
@@ -80,6 +82,11 @@ static bool dp_config_valid(const struct dp_config *cfg)
 		return false;
 
 	if (cfg->mtu < DP_MTU_MIN || cfg->mtu > DP_MTU_MAX)
+		return false;
+
+	if (cfg->enable_ipv6 && (!memcmp(cfg->gw6, cfg->dns6, 16) ||
+				 memcmp(cfg->gw6, cfg->net6, 8) ||
+				 memcmp(cfg->dns6, cfg->net6, 8)))
 		return false;
 
 	return cfg->gw4 != 0;
@@ -307,6 +314,9 @@ int dp_poll(struct dp *dp, int budget)
 	if (dp->frag_deadline_ms && dp->frag_deadline_ms <= dp->now_ms)
 		frag_timer(dp);
 
+	if (dp->ra_deadline_ms && dp->ra_deadline_ms <= dp->now_ms)
+		ndp_timer(dp);
+
 	tap_tx_flush(dp);
 	return status ? status : done;
 }
@@ -315,8 +325,8 @@ int dp_poll(struct dp *dp, int budget)
  * dp_timeout_ms() - how long Python may sleep before calling dp_poll() again
  * @dp:		data plane
  *
- * Return: milliseconds until the earliest flow or reassembly deadline (0 if
- *	   due), -1 if no timer is pending
+ * Return: milliseconds until the earliest flow, reassembly or router
+ *	   advertisement deadline (0 if due), -1 if no timer is pending
  */
 int dp_timeout_ms(struct dp *dp)
 {
@@ -328,6 +338,8 @@ int dp_timeout_ms(struct dp *dp)
 	next = dp->next_deadline_ms;
 	if (dp->frag_deadline_ms && (!next || dp->frag_deadline_ms < next))
 		next = dp->frag_deadline_ms;
+	if (dp->ra_deadline_ms && (!next || dp->ra_deadline_ms < next))
+		next = dp->ra_deadline_ms;
 	if (!next)
 		return -1;
 

@@ -40,6 +40,10 @@ enum dp_counter {
 #define ETH_TYPE_ARP		0x0806
 #define ETH_TYPE_IP6		0x86dd
 
+/* Our IPv6 link-local address, fe80::2: the source of router advertisements
+ * (RFC 4861 wants a link-local one), answered like the gateway */
+#define DP_LL6_ADDR { .a = { 0xfe, 0x80, [15] = 2 } }
+
 /**
  * struct fwd_listener - a forwarded host socket (fwd.c)
  * @id:		forward id given by Python
@@ -73,6 +77,9 @@ struct fwd_listener {
  * @guest_mac:		source MAC address of the last valid guest frame
  * @guest_mac_known:	true once @guest_mac was learnt
  * @ip4_id:		identification field of the next IPv4 packet we build
+ * @ip6_frag_id:	identification of the next IPv6 datagram we fragment
+ * @ra_deadline_ms:	when ndp.c sends its next unsolicited router
+ *			advertisement, 0 until the guest solicited one
  * @tap_gone:		set once the TAP reported EOF or EIO, sticky
  * @now_ms:		monotonic clock in milliseconds, read once per dp_poll()
  * @next_deadline_ms:	earliest flow deadline, 0 if none (flow.c)
@@ -116,6 +123,8 @@ struct dp {
 	uint8_t guest_mac[DP_MAC_LEN];
 	bool guest_mac_known;
 	uint16_t ip4_id;
+	uint32_t ip6_frag_id;
+	uint64_t ra_deadline_ms;
 	bool tap_gone;
 	uint64_t now_ms;
 	uint64_t next_deadline_ms;
@@ -283,15 +292,32 @@ uint32_t ip_pseudo_csum(const union inany_addr *src,
 			const union inany_addr *dst, uint8_t proto,
 			size_t l4_len);
 size_t ip_hdr_len(const union inany_addr *addr);
+bool ip_is_local(const struct dp *dp, const union inany_addr *addr);
+void ip_gateway(const struct dp *dp, const union inany_addr *like,
+		union inany_addr *gw);
 void ip_tx_l4(struct dp *dp, const union inany_addr *src,
 	      const union inany_addr *dst, uint8_t proto, const uint8_t *l4,
 	      size_t l4_len);
 
+/* ip6.c */
+void ip6_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
+	       size_t len);
+void ip6_payload_input(struct dp *dp, const struct l4_pkt *p,
+		       uint8_t hop_limit, bool first);
+bool ip6_is_local(const struct dp *dp, const union inany_addr *addr);
+void ip6_hdr_fill(uint8_t *hdr, const union inany_addr *src,
+		  const union inany_addr *dst, uint8_t next, uint8_t hops,
+		  size_t payload_len);
+
+/* ndp.c */
+void ndp_input(struct dp *dp, const struct l4_pkt *p, uint8_t hop_limit);
+void ndp_timer(struct dp *dp);
+
 /* frag.c */
 int frag_init(struct dp *dp);
 void frag_cleanup(struct dp *dp);
-void frag_ip4_input(struct dp *dp, const struct ip4_pkt *ip, uint16_t id,
-		    size_t offset, bool more);
+void frag_input(struct dp *dp, const struct l4_pkt *p, uint32_t id,
+		size_t offset, bool more);
 void frag_timer(struct dp *dp);
 void frag_batch_end(struct dp *dp);
 
@@ -329,6 +355,7 @@ void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 
 /* fwd.c */
 bool fwd_ip4_is_loopback(uint32_t addr);
+bool fwd_in_net6(const struct dp *dp, const union inany_addr *addr);
 int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,
 		      struct sockaddr_storage *sa, socklen_t *sa_len);
@@ -336,7 +363,8 @@ int fwd_bind_outbound(const struct dp *dp, int sock, int family);
 void fwd_init(struct dp *dp);
 void fwd_sock_event(struct dp *dp, uint32_t index);
 void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
-		    union inany_addr *addr, uint16_t *port);
+		    const union inany_addr *guest, union inany_addr *addr,
+		    uint16_t *port);
 
 /* Port forwarding into the guest, provided by tcp.c and udp.c */
 void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,

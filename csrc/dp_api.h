@@ -45,6 +45,18 @@
  *			tests shorten it
  * @outbound4:	source address host IPv4 sockets bind to before connecting
  *		(--outbound-addr), network byte order, 0 for the kernel's choice
+ * @enable_ipv6:	non-zero to serve IPv6 (-6): NDP, router advertisements,
+ *			translation; without it IPv6 frames are counted drops
+ * @net6:	IPv6 prefix, a /64 (only its first 8 bytes count)
+ * @gw6:	IPv6 gateway (host) address, inside @net6
+ * @dns6:	IPv6 DNS forwarder address, inside @net6
+ * @dns_upstream6:	first IPv6 nameserver of the host, all zero for none;
+ *			the DNS addresses use it when there is no @dns_upstream4
+ * @outbound6:	source address host IPv6 sockets bind to before connecting
+ *		(--outbound-addr6), all zero for the kernel's choice
+ * @ra_interval_ms:	interval of unsolicited router advertisements once the
+ *			guest solicited one, 0 for the default
+ *			(DP_NDP_RA_INTERVAL_MS); tests shorten it
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -60,6 +72,13 @@ struct dp_config {
 	uint32_t dns_upstream4;
 	uint32_t udp_idle_ms;
 	uint32_t outbound4;
+	int enable_ipv6;
+	uint8_t net6[16];
+	uint8_t gw6[16];
+	uint8_t dns6[16];
+	uint8_t dns_upstream6[16];
+	uint8_t outbound6[16];
+	uint32_t ra_interval_ms;
 };
 
 struct dp;
@@ -69,8 +88,8 @@ void dp_free(struct dp *dp);
 int dp_epoll_fd(const struct dp *dp);
 int dp_poll(struct dp *dp, int budget);
 int dp_timeout_ms(struct dp *dp);
-int dp_fwd_add(struct dp *dp, int id, int sock, int proto, uint32_t guest4,
-	       uint16_t guest_port);
+int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
+	       const uint8_t *guest_addr, uint16_t guest_port);
 int dp_fwd_remove(struct dp *dp, int id);
 int64_t dp_fwd_connections(struct dp *dp, int id);
 int dp_counter_count(void);

@@ -20,11 +20,13 @@
 	/* answers */							\
 	X(arp_replies)							\
 	X(icmp_echo_replies)						\
+	X(ndp_na_sent)		/* neighbour advertisements for our addresses */ \
+	X(ndp_ra_sent)		/* router advertisements */		\
 	/* Ethernet */							\
 	X(drop_runt)		/* shorter than an Ethernet header */	\
 	X(drop_eth_src)		/* multicast source, or our own MAC */	\
 	X(drop_ethertype)	/* not ARP, IPv4 or IPv6 */		\
-	X(drop_ipv6)		/* IPv6, not supported yet */		\
+	X(drop_ipv6)		/* IPv6 frame without -6 */		\
 	/* ARP */							\
 	X(drop_arp_malformed)	/* short, or not Ethernet/IPv4 */	\
 	X(drop_arp_op)		/* not a request */			\
@@ -35,6 +37,17 @@
 	X(drop_ip4_fragment)	/* fragment with a bad length/offset */ \
 	X(drop_ip4_martian)	/* source loopback, multicast, ours... */ \
 	X(drop_ip4_proto)	/* not ICMP, TCP or UDP */		\
+	/* IPv6 (ip6.c) */						\
+	X(drop_ip6_malformed)	/* version, payload length, truncated */ \
+	X(drop_ip6_martian)	/* source multicast, loopback, ours... */ \
+	X(drop_ip6_ext_header)	/* short, misplaced or routing ext header */ \
+	X(drop_ip6_ext_limit)	/* over DP_IP6_EXT_MAX ext headers */	\
+	X(drop_ip6_proto)	/* not ICMPv6, TCP or UDP */		\
+	X(drop_ip6_fragment)	/* fragment with a bad length/offset */ \
+	/* NDP (ndp.c) */						\
+	X(drop_ndp_malformed)	/* hop limit not 255, short, bad option */ \
+	X(drop_ndp_not_for_us)	/* solicitation for another address (DAD) */ \
+	X(drop_ndp_type)	/* advertisements, redirects from the guest */ \
 	/* ICMP */							\
 	X(drop_icmp_malformed)	/* shorter than an ICMP header */	\
 	X(drop_icmp_checksum)						\
@@ -45,9 +58,11 @@
 	X(flows_closed)							\
 	X(drop_flow_table_full)	/* DP_FLOW_MAX flows in use */		\
 	X(drop_unreachable)	/* destination the guest may not reach */ \
-	/* IPv4 reassembly (frag.c); evicted, timeout, overlap count datagrams */ \
+	/* reassembly (frag.c), both families; evicted, timeout, overlap count datagrams */ \
 	X(ip4_fragments)	/* fragments taken into a slot */	\
 	X(ip4_reassembled)	/* datagrams completed */		\
+	X(ip6_fragments)	/* IPv6 fragments taken into a slot */	\
+	X(ip6_reassembled)	/* IPv6 datagrams completed */		\
 	X(drop_frag_duplicate)	/* fragment already received, same bytes */ \
 	X(drop_frag_overlap)	/* inconsistent overlap: datagram dropped */ \
 	X(drop_frag_evicted)	/* incomplete, slot taken by a newer one */ \

@@ -39,6 +39,20 @@
 
 /* TTL of IPv4 packets the data plane originates */
 #define DP_IP4_TTL		64
+/* Hop limit of IPv6 packets the data plane originates (NDP uses 255) */
+#define DP_IP6_HOP_LIMIT	64
+/* IPv6 extension headers (ip6.c) walked per packet at most: a longer chain is
+ * a counted drop, whatever it holds */
+#define DP_IP6_EXT_MAX		8
+
+/* Router advertisements (ndp.c): router lifetime, and the valid and preferred
+ * lifetimes of the prefix and of the RDNSS option, in seconds; unsolicited
+ * advertisements repeat every DP_NDP_RA_INTERVAL_MS, well within them */
+#define DP_NDP_RA_INTERVAL_MS		600000
+#define DP_NDP_ROUTER_LIFETIME_S	1800
+#define DP_NDP_PREFIX_VALID_S		86400
+#define DP_NDP_PREFIX_PREFERRED_S	14400
+#define DP_NDP_RDNSS_LIFETIME_S		1800
 
 /* Flow table (flow.c): flows of all protocols together, and hash buckets
  * (a power of two, twice the flows for short chains) */

@@ -10,8 +10,9 @@
  * and our own would mean a loop).  That source is then learnt as the guest's
  * MAC address, the destination of frames we originate later.
  *
- * Frames are dispatched by ethertype: ARP to arp.c, IPv4 to ip4.c.  IPv6 and
- * everything else (including 802.1Q tagged frames) are counted drops.
+ * Frames are dispatched by ethertype: ARP to arp.c, IPv4 to ip4.c, IPv6 to
+ * ip6.c if -6 enabled it (a counted drop otherwise, drop_ipv6).  Everything
+ * else (including 802.1Q tagged frames) is a counted drop.
  *
  * Replies are built in place in the transmit queue: eth_tx_start() writes the
  * Ethernet header and returns where the L3 packet goes; eth_tx_commit() queues
@@ -60,7 +61,10 @@ void eth_input(struct dp *dp, const uint8_t *frame, size_t len)
 		ip4_input(dp, src, frame, len);
 		break;
 	case ETH_TYPE_IP6:
-		DP_COUNT(dp, drop_ipv6);
+		if (dp->cfg.enable_ipv6)
+			ip6_input(dp, src, frame, len);
+		else
+			DP_COUNT(dp, drop_ipv6);
 		break;
 	default:
 		DP_COUNT(dp, drop_ethertype);

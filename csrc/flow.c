@@ -127,7 +127,7 @@ void flow_table_cleanup(struct dp *dp)
 /**
  * flow_key_fill() - build a lookup key, padding zeroed
  * @key:	key to fill
- * @proto:	IPPROTO_TCP, IPPROTO_UDP or IPPROTO_ICMP
+ * @proto:	IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP or IPPROTO_ICMPV6
  * @guest:	guest address
  * @guest_port:	guest port, host byte order (ICMP echo: identifier)
  * @remote:	remote address as the guest sees it

@@ -29,7 +29,7 @@ enum flow_type {
  *			(e.g. the gateway, not the host's 127.0.0.1)
  * @guest_port:		the guest's port (ICMP echo: the identifier)
  * @remote_port:	the remote port (ICMP echo: 0)
- * @proto:		IPPROTO_TCP, IPPROTO_UDP or IPPROTO_ICMP
+ * @proto:		IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP or IPPROTO_ICMPV6
  * @pad:		zero, so that keys compare and hash as bytes
  */
 struct flow_key {

@@ -1,4 +1,4 @@
-/* frag.c - reassembly of IPv4 fragments from the guest
+/* frag.c - reassembly of IPv4 and IPv6 fragments from the guest
  *
  * Theory of operation
  * -------------------
@@ -6,10 +6,14 @@
  * MTU 1500, a large ping) hands it to us as IPv4 fragments.  Host sockets take
  * whole datagrams, so the fragments are put back together here, then the
  * datagram goes through ip4_l4_input() like any unfragmented packet: UDP,
- * ICMP and TCP alike.
+ * ICMP and TCP alike.  IPv6 fragments (ip6.c, with -6) share the slots: a
+ * complete IPv6 datagram goes back to ip6_payload_input() for the headers
+ * after its fragment header.
  *
  * A datagram being reassembled occupies a slot, found by (source,
- * destination, identification, protocol) as RFC 791 says.  Each slot has a
+ * destination, identification, protocol) as RFC 791 says (the 32-bit
+ * identification of IPv6, and the next header after the fragment header).
+ * Addresses are 128-bit (inany.h), so one key serves both families.  Each slot has a
  * buffer as large as the largest IP payload, so every fragment is copied to
  * its final place at once, and a bitmap with one bit per 8-byte block (the
  * unit of fragment offsets) records what has arrived.  The bitmap gives
@@ -45,8 +49,9 @@
  * thousand or a million, thus cost a bounded amount of memory and only delay
  * each other; a datagram whose fragments arrive together still gets through.
  * Fragments with an impossible length (not a multiple of 8 bytes before the
- * last, empty, or ending beyond 65535 bytes with the IP header) are dropped
- * on their own under drop_ip4_fragment.
+ * last, empty, or ending beyond 65535 bytes with the IPv4 header, or 65535
+ * bytes of IPv6 payload) are dropped on their own under drop_ip4_fragment or
+ * drop_ip6_fragment.
  */
 
 #include <errno.h>
@@ -54,14 +59,15 @@
 
 #include "dp.h"
 
-/* IPv4 header without options: the reassembled payload must fit after it */
+/* IPv4 header without options: the reassembled payload must fit after it;
+ * a reassembled IPv6 payload may be 65535 bytes (RFC 8200, 4.5) */
 #define FRAG_IP4_HLEN		20
 /* Offsets and lengths of fragments are counted in blocks of 8 bytes */
 #define FRAG_BLOCK		8
 #define FRAG_MAP_BYTES		(DP_FRAG_SLOT_BYTES / FRAG_BLOCK / 8)
 
-_Static_assert(DP_FRAG_SLOT_BYTES >= DP_IP_MAX_LEN - FRAG_IP4_HLEN,
-	       "a reassembly slot must hold the largest IPv4 payload");
+_Static_assert(DP_FRAG_SLOT_BYTES >= DP_IP_MAX_LEN,
+	       "a reassembly slot must hold the largest IP payload");
 
 /**
  * struct frag_slot - one datagram being reassembled
@@ -70,8 +76,8 @@ _Static_assert(DP_FRAG_SLOT_BYTES >= DP_IP_MAX_LEN - FRAG_IP4_HLEN,
  * @proto:	protocol, part of the key
  * @tos:	type of service of the first fragment received
  * @id:		identification, part of the key
- * @saddr:	source address, network byte order, part of the key
- * @daddr:	destination address, network byte order, part of the key
+ * @saddr:	source address, part of the key
+ * @daddr:	destination address, part of the key
  * @eth_src:	source MAC address of the first fragment received
  * @deadline_ms: when the datagram is given up (and age, for eviction)
  * @total:	payload length, known from the last fragment, 0 until then
@@ -85,9 +91,9 @@ struct frag_slot {
 	bool held;
 	uint8_t proto;
 	uint8_t tos;
-	uint16_t id;
-	uint32_t saddr;
-	uint32_t daddr;
+	uint32_t id;
+	union inany_addr saddr;
+	union inany_addr daddr;
 	uint8_t eth_src[DP_MAC_LEN];
 	uint64_t deadline_ms;
 	size_t total;
@@ -145,8 +151,8 @@ void frag_cleanup(struct dp *dp)
  * Return: the slot, or NULL if every slot is held (counted as
  *	   drop_frag_evicted: the fragment could not be kept)
  */
-static struct frag_slot *frag_find(struct dp *dp, const struct ip4_pkt *ip,
-				   uint16_t id)
+static struct frag_slot *frag_find(struct dp *dp, const struct l4_pkt *ip,
+				   uint32_t id)
 {
 	struct frag_slot *s, *free_slot = NULL, *oldest = NULL;
 	int i;
@@ -160,8 +166,8 @@ static struct frag_slot *frag_find(struct dp *dp, const struct ip4_pkt *ip,
 				free_slot = s;
 			continue;
 		}
-		if (s->id == id && s->saddr == ip->saddr &&
-		    s->daddr == ip->daddr && s->proto == ip->proto)
+		if (s->id == id && inany_equal(&s->saddr, &ip->src) &&
+		    inany_equal(&s->daddr, &ip->dst) && s->proto == ip->proto)
 			return s;
 		if (!oldest || s->deadline_ms < oldest->deadline_ms)
 			oldest = s;
@@ -179,8 +185,8 @@ static struct frag_slot *frag_find(struct dp *dp, const struct ip4_pkt *ip,
 	s->proto = ip->proto;
 	s->tos = ip->tos;
 	s->id = id;
-	s->saddr = ip->saddr;
-	s->daddr = ip->daddr;
+	s->saddr = ip->src;
+	s->daddr = ip->dst;
 	memcpy(s->eth_src, ip->eth_src, DP_MAC_LEN);
 	s->deadline_ms = dp->now_ms + DP_FRAG_TIMEOUT_MS;
 	s->total = s->received = s->max_end = 0;
@@ -212,24 +218,57 @@ static size_t frag_blocks_set(const struct frag_slot *s, size_t first,
 }
 
 /**
- * frag_ip4_input() - take one IPv4 fragment, dispatch the datagram once whole
+ * frag_done() - dispatch a complete datagram by family
  * @dp:		data plane
- * @ip:		validated fragment, martian sources already dropped; @l4 and
- *		@l4_len are the fragment's payload
+ * @s:		its slot, already marked free (or held for TCP)
+ */
+static void frag_done(struct dp *dp, const struct frag_slot *s)
+{
+	struct l4_pkt p = {
+		.eth_src = s->eth_src, .src = s->saddr, .dst = s->daddr,
+		.tos = s->tos, .proto = s->proto, .l4 = s->buf,
+		.l4_len = s->total,
+	};
+	struct ip4_pkt whole = {
+		.eth_src = s->eth_src, .tos = s->tos, .proto = s->proto,
+		.l4 = s->buf, .l4_len = s->total,
+	};
+
+	if (!inany_is_v4(&s->saddr)) {
+		DP_COUNT(dp, ip6_reassembled);
+		ip6_payload_input(dp, &p, 0, false);
+		return;
+	}
+
+	whole.saddr = inany_v4(&s->saddr);
+	whole.daddr = inany_v4(&s->daddr);
+	DP_COUNT(dp, ip4_reassembled);
+	ip4_l4_input(dp, &whole);
+}
+
+/**
+ * frag_input() - take one fragment, dispatch the datagram once whole
+ * @dp:		data plane
+ * @ip:		validated fragment, martian sources already dropped; @proto is
+ *		the protocol (IPv6: next header of the fragment header), @l4
+ *		and @l4_len the fragment's payload
  * @id:		identification field
  * @offset:	fragment offset in bytes
  * @more:	More Fragments flag
  */
-void frag_ip4_input(struct dp *dp, const struct ip4_pkt *ip, uint16_t id,
-		    size_t offset, bool more)
+void frag_input(struct dp *dp, const struct l4_pkt *ip, uint32_t id,
+		size_t offset, bool more)
 {
 	size_t len = ip->l4_len, end = offset + len, first, last, set, b;
+	bool v4 = inany_is_v4(&ip->src);
 	struct frag_slot *s;
-	struct ip4_pkt whole;
 
 	if ((more && (!len || len % FRAG_BLOCK)) ||
-	    end > DP_IP_MAX_LEN - FRAG_IP4_HLEN) {
-		DP_COUNT(dp, drop_ip4_fragment);
+	    end > DP_IP_MAX_LEN - (v4 ? FRAG_IP4_HLEN : 0)) {
+		if (v4)
+			DP_COUNT(dp, drop_ip4_fragment);
+		else
+			DP_COUNT(dp, drop_ip6_fragment);
 		return;
 	}
 
@@ -266,24 +305,18 @@ void frag_ip4_input(struct dp *dp, const struct ip4_pkt *ip, uint16_t id,
 		s->max_end = end;
 	if (!more)
 		s->total = end;
-	DP_COUNT(dp, ip4_fragments);
+	if (v4)
+		DP_COUNT(dp, ip4_fragments);
+	else
+		DP_COUNT(dp, ip6_fragments);
 
 	if (!s->total || s->received != s->total)
 		return;
 
-	whole.eth_src = s->eth_src;
-	whole.saddr = s->saddr;
-	whole.daddr = s->daddr;
-	whole.tos = s->tos;
-	whole.proto = s->proto;
-	whole.l4 = s->buf;
-	whole.l4_len = s->total;
-	DP_COUNT(dp, ip4_reassembled);
-
 	/* handlers never come back here: the buffer stays put until we return */
 	s->used = false;
 	s->held = s->proto == IPPROTO_TCP;
-	ip4_l4_input(dp, &whole);
+	frag_done(dp, s);
 }
 
 /**

@@ -18,8 +18,17 @@
  *   broadcast, "this network" (0/8) and class E reach nothing.
  * - everything else is itself: the host connects to it.
  *
- * Host sockets that flows open bind first to cfg.outbound4 when set
- * (--outbound-addr): fwd_bind_outbound().
+ * With -6 the IPv6 addresses work the same way: the IPv6 gateway (fd00::2)
+ * is the host's ::1 unless host loopback is disabled, the IPv6 DNS address
+ * (fd00::3) port 53 is the host's nameserver, and the rest of the prefix,
+ * ::, ::1, multicast, link-local, IPv4-mapped and IPv4-compatible addresses
+ * reach nothing.  Either DNS address forwards to the first IPv4 nameserver
+ * (cfg.dns_upstream4), or if there is none to the first IPv6 one
+ * (cfg.dns_upstream6): the host socket's family need not be the guest's.
+ *
+ * Host sockets that flows open bind first to cfg.outbound4 (IPv4 sockets,
+ * --outbound-addr) or cfg.outbound6 (IPv6, --outbound-addr6) when set:
+ * fwd_bind_outbound().
  *
  * Port forwarding goes the other way.  Python binds a host socket for each
  * forward (add_hostfwd, --publish) and registers it here with dp_fwd_add():
@@ -27,9 +36,12 @@
  * TCP listener's new connections are accepted in a batch and opened into the
  * guest by tcp.c (tcp_conn_from_host()); a UDP listener's datagrams go to
  * udp.c (udp_fwd_input(), which counts the flows it starts in the listener's
- * @connections, as fwd.c counts accepted connections).  The guest sees the host client as the gateway when
- * it is on the host's loopback, and with its own address otherwise, so servers
- * in the guest see real client addresses.
+ * @connections, as fwd.c counts accepted connections).  The guest sees the
+ * host client as the gateway when it is on the host's loopback, and with its
+ * own address otherwise, so servers in the guest see real client addresses.
+ * A forward into an IPv6 guest address shows clients it could not answer
+ * directly (IPv4 ones, link-local ones) as the IPv6 gateway; one into an IPv4
+ * address shows IPv6 clients as the IPv4 gateway.
  */
 
 #include <errno.h>
@@ -71,12 +83,111 @@ bool fwd_ip4_is_loopback(uint32_t addr)
 }
 
 /**
+ * fwd_in_net6() - tell whether an address is inside the guest's IPv6 prefix
+ * @dp:		data plane
+ * @addr:	IPv6 address
+ *
+ * Return: true if its first 64 bits are cfg.net6's
+ */
+bool fwd_in_net6(const struct dp *dp, const union inany_addr *addr)
+{
+	return !memcmp(addr->a, dp->cfg.net6, 8);
+}
+
+/**
+ * fwd_dns_upstream() - the host's nameserver as a socket address
+ * @dp:		data plane
+ * @sa:		filled with the nameserver's address, port 53
+ * @sa_len:	filled with the length of @sa
+ *
+ * Return: 0, or -1 if there is none the guest may reach
+ */
+static int fwd_dns_upstream(const struct dp *dp, struct sockaddr_storage *sa,
+			    socklen_t *sa_len)
+{
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+	struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+	const struct dp_config *c = &dp->cfg;
+	union inany_addr up6;
+
+	memset(sa, 0, sizeof(*sa));
+	if (c->dns_upstream4) {
+		if (c->disable_host_loopback &&
+		    fwd_ip4_is_loopback(c->dns_upstream4))
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(DNS_PORT);
+		sin->sin_addr.s_addr = c->dns_upstream4;
+		*sa_len = sizeof(*sin);
+		return 0;
+	}
+
+	memcpy(up6.a, c->dns_upstream6, sizeof(up6.a));
+	if (inany_is_unspecified(&up6) ||
+	    (c->disable_host_loopback && inany_is_loopback6(&up6)))
+		return -1;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(DNS_PORT);
+	memcpy(&sin6->sin6_addr, up6.a, sizeof(up6.a));
+	*sa_len = sizeof(*sin6);
+	return 0;
+}
+
+/**
+ * fwd_guest_to_host6() - translate a guest's IPv6 destination to a host
+ * socket address
+ * @dp:		data plane
+ * @remote:	destination as the guest addressed it, not IPv4-mapped
+ * @port:	destination port, host byte order (0 for ICMPv6)
+ * @proto:	IPPROTO_TCP, IPPROTO_UDP or IPPROTO_ICMPV6
+ * @sa:		filled with the host address to connect or send to
+ * @sa_len:	filled with the length of @sa
+ *
+ * Return: 0 if the destination is reachable, -1 if not
+ */
+static int fwd_guest_to_host6(const struct dp *dp,
+			      const union inany_addr *remote, uint16_t port,
+			      uint8_t proto, struct sockaddr_storage *sa,
+			      socklen_t *sa_len)
+{
+	static const union inany_addr loopback = { .a = { [15] = 1 } };
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+	const struct dp_config *c = &dp->cfg;
+	union inany_addr daddr = *remote;
+
+	if (!c->enable_ipv6)
+		return -1;
+
+	if (!memcmp(remote->a, c->gw6, sizeof(remote->a))) {
+		if (c->disable_host_loopback)
+			return -1;
+		daddr = loopback;
+	} else if (!memcmp(remote->a, c->dns6, sizeof(remote->a))) {
+		if (c->disable_dns || port != DNS_PORT ||
+		    proto == IPPROTO_ICMPV6)
+			return -1;
+		return fwd_dns_upstream(dp, sa, sa_len);
+	} else if (fwd_in_net6(dp, remote) || inany_is_multicast6(remote) ||
+		   inany_is_linklocal6(remote) || inany_is_loopback6(remote) ||
+		   !memcmp(remote->a, loopback.a, 12)) {
+		return -1;	/* the last: ::/96, :: and IPv4-compatible */
+	}
+
+	memset(sa, 0, sizeof(*sa));
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	memcpy(&sin6->sin6_addr, daddr.a, sizeof(daddr.a));
+	*sa_len = sizeof(*sin6);
+	return 0;
+}
+
+/**
  * fwd_guest_to_host() - translate a guest's destination to a host socket
  * address
  * @dp:		data plane
  * @remote:	destination as the guest addressed it
  * @port:	destination port, host byte order (0 for ICMP)
- * @proto:	IPPROTO_TCP, IPPROTO_UDP or IPPROTO_ICMP
+ * @proto:	IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP or IPPROTO_ICMPV6
  * @sa:		filled with the host address to connect or send to
  * @sa_len:	filled with the length of @sa
  *
@@ -92,7 +203,7 @@ int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 	uint32_t daddr, h;
 
 	if (!inany_is_v4(remote))
-		return -1;	/* IPv6 comes with --enable-ipv6 */
+		return fwd_guest_to_host6(dp, remote, port, proto, sa, sa_len);
 
 	daddr = inany_v4(remote);
 	h = ntohl(daddr);
@@ -102,13 +213,9 @@ int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 			return -1;
 		daddr = htonl(INADDR_LOOPBACK);
 	} else if (daddr == c->dns4) {
-		if (c->disable_dns || port != DNS_PORT || !c->dns_upstream4 ||
-		    proto == IPPROTO_ICMP)
+		if (c->disable_dns || port != DNS_PORT || proto == IPPROTO_ICMP)
 			return -1;
-		if (c->disable_host_loopback &&
-		    fwd_ip4_is_loopback(c->dns_upstream4))
-			return -1;
-		daddr = c->dns_upstream4;
+		return fwd_dns_upstream(dp, sa, sa_len);
 	} else if ((daddr & c->mask4) == c->net4 ||
 		   ip4_in(h, IP4_BLOCK_THIS_NET) ||
 		   ip4_in(h, IP4_BLOCK_LOOPBACK) ||
@@ -131,11 +238,22 @@ int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
  * @sock:	socket, not yet connected
  * @family:	its address family
  *
- * Return: 0 (also when no outbound address is set), or -1 with errno set
+ * Return: 0 (also when no outbound address is set for @family), or -1 with
+ *	   errno set
  */
 int fwd_bind_outbound(const struct dp *dp, int sock, int family)
 {
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
+	union inany_addr out6;
+
+	if (family == AF_INET6) {
+		memcpy(out6.a, dp->cfg.outbound6, sizeof(out6.a));
+		if (inany_is_unspecified(&out6))
+			return 0;
+		memcpy(&sin6.sin6_addr, out6.a, sizeof(out6.a));
+		return bind(sock, (struct sockaddr *)&sin6, sizeof(sin6));
+	}
 
 	if (family != AF_INET || !dp->cfg.outbound4)
 		return 0;
@@ -181,21 +299,30 @@ void fwd_init(struct dp *dp)
  * @sock:	bound host socket, listening for TCP; Python keeps owning it and
  *		closes it after dp_fwd_remove()
  * @proto:	IPPROTO_TCP or IPPROTO_UDP
- * @guest4:	guest address, network byte order
+ * @guest_addr:	guest address, 16 bytes: IPv6, or IPv4-mapped for IPv4 (an
+ *		IPv6 one only with cfg.enable_ipv6)
  * @guest_port:	guest port, host byte order
  *
  * Return: 0, or -1 with errno set (EINVAL, ENOSPC if DP_FWD_MAX are in use,
  *	   EEXIST for a duplicate id, or epoll's error)
  */
-int dp_fwd_add(struct dp *dp, int id, int sock, int proto, uint32_t guest4,
-	       uint16_t guest_port)
+int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
+	       const uint8_t *guest_addr, uint16_t guest_port)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct fwd_listener *l = NULL;
+	union inany_addr guest;
 	int i;
 
-	if (!dp || sock < 0 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
-	    !guest_port) {
+	if (!dp || !guest_addr) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(guest.a, guest_addr, sizeof(guest.a));
+	if (sock < 0 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
+	    !guest_port || inany_is_unspecified(&guest) ||
+	    (!inany_is_v4(&guest) && (!dp->cfg.enable_ipv6 ||
+				      inany_is_multicast6(&guest)))) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -219,7 +346,7 @@ int dp_fwd_add(struct dp *dp, int id, int sock, int proto, uint32_t guest4,
 	l->id = id;
 	l->sock = sock;
 	l->proto = (uint8_t)proto;
-	inany_from_v4(&l->guest, guest4);
+	l->guest = guest;
 	l->guest_port = guest_port;
 	l->connections = 0;
 	return 0;
@@ -252,31 +379,36 @@ int dp_fwd_remove(struct dp *dp, int id)
  * fwd_guest_view() - the address and port a host client has in the guest
  * @dp:		data plane
  * @sa:		the client's socket address
+ * @guest:	the forward's guest address: the view is of its family
  * @addr:	set to the address the guest sees: the gateway for the host's
- *		loopback (and, until IPv6 lands, for IPv6 clients), else the
- *		client's own IPv4 address
+ *		loopback and for clients the guest could not answer directly
+ *		(the other family, IPv6 link-local), else the client's own
  * @port:	set to the client's port, host byte order
  */
 void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
-		    union inany_addr *addr, uint16_t *port)
+		    const union inany_addr *guest, union inany_addr *addr,
+		    uint16_t *port)
 {
 	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
 	const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-	uint32_t v4 = dp->cfg.gw4;
+	union inany_addr a;
 
 	if (sa->ss_family == AF_INET) {
 		*port = ntohs(sin->sin_port);
-		if (!fwd_ip4_is_loopback(sin->sin_addr.s_addr))
-			v4 = sin->sin_addr.s_addr;
+		inany_from_v4(&a, sin->sin_addr.s_addr);
 	} else {
-		union inany_addr a;
-
 		*port = ntohs(sin6->sin6_port);
 		memcpy(a.a, &sin6->sin6_addr, sizeof(a.a));
-		if (inany_is_v4(&a) && !fwd_ip4_is_loopback(inany_v4(&a)))
-			v4 = inany_v4(&a);
 	}
-	inany_from_v4(addr, v4);
+
+	if (inany_is_v4(guest)) {
+		if (!inany_is_v4(&a) || fwd_ip4_is_loopback(inany_v4(&a)))
+			inany_from_v4(&a, dp->cfg.gw4);
+	} else if (inany_is_v4(&a) || inany_is_loopback6(&a) ||
+		   inany_is_linklocal6(&a) || fwd_in_net6(dp, &a)) {
+		memcpy(a.a, dp->cfg.gw6, sizeof(a.a));
+	}
+	*addr = a;
 }
 
 /**
@@ -316,7 +448,7 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 			break;
 		}
 
-		fwd_guest_view(dp, &sa, &src, &src_port);
+		fwd_guest_view(dp, &sa, &l->guest, &src, &src_port);
 		DP_COUNT(dp, fwd_tcp_accepted);
 		l->connections++;
 		tcp_conn_from_host(dp, fd, &src, src_port, &l->guest,

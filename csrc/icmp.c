@@ -22,10 +22,20 @@
  * with EACCES: the request is counted under drop_ping_forbidden, and a
  * one-shot notice (DP_NOTICE_PING_FORBIDDEN) lets Python log it once.
  *
+ * ICMPv6 (with -6, from ip6.c) takes the same paths: icmp6_input() checks
+ * the checksum over the IPv6 pseudo-header, hands neighbour discovery
+ * (types 133 to 137) to ndp.c, answers echo requests (type 128) to our
+ * addresses itself and sends the others through IPv6 ping sockets
+ * (socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6)), the same flows as IPv4
+ * with the ICMPv6 types and checksum.
+ *
  * Errors to the guest: icmp_tx_unreach() builds a destination unreachable
  * quoting a transport header as the guest sent it, for destinations the guest
  * may not reach and for ICMP errors the host relays (udp.c).  None is sent
- * about a packet to a multicast or broadcast address (RFC 1122).
+ * about a packet to a multicast or broadcast address (RFC 1122, RFC 4443).
+ * Callers give ICMPv4 codes; for an IPv6 guest the message is an ICMPv6
+ * destination unreachable with the matching code (port unreachable, or
+ * address unreachable for everything else).
  *
  * Checks, each failure a counted drop: the message holds an ICMP header and
  * its checksum is correct; it is an echo request; a local reply fits the link
@@ -61,14 +71,27 @@
 #define ICMP_DEST_UNREACH	3
 #define ICMP_ECHO_REQUEST	8
 
-/* Destination unreachable, host unreachable code */
+/* ICMPv6 types (RFC 4443, RFC 4861) */
+#define ICMP6_DEST_UNREACH	1
+#define ICMP6_ECHO_REQUEST	128
+#define ICMP6_ECHO_REPLY	129
+#define ICMP6_NDP_FIRST		133	/* router solicitation */
+#define ICMP6_NDP_LAST		137	/* redirect */
+
+/* Destination unreachable, host and port unreachable codes */
 #define ICMP_UNREACH_HOST	1
+#define ICMP_UNREACH_PORT	3
+/* ICMPv6 destination unreachable codes */
+#define ICMP6_UNREACH_ADDR	3
+#define ICMP6_UNREACH_PORT	4
 
 /* Transport bytes an ICMP error quotes after the IP header (RFC 792) */
 #define ICMP_QUOTE_L4		8
 
-/* IPv4 header length of the replies we build, see ip4_hdr_fill() */
+/* IP header lengths of the replies we build, see ip4_hdr_fill() and
+ * ip6_hdr_fill() */
 #define ICMP_IP4_HLEN		20
+#define ICMP_IP6_HLEN		40
 
 /**
  * icmp4_input() - handle one ICMP message addressed to us
@@ -117,6 +140,46 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 }
 
 /**
+ * icmp6_tx_unreach() - send an IPv6 guest an ICMPv6 destination unreachable
+ * @dp:		data plane
+ * @from:	source of the error (the remote, or the gateway)
+ * @guest:	the guest, source of the offending packet
+ * @remote:	destination of the offending packet, as the guest wrote it
+ * @proto:	its protocol
+ * @l4_head:	its first ICMP_QUOTE_L4 transport bytes
+ * @l4_len:	its transport length, for the quoted IPv6 header
+ * @code:	ICMPv4 unreachable code, mapped to ICMPv6's
+ */
+static void icmp6_tx_unreach(struct dp *dp, const union inany_addr *from,
+			     const union inany_addr *guest,
+			     const union inany_addr *remote, uint8_t proto,
+			     const uint8_t *l4_head, size_t l4_len,
+			     uint8_t code)
+{
+	uint8_t msg[ICMP_HLEN + ICMP_IP6_HLEN + ICMP_QUOTE_L4];
+	uint16_t sum;
+
+	if (inany_is_multicast6(remote))
+		return;
+	if (l4_len > DP_IP_MAX_LEN)
+		l4_len = DP_IP_MAX_LEN;
+
+	msg[ICMP_OFF_TYPE] = ICMP6_DEST_UNREACH;
+	msg[ICMP_OFF_CODE] = code == ICMP_UNREACH_PORT ? ICMP6_UNREACH_PORT :
+							 ICMP6_UNREACH_ADDR;
+	memset(msg + ICMP_OFF_CSUM, 0, ICMP_HLEN - ICMP_OFF_CSUM);
+	ip6_hdr_fill(msg + ICMP_HLEN, guest, remote, proto, DP_IP6_HOP_LIMIT,
+		     l4_len);
+	memcpy(msg + ICMP_HLEN + ICMP_IP6_HLEN, l4_head, ICMP_QUOTE_L4);
+	sum = csum(msg, sizeof(msg), ip_pseudo_csum(from, guest, IPPROTO_ICMPV6,
+						   sizeof(msg)));
+	memcpy(msg + ICMP_OFF_CSUM, &sum, sizeof(sum));
+
+	ip_tx_l4(dp, from, guest, IPPROTO_ICMPV6, msg, sizeof(msg));
+	DP_COUNT(dp, icmp_unreach_sent);
+}
+
+/**
  * icmp_tx_unreach() - send the guest an ICMP destination unreachable
  * @dp:		data plane
  * @from:	source of the error (the remote, or the gateway)
@@ -125,8 +188,9 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
  * @proto:	its protocol
  * @l4_head:	its first ICMP_QUOTE_L4 transport bytes (ports, or ICMP header)
  * @l4_len:	its transport length, for the quoted IP header
- * @code:	unreachable code (1 host, 3 port...)
- * @info:	the four bytes after the checksum (next-hop MTU for code 4), 0
+ * @code:	ICMPv4 unreachable code (1 host, 3 port...), mapped for IPv6
+ * @info:	the four bytes after the checksum (next-hop MTU for code 4), 0;
+ *		IPv4 only
  */
 void icmp_tx_unreach(struct dp *dp, const union inany_addr *from,
 		     const union inany_addr *guest,
@@ -137,9 +201,14 @@ void icmp_tx_unreach(struct dp *dp, const union inany_addr *from,
 	uint8_t msg[ICMP_HLEN + ICMP_IP4_HLEN + ICMP_QUOTE_L4];
 	uint16_t sum;
 
-	/* IPv6 errors (ICMPv6) come with --enable-ipv6 */
-	if (!inany_is_v4(remote) || !inany_is_v4(from) ||
-	    !ip4_is_unicast(dp, inany_v4(remote)) || !dp->guest_mac_known)
+	if (!dp->guest_mac_known || inany_is_v4(remote) != inany_is_v4(from))
+		return;
+	if (!inany_is_v4(remote)) {
+		icmp6_tx_unreach(dp, from, guest, remote, proto, l4_head,
+				 l4_len, code);
+		return;
+	}
+	if (!ip4_is_unicast(dp, inany_v4(remote)))
 		return;
 
 	if (l4_len > DP_IP_MAX_LEN - ICMP_IP4_HLEN)
@@ -163,12 +232,12 @@ void icmp_tx_unreach(struct dp *dp, const union inany_addr *from,
 /**
  * ping_flow_open() - open the ping socket of a new echo flow
  * @dp:		data plane
- * @ip:		first echo request, checked
+ * @p:		first echo request, checked
  * @key:	flow key
  *
  * Return: the flow, or NULL if the request is dropped (counted)
  */
-static struct flow *ping_flow_open(struct dp *dp, const struct ip4_pkt *ip,
+static struct flow *ping_flow_open(struct dp *dp, const struct l4_pkt *p,
 				   const struct flow_key *key)
 {
 	struct sockaddr_storage sa;
@@ -176,15 +245,15 @@ static struct flow *ping_flow_open(struct dp *dp, const struct ip4_pkt *ip,
 	struct flow *f;
 	int s;
 
-	if (fwd_guest_to_host(dp, &key->remote_addr, 0, IPPROTO_ICMP,
-			      &sa, &sa_len)) {
+	if (fwd_guest_to_host(dp, &key->remote_addr, 0, p->proto, &sa,
+			      &sa_len)) {
 		union inany_addr gw;
 
 		DP_COUNT(dp, drop_unreachable);
-		inany_from_v4(&gw, dp->cfg.gw4);
+		ip_gateway(dp, &key->remote_addr, &gw);
 		icmp_tx_unreach(dp, &gw, &key->guest_addr, &key->remote_addr,
-				IPPROTO_ICMP, ip->l4, ip->l4_len,
-				ICMP_UNREACH_HOST, 0);
+				p->proto, p->l4, p->l4_len, ICMP_UNREACH_HOST,
+				0);
 		return NULL;
 	}
 
@@ -225,6 +294,34 @@ static struct flow *ping_flow_open(struct dp *dp, const struct ip4_pkt *ip,
 }
 
 /**
+ * ping_send() - send a checked echo request through its flow's ping socket
+ * @dp:		data plane
+ * @p:		echo request (@proto IPPROTO_ICMP or IPPROTO_ICMPV6), not to
+ *		one of our addresses
+ */
+static void ping_send(struct dp *dp, const struct l4_pkt *p)
+{
+	struct flow_key key;
+	struct flow *f;
+
+	flow_key_fill(&key, p->proto, &p->src, rd16(p->l4 + ICMP_OFF_ID),
+		      &p->dst, 0);
+
+	f = flow_lookup(dp, &key);
+	if (!f) {
+		f = ping_flow_open(dp, p, &key);
+		if (!f)
+			return;
+	}
+
+	f->ping.last_ms = dp->now_ms;
+	if (send(f->sock, p->l4, p->l4_len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		DP_COUNT(dp, drop_ping_send);
+	else
+		DP_COUNT(dp, ping_requests);
+}
+
+/**
  * ping4_input() - send an echo request to a host beyond the gateway
  * @dp:		data plane
  * @ip:		validated IPv4 packet carrying the message (reassembled if it
@@ -232,9 +329,10 @@ static struct flow *ping_flow_open(struct dp *dp, const struct ip4_pkt *ip,
  */
 void ping4_input(struct dp *dp, const struct ip4_pkt *ip)
 {
-	union inany_addr guest, remote;
-	struct flow_key key;
-	struct flow *f;
+	struct l4_pkt p = {
+		.eth_src = ip->eth_src, .tos = ip->tos, .proto = IPPROTO_ICMP,
+		.l4 = ip->l4, .l4_len = ip->l4_len,
+	};
 
 	if (ip->l4_len < ICMP_HLEN) {
 		DP_COUNT(dp, drop_icmp_malformed);
@@ -252,23 +350,78 @@ void ping4_input(struct dp *dp, const struct ip4_pkt *ip)
 		return;
 	}
 
-	inany_from_v4(&guest, ip->saddr);
-	inany_from_v4(&remote, ip->daddr);
-	flow_key_fill(&key, IPPROTO_ICMP, &guest, rd16(ip->l4 + ICMP_OFF_ID),
-		      &remote, 0);
+	inany_from_v4(&p.src, ip->saddr);
+	inany_from_v4(&p.dst, ip->daddr);
+	ping_send(dp, &p);
+}
 
-	f = flow_lookup(dp, &key);
-	if (!f) {
-		f = ping_flow_open(dp, ip, &key);
-		if (!f)
-			return;
+/**
+ * icmp6_echo_reply() - answer an echo request to one of our IPv6 addresses
+ * @dp:		data plane
+ * @p:		echo request, checked
+ */
+static void icmp6_echo_reply(struct dp *dp, const struct l4_pkt *p)
+{
+	uint16_t sum;
+	uint8_t *r;
+
+	if (ICMP_IP6_HLEN + p->l4_len > dp->cfg.mtu) {
+		DP_COUNT(dp, drop_icmp_too_big);
+		return;
 	}
 
-	f->ping.last_ms = dp->now_ms;
-	if (send(f->sock, ip->l4, ip->l4_len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		DP_COUNT(dp, drop_ping_send);
+	r = eth_tx_start(dp, p->eth_src, ETH_TYPE_IP6);
+	ip6_hdr_fill(r, &p->dst, &p->src, IPPROTO_ICMPV6, DP_IP6_HOP_LIMIT,
+		     p->l4_len);
+	r += ICMP_IP6_HLEN;
+	memcpy(r, p->l4, p->l4_len);
+	r[ICMP_OFF_TYPE] = ICMP6_ECHO_REPLY;
+	wr16(r + ICMP_OFF_CSUM, 0);
+	sum = csum(r, p->l4_len, ip_pseudo_csum(&p->dst, &p->src,
+						IPPROTO_ICMPV6, p->l4_len));
+	memcpy(r + ICMP_OFF_CSUM, &sum, sizeof(sum));
+
+	eth_tx_commit(dp, ICMP_IP6_HLEN + p->l4_len);
+	DP_COUNT(dp, icmp_echo_replies);
+}
+
+/**
+ * icmp6_input() - handle one ICMPv6 message from the guest
+ * @dp:		data plane
+ * @p:		the message (@l4, @l4_len) and its addresses
+ * @hop_limit:	hop limit of the packet, 0 if it was reassembled
+ */
+void icmp6_input(struct dp *dp, const struct l4_pkt *p, uint8_t hop_limit)
+{
+	uint8_t type;
+
+	if (p->l4_len < ICMP_HLEN) {
+		DP_COUNT(dp, drop_icmp_malformed);
+		return;
+	}
+
+	if (csum(p->l4, p->l4_len, ip_pseudo_csum(&p->src, &p->dst,
+						  IPPROTO_ICMPV6, p->l4_len))) {
+		DP_COUNT(dp, drop_icmp_checksum);
+		return;
+	}
+
+	type = p->l4[ICMP_OFF_TYPE];
+	if (type >= ICMP6_NDP_FIRST && type <= ICMP6_NDP_LAST) {
+		ndp_input(dp, p, hop_limit);
+		return;
+	}
+
+	if (type != ICMP6_ECHO_REQUEST || p->l4[ICMP_OFF_CODE] ||
+	    inany_is_unspecified(&p->src) || inany_is_multicast6(&p->dst)) {
+		DP_COUNT(dp, drop_icmp_type);
+		return;
+	}
+
+	if (ip6_is_local(dp, &p->dst))
+		icmp6_echo_reply(dp, p);
 	else
-		DP_COUNT(dp, ping_requests);
+		ping_send(dp, p);
 }
 
 /**
@@ -279,6 +432,7 @@ void ping4_input(struct dp *dp, const struct ip4_pkt *ip)
  */
 void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 {
+	bool v4 = inany_is_v4(&f->key.guest_addr);
 	int i, n;
 
 	if (events & EPOLLERR) {
@@ -299,16 +453,20 @@ void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 		uint16_t sum;
 
 		if (len == SIZE_MAX || len < ICMP_HLEN ||
-		    r[ICMP_OFF_TYPE] != ICMP_ECHO_REPLY)
+		    r[ICMP_OFF_TYPE] != (v4 ? ICMP_ECHO_REPLY :
+					      ICMP6_ECHO_REPLY))
 			continue;
 
 		wr16(r + ICMP_OFF_ID, f->key.guest_port);
 		wr16(r + ICMP_OFF_CSUM, 0);
-		sum = csum(r, len, 0);
+		sum = csum(r, len, v4 ? 0 : ip_pseudo_csum(&f->key.remote_addr,
+							   &f->key.guest_addr,
+							   IPPROTO_ICMPV6,
+							   len));
 		memcpy(r + ICMP_OFF_CSUM, &sum, sizeof(sum));
 
 		ip_tx_l4(dp, &f->key.remote_addr, &f->key.guest_addr,
-			 IPPROTO_ICMP, r, len);
+			 f->key.proto, r, len);
 		DP_COUNT(dp, ping_replies);
 	}
 	if (n > 0)

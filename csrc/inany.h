@@ -75,4 +75,53 @@ static inline bool inany_equal(const union inany_addr *a,
 	return !memcmp(a->a, b->a, sizeof(a->a));
 }
 
+/**
+ * inany_is_unspecified() - tell whether an address is :: (or 0.0.0.0)
+ * @addr:	address
+ *
+ * Return: true for the IPv6 unspecified address or the mapped 0.0.0.0
+ */
+static inline bool inany_is_unspecified(const union inany_addr *addr)
+{
+	static const uint8_t zero[16];
+
+	return !memcmp(addr->a, zero, sizeof(zero)) ||
+	       (inany_is_v4(addr) && !inany_v4(addr));
+}
+
+/**
+ * inany_is_loopback6() - tell whether an address is the IPv6 loopback ::1
+ * @addr:	address
+ *
+ * Return: true for ::1
+ */
+static inline bool inany_is_loopback6(const union inany_addr *addr)
+{
+	static const uint8_t one[16] = { [15] = 1 };
+
+	return !memcmp(addr->a, one, sizeof(one));
+}
+
+/**
+ * inany_is_multicast6() - tell whether an address is IPv6 multicast
+ * @addr:	address
+ *
+ * Return: true for ff00::/8
+ */
+static inline bool inany_is_multicast6(const union inany_addr *addr)
+{
+	return addr->a[0] == 0xff;
+}
+
+/**
+ * inany_is_linklocal6() - tell whether an address is IPv6 link-local unicast
+ * @addr:	address
+ *
+ * Return: true for fe80::/10
+ */
+static inline bool inany_is_linklocal6(const union inany_addr *addr)
+{
+	return addr->a[0] == 0xfe && (addr->a[1] & 0xc0) == 0x80;
+}
+
 #endif /* INANY_H */

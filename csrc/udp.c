@@ -22,20 +22,21 @@
  *   event, into buffers with room for a UDP header in front of the payload,
  *   writes the header there, and hands the packet to ip_tx_l4(), which
  *   fragments it to the guest's MTU when it is larger.
- * - errors: the sockets have IP_RECVERR set.  When the host answers one of our
- *   datagrams with an ICMP destination unreachable (nobody listens on that
- *   port...), the error queue says which, epoll says EPOLLERR, and we relay
- *   the same ICMP error to the guest, quoting the datagram as the guest sent
- *   it, so its connected socket sees ECONNREFUSED as it would on a real
- *   network.  Fragmentation needed is not relayed: we reassemble and fragment
- *   for the guest, its path MTU is not the host's.
+ * - errors: the sockets have IP_RECVERR (IPV6_RECVERR) set.  When the host
+ *   answers one of our datagrams with an ICMP destination unreachable (nobody
+ *   listens on that port...), the error queue says which, epoll says
+ *   EPOLLERR, and we relay the same ICMP error to the guest (ICMPv6 for an
+ *   IPv6 guest), quoting the datagram as the guest sent it, so its connected
+ *   socket sees ECONNREFUSED as it would on a real network.  Fragmentation
+ *   needed is not relayed: we reassemble and fragment for the guest, its path
+ *   MTU is not the host's.
  * - port forwarding (add_hostfwd, --publish): Python binds an unconnected
  *   host socket per UDP forward and owns it; fwd.c calls udp_fwd_input() when
  *   it is readable.  It reads DP_UDP_RECV_BATCH datagrams per recvmmsg(), with
  *   their sources, and relays each to the forward's guest address and port.
  *   Each host client (source address and port) is a flow keyed as the guest
  *   sees it (fwd_guest_view(): the host's loopback is the gateway, other
- *   IPv4 addresses stay themselves) and counted in the forward's
+ *   addresses of the guest's family stay themselves) and counted in the forward's
  *   @connections.  Such a flow has no socket of its own (@sock is -1):
  *   struct udp_flow holds the forward's socket and the client's real
  *   address, and the guest's replies leave with sendto() through the
@@ -86,6 +87,9 @@
 #define ICMP_UNREACH_PORT	3
 #define ICMP_UNREACH_NEEDFRAG	4
 #define ICMP_DEST_UNREACH	3
+/* ICMPv6 destination unreachable (host IPv6 sockets), port unreachable code */
+#define ICMP6_DEST_UNREACH	1
+#define ICMP6_UNREACH_PORT	4
 
 /**
  * udp_init() - allocate the receive buffers of UDP and ping sockets
@@ -207,9 +211,9 @@ int udp_recv_batch(struct dp *dp, int fd)
 static void udp_unreach(struct dp *dp, const struct l4_pkt *p, size_t len)
 {
 	union inany_addr gw;
-	bool local = inany_is_v4(&p->dst) && ip4_is_local(dp, inany_v4(&p->dst));
+	bool local = ip_is_local(dp, &p->dst);
 
-	inany_from_v4(&gw, dp->cfg.gw4);
+	ip_gateway(dp, &p->dst, &gw);
 	icmp_tx_unreach(dp, local ? &p->dst : &gw, &p->src, &p->dst,
 			IPPROTO_UDP, p->l4, len,
 			local ? ICMP_UNREACH_PORT : ICMP_UNREACH_HOST, 0);
@@ -376,6 +380,29 @@ static void udp_tx_guest(struct dp *dp, const struct flow *f, uint8_t *data,
 }
 
 /**
+ * udp_err_code() - the ICMP unreachable code to relay for a socket error
+ * @ee:		extended error from the socket's error queue, or NULL
+ *
+ * Return: ICMPv4 destination unreachable code (icmp_tx_unreach() maps it for
+ *	   IPv6 guests), or -1 if the error is not relayed: not a destination
+ *	   unreachable, or fragmentation needed
+ */
+static int udp_err_code(const struct sock_extended_err *ee)
+{
+	if (!ee)
+		return -1;
+	if (ee->ee_origin == SO_EE_ORIGIN_ICMP6 &&
+	    ee->ee_type == ICMP6_DEST_UNREACH)
+		return ee->ee_code == ICMP6_UNREACH_PORT ? ICMP_UNREACH_PORT :
+							   ICMP_UNREACH_HOST;
+	if (ee->ee_origin != SO_EE_ORIGIN_ICMP ||
+	    ee->ee_type != ICMP_DEST_UNREACH ||
+	    ee->ee_code == ICMP_UNREACH_NEEDFRAG)
+		return -1;
+	return ee->ee_code;
+}
+
+/**
  * udp_sock_errors() - relay the ICMP errors queued on a flow's socket
  * @dp:		data plane
  * @f:		flow
@@ -388,7 +415,7 @@ static void udp_sock_errors(struct dp *dp, struct flow *f)
 			     sizeof(struct sockaddr_storage))];
 	uint8_t quote[UDP_HLEN];
 	socklen_t sl;
-	int i, err;
+	int i, err, code;
 
 	for (i = 0; i < DP_UDP_RECV_BATCH; i++) {
 		struct iovec iov = {
@@ -416,9 +443,8 @@ static void udp_sock_errors(struct dp *dp, struct flow *f)
 				     CMSG_DATA(c);
 		}
 
-		if (!ee || ee->ee_origin != SO_EE_ORIGIN_ICMP ||
-		    ee->ee_type != ICMP_DEST_UNREACH ||
-		    ee->ee_code == ICMP_UNREACH_NEEDFRAG)
+		code = udp_err_code(ee);
+		if (code < 0)
 			continue;
 
 		/* the datagram as the guest sent it: its ports, not ours */
@@ -428,7 +454,7 @@ static void udp_sock_errors(struct dp *dp, struct flow *f)
 		wr16(quote + UDP_OFF_CSUM, 0);
 		icmp_tx_unreach(dp, &f->key.remote_addr, &f->key.guest_addr,
 				&f->key.remote_addr, IPPROTO_UDP, quote,
-				UDP_HLEN + (size_t)n, ee->ee_code, 0);
+				UDP_HLEN + (size_t)n, (uint8_t)code, 0);
 		DP_COUNT(dp, udp_icmp_relayed);
 	}
 
@@ -514,7 +540,7 @@ static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
 		return NULL;
 	}
 
-	fwd_guest_view(dp, sa, &src, &src_port);
+	fwd_guest_view(dp, sa, &l->guest, &src, &src_port);
 	if (!src_port) {
 		DP_COUNT(dp, drop_udp_malformed);
 		return NULL;

@@ -52,12 +52,6 @@ User-mode networking for unprivileged network namespaces.
 -v, --version            show version and exit
 """
 
-# Options whose behaviour lands in a later release: refused, never ignored.
-NOT_SUPPORTED_YET = {
-    "enable_ipv6": "--enable-ipv6",
-    "outbound_addr6": "--outbound-addr6",
-}
-
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 MAX_PREFIXLEN = 25  # the guest's network+100 must fit in the network
 
@@ -213,6 +207,23 @@ def _outbound(value: str | None) -> str | None:
     return value
 
 
+def _outbound6(value: str | None) -> str | None:
+    """--outbound-addr6: an IPv6 address or the name of an interface that has
+    a global one."""
+    if value is None:
+        return None
+    from slirpd.config import interface_ipv6
+
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        try:
+            interface_ipv6(value)
+        except ValueError as e:
+            raise UsageError(f"--outbound-addr6: {value!r} is neither an IPv6 address nor an interface: {e}") from None
+    return value
+
+
 def version_text() -> str:
     """What --version prints: our version, then one line per component."""
     import cffi
@@ -245,9 +256,6 @@ def parse_args(argv: list[str]) -> Config | str:
         return HELP
     if ns.version:
         return version_text()
-    for attr, option in NOT_SUPPORTED_YET.items():
-        if getattr(ns, attr):
-            raise UsageError(f"{option}: not supported yet")
     if ns.netns_type not in (None, "pid", "path"):
         raise UsageError('--netns-type must be either "path" or "pid"')
     if ns.target_type not in ("netns", "bess"):
@@ -290,6 +298,8 @@ def parse_args(argv: list[str]) -> Config | str:
         enable_seccomp=ns.enable_seccomp,
         api_socket=ns.api_socket,
         outbound_addr=_outbound(ns.outbound_addr),
+        outbound_addr6=_outbound6(ns.outbound_addr6),
+        enable_ipv6=ns.enable_ipv6,
         command=tuple(command) if command is not None else None,
         create_netns=ns.create_netns,
         publish=tuple(_publish(spec) for spec in ns.publish),

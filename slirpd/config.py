@@ -1,7 +1,8 @@
 """Config: the daemon's settings, validated, with addresses derived from --cidr.
 
 Defaults follow slirp4netns 1.2: 10.0.2.0/24, gateway network+2 (the host),
-DNS network+3, guest network+100 with --configure, MTU 1500.
+DNS network+3, guest network+100 with --configure, MTU 1500; with -6 the
+prefix fd00::/64, gateway fd00::2, DNS fd00::3.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ MAX_MTU = 65521
 GATEWAY_OFFSET = 2
 DNS_OFFSET = 3
 GUEST_OFFSET = 100
+NET6 = ipaddress.IPv6Network("fd00::/64")
 DHCP_START_OFFSET = 15
 # slirpd's own MAC on the TAP link (the locally administered 52:55 prefix that
 # libslirp uses for its virtual hosts, followed by the gateway address).
@@ -43,21 +45,44 @@ def interface_ipv4(ifname: str) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(ifreq[20:24])
 
 
-def first_ipv4_nameserver(path: str) -> ipaddress.IPv4Address | None:
-    """The first `nameserver` line of a resolv.conf that holds an IPv4
-    address, None if the file has none or cannot be read."""
+def interface_ipv6(ifname: str) -> ipaddress.IPv6Address:
+    """The first global IPv6 address of a host interface (from
+    /proc/net/if_inet6); ValueError if it has none or does not exist."""
+    scope_global = 0
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as f:
+            for line in f:
+                words = line.split()
+                if len(words) == 6 and words[5] == ifname and int(words[3], 16) == scope_global:
+                    return ipaddress.IPv6Address(bytes.fromhex(words[0]))
+    except OSError as e:
+        raise ValueError(f"cannot read the host's IPv6 addresses ({e.strerror})") from None
+    raise ValueError(f"interface {ifname!r} has no global IPv6 address")
+
+
+def first_nameserver(path: str, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The first `nameserver` line of a resolv.conf that holds an address of
+    IP version 4 or 6, None if the file has none or cannot be read."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 words = line.split()
                 if len(words) >= 2 and words[0] == "nameserver":
                     try:
-                        return ipaddress.IPv4Address(words[1])
+                        addr = ipaddress.ip_address(words[1].split("%")[0])
                     except ValueError:
                         continue
+                    if addr.version == version:
+                        return addr
     except OSError:
         return None
     return None
+
+
+def first_ipv4_nameserver(path: str) -> ipaddress.IPv4Address | None:
+    """The first `nameserver` line of a resolv.conf that holds an IPv4
+    address, None if the file has none or cannot be read."""
+    return first_nameserver(path, 4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +136,26 @@ class Config:
         return ipaddress.IPv4Interface(f"{self.guest}/{self.cidr.prefixlen}")
 
     @property
+    def net6(self) -> ipaddress.IPv6Network:
+        """The guest's IPv6 prefix with -6 (fd00::/64, as slirp4netns)."""
+        return NET6
+
+    @property
+    def gateway6(self) -> ipaddress.IPv6Address:
+        """The host as the guest sees it over IPv6 (fd00::2)."""
+        return NET6.network_address + GATEWAY_OFFSET
+
+    @property
+    def dns6(self) -> ipaddress.IPv6Address:
+        """The built-in DNS forwarder's IPv6 address (fd00::3)."""
+        return NET6.network_address + DNS_OFFSET
+
+    def is_guest_address6(self, addr: ipaddress.IPv6Address) -> bool:
+        """Whether addr can be the guest's IPv6 address: inside the prefix,
+        not the prefix's own address, the gateway's or the DNS forwarder's."""
+        return addr in NET6 and addr not in (NET6.network_address, self.gateway6, self.dns6)
+
+    @property
     def gateway_mac(self) -> bytes:
         """slirpd's MAC address on the TAP link."""
         return GATEWAY_MAC_PREFIX + self.gateway.packed
@@ -120,6 +165,23 @@ class Config:
         """The nameserver the DNS address forwards to: the first IPv4
         nameserver of the host's /etc/resolv.conf, None if there is none."""
         return first_ipv4_nameserver(RESOLV_CONF)
+
+    @property
+    def dns_upstream6(self) -> ipaddress.IPv6Address | None:
+        """The host's first IPv6 nameserver: the DNS addresses forward to it
+        when the host has no IPv4 nameserver."""
+        return first_nameserver(RESOLV_CONF, 6)
+
+    @property
+    def outbound6(self) -> ipaddress.IPv6Address | None:
+        """--outbound-addr6 as an address: an interface name stands for that
+        interface's first global IPv6 address (read now, at start-up)."""
+        if self.outbound_addr6 is None:
+            return None
+        try:
+            return ipaddress.IPv6Address(self.outbound_addr6)
+        except ValueError:
+            return interface_ipv6(self.outbound_addr6)
 
     @property
     def outbound4(self) -> ipaddress.IPv4Address | None:
@@ -147,4 +209,10 @@ class Config:
             disable_dns=self.disable_dns,
             dns_upstream4=None if self.disable_dns else self.dns_upstream4,
             outbound4=self.outbound4,
+            enable_ipv6=self.enable_ipv6,
+            net6=self.net6.network_address,
+            gw6=self.gateway6,
+            dns6=self.dns6,
+            dns_upstream6=None if self.disable_dns else self.dns_upstream6,
+            outbound6=self.outbound6,
         )

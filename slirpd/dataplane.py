@@ -41,6 +41,15 @@ class TapGone(Exception):
     """The TAP device went away (its interface or network namespace was deleted)."""
 
 
+def _addr16(value) -> bytes:
+    """An address as the 16 bytes of C's union inany_addr: an IPv6 address
+    as is, an IPv4 address in its IPv4-mapped form."""
+    addr = ipaddress.ip_address(value)
+    if addr.version == 4:
+        addr = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + addr.packed)
+    return addr.packed
+
+
 def _addr4(value) -> int:
     """An IPv4 address as the uint32_t the C side wants: network byte order,
     that is the four address bytes in memory order, whatever the host's
@@ -54,7 +63,10 @@ class Dataplane:
     cfg is any object with the attributes gw_mac (6 bytes), net4, mask4, gw4,
     dns4, guest4 (IPv4 addresses), dns_upstream4 and outbound4 (IPv4 address
     or None), mtu (int), vnet_hdr, disable_host_loopback and disable_dns
-    (bool), and optionally udp_idle_ms (int, 0 for the data plane's default).
+    (bool), and optionally udp_idle_ms (int, 0 for the data plane's default)
+    and the IPv6 settings: enable_ipv6 (bool), net6, gw6, dns6 (IPv6
+    addresses), dns_upstream6 and outbound6 (IPv6 address or None),
+    ra_interval_ms (int, 0 for the default).
     With vnet_hdr, tap_fd must have been opened with IFF_VNET_HDR; the data plane sets its header size.
 
     Raises OSError (EINVAL for a bad configuration) on failure.
@@ -79,6 +91,12 @@ class Dataplane:
         c.dns_upstream4 = _addr4(cfg.dns_upstream4) if cfg.dns_upstream4 is not None else 0
         c.udp_idle_ms = int(getattr(cfg, "udp_idle_ms", 0) or 0)  # tests shorten it
         c.outbound4 = _addr4(cfg.outbound4) if cfg.outbound4 is not None else 0
+        c.enable_ipv6 = int(bool(getattr(cfg, "enable_ipv6", False)))
+        c.ra_interval_ms = int(getattr(cfg, "ra_interval_ms", 0) or 0)  # tests shorten it
+        for name in ("net6", "gw6", "dns6", "dns_upstream6", "outbound6"):
+            value = getattr(cfg, name, None)
+            if value is not None:
+                setattr(c, name, list(ipaddress.IPv6Address(value).packed))
 
         dp = lib.dp_new(c, int(tap_fd))
         if dp == ffi.NULL:
@@ -141,11 +159,12 @@ class Dataplane:
             raise OSError(err, os.strerror(err))
 
     def add_forward(self, fwd_id: int, sock_fd: int, proto: str, guest_addr, guest_port: int) -> None:
-        """Forward a bound host socket (listening, for TCP) into the guest.
+        """Forward a bound host socket (listening, for TCP) into the guest's
+        guest_addr (IPv4, or IPv6 with enable_ipv6).
         The caller keeps owning sock_fd and closes it after remove_forward().
         Raises OSError."""
         proto_num = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}[proto]
-        if lib.dp_fwd_add(self._handle(), fwd_id, sock_fd, proto_num, _addr4(guest_addr), guest_port) != 0:
+        if lib.dp_fwd_add(self._handle(), fwd_id, sock_fd, proto_num, _addr16(guest_addr), guest_port) != 0:
             err = ffi.errno
             raise OSError(err, os.strerror(err))
 

@@ -25,7 +25,7 @@ class Forward:
     proto: str
     host_addr: ipaddress.IPv4Address | ipaddress.IPv6Address
     host_port: int
-    guest_addr: ipaddress.IPv4Address
+    guest_addr: ipaddress.IPv4Address | ipaddress.IPv6Address
     guest_port: int
     sock: socket.socket
 
@@ -63,12 +63,18 @@ class Forwards:
         self.table: dict[int, Forward] = {}
         self.next_id = 1
 
-    def guest_address(self, text: str) -> ipaddress.IPv4Address:
+    def guest_address(self, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         """The guest address a forward goes to: "" means the configured guest
         address; otherwise a host address of the virtual network that is not
-        the gateway's or the DNS forwarder's.  Raises ValueError."""
+        the gateway's or the DNS forwarder's, or with -6 an address of the
+        IPv6 prefix other than those.  Raises ValueError."""
         if not text:
             return self.cfg.guest
+        if ":" in text:
+            addr6 = ipaddress.IPv6Address(text)
+            if not self.cfg.enable_ipv6 or not self.cfg.is_guest_address6(addr6):
+                raise ValueError(f"{addr6} is not a guest address of {self.cfg.net6}")
+            return addr6
         addr = ipaddress.IPv4Address(text)
         net = self.cfg.cidr
         if addr not in net or addr in (net.network_address, net.broadcast_address, self.cfg.gateway, self.cfg.dns):

@@ -125,12 +125,15 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         if cfg.enable_sandbox:
             sandbox.enter(ns.userns_fd)
     status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
+    if cfg.enable_ipv6:
+        status += f"; IPv6 {cfg.net6}, gateway {cfg.gateway6}, DNS {cfg.dns6}"
     log.debug("%s", status)
 
     def on_ready():
         _signal_ready(cfg.ready_fd)
         if command is not None:
-            command.start(None if cfg.disable_dns else f"nameserver {cfg.dns}\n")
+            command.start(None if cfg.disable_dns else f"nameserver {cfg.dns}\n" +
+                          (f"nameserver {cfg.dns6}\n" if cfg.enable_ipv6 else ""))
         notifier.send("READY=1", f"STATUS={status}")
 
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,

@@ -104,12 +104,12 @@ BAD_COMMAND_LINES = [
     (["1", "this-name-is-too-long"], "TAPNAME"),
     (["--no-such-option", "1"], "unrecognized"),
     # Not built yet: refused loudly, never silently ignored.
-    (["-6", "1"], "--enable-ipv6: not supported yet"),
     (["--publish=abc", "1"], "--publish"),
     (["--publish=8080:0", "1"], "--publish"),
     (["--publish=nohost:8080:80", "1"], "--publish"),
     (["--outbound-addr=nosuchif0", "1"], "--outbound-addr: 'nosuchif0' is neither"),
-    (["--outbound-addr6=::1", "1"], "--outbound-addr6: not supported yet"),
+    (["--outbound-addr6=nosuchif0", "1"], "--outbound-addr6: 'nosuchif0' is neither"),
+    (["--outbound-addr6=10.0.0.1", "1"], "--outbound-addr6: '10.0.0.1' is neither"),
 ]
 
 

@@ -21,13 +21,15 @@ from conftest import have
 
 NAME = "slirpd-test.example"
 ADDR = "192.0.2.53"
+ADDR6 = "2001:db8::53"
 DIG = "dig @10.0.2.3 +time=2 +tries=1 +short"
 
 pytestmark = pytest.mark.skipif(not have("dig"), reason="dig (dnsutils) not installed")
 
 
 def dns_answer(query: bytes) -> bytes | None:
-    """Answer a query: ADDR for an A query of NAME, NXDOMAIN otherwise."""
+    """Answer a query: ADDR for an A query of NAME, ADDR6 for an AAAA query of
+    NAME, NXDOMAIN for other names (and no answer for other types)."""
     if len(query) < 12:
         return None
     ident, flags, qdcount = struct.unpack("!HHH", query[:6])
@@ -43,12 +45,13 @@ def dns_answer(query: bytes) -> bytes | None:
         return None
     qtype, qclass = struct.unpack("!HH", query[pos:pos + 4])
     question = query[12:pos + 4]
-    found = ".".join(labels).lower() == NAME and qtype == 1 and qclass == 1
+    found = ".".join(labels).lower() == NAME and qtype in (1, 28) and qclass == 1
     rflags = 0x8180 | (0 if ".".join(labels).lower() == NAME else 3)
     hdr = struct.pack("!HHHHHH", ident, rflags | (flags & 0x0100), 1, 1 if found else 0, 0, 0)
     answer = b""
     if found:
-        answer = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(ADDR)
+        rdata = socket.inet_aton(ADDR) if qtype == 1 else socket.inet_pton(socket.AF_INET6, ADDR6)
+        answer = struct.pack("!HHHIH", 0xC00C, qtype, 1, 60, len(rdata)) + rdata
     return hdr + question + answer
 
 
