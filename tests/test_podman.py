@@ -25,10 +25,8 @@ HOST_ADDR = "198.51.100.1"  # the sandbox's own veth address (tests/sandbox.sh)
 
 
 def podman_args(nspath: str) -> list[str]:
-    """Podman 4's slirp4netns argv (libpod/networking_slirp4netns.go).
-    IPv6: podman also passes --enable-ipv6; add it to this list (one line)
-    once slirpd's -6 lands."""
-    return ["--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp",
+    """Podman 4's slirp4netns argv (libpod/networking_slirp4netns.go)."""
+    return ["--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6",
             "-c", "-r", "3", "-e", "4", "--netns-type=path", nspath, "tap0"]
 
 
