@@ -104,3 +104,28 @@ fuzz: $(FUZZ_BIN)
 	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=$(SECONDS) -max_len=8192 -timeout=10 \
 		-rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/ \
 		$(FUZZ_JOBS_ARGS) $(FUZZ_OUT)/corpus tests/fuzz/corpus
+
+# Line and branch coverage of csrc/ by the corpus (seeds, regressions and what
+# `make fuzz` found), from a separate build without sanitizers: llvm-cov report.
+FUZZ_COV_BIN := $(FUZZ_OUT)/cov/fuzz_frames
+FUZZ_COV_OBJS := $(patsubst csrc/%.c,$(FUZZ_OUT)/cov/%.o,$(FUZZ_CSRC))
+FUZZ_COV_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Icsrc -fprofile-instr-generate -fcoverage-mapping
+
+.PHONY: fuzz-coverage
+
+$(FUZZ_OUT)/cov/%.o: csrc/%.c $(wildcard csrc/*.h) tests/fuzz/syms.txt
+	@mkdir -p $(@D)
+	clang $(FUZZ_COV_CFLAGS) -c -o $@ $<
+	objcopy --redefine-syms=tests/fuzz/syms.txt $@
+
+$(FUZZ_COV_BIN): $(FUZZ_COV_OBJS) tests/fuzz/fuzz_frames.c tests/fuzz/fake_sys.c tests/fuzz/fake_sys.h
+	clang $(FUZZ_COV_CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $(FUZZ_COV_OBJS) \
+		tests/fuzz/fuzz_frames.c tests/fuzz/fake_sys.c
+
+fuzz-coverage: $(FUZZ_COV_BIN)
+	@mkdir -p $(FUZZ_OUT)/corpus
+	rm -f $(FUZZ_OUT)/cov/*.profraw
+	LLVM_PROFILE_FILE=$(FUZZ_OUT)/cov/run.profraw $(FUZZ_COV_BIN) -runs=0 \
+		$(FUZZ_OUT)/corpus tests/fuzz/corpus tests/fuzz/regressions
+	llvm-profdata merge -o $(FUZZ_OUT)/cov/run.profdata $(FUZZ_OUT)/cov/run.profraw
+	llvm-cov report $(FUZZ_COV_BIN) -instr-profile=$(FUZZ_OUT)/cov/run.profdata $(FUZZ_CSRC)
