@@ -10,6 +10,7 @@ import hashlib
 import os
 import resource
 import selectors
+import signal
 import socket
 import subprocess
 import threading
@@ -406,3 +407,69 @@ def test_10000_concurrent_connections(guest, start_slirpd):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     c = d.counters()
     assert c["tcp_conn_opened"] == n and c["tcp_rst_sent"] == 0, c
+
+
+# --- the daemon stopped mid-transfer; its API flooded mid-transfer -------------------
+
+@pytest.mark.timeout(180)
+def test_sigstop_sigcont_mid_transfer(net_guest):
+    d = net_guest.slirpd
+    size = 64 * MIB
+    with Server(sink) as srv:
+        sender = guest_popen(net_guest, GUEST_SEND, str(srv.port), str(size))
+        wait_for(lambda: d.counters()["bytes_in"] > 8 * MIB, 60, "the transfer to run")
+        for _ in range(3):
+            d.proc.send_signal(signal.SIGSTOP)
+            time.sleep(1.5)
+            d.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.3)
+        out, err = sender.communicate(timeout=120)
+        assert sender.returncode == 0, err
+        srv.wait(1, timeout=60)
+        assert not srv.errors and srv.results[0] == (size, out.split()[1])
+    assert d.proc.poll() is None
+    wait_for(lambda: live_flows(d) == 0, 10, "flows to close")
+
+
+API_FLOOD = r"""
+import socket, sys, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+end, n, bad = time.monotonic() + seconds, 0, 0
+while time.monotonic() < end:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(b'{"execute": "list_hostfwd"}' if n % 3 else b'{"execute": "get_stats"}' if n % 5 else b'{garbage')
+        s.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    bad += b'"error"' in reply
+    n += 1
+print(n, bad)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_api_flood_during_transfer(guest, start_slirpd, user_tmp):
+    """A client hammering the API socket while the guest saturates the link:
+    every request is answered, the transfer is intact (its rate is measured
+    in bench/, not asserted here)."""
+    import sys
+    from conftest import as_user
+
+    path = str(user_tmp / "api.sock")
+    d = start_slirpd("--configure", f"--api-socket={path}", str(guest.pid))
+    guest.slirpd = d
+    size = 128 * MIB
+    with Server(sink) as srv:
+        sender = guest_popen(guest, GUEST_SEND, str(srv.port), str(size))
+        flood = subprocess.run([sys.executable, "-c", API_FLOOD, path, "5"], capture_output=True,
+                               text=True, timeout=60, **as_user(guest.user))
+        out, err = sender.communicate(timeout=120)
+        assert sender.returncode == 0, err
+        srv.wait(1, timeout=60)
+        assert not srv.errors and srv.results[0] == (size, out.split()[1])
+    n, bad = map(int, flood.stdout.split())
+    assert n > 50 and 0 < bad < n, flood.stdout      # the garbage ones got errors
+    assert d.proc.poll() is None and "Traceback" not in d.stderr
