@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEBIAN_PACKAGES := python3 python3-venv python3-dev libffi-dev gcc make iproute2 iputils-ping \
 	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace uidmap busybox curl \
-	tcpdump systemd
+	tcpdump systemd clang binutils
 
 .PHONY: deps venv install test test-hardened test-asan quickstart wheel wheel-check clean
 
@@ -90,3 +90,67 @@ BENCH_ARGS ?=
 benchmark: deps install
 	$(PY) -m pip install -q matplotlib
 	tests/sandbox.sh $(PY) bench/bench.py --venv $(VENV) $(BENCH_ARGS)
+
+# libFuzzer over the frame path (tests/fuzz/fuzz_frames.c): csrc/ built with
+# clang under AddressSanitizer + UBSan, its system calls renamed to the fake
+# kernel of tests/fuzz/fake_sys.c.  `make fuzz SECONDS=N` runs it for N
+# seconds on a copy of the seed corpus (new inputs go to tests/fuzz/out/corpus,
+# crashes to tests/fuzz/out/); `make fuzz-regress` replays the seeds and every
+# past crash in tests/fuzz/regressions once.
+FUZZ_OUT := tests/fuzz/out
+FUZZ_BIN := $(FUZZ_OUT)/fuzz_frames
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icsrc \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CSRC := $(wildcard csrc/*.c)
+FUZZ_OBJS := $(patsubst csrc/%.c,$(FUZZ_OUT)/csrc/%.o,$(FUZZ_CSRC))
+SECONDS ?= 60
+FUZZ_JOBS_ARGS ?=
+FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+.PHONY: fuzz fuzz-build fuzz-regress
+
+$(FUZZ_OUT)/csrc/%.o: csrc/%.c $(wildcard csrc/*.h) tests/fuzz/syms.txt
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	objcopy --redefine-syms=tests/fuzz/syms.txt $@
+
+$(FUZZ_BIN): $(FUZZ_OBJS) tests/fuzz/fuzz_frames.c tests/fuzz/fake_sys.c tests/fuzz/fake_sys.h
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $(FUZZ_OBJS) \
+		tests/fuzz/fuzz_frames.c tests/fuzz/fake_sys.c
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz-regress: $(FUZZ_BIN)
+	$(FUZZ_ENV) $(FUZZ_BIN) -runs=0 tests/fuzz/corpus tests/fuzz/regressions
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(FUZZ_OUT)/corpus
+	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=$(SECONDS) -max_len=8192 -timeout=10 \
+		-rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/ \
+		$(FUZZ_JOBS_ARGS) $(FUZZ_OUT)/corpus tests/fuzz/corpus
+
+# Line and branch coverage of csrc/ by the corpus (seeds, regressions and what
+# `make fuzz` found), from a separate build without sanitizers: llvm-cov report.
+FUZZ_COV_BIN := $(FUZZ_OUT)/cov/fuzz_frames
+FUZZ_COV_OBJS := $(patsubst csrc/%.c,$(FUZZ_OUT)/cov/%.o,$(FUZZ_CSRC))
+FUZZ_COV_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Icsrc -fprofile-instr-generate -fcoverage-mapping
+
+.PHONY: fuzz-coverage
+
+$(FUZZ_OUT)/cov/%.o: csrc/%.c $(wildcard csrc/*.h) tests/fuzz/syms.txt
+	@mkdir -p $(@D)
+	clang $(FUZZ_COV_CFLAGS) -c -o $@ $<
+	objcopy --redefine-syms=tests/fuzz/syms.txt $@
+
+$(FUZZ_COV_BIN): $(FUZZ_COV_OBJS) tests/fuzz/fuzz_frames.c tests/fuzz/fake_sys.c tests/fuzz/fake_sys.h
+	clang $(FUZZ_COV_CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $(FUZZ_COV_OBJS) \
+		tests/fuzz/fuzz_frames.c tests/fuzz/fake_sys.c
+
+fuzz-coverage: $(FUZZ_COV_BIN)
+	@mkdir -p $(FUZZ_OUT)/corpus
+	rm -f $(FUZZ_OUT)/cov/*.profraw
+	LLVM_PROFILE_FILE=$(FUZZ_OUT)/cov/run.profraw $(FUZZ_COV_BIN) -runs=0 \
+		$(FUZZ_OUT)/corpus tests/fuzz/corpus tests/fuzz/regressions
+	llvm-profdata merge -o $(FUZZ_OUT)/cov/run.profdata $(FUZZ_OUT)/cov/run.profraw
+	llvm-cov report $(FUZZ_COV_BIN) -instr-profile=$(FUZZ_OUT)/cov/run.profdata $(FUZZ_CSRC)

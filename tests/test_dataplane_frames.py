@@ -156,6 +156,11 @@ class Link:
             pass
 
     def send(self, frame: bytes):
+        capture = os.environ.get("SLIRPD_FRAME_CAPTURE")
+        if capture:  # seeds for the fuzzer: tests/fuzz/mkseeds.py
+            name = os.environ["PYTEST_CURRENT_TEST"].split(" ")[0].split("::")[-1]
+            with open(os.path.join(capture, "".join(c if c.isalnum() else "_" for c in name)), "ab") as f:
+                f.write(struct.pack("!H", len(frame)) + frame)
         self.sock.send(frame)
 
     def recv(self, timeout: float = TIMEOUT) -> bytes | None:

@@ -4,17 +4,18 @@ network, the peers or the process's own limits misbehave.
 - loss and reordering each way, on a path inside the guest;
 - 10,000 connections open at once, then all closed;
 - a daemon with 64 file descriptors;
+- host peers resetting mid-stream while others finish;
 - the guest's namespace vanishing mid-transfer;
 - an API client flooding requests during a transfer;
 - SIGSTOP/SIGCONT of the daemon during a transfer.
 
-The host peer resetting mid-stream is tests/test_tcp.py's
-test_host_reset_mid_stream.  SLIRPD_LONG_TESTS=1 runs the long variants
+SLIRPD_LONG_TESTS=1 runs the long variants
 (256 MiB where the default moves 64 MiB).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import selectors
@@ -28,7 +29,7 @@ import time
 import pytest
 
 from conftest import as_user, wait_for
-from tcputil import GUEST_RECV, GUEST_SEND, Server, echo, sink, source
+from tcputil import GUEST_RECV, GUEST_SEND, Server, echo, linger0, sink, source
 
 MIB = 1 << 20
 LONG = os.environ.get("SLIRPD_LONG_TESTS") == "1"
@@ -329,6 +330,67 @@ def test_64_file_descriptors(guest, start_slirpd):
     c = d.counters()
     assert c["drop_tcp_socket"] == refused
     wait_for(lambda: flows_settled(d), 10, "every flow to close")
+
+
+# --- host peer resetting mid-stream -------------------------------------------------
+
+# argv: port n -> n connections read at once; prints per connection "eof bytes
+# sha256" or "reset bytes"
+MANY_RECV = r"""
+import hashlib, socket, sys, threading
+port, n = int(sys.argv[1]), int(sys.argv[2])
+out = [None] * n
+def get(i):
+    s = socket.create_connection(("10.0.2.2", port), timeout=60)
+    s.sendall(b"%d\n" % i)
+    h, total = hashlib.sha256(), 0
+    try:
+        while True:
+            d = s.recv(1 << 16)
+            if not d:
+                out[i] = "eof %d %s" % (total, h.hexdigest())
+                return
+            h.update(d)
+            total += len(d)
+    except ConnectionResetError:
+        out[i] = "reset %d -" % total
+ts = [threading.Thread(target=get, args=(i,)) for i in range(n)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("\n".join(out))
+"""
+
+
+@pytest.mark.timeout(180)
+def test_host_resets_mid_stream_others_intact(net_guest):
+    d = net_guest.slirpd
+    data = os.urandom(4 * MIB)
+    digest = hashlib.sha256(data).hexdigest()
+    fds = d.open_fds()
+
+    def handler(conn):
+        i = int(conn.makefile().readline())
+        if i % 2:                      # odd: a reset after 1 MiB
+            conn.sendall(data[:MIB])
+            time.sleep(0.2)
+            linger0(conn)
+            return "reset"
+        conn.sendall(data)
+        return "full"
+
+    with Server(handler) as srv:
+        out = net_guest.python(MANY_RECV, str(srv.port), "20", timeout=120).stdout.splitlines()
+        srv.wait(20)
+        assert not srv.errors
+    for i, line in enumerate(out):
+        kind, n, h = line.split()
+        if i % 2:
+            assert kind == "reset" and int(n) <= MIB, line
+        else:
+            assert (kind, int(n), h) == ("eof", 4 * MIB, digest), line
+    assert d.counters()["tcp_rst_from_host"] >= 10
+    wait_for(lambda: flows_settled(d), 10, "flows to close")
+    wait_for(lambda: d.open_fds() == fds, 10, f"descriptors back to {fds}")
 
 
 # --- the guest goes away ----------------------------------------------------------

@@ -1,0 +1,430 @@
+/* fuzz_frames.c - libFuzzer harness over the data plane's frame path
+ *
+ * One fuzz input is a small program for a guest and a host world: frames the
+ * guest writes to the TAP, what the host sockets return (bytes, datagrams,
+ * connect() results, resets, ICMP errors, errno answers), the passing of
+ * (virtual) time, forwarded ports opening and closing, and the control
+ * plane's DHCP ring.  The harness runs it against one data plane built from
+ * csrc/ unchanged, whose system calls go to the fake kernel of fake_sys.c.
+ *
+ * Input encoding (every read past the end yields zeros, so any input is
+ * valid):
+ *   byte 0:	configuration bits: 1 vnet_hdr, 2 disable_dns,
+ *		4 disable_host_loopback, 8 DNS upstream set, 16 outbound address
+ *   byte 1:	MTU choice, see harness_mtus[]
+ *   then operations, each an opcode byte (enum op, modulo OP_COUNT) and its
+ *   arguments as described at each case of run_op().
+ *
+ * Besides the sanitizers, the harness checks, and aborts on:
+ * - a descriptor left open after dp_free(), one closed twice, or a harness
+ *   descriptor (a forward's listener) closed by the data plane (fake_sys.c);
+ * - a frame written to the TAP above the MTU or with a wrong checksum;
+ * - dp_poll() returning other than a count, DP_POLL_TAP_GONE or
+ *   DP_POLL_ERROR, or forgetting that the TAP is gone;
+ * - a timer that stays due after dp_poll() ran it (a busy loop for Python),
+ *   and socket events that never drain without new input (the same).
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "dp_api.h"
+#include "fake_sys.h"
+
+#define HARNESS_OPS_MAX		4096	/* operations run per input */
+#define HARNESS_QUIET_POLLS	32	/* polls without input to go idle */
+#define HARNESS_TIMER_POLLS	4	/* polls for a due timer to be run */
+#define HARNESS_LISTENERS	2	/* forward 1: TCP, forward 2: UDP */
+
+enum op {
+	OP_FRAME,	/* u16 length, frame bytes: queued on the TAP */
+	OP_POLL,	/* u8 budget: dp_poll() */
+	OP_TIME,	/* u8 unit, u16 amount: advance the clock */
+	OP_STREAM,	/* u8 socket, u16 length, bytes: host peer sends */
+	OP_DGRAM,	/* u8 socket, u8 origin, u16 length, bytes */
+	OP_SOCK_EVENT,	/* u8 socket, u8 what: fake_sock_event() */
+	OP_KNOB,	/* u8 knob, u8 value */
+	OP_ACCEPT,	/* host client connects to the TCP forward */
+	OP_CTL,		/* u8 what, [u16 length, frame]: the DHCP ring */
+	OP_FWD,		/* u8 what: forwards removed and added back */
+	OP_API,		/* timeouts, counters, notices */
+	OP_COUNT
+};
+
+static const uint32_t harness_mtus[] = { 1500, 65520, 576, 68, 9000, 1280,
+					 65521, 1499 };
+
+/**
+ * struct input - the fuzz input being consumed
+ * @p:		next byte
+ * @left:	bytes left
+ */
+struct input {
+	const uint8_t *p;
+	size_t left;
+};
+
+/**
+ * take8() - next byte of the input
+ * @in:		input
+ *
+ * Return: the byte, 0 past the end
+ */
+static uint8_t take8(struct input *in)
+{
+	if (!in->left)
+		return 0;
+	in->left--;
+	return *in->p++;
+}
+
+/**
+ * take16() - next big-endian 16-bit value of the input
+ * @in:		input
+ *
+ * Return: the value, zero bytes past the end
+ */
+static uint16_t take16(struct input *in)
+{
+	uint16_t hi = take8(in);
+
+	return (uint16_t)(hi << 8 | take8(in));
+}
+
+/**
+ * take_bytes() - the next @len bytes of the input, or as many as are left
+ * @in:		input
+ * @len:	wanted, updated to what is returned
+ *
+ * Return: pointer into the input
+ */
+static const uint8_t *take_bytes(struct input *in, size_t *len)
+{
+	const uint8_t *p = in->p;
+
+	if (*len > in->left)
+		*len = in->left;
+	in->p += *len;
+	in->left -= *len;
+	return p;
+}
+
+/**
+ * struct harness - one run's data plane and the harness's own descriptors
+ * @dp:		data plane
+ * @listener:	forward listeners, -1 when removed: [0] TCP, [1] UDP
+ * @tap_gone:	dp_poll() said DP_POLL_TAP_GONE
+ * @vnet:	frames carry a virtio-net header
+ */
+struct harness {
+	struct dp *dp;
+	int listener[HARNESS_LISTENERS];
+	bool tap_gone;
+	bool vnet;
+};
+
+/**
+ * die() - a harness check failed
+ * @what:	which
+ */
+static void __attribute__((noreturn)) die(const char *what)
+{
+	fprintf(stderr, "harness: %s\n", what);
+	abort();
+}
+
+/**
+ * poll_once() - dp_poll() and check its answer
+ * @h:		harness
+ * @budget:	frames budget
+ *
+ * Return: dp_poll()'s answer
+ */
+static int poll_once(struct harness *h, int budget)
+{
+	int rc = dp_poll(h->dp, budget);
+
+	if (rc < DP_POLL_ERROR)
+		die("dp_poll() returned an unknown code");
+	if (h->tap_gone && rc != DP_POLL_TAP_GONE)
+		die("dp_poll() forgot the TAP is gone");
+	if (rc == DP_POLL_TAP_GONE)
+		h->tap_gone = true;
+	return rc;
+}
+
+/**
+ * check_timers() - a due timer must not stay due once dp_poll() ran
+ * @h:		harness
+ */
+static void check_timers(struct harness *h)
+{
+	int i;
+
+	for (i = 0; i < HARNESS_TIMER_POLLS; i++) {
+		if (dp_timeout_ms(h->dp) != 0 || h->tap_gone)
+			return;
+		poll_once(h, 64);
+	}
+	die("a timer stays due: Python would spin");
+}
+
+/**
+ * fwd_add() - open a listener for forward @i and hand it to the data plane
+ * @h:		harness
+ * @i:		0 for TCP (id 1), 1 for UDP (id 2)
+ * @port:	guest port
+ */
+static void fwd_add(struct harness *h, int i, uint16_t port)
+{
+	struct fake_fd *d;
+	int fd;
+
+	if (h->listener[i] >= 0)
+		return;
+	fd = fake_fd_open(FAKE_SOCK);
+	if (fd < 0)
+		return;
+	d = fake_fd_get(fd);
+	d->owner_harness = true;
+	d->family = port & 1 ? AF_INET6 : AF_INET;
+	d->type = i ? SOCK_DGRAM : SOCK_STREAM;
+	d->listening = true;
+	if (dp_fwd_add(h->dp, i + 1, fd, i ? IPPROTO_UDP : IPPROTO_TCP,
+		       htonl(0x0a000264), port ? port : 80)) {
+		fake_fd_close_harness(fd);
+		return;
+	}
+	h->listener[i] = fd;
+}
+
+/**
+ * fwd_remove() - remove forward @i, then close its listener, as Python does
+ * @h:		harness
+ * @i:		0 or 1
+ */
+static void fwd_remove(struct harness *h, int i)
+{
+	if (h->listener[i] < 0)
+		return;
+	if (dp_fwd_remove(h->dp, i + 1))
+		die("dp_fwd_remove() of a live forward failed");
+	fake_fd_close_harness(h->listener[i]);
+	h->listener[i] = -1;
+}
+
+/**
+ * op_ctl() - exercise the control ring as daemon.py does
+ * @h:		harness
+ * @in:		input
+ */
+static void op_ctl(struct harness *h, struct input *in)
+{
+	uint8_t buf[DP_CTL_FRAME_MAX];
+	uint8_t what = take8(in);
+	const uint8_t *frame;
+	size_t len;
+	int rc;
+
+	if (!(what & 1)) {
+		rc = dp_ctl_recv(h->dp, buf, what & 2 ? 64 : (int)sizeof(buf));
+		if (what & 2 ? rc != -1 : rc < 0 || rc > (int)sizeof(buf))
+			die("dp_ctl_recv() answer out of range");
+		return;
+	}
+
+	len = take16(in) % (DP_CTL_FRAME_MAX + 64);
+	frame = take_bytes(in, &len);
+	fk.ctl_unchecked = true;
+	dp_ctl_send(h->dp, frame, (int)len);
+	fk.ctl_unchecked = false;
+}
+
+/**
+ * op_api() - the rest of the API Python calls between polls
+ * @h:		harness
+ * @in:		input
+ */
+static void op_api(struct harness *h, struct input *in)
+{
+	uint64_t counters[256];
+	int n = dp_counter_count(), i;
+	uint8_t what = take8(in);
+
+	if (n <= 0 || n > 256)
+		die("dp_counter_count() out of range");
+	if (dp_counters(h->dp, counters, n) != n)
+		die("dp_counters() copied less than dp_counter_count()");
+	for (i = -1; i <= n; i++) {
+		if (!dp_counter_name(i) != (i < 0 || i == n))
+			die("dp_counter_name() range wrong");
+	}
+	if (dp_timeout_ms(h->dp) < -1)
+		die("dp_timeout_ms() negative");
+	dp_notices(h->dp);
+	dp_fwd_connections(h->dp, what % 4);
+}
+
+/**
+ * run_op() - run one operation of the input
+ * @h:		harness
+ * @in:		input
+ */
+static void run_op(struct harness *h, struct input *in)
+{
+	static uint8_t frame[FAKE_TAP_FRAME_LEN];
+	static const uint64_t units_ns[] = { 1000000ULL, 10000000ULL,
+					     1000000000ULL, 60000000000ULL };
+	const uint8_t *p;
+	size_t len, off;
+	uint8_t sel, what;
+
+	switch (take8(in) % OP_COUNT) {
+	case OP_FRAME:
+		len = take16(in);
+		p = take_bytes(in, &len);
+		off = h->vnet ? 12 : 0;
+		memset(frame, 0, off);
+		memcpy(frame + off, p, len);
+		fake_tap_push(frame, off + len);
+		break;
+	case OP_POLL:
+		poll_once(h, take8(in) % 128 + 1);
+		check_timers(h);
+		break;
+	case OP_TIME:
+		what = take8(in);
+		fk.now_ns += units_ns[what % 4] * take16(in);
+		break;
+	case OP_STREAM:
+		sel = take8(in);
+		len = take16(in);
+		p = take_bytes(in, &len);
+		fake_stream_push(fake_sock_pick(sel, true), p, len);
+		break;
+	case OP_DGRAM:
+		sel = take8(in);
+		what = take8(in);
+		len = take16(in);
+		p = take_bytes(in, &len);
+		if (sel == 0xff && h->listener[1] >= 0)
+			fake_dgram_push(h->listener[1], p, len, what);
+		else
+			fake_dgram_push(fake_sock_pick(sel, false), p, len,
+					what);
+		break;
+	case OP_SOCK_EVENT:
+		sel = take8(in);
+		fake_sock_event(fake_sock_pick(sel, false), take8(in));
+		break;
+	case OP_KNOB:
+		sel = take8(in);
+		fk.knob[sel % KNOB_COUNT] = take8(in);
+		break;
+	case OP_ACCEPT:
+		if (h->listener[0] >= 0)
+			fake_listener_accept(h->listener[0]);
+		break;
+	case OP_CTL:
+		op_ctl(h, in);
+		break;
+	case OP_FWD:
+		what = take8(in);
+		if (what & 1)
+			fwd_remove(h, (what >> 1) & 1);
+		else
+			fwd_add(h, (what >> 1) & 1, take16(in));
+		break;
+	case OP_API:
+		op_api(h, in);
+		break;
+	}
+}
+
+/**
+ * quiesce() - with no new input, the data plane must go idle
+ * @h:		harness
+ */
+static void quiesce(struct harness *h)
+{
+	int i;
+
+	memset(fk.knob, 0, sizeof(fk.knob));
+	for (i = 0; i < HARNESS_QUIET_POLLS; i++) {
+		if (poll_once(h, 128) <= 0)
+			return;
+	}
+	die("dp_poll() keeps finding work without new input: Python would spin");
+}
+
+/**
+ * harness_config() - the data plane configuration the input chooses
+ * @in:		input
+ * @cfg:	filled
+ */
+static void harness_config(struct input *in, struct dp_config *cfg)
+{
+	static const uint8_t gw_mac[DP_MAC_LEN] = { 0x52, 0x55, 0, 0, 2, 2 };
+	uint8_t bits = take8(in);
+
+	memset(cfg, 0, sizeof(*cfg));
+	memcpy(cfg->gw_mac, gw_mac, DP_MAC_LEN);
+	cfg->net4 = htonl(0x0a000200);
+	cfg->mask4 = htonl(0xffffff00);
+	cfg->gw4 = htonl(0x0a000202);
+	cfg->dns4 = htonl(0x0a000203);
+	cfg->guest4 = htonl(0x0a000264);
+	cfg->mtu = harness_mtus[take8(in) % (sizeof(harness_mtus) /
+					     sizeof(harness_mtus[0]))];
+	cfg->vnet_hdr = bits & 1;
+	cfg->disable_dns = !!(bits & 2);
+	cfg->disable_host_loopback = !!(bits & 4);
+	cfg->dns_upstream4 = bits & 8 ? htonl(0x7f000035) : 0;
+	cfg->outbound4 = bits & 16 ? htonl(0xc6336401) : 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct input in = { data, size };
+	struct harness h = { .listener = { -1, -1 } };
+	struct dp_config cfg;
+	int tap, ops, i;
+
+	fake_reset();
+	harness_config(&in, &cfg);
+	fk.tap_mtu = cfg.mtu;
+	h.vnet = cfg.vnet_hdr;
+
+	tap = fake_fd_open(FAKE_TAP);
+	h.dp = dp_new(&cfg, tap);
+	if (!h.dp)
+		die("dp_new() failed on a valid configuration");
+	fwd_add(&h, 0, 8080);
+	fwd_add(&h, 1, 5353);
+
+	for (ops = 0; in.left && ops < HARNESS_OPS_MAX; ops++)
+		run_op(&h, &in);
+
+	/* the guest goes quiet: everything pending drains, every timer ends */
+	quiesce(&h);
+	for (i = 0; i < 6 && !h.tap_gone; i++) {
+		fk.now_ns += 3600ULL * 1000000000ULL;
+		poll_once(&h, 128);
+		check_timers(&h);
+	}
+	while (dp_ctl_recv(h.dp, (uint8_t[DP_CTL_FRAME_MAX]){ 0 },
+			   DP_CTL_FRAME_MAX) > 0)
+		;
+
+	for (i = 0; i < HARNESS_LISTENERS; i++)
+		fwd_remove(&h, i);
+	dp_free(h.dp);
+	if (fake_open_count())
+		die("descriptors left open after dp_free()");
+	return 0;
+}

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Write the fuzzer's seed corpus (tests/fuzz/corpus) in the harness's input encoding.
+
+Two sources:
+- frames captured from the frame tests: run
+      SLIRPD_FRAME_CAPTURE=DIR pytest tests/test_dataplane_frames.py
+  (Link.send() appends each frame the test writes to DIR/<test name>), then
+      mkseeds.py --capture DIR
+  turns each test's frames into one seed: each frame, then a poll.
+- conversations the frame tests cannot have, since they need the host side:
+  TCP out and in (forwarded), UDP, DNS, DHCP through the control ring, ping
+  through a ping socket, fragments.  Where the guest must answer the data
+  plane (the ACK of a SYN-ACK), the script runs the harness on the seed so far
+  with FUZZ_TRACE set and reads the frames the data plane wrote.
+
+The encoding is described at the top of fuzz_frames.c; keep the two in step.
+"""
+
+import argparse
+import ipaddress
+import os
+import struct
+import subprocess
+import sys
+
+OP_FRAME, OP_POLL, OP_TIME, OP_STREAM, OP_DGRAM, OP_SOCK_EVENT, OP_KNOB, OP_ACCEPT, \
+    OP_CTL, OP_FWD, OP_API = range(11)
+EV_EOF, EV_RESET, EV_CONNECTED, EV_REFUSED, EV_DRAINED, EV_ICMP, EV_ERROR = range(7)
+
+GW_MAC = bytes.fromhex("525500000202")
+GUEST_MAC = bytes.fromhex("020000000064")
+GW4, DNS4, GUEST4 = "10.0.2.2", "10.0.2.3", "10.0.2.100"
+REMOTE4 = "198.51.100.1"
+
+
+def csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def eth(payload: bytes, ethertype=0x0800, dst=GW_MAC) -> bytes:
+    return dst + GUEST_MAC + struct.pack("!H", ethertype) + payload
+
+
+def ip4(payload: bytes, proto: int, dst: str, src=GUEST4, ident=1, frag=0x4000,
+        options=b"") -> bytes:
+    hlen = 20 + len(options)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | hlen // 4, 0, hlen + len(payload), ident, frag,
+                      64, proto, 0, ipaddress.IPv4Address(src).packed,
+                      ipaddress.IPv4Address(dst).packed) + options
+    return hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:] + payload
+
+
+def pseudo(src: str, dst: str, proto: int, length: int) -> bytes:
+    return (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed +
+            struct.pack("!BBH", 0, proto, length))
+
+
+def udp(dst: str, sport: int, dport: int, data: bytes, src=GUEST4) -> bytes:
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    c = csum(pseudo(src, dst, 17, len(seg)) + seg) or 0xFFFF
+    return eth(ip4(seg[:6] + struct.pack("!H", c) + seg[8:], 17, dst, src=src),
+               dst=b"\xff" * 6 if dst == "255.255.255.255" else GW_MAC)
+
+
+def tcp(dst: str, sport: int, dport: int, seq: int, ack: int, flags: str, data=b"",
+        wnd=65535, options=b"") -> bytes:
+    bits = sum({"F": 1, "S": 2, "R": 4, "P": 8, "A": 16}[f] for f in flags)
+    off = (20 + len(options)) // 4
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                      off << 4, bits, wnd, 0, 0) + options + data
+    c = csum(pseudo(GUEST4, dst, 6, len(seg)) + seg)
+    return eth(ip4(seg[:16] + struct.pack("!H", c) + seg[18:], 6, dst))
+
+
+def icmp_echo(dst: str, payload=b"ping", ident=0x4242, seq=1) -> bytes:
+    msg = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload
+    return eth(ip4(msg[:2] + struct.pack("!H", csum(msg)) + msg[4:], 1, dst))
+
+
+def arp_request(tpa: str) -> bytes:
+    body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, GUEST_MAC,
+                       ipaddress.IPv4Address(GUEST4).packed, b"\0" * 6,
+                       ipaddress.IPv4Address(tpa).packed)
+    return eth(body, ethertype=0x0806, dst=b"\xff" * 6)
+
+
+class Seed:
+    """An input for the harness, built one operation at a time."""
+
+    def __init__(self, config=0, mtu_index=0):
+        self.b = bytearray([config, mtu_index])
+
+    def frame(self, f: bytes, poll=True):
+        self.b += bytes([OP_FRAME]) + struct.pack("!H", len(f)) + f
+        if poll:
+            self.poll()
+        return self
+
+    def poll(self, budget=64):
+        self.b += bytes([OP_POLL, budget - 1])
+        return self
+
+    def time(self, unit: int, amount: int):
+        self.b += bytes([OP_TIME, unit]) + struct.pack("!H", amount)
+        return self
+
+    def stream(self, data: bytes, sel=0):
+        self.b += bytes([OP_STREAM, sel]) + struct.pack("!H", len(data)) + data
+        return self.poll()
+
+    def dgram(self, data: bytes, sel=0, origin=0):
+        self.b += bytes([OP_DGRAM, sel, origin]) + struct.pack("!H", len(data)) + data
+        return self.poll()
+
+    def event(self, what: int, sel=0):
+        self.b += bytes([OP_SOCK_EVENT, sel, what])
+        return self.poll()
+
+    def op(self, *raw: int):
+        self.b += bytes(raw)
+        return self
+
+
+def harness_out(binary: str, seed: Seed) -> list[bytes]:
+    """Frames the data plane writes when the harness runs seed."""
+    path = f"/tmp/mkseeds-{os.getpid()}"
+    with open(path, "wb") as f:
+        f.write(seed.b)
+    try:
+        r = subprocess.run([binary, "-runs=1", path], env=dict(os.environ, FUZZ_TRACE="1"),
+                           capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(path)
+    return [bytes.fromhex(line[4:]) for line in r.stderr.splitlines() if line.startswith("OUT ")]
+
+
+def last_syn(frames: list[bytes]) -> bytes:
+    """The last SYN (or SYN-ACK) frame the data plane sent."""
+    for f in reversed(frames):
+        if f[12:14] == b"\x08\x00" and f[23] == 6 and f[14 + (f[14] & 15) * 4 + 13] & 2:
+            return f
+    raise SystemExit("mkseeds: the data plane sent no SYN; has the harness changed?")
+
+
+def last_syn_seq(frames: list[bytes]) -> int:
+    """Sequence number of the last SYN (or SYN-ACK) the data plane sent."""
+    f = last_syn(frames)
+    return struct.unpack("!I", f[14 + (f[14] & 15) * 4 + 4:][:4])[0]
+
+
+def scenarios(binary: str) -> dict[str, Seed]:
+    out = {}
+
+    out["ping"] = (Seed().frame(arp_request(GW4)).frame(icmp_echo(GW4))
+                   .frame(icmp_echo(DNS4)).frame(icmp_echo(REMOTE4))
+                   .dgram(struct.pack("!BBHHH", 0, 0, 0, 0x4242, 1) + b"ping")
+                   .time(3, 2).poll())
+
+    s = Seed(config=8).frame(udp(DNS4, 33333, 53, bytes.fromhex(
+        "1234010000010000000000000378797a0000010001")))
+    out["dns"] = s.dgram(bytes.fromhex("1234818000010001000000000378797a0000010001"
+                                       "c00c000100010000003c00040a000001")).time(2, 20).poll()
+
+    out["udp-icmp"] = (Seed().frame(udp(REMOTE4, 40000, 9, b"hello"))
+                       .dgram(b"world").event(EV_ICMP).event(EV_ERROR).time(3, 2).poll())
+
+    discover = bytes([1, 1, 6, 0]) + b"\x39\x03\xf3\x26" + b"\0" * 20 + GUEST_MAC + \
+        b"\0" * 202 + b"\x63\x82\x53\x63" + bytes([53, 1, 1, 255])
+    out["dhcp"] = (Seed().frame(udp("255.255.255.255", 68, 67, discover, src="0.0.0.0"))
+                   .op(OP_CTL, 0).op(OP_CTL, 1).op(*struct.pack("!H", 342))
+                   .op(*(GUEST_MAC + GW_MAC + b"\x08\x00" + b"\x45" + b"\0" * 327)).poll())
+
+    payload = icmp_echo(GW4, payload=bytes(range(256)) * 4)[14 + 20:]
+    chunks = [payload[i:i + 400] for i in range(0, len(payload), 400)]
+    s = Seed()
+    for i, c in enumerate(chunks):
+        more = 0x2000 if i < len(chunks) - 1 else 0
+        s.frame(eth(ip4(c, 1, GW4, ident=7, frag=more | (i * 50))), poll=False)
+    s.frame(eth(ip4(chunks[1], 1, GW4, ident=7, frag=0x2000 | 25)))  # overlapping
+    out["fragments"] = s.time(2, 40).poll()
+
+    # TCP out: guest connects to a host, data both ways, both sides close
+    syn = tcp(REMOTE4, 40001, 80, 1000, 0, "S",
+              options=bytes([2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]))
+    s = Seed().frame(syn).event(EV_CONNECTED)
+    isn = last_syn_seq(harness_out(binary, s))
+    s.frame(tcp(REMOTE4, 40001, 80, 1001, isn + 1, "A"))
+    s.frame(tcp(REMOTE4, 40001, 80, 1001, isn + 1, "PA", b"GET / HTTP/1.0\r\n\r\n"))
+    s.stream(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 3000)
+    s.frame(tcp(REMOTE4, 40001, 80, 1019, isn + 1 + 3019, "A"))
+    s.event(EV_EOF)
+    s.frame(tcp(REMOTE4, 40001, 80, 1019, isn + 1 + 3020, "FA"))
+    out["tcp-out"] = s.time(2, 70).poll()
+
+    # the same, the host resetting mid-stream, then a refused connection
+    s = Seed().frame(syn).event(EV_CONNECTED)
+    isn = last_syn_seq(harness_out(binary, s))
+    s.frame(tcp(REMOTE4, 40001, 80, 1001, isn + 1, "A")).stream(b"y" * 1000)
+    s.event(EV_RESET)
+    s.op(OP_KNOB, 1, 2).frame(tcp(REMOTE4, 40002, 81, 5, 0, "S"))
+    out["tcp-reset"] = s.time(2, 70).poll()
+
+    # TCP in: a host client connects to the forward (guest port 8080)
+    s = Seed().frame(arp_request(GW4)).op(OP_ACCEPT).poll()
+    frames = harness_out(binary, s)
+    isn = last_syn_seq(frames)
+    sport = struct.unpack("!H", last_syn(frames)[34:36])[0]
+    src = str(ipaddress.IPv4Address(last_syn(frames)[26:30]))
+
+    def tin(seq, ack, flags, data=b""):
+        seg = struct.pack("!HHIIBBHHH", 8080, sport, seq, ack & 0xFFFFFFFF, 5 << 4,
+                          sum({"F": 1, "S": 2, "R": 4, "P": 8, "A": 16}[f] for f in flags),
+                          65535, 0, 0) + data
+        c = csum(pseudo(GUEST4, src, 6, len(seg)) + seg)
+        return eth(ip4(seg[:16] + struct.pack("!H", c) + seg[18:], 6, src))
+
+    s.frame(tin(5000, isn + 1, "SA"))
+    s.stream(b"hello guest").frame(tin(5001, isn + 12, "PA", b"hello host"))
+    s.event(EV_EOF).frame(tin(5011, isn + 13, "FA"))
+    out["tcp-in"] = s.time(2, 70).poll()
+
+    out["udp-fwd"] = (Seed().dgram(b"to the guest", sel=0xFF, origin=1)
+                      .frame(udp("198.51.100.7", 5353, 1281, b"reply")).op(OP_FWD, 3).poll())
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--capture", help="directory of frames captured from the frame tests")
+    ap.add_argument("--binary", default="tests/fuzz/out/fuzz_frames")
+    ap.add_argument("--out", default="tests/fuzz/corpus")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+
+    seeds = scenarios(args.binary)
+    if args.capture:
+        for name in sorted(os.listdir(args.capture)):
+            data = open(os.path.join(args.capture, name), "rb").read()
+            s, off = Seed(), 0
+            while off + 2 <= len(data):
+                n = struct.unpack("!H", data[off:off + 2])[0]
+                s.frame(data[off + 2:off + 2 + n])
+                off += 2 + n
+            seeds["frames-" + name] = s
+    for name, s in seeds.items():
+        with open(os.path.join(args.out, name), "wb") as f:
+            f.write(s.b)
+    print(f"mkseeds: {len(seeds)} seeds in {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
