@@ -84,7 +84,8 @@ static bool dp_config_valid(const struct dp_config *cfg)
 	if (cfg->mtu < DP_MTU_MIN || cfg->mtu > DP_MTU_MAX)
 		return false;
 
-	if (cfg->enable_ipv6 && (!memcmp(cfg->gw6, cfg->dns6, 16) ||
+	if (cfg->enable_ipv6 && (cfg->mtu < DP_MTU_MIN_IP6 ||
+				 !memcmp(cfg->gw6, cfg->dns6, 16) ||
 				 memcmp(cfg->gw6, cfg->net6, 8) ||
 				 memcmp(cfg->dns6, cfg->net6, 8)))
 		return false;

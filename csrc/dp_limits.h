@@ -36,6 +36,8 @@
 /* MTU range accepted in struct dp_config (the TAP driver's own bounds) */
 #define DP_MTU_MIN		68
 #define DP_MTU_MAX		65521
+/* IPv6 needs links of 1280 bytes at least (RFC 8200): -6 refuses less */
+#define DP_MTU_MIN_IP6		1280
 
 /* TTL of IPv4 packets the data plane originates */
 #define DP_IP4_TTL		64

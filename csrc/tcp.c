@@ -294,15 +294,20 @@ static uint16_t tcp_wnd_field(const struct tcp_flow *t)
  * tcp_sack_opts() - SACK blocks for the data held out of order
  * @t:		TCP state, SACK permitted
  * @o:		where the options go, behind the fixed header
+ * @room:	bytes the frame has for the TCP header and options (MTU bound)
  *
  * Return: bytes of options written (a multiple of 4), 0 if nothing is held
  */
-static size_t tcp_sack_opts(const struct tcp_flow *t, uint8_t *o)
+static size_t tcp_sack_opts(const struct tcp_flow *t, uint8_t *o, size_t room)
 {
 	struct tcp_sack_block b[TCP_SACK_BLOCKS_MAX];
-	unsigned i, n;
+	unsigned i, n, max = TCP_SACK_BLOCKS_MAX;
 
-	n = tcp_ooo_sack(t->ooo, t->seq_from_guest, b, TCP_SACK_BLOCKS_MAX);
+	/* on tiny MTUs, as many blocks as the frame has room for */
+	if (room < TCP_HLEN + 4 + 8 * max)
+		max = room < TCP_HLEN + 4 ? 0 :
+		      (unsigned)((room - TCP_HLEN - 4) / 8);
+	n = tcp_ooo_sack(t->ooo, t->seq_from_guest, b, max);
 	if (!n)
 		return 0;
 
@@ -366,7 +371,8 @@ static void tcp_send_ctl(struct dp *dp, struct flow *f, uint8_t flags,
 		wnd = t->wnd_to_guest > 0xffff ? 0xffff :
 		      (uint16_t)t->wnd_to_guest;
 	} else if (flags == TCP_ACK && t->flags & TCP_F_SACK) {
-		hlen += tcp_sack_opts(t, th + TCP_HLEN);
+		hlen += tcp_sack_opts(t, th + TCP_HLEN,
+				      dp->cfg.mtu - ip_hdr_len(&f->key.guest_addr));
 	}
 
 	tcp_hdr_fill(th, f->key.remote_port, f->key.guest_port, seq,
@@ -1075,10 +1081,10 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	t->seq_to_guest = t->seq_max = t->seq_acked = tcp_isn(dp, f);
 	t->seq_consumed = t->seq_recover = t->seq_to_guest;
 	t->mss = (uint16_t)(mss ? mss : DP_TCP_MSS_DEFAULT);
-	if (t->mss > mss_max)
-		t->mss = (uint16_t)mss_max;
 	if (t->mss < DP_TCP_MSS_MIN)
 		t->mss = DP_TCP_MSS_MIN;
+	if (t->mss > mss_max)		/* below DP_TCP_MSS_MIN on tiny MTUs */
+		t->mss = (uint16_t)mss_max;
 	if (ws >= 0) {
 		t->flags |= TCP_F_WS;
 		t->ws_from_guest = (uint8_t)ws;
@@ -1296,10 +1302,10 @@ static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
 
 	t->seq_from_guest = t->seq_queued = t->seq_ack_sent = seg->seq + 1;
 	t->mss = (uint16_t)(mss ? mss : DP_TCP_MSS_DEFAULT);
-	if (t->mss > mss_max)
-		t->mss = (uint16_t)mss_max;
 	if (t->mss < DP_TCP_MSS_MIN)
 		t->mss = DP_TCP_MSS_MIN;
+	if (t->mss > mss_max)		/* below DP_TCP_MSS_MIN on tiny MTUs */
+		t->mss = (uint16_t)mss_max;
 	if (ws >= 0) {
 		t->ws_from_guest = (uint8_t)ws;
 	} else {

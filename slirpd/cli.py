@@ -53,6 +53,7 @@ User-mode networking for unprivileged network namespaces.
 """
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MIN_MTU_IPV6 = 1280  # RFC 8200: no IPv6 link is smaller
 MAX_PREFIXLEN = 25  # the guest's network+100 must fit in the network
 
 
@@ -271,6 +272,8 @@ def parse_args(argv: list[str]) -> Config | str:
             raise UsageError("--macaddress cannot be specified when --configure or -c is not specified")
         if not MAC_RE.match(ns.macaddress) or int(ns.macaddress[:2], 16) & 1:
             raise UsageError(f"invalid --macaddress: {ns.macaddress!r} (expected a unicast xx:xx:xx:xx:xx:xx)")
+    if ns.enable_ipv6 and _mtu(ns.mtu) < MIN_MTU_IPV6:
+        raise UsageError(f"--enable-ipv6 needs an MTU of at least {MIN_MTU_IPV6}")
     if command is not None or ns.create_netns:
         ns = _standalone(ns, command)
     if not 1 <= len(ns.positional) <= 2:

@@ -79,6 +79,7 @@ BAD_COMMAND_LINES = [
     (["--mtu=67", "1"], "MTU"),
     (["--mtu=65522", "1"], "MTU"),
     (["-m", "abc", "1"], "MTU"),
+    (["-6", "--mtu=1279", "1"], "--enable-ipv6 needs an MTU of at least 1280"),
     (["--cidr=abc", "1"], "CIDR"),
     (["--cidr=10.0.2.0/26", "1"], "CIDR"),
     (["--cidr=10.0.2.0/0", "1"], "CIDR"),

@@ -987,7 +987,9 @@ static void fake_check_frame(const uint8_t *f, size_t len)
 	const uint8_t *l4;
 
 	if (len < 14 || len > 14 + (size_t)fk.tap_mtu)
-		fake_die("frame of %zu bytes, MTU %u", len, fk.tap_mtu);
+		fake_die("frame of %zu bytes, MTU %u, ethertype %02x%02x, "
+			 "IP protocol %u", len, fk.tap_mtu, f[12], f[13],
+			 len > 23 ? f[23] : 0);
 	if ((f[12] << 8 | f[13]) != 0x0800)
 		return;
 

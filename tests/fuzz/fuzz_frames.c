@@ -56,6 +56,13 @@ enum op {
 	OP_COUNT
 };
 
+/* Forward targets: the guest's IPv4 address (IPv4-mapped) and an address in
+ * the IPv6 prefix, fd00::/64 */
+static const uint8_t harness_guest4[16] = { [10] = 0xff, [11] = 0xff,
+					    10, 0, 2, 100 };
+static const uint8_t harness_net6[16] = { 0xfd };
+static const uint8_t harness_guest6[16] = { 0xfd, [15] = 0x64 };
+
 static const uint32_t harness_mtus[] = { 1500, 65520, 576, 68, 9000, 1280,
 					 65521, 1499 };
 
@@ -196,7 +203,8 @@ static void fwd_add(struct harness *h, int i, uint16_t port)
 	d->type = i ? SOCK_DGRAM : SOCK_STREAM;
 	d->listening = true;
 	if (dp_fwd_add(h->dp, i + 1, fd, i ? IPPROTO_UDP : IPPROTO_TCP,
-		       htonl(0x0a000264), port ? port : 80)) {
+		       port & 2 ? harness_guest6 : harness_guest4,
+		       port ? port : 80)) {
 		fake_fd_close_harness(fd);
 		return;
 	}
@@ -386,6 +394,14 @@ static void harness_config(struct input *in, struct dp_config *cfg)
 	cfg->disable_host_loopback = !!(bits & 4);
 	cfg->dns_upstream4 = bits & 8 ? htonl(0x7f000035) : 0;
 	cfg->outbound4 = bits & 16 ? htonl(0xc6336401) : 0;
+	cfg->enable_ipv6 = bits & 32 && cfg->mtu >= 1280;
+	memcpy(cfg->net6, harness_net6, sizeof(cfg->net6));
+	memcpy(cfg->gw6, harness_net6, sizeof(cfg->gw6));
+	cfg->gw6[15] = 2;
+	memcpy(cfg->dns6, harness_net6, sizeof(cfg->dns6));
+	cfg->dns6[15] = 3;
+	if (bits & 64)
+		cfg->dns_upstream6[15] = 1;	/* ::1 */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
