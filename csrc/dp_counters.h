@@ -79,6 +79,11 @@
 	/* TAP */							\
 	X(drop_tap_write)	/* write() to the TAP failed or was short */ \
 	X(tap_read_errors)	/* unexpected read() errors */		\
+	/* virtio-net header and offloads (tap.c) */			\
+	X(vnet_gso_in)		/* large TCP segments from the guest */	\
+	X(vnet_gso_out)		/* large TCP segments to the guest */	\
+	X(drop_vnet_hdr)	/* short, unknown flag, csum out of frame */ \
+	X(drop_vnet_gso)	/* unknown type, bad size, not TCP */	\
 	/* TCP (tcp.c) */						\
 	X(tcp_conn_opened)	/* host connect() done, SYN-ACK sent */	\
 	X(tcp_conn_failed)	/* connect() refused, unreachable, timeout */ \
