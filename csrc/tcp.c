@@ -21,11 +21,12 @@
  *   iovec spanning up to DP_TCP_RECV_FRAMES frames); the headers are written
  *   around it afterwards.  With virtio-net headers (tap.c) a frame holds as
  *   many whole MSS of payload as fit one IP datagram, sent as one GSO
- *   segment whose checksum the guest's kernel completes if it needs it;
- *   without them, one MSS per frame and a computed checksum.  Acked bytes are dropped with recv(MSG_TRUNC).  To
- *   retransmit, we rewind: SO_PEEK_OFF back to zero, the next sequence number
- *   back to the guest's last ack, and everything from there is sent again
- *   (go-back-N, on three duplicate ACKs or on a retransmission timeout).
+ *   segment whose checksum the guest's kernel completes if it needs to;
+ *   without them, one MSS per frame and a computed checksum.  Acked bytes
+ *   are dropped with recv(MSG_TRUNC).  To retransmit, we rewind: SO_PEEK_OFF
+ *   back to zero, the next sequence number back to the guest's last ack, and
+ *   everything from there is sent again (go-back-N, on three duplicate ACKs
+ *   or on a retransmission timeout).
  *
  * Segments from the guest are validated (length, data offset, checksum,
  * bounded option parsing) and acted upon at once, except for what is cheaper
