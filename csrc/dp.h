@@ -86,8 +86,6 @@ struct tap_offload {
  * @epoll_fd:		epoll instance with @tap_fd registered for EPOLLIN
  * @vnet_len:		bytes of virtio-net header before each frame (0 or
  *			DP_VNET_HDR_LEN): offloads are used exactly when set
- * @tso_in:		the TAP accepted TUNSETOFFLOAD: the guest sends TCP
- *			segments of up to DP_IP_MAX_LEN bytes
  * @rx_frame:		Ethernet frame being dispatched, NULL between frames
  * @rx_frame_len:	its length
  * @rx_off:		its offload requests (valid with @rx_frame)
@@ -130,7 +128,6 @@ struct dp {
 	int tap_fd;
 	int epoll_fd;
 	size_t vnet_len;
-	bool tso_in;
 	const uint8_t *rx_frame;
 	size_t rx_frame_len;
 	struct tap_offload rx_off;

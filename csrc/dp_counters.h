@@ -81,6 +81,7 @@
 	X(tap_read_errors)	/* unexpected read() errors */		\
 	/* virtio-net header and offloads (tap.c) */			\
 	X(vnet_gso_in)		/* large TCP segments from the guest */	\
+	X(vnet_csum_partial_in)	/* checksums left to us, not verified */ \
 	X(vnet_gso_out)		/* large TCP segments to the guest */	\
 	X(drop_vnet_hdr)	/* short, unknown flag, csum out of frame */ \
 	X(drop_vnet_gso)	/* unknown type, bad size, not TCP */	\

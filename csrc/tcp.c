@@ -497,7 +497,7 @@ static int tcp_wnd_update(struct dp *dp, struct flow *f)
 	struct tcp_flow *t = &f->tcp;
 	int sndbuf = 0, outq = 0;
 	socklen_t sl = sizeof(sndbuf);
-	unsigned long segs, seg_bytes;
+	unsigned long segs;
 	long w;
 
 	if (getsockopt(f->sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) ||
@@ -512,10 +512,8 @@ static int tcp_wnd_update(struct dp *dp, struct flow *f)
 	segs = DP_TCP_GUEST_QUEUE / (dp->tcp.conns ? dp->tcp.conns : 1);
 	if (segs < DP_TCP_WND_MIN_SEGS)
 		segs = DP_TCP_WND_MIN_SEGS;
-	/* with TSO, each frame in the guest's queue holds up to 64 KiB */
-	seg_bytes = dp->tso_in ? DP_IP_MAX_LEN : t->mss;
-	if (w > (long)(segs * seg_bytes))
-		w = (long)(segs * seg_bytes);
+	if (w > (long)(segs * t->mss))
+		w = (long)(segs * t->mss);
 	if (!(t->flags & TCP_F_WS) && w > 0xffff)
 		w = 0xffff;
 	t->wnd_to_guest = (uint32_t)w;
