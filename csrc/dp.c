@@ -224,8 +224,11 @@ static int dp_tap_input(struct dp *dp, int budget, int *status)
 			const uint8_t *frame = tap_rx_frame(dp, i, &len);
 
 			DP_COUNT(dp, frames_in);
+			if (!frame)
+				continue;	/* virtio-net header: dropped */
 			DP_COUNT_N(dp, bytes_in, len);
 			eth_input(dp, frame, len);
+			dp->rx_frame = NULL;
 		}
 		tcp_batch_end(dp);	/* before the ring is read into again */
 		frag_batch_end(dp);	/* after TCP: it may point into a slot */

@@ -63,12 +63,38 @@ struct fwd_listener {
 };
 
 /**
+ * struct tap_offload - what a virtio-net header says about one frame (tap.c)
+ * @csum_partial:	the transport checksum field holds only the partial sum
+ *			of the pseudo-header (VIRTIO_NET_HDR_F_NEEDS_CSUM)
+ * @csum_start:		with @csum_partial, offset of the transport header
+ *			from the start of the Ethernet frame
+ * @csum_offset:	with @csum_partial, offset of the checksum field from
+ *			@csum_start
+ * @gso_size:		payload bytes per segment of a TCP segment larger than
+ *			the link allows, 0 for a plain frame
+ * @hdr_len:		with @gso_size, Ethernet, IP and TCP header bytes
+ * @gso_type:		with @gso_size, VIRTIO_NET_HDR_GSO_TCPV4 or _TCPV6
+ */
+struct tap_offload {
+	bool csum_partial;
+	uint8_t gso_type;
+	uint16_t csum_start;
+	uint16_t csum_offset;
+	uint16_t gso_size;
+	uint16_t hdr_len;
+};
+
+/**
  * struct dp - one data plane instance, see dp.c for the theory of operation
  * @cfg:		copy of the configuration given to dp_new()
  * @tap_fd:		TAP file descriptor, non-blocking, owned by us
  * @epoll_fd:		epoll instance with @tap_fd registered for EPOLLIN
  * @vnet_len:		bytes of virtio-net header before each frame (0 or
- *			DP_VNET_HDR_LEN)
+ *			DP_VNET_HDR_LEN): offloads are used exactly when set
+ * @rx_frame:		Ethernet frame being dispatched, NULL between frames
+ * @rx_frame_len:	its length
+ * @rx_off:		its offload requests (valid with @rx_frame)
+ * @tx_off:		offloads of the frame to be committed next (tap.c)
  * @rx_buf:		receive ring, DP_RX_RING buffers of DP_FRAME_MAX bytes
  * @rx_len:		bytes read into each receive buffer, header included
  * @tx_buf:		transmit queue, DP_TX_RING buffers of DP_FRAME_MAX bytes
@@ -115,6 +141,10 @@ struct dp {
 	int tap_fd;
 	int epoll_fd;
 	size_t vnet_len;
+	const uint8_t *rx_frame;
+	size_t rx_frame_len;
+	struct tap_offload rx_off;
+	struct tap_offload tx_off;
 	uint8_t *rx_buf;
 	size_t rx_len[DP_RX_RING];
 	uint8_t *tx_buf;
@@ -262,6 +292,15 @@ void tap_tx_commit(struct dp *dp, size_t len);
 void tap_tx_flush(struct dp *dp);
 unsigned tap_tx_reserve(struct dp *dp, unsigned n);
 uint8_t *tap_tx_ahead(struct dp *dp, unsigned i);
+int tap_rx_l4_csum(struct dp *dp, const uint8_t *l4, size_t csum_field,
+		   bool tcp);
+void tap_tx_csum_partial(struct dp *dp, size_t l4_off, size_t csum_field);
+void tap_tx_gso_tcp(struct dp *dp, bool v6, size_t hdr_len, uint16_t mss);
+
+/* tap_rx_l4_csum(): verify the checksum, trust the partial sum, or drop */
+#define TAP_CSUM_VERIFY		0
+#define TAP_CSUM_PARTIAL	1
+#define TAP_CSUM_BAD		2
 
 /* pcap.c */
 void pcap_init(struct dp *dp);

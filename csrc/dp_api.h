@@ -35,7 +35,8 @@
  * @dns4:	DNS forwarder address, network byte order
  * @guest4:	address the guest gets with --configure, network byte order
  * @mtu:	MTU of the TAP link (68..65521)
- * @vnet_hdr:	non-zero if the TAP fd carries a virtio-net header (not yet used)
+ * @vnet_hdr:	non-zero if the TAP fd carries a virtio-net header: checksum
+ *		and TCP segmentation offloads are then used both ways (tap.c)
  * @disable_host_loopback:	non-zero to refuse reaching the host's loopback
  * @disable_dns:	non-zero to turn off the DNS forwarder
  * @dns_upstream4:	nameserver the DNS address forwards to (the host's first

@@ -97,6 +97,12 @@
 	/* capture (pcap.c) */						\
 	X(pcap_frames)		/* frames written to the --pcap file */	\
 	X(pcap_write_errors)	/* write failed: capture stopped */	\
+	/* virtio-net header and offloads (tap.c) */			\
+	X(vnet_gso_in)		/* large TCP segments from the guest */	\
+	X(vnet_csum_partial_in)	/* checksums left to us, not verified */ \
+	X(vnet_gso_out)		/* large TCP segments to the guest */	\
+	X(drop_vnet_hdr)	/* short, unknown flag, csum out of frame */ \
+	X(drop_vnet_gso)	/* unknown type, bad size, not TCP */	\
 	/* TCP (tcp.c) */						\
 	X(tcp_conn_opened)	/* host connect() done, SYN-ACK sent */	\
 	X(tcp_conn_failed)	/* connect() refused, unreachable, timeout */ \

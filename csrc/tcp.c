@@ -22,10 +22,14 @@
  *   (which the kernel advances past what we peeked), straight into the
  *   payload area of several transmit frames at once (one recvmsg() with an
  *   iovec spanning up to DP_TCP_RECV_FRAMES frames); the headers are written
- *   around it afterwards.  Acked bytes are dropped with recv(MSG_TRUNC).  To
- *   retransmit, we rewind: SO_PEEK_OFF back to zero, the next sequence number
- *   back to the guest's last ack, and everything from there is sent again
- *   (go-back-N, on three duplicate ACKs or on a retransmission timeout).
+ *   around it afterwards.  With virtio-net headers (tap.c) a frame holds as
+ *   many whole MSS of payload as fit one IP datagram, sent as one GSO
+ *   segment whose checksum the guest's kernel completes if it needs to;
+ *   without them, one MSS per frame and a computed checksum.  Acked bytes
+ *   are dropped with recv(MSG_TRUNC).  To retransmit, we rewind: SO_PEEK_OFF
+ *   back to zero, the next sequence number back to the guest's last ack, and
+ *   everything from there is sent again (go-back-N, on three duplicate ACKs
+ *   or on a retransmission timeout).
  *
  * Segments from the guest are validated (length, data offset, checksum,
  * bounded option parsing) and acted upon at once, except for what is cheaper
@@ -245,6 +249,57 @@ static void tcp_csum_commit(struct dp *dp, const union inany_addr *src,
 	sum = csum(th, l4_len, ip_pseudo_csum(src, dst, IPPROTO_TCP, l4_len));
 	memcpy(th + TCP_OFF_CSUM, &sum, sizeof(sum));
 	ip_tx_commit(dp, IPPROTO_TCP, l4_len);
+}
+
+/**
+ * tcp_offload_commit() - queue a data segment, checksum and cutting left to
+ * the guest's kernel
+ * @dp:		data plane with virtio-net headers
+ * @f:		flow
+ * @th:		TCP header (no options) built after ip_tx_start(), checksum
+ *		field zero, payload behind it
+ * @len:	payload bytes, more than the guest's MSS for a GSO segment
+ *
+ * The checksum field gets the pseudo-header sum over the whole segment, as
+ * Linux's own stack leaves it for CHECKSUM_PARTIAL: the guest verifies
+ * nothing for local delivery, and fixes the sum up per segment if it ever
+ * forwards the segment.
+ */
+static void tcp_offload_commit(struct dp *dp, const struct flow *f,
+			       uint8_t *th, size_t len)
+{
+	size_t l4_off = DP_ETH_HLEN + ip_hdr_len(&f->key.guest_addr);
+	size_t l4_len = TCP_HLEN + len;
+	uint16_t sum;
+
+	sum = (uint16_t)~csum_fold(ip_pseudo_csum(&f->key.remote_addr,
+						  &f->key.guest_addr,
+						  IPPROTO_TCP, l4_len));
+	memcpy(th + TCP_OFF_CSUM, &sum, sizeof(sum));
+	tap_tx_csum_partial(dp, l4_off, TCP_OFF_CSUM);
+	if (len > f->tcp.mss)
+		tap_tx_gso_tcp(dp, !inany_is_v4(&f->key.guest_addr),
+			       l4_off + TCP_HLEN, f->tcp.mss);
+	ip_tx_commit(dp, IPPROTO_TCP, l4_len);
+}
+
+/**
+ * tcp_frame_payload() - largest payload of one data frame to the guest
+ * @dp:		data plane
+ * @f:		flow
+ *
+ * Return: the MSS without virtio-net headers; with them, as many whole MSS
+ *	   as fit a maximal IP datagram (the guest's kernel cuts the segment)
+ */
+static size_t tcp_frame_payload(const struct dp *dp, const struct flow *f)
+{
+	size_t mss = f->tcp.mss, max;
+
+	if (!dp->vnet_len)
+		return mss;
+
+	max = DP_IP_MAX_LEN - ip_hdr_len(&f->key.guest_addr) - TCP_HLEN;
+	return max < mss ? mss : max / mss * mss;
 }
 
 /**
@@ -584,8 +639,11 @@ static void tcp_tx_data(struct dp *dp, struct flow *f, const struct iovec *iov,
 		tcp_hdr_fill(th, f->key.remote_port, f->key.guest_port,
 			     t->seq_to_guest, t->seq_from_guest, flags, wnd,
 			     TCP_HLEN);
-		tcp_csum_commit(dp, &f->key.remote_addr, &f->key.guest_addr,
-				th, TCP_HLEN + len);
+		if (dp->vnet_len)
+			tcp_offload_commit(dp, f, th, len);
+		else
+			tcp_csum_commit(dp, &f->key.remote_addr,
+					&f->key.guest_addr, th, TCP_HLEN + len);
 		t->seq_to_guest += (uint32_t)len;
 	}
 
@@ -625,6 +683,7 @@ static void tcp_send_fin(struct dp *dp, struct flow *f)
 static int tcp_data_from_sock(struct dp *dp, struct flow *f)
 {
 	size_t hdr = DP_ETH_HLEN + ip_hdr_len(&f->key.guest_addr) + TCP_HLEN;
+	size_t seg_max = tcp_frame_payload(dp, f);
 	struct iovec iov[DP_TCP_RECV_FRAMES];
 	struct tcp_flow *t = &f->tcp;
 
@@ -653,14 +712,14 @@ static int tcp_data_from_sock(struct dp *dp, struct flow *f)
 			return 0;
 
 		avail = t->wnd_from_guest - flight;
-		n = (unsigned)((avail + t->mss - 1) / t->mss);
+		n = (unsigned)((avail + seg_max - 1) / seg_max);
 		if (n > DP_TCP_RECV_FRAMES)
 			n = DP_TCP_RECV_FRAMES;
 		n = tap_tx_reserve(dp, n);
 
 		for (i = 0; i < n; i++) {
-			size_t len = avail - want < t->mss ? avail - want :
-							     t->mss;
+			size_t len = avail - want < seg_max ? avail - want :
+							      seg_max;
 
 			iov[i].iov_base = tap_tx_ahead(dp, i) + hdr;
 			iov[i].iov_len = len;
@@ -1444,10 +1503,17 @@ void tcp_input(struct dp *dp, const struct l4_pkt *p)
 		return;
 	}
 
-	if (csum(th, p->l4_len, ip_pseudo_csum(&p->src, &p->dst, IPPROTO_TCP,
-					       p->l4_len))) {
-		DP_COUNT(dp, drop_tcp_checksum);
+	switch (tap_rx_l4_csum(dp, th, TCP_OFF_CSUM, true)) {
+	case TAP_CSUM_BAD:
 		return;
+	case TAP_CSUM_VERIFY:
+		if (csum(th, p->l4_len, ip_pseudo_csum(&p->src, &p->dst,
+						       IPPROTO_TCP,
+						       p->l4_len))) {
+			DP_COUNT(dp, drop_tcp_checksum);
+			return;
+		}
+		break;
 	}
 
 	seg.sport = rd16(th + TCP_OFF_SPORT);

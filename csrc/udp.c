@@ -322,13 +322,20 @@ void udp_input(struct dp *dp, const struct l4_pkt *p)
 		return;
 	}
 
-	/* zero: no checksum, allowed for IPv4 only (RFC 768, RFC 8200) */
+	/* zero: no checksum, allowed for IPv4 only (RFC 768, RFC 8200); a
+	 * partial sum left to us by checksum offload (tap.c) is not checked */
 	memcpy(&sum, p->l4 + UDP_OFF_CSUM, sizeof(sum));
-	if ((sum || !inany_is_v4(&p->src)) &&
-	    csum(p->l4, len, ip_pseudo_csum(&p->src, &p->dst, IPPROTO_UDP,
-					   len))) {
-		DP_COUNT(dp, drop_udp_checksum);
+	switch (tap_rx_l4_csum(dp, p->l4, UDP_OFF_CSUM, false)) {
+	case TAP_CSUM_BAD:
 		return;
+	case TAP_CSUM_VERIFY:
+		if ((sum || !inany_is_v4(&p->src)) &&
+		    csum(p->l4, len, ip_pseudo_csum(&p->src, &p->dst,
+						    IPPROTO_UDP, len))) {
+			DP_COUNT(dp, drop_udp_checksum);
+			return;
+		}
+		break;
 	}
 
 	flow_key_fill(&key, IPPROTO_UDP, &p->src, sport, &p->dst, dport);

@@ -194,8 +194,9 @@ class Config:
         except ValueError:
             return interface_ipv4(self.outbound_addr)
 
-    def dataplane_params(self) -> types.SimpleNamespace:
-        """The subset of the settings the data plane (dataplane.Dataplane) reads."""
+    def dataplane_params(self, vnet_hdr: bool = False) -> types.SimpleNamespace:
+        """The subset of the settings the data plane (dataplane.Dataplane)
+        reads; vnet_hdr: the TAP carries virtio-net headers (offloads)."""
         return types.SimpleNamespace(
             gw_mac=self.gateway_mac,
             net4=self.cidr.network_address,
@@ -204,7 +205,7 @@ class Config:
             dns4=self.dns,
             guest4=self.guest,
             mtu=self.mtu,
-            vnet_hdr=False,
+            vnet_hdr=vnet_hdr,
             disable_host_loopback=self.disable_host_loopback,
             disable_dns=self.disable_dns,
             dns_upstream4=None if self.disable_dns else self.dns_upstream4,

@@ -15,7 +15,7 @@ from slirpd.forward import Forwards
 from slirpd.notify import Notifier
 from slirpd.config import Config
 from slirpd.log import log
-from slirpd.netns import SetupError, TargetNamespaces, open_tap
+from slirpd.netns import SetupError, TargetNamespaces, open_tap, tap_has_vnet_hdr
 
 
 def _check_fd(fd: int | None, name: str) -> None:
@@ -51,12 +51,13 @@ def _target_pidfd(cfg: Config) -> int | None:
         raise SetupError(f"cannot watch process {cfg.target}: {e.strerror}") from None
 
 
-def _dataplane(cfg: Config, fd: int):
-    """A Dataplane serving fd (which it then owns; closed here on failure)."""
+def _dataplane(cfg: Config, fd: int, vnet_hdr: bool = False):
+    """A Dataplane serving fd (which it then owns; closed here on failure);
+    vnet_hdr: fd is a TAP opened with IFF_VNET_HDR (offloads on)."""
     from slirpd.dataplane import Dataplane
 
     try:
-        return Dataplane(cfg.dataplane_params(), fd)
+        return Dataplane(cfg.dataplane_params(vnet_hdr), fd)
     except OSError as e:
         os.close(fd)
         raise SetupError(f"cannot start the data plane: {e.strerror}") from None
@@ -112,7 +113,8 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     if pidfd is not None:
         cleanup.callback(os.close, pidfd)
     with TargetNamespaces(cfg) as ns:
-        dp = cleanup.enter_context(_dataplane(cfg, open_tap(cfg, ns)))
+        tap_fd = open_tap(cfg, ns)
+        dp = cleanup.enter_context(_dataplane(cfg, tap_fd, tap_has_vnet_hdr(tap_fd)))
         _start_pcap(cfg, dp)
         forwards = Forwards(cfg, dp)
         cleanup.callback(forwards.close)

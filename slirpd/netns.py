@@ -7,6 +7,10 @@ namespace (unless it is already ours), then the network namespace, opens
 /dev/net/tun, creates or attaches to the TAP, configures it when asked
 (configure.py), and sends the fd back over a SOCK_SEQPACKET pair with
 SCM_RIGHTS.  Errors travel back the same way as one line of text.
+
+The TAP is opened with IFF_VNET_HDR, so that the data plane can use checksum
+and segmentation offloads (csrc/tap.c); a kernel that refuses the flag gets a
+TAP without it, and tap_has_vnet_hdr() tells the data plane which it got.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ CLONE_NEWNET = 0x40000000
 NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
 TUNSETIFF = 0x400454CA
+TUNGETIFF = 0x800454D2  # _IOR('T', 210, unsigned int)
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
@@ -84,12 +89,20 @@ def _owning_userns(netns_fd: int, netns_path: str) -> int:
         raise SetupError(f"cannot find the user namespace of {netns_path!r}: {e.strerror}") from None
 
 
-def _create_tap(name: str, vnet_hdr: bool) -> int:
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-    flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+def _set_iff(fd: int, name: str, flags: int) -> None:
     ifr = struct.pack(f"{IFNAMSIZ}sH", name.encode(), flags).ljust(40, b"\0")
+    fcntl.ioctl(fd, TUNSETIFF, ifr)
+
+
+def _create_tap(name: str) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(fd, TUNSETIFF, ifr)
+        try:
+            _set_iff(fd, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            _set_iff(fd, name, IFF_TAP | IFF_NO_PI)  # no virtio-net headers: no offloads
     except OSError as e:
         os.close(fd)
         if e.errno == errno.EINVAL:
@@ -102,6 +115,12 @@ def _create_tap(name: str, vnet_hdr: bool) -> int:
     return fd
 
 
+def tap_has_vnet_hdr(fd: int) -> bool:
+    """Whether a TAP fd carries virtio-net headers (IFF_VNET_HDR)."""
+    ifr = fcntl.ioctl(fd, TUNGETIFF, b"\0" * 40)
+    return bool(struct.unpack_from("H", ifr, IFNAMSIZ)[0] & IFF_VNET_HDR)
+
+
 def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socket) -> None:
     """In the forked helper: join, open, configure, send.  Never returns."""
     try:
@@ -111,7 +130,7 @@ def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socke
             _setns(netns_fd, CLONE_NEWNET)
         except OSError as e:
             raise SetupError(f"cannot join the namespaces of {cfg.target}: {e.strerror}") from None
-        tap_fd = _create_tap(cfg.tapname, vnet_hdr=False)
+        tap_fd = _create_tap(cfg.tapname)
         if cfg.configure:
             from slirpd.configure import configure_guest
 

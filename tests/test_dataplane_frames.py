@@ -120,6 +120,8 @@ class Link:
     def __init__(self, kind: str, vnet_hdr: bool = False, cfg_over=None):
         self.kind = kind
         self.name = None
+        self.vnet = vnet_hdr and kind == "pair"
+        self.last_vnet = None  # header of the last frame recv() returned
         if kind == "tap":
             self.name = f"dpt{os.getpid() % 100000}x{next(_tap_seq)}"
             fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
@@ -138,6 +140,8 @@ class Link:
             self.sock.setblocking(False)
             self._drain()
         else:
+            # with vnet_hdr, the pair carries a virtio-net header before each
+            # frame, as a TAP with IFF_VNET_HDR would (send() adds a zero one)
             self.sock, dp_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             self.sock.setblocking(False)
             fd = os.dup(dp_end.fileno())
@@ -155,12 +159,15 @@ class Link:
         except BlockingIOError:
             pass
 
-    def send(self, frame: bytes):
+    def send(self, frame: bytes, vnet: bytes | None = None):
+        """Send a frame; on a vnet pair behind vnet (default: a zero header)."""
         capture = os.environ.get("SLIRPD_FRAME_CAPTURE")
         if capture:  # seeds for the fuzzer: tests/fuzz/mkseeds.py
             name = os.environ["PYTEST_CURRENT_TEST"].split(" ")[0].split("::")[-1]
             with open(os.path.join(capture, "".join(c if c.isalnum() else "_" for c in name)), "ab") as f:
                 f.write(struct.pack("!H", len(frame)) + frame)
+        if self.vnet:
+            frame = (vnet if vnet is not None else bytes(VNET_HDR_LEN)) + frame
         self.sock.send(frame)
 
     def recv(self, timeout: float = TIMEOUT) -> bytes | None:
@@ -177,7 +184,10 @@ class Link:
                 if addr[2] == PACKET_OUTGOING:
                     continue  # the kernel's own, or ours on the way to the TAP
                 return data
-            return self.sock.recv(65536)
+            data = self.sock.recv(1 << 17)
+            if self.vnet:
+                self.last_vnet, data = data[:VNET_HDR_LEN], data[VNET_HDR_LEN:]
+            return data
 
     def pump(self, frames: int):
         """Poll the data plane until it has read `frames` more frames."""
@@ -192,14 +202,19 @@ class Link:
 
     def exchange(self, frame: bytes) -> bytes | None:
         """Send frame, let the data plane handle it, return its answer (or None)."""
-        self.send(frame)
+        return self.exchange_vnet(frame, None)
+
+    def exchange_vnet(self, frame: bytes, vnet: bytes | None) -> bytes | None:
+        """exchange(), with frame behind the virtio-net header vnet."""
+        self.send(frame, vnet)
         self.pump(1)
         return self.recv()
 
-    def assert_dropped(self, frame: bytes, reason: str):
-        """frame is dropped under reason, with no answer, and the dp still answers."""
+    def assert_dropped(self, frame: bytes, reason: str, vnet: bytes | None = None):
+        """frame (behind vnet, on a vnet pair) is dropped under reason, with
+        no answer, and the dp still answers."""
         before = self.dp.counters()
-        self.send(frame)
+        self.send(frame, vnet)
         self.send(arp_request(GW4))
         self.pump(2)
         reply = self.recv()
@@ -416,6 +431,201 @@ def test_vnet_hdr():
         assert c["bytes_out"] == 60 + 14 + 20 + 8 + 100
     finally:
         lk.close()
+
+
+# --- virtio-net headers from the guest (csrc/tap.c) ---------------------------
+
+NEEDS_CSUM = 1
+GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 3, 4, 5, 0x80
+L4_OFF = 14 + 20  # Ethernet + IPv4 header: csum_start of a transport header
+TCP_CSUM_OFF, UDP_CSUM_OFF = 16, 6
+
+
+def vnet(flags=0, gso_type=GSO_NONE, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0) -> bytes:
+    """struct virtio_net_hdr_v1, in the host's byte order as a TAP has it."""
+    return struct.pack("=BBHHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, 0)
+
+
+def pseudo4(src, dst, proto: int, length: int) -> bytes:
+    return (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed
+            + struct.pack("!BBH", 0, proto, length))
+
+
+def l4_csum(pseudo: bytes, seg: bytes, kind: str) -> int:
+    """The checksum field: "full", "partial" (the pseudo-header sum only,
+    not complemented, as checksum offload leaves it) or "bad"."""
+    if kind == "full":
+        return inet_csum(pseudo + seg)
+    if kind == "partial":
+        return ~inet_csum(pseudo) & 0xFFFF
+    return inet_csum(pseudo + seg) ^ 0x5A5A
+
+
+def tcp4_frame(payload: bytes = b"", csum: str = "full", flags: int = 0x10, dport: int = 9) -> bytes:
+    """An IPv4 TCP segment from the guest to the gateway (no flow: a RST answers)."""
+    seg = struct.pack("!HHIIBBHHH", 40000, dport, 1000, 1, 5 << 4, flags, 65535, 0, 0) + payload
+    c = l4_csum(pseudo4(GUEST4, GW4, 6, len(seg)), seg, csum)
+    return eth(0x0800, ip4(seg[:16] + struct.pack("!H", c) + seg[18:], proto=6))
+
+
+def udp4_frame(payload: bytes, dport: int, csum: str = "full") -> bytes:
+    seg = struct.pack("!HHHH", 40001, dport, 8 + len(payload), 0) + payload
+    c = l4_csum(pseudo4(GUEST4, GW4, 17, len(seg)), seg, csum)
+    return eth(0x0800, ip4(seg[:6] + struct.pack("!H", c) + seg[8:], proto=17))
+
+
+def partial_ok(frame: bytes, field: int) -> bytes:
+    """A NEEDS_CSUM header naming exactly the transport checksum of frame."""
+    return vnet(NEEDS_CSUM, csum_start=L4_OFF, csum_offset=field)
+
+
+def gso_ok(frame: bytes, mss: int = 1000) -> bytes:
+    return vnet(NEEDS_CSUM, GSO_TCPV4, hdr_len=L4_OFF + 20, gso_size=mss, csum_start=L4_OFF,
+                csum_offset=TCP_CSUM_OFF)
+
+
+BIG_TCP = tcp4_frame(b"g" * 3000, csum="partial")
+
+VNET_DROPS = {
+    "flag_unknown": (lambda: (echo_request(b"v"), vnet(flags=4)), "drop_vnet_hdr"),
+    "csum_start_beyond_frame": (lambda: (echo_request(b"v"), vnet(NEEDS_CSUM, csum_start=5000)),
+                                "drop_vnet_hdr"),
+    "csum_offset_beyond_frame": (lambda: (tcp4_frame(), vnet(NEEDS_CSUM, csum_start=L4_OFF,
+                                                             csum_offset=19)), "drop_vnet_hdr"),
+    "csum_offset_huge": (lambda: (tcp4_frame(), vnet(NEEDS_CSUM, csum_start=L4_OFF,
+                                                     csum_offset=0xFFFF)), "drop_vnet_hdr"),
+    "csum_start_in_ethernet_header": (lambda: (tcp4_frame(), vnet(NEEDS_CSUM, csum_start=4,
+                                                                  csum_offset=0)), "drop_vnet_hdr"),
+    "gso_type_udp": (lambda: (BIG_TCP, gso_ok(BIG_TCP)[:1] + bytes([GSO_UDP]) + gso_ok(BIG_TCP)[2:]),
+                     "drop_vnet_gso"),
+    "gso_type_udp_l4": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, GSO_UDP_L4, L4_OFF + 8, 1000, L4_OFF, 6)),
+                        "drop_vnet_gso"),
+    "gso_type_unknown": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, 0x42, L4_OFF + 20, 1000, L4_OFF, 16)),
+                         "drop_vnet_gso"),
+    "gso_ecn_alone": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, GSO_ECN, L4_OFF + 20, 1000, L4_OFF, 16)),
+                      "drop_vnet_gso"),
+    "gso_size_zero": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, GSO_TCPV4, L4_OFF + 20, 0, L4_OFF, 16)),
+                      "drop_vnet_gso"),
+    "gso_size_huge": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, GSO_TCPV4, L4_OFF + 20, 0xFFFF, L4_OFF, 16)),
+                      "drop_vnet_gso"),
+    "gso_hdr_len_beyond_frame": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, GSO_TCPV4, 0xF000, 1000,
+                                                        L4_OFF, 16)), "drop_vnet_gso"),
+    "gso_without_needs_csum": (lambda: (tcp4_frame(b"g" * 3000), vnet(0, GSO_TCPV4, L4_OFF + 20,
+                                                                      1000)), "drop_vnet_gso"),
+    "gso_tcpv4_on_icmp": (lambda: (echo_request(b"i" * 3000), vnet(NEEDS_CSUM, GSO_TCPV4, L4_OFF + 8,
+                                                                   1000, L4_OFF, 2)),
+                          "drop_vnet_gso"),
+    "gso_tcpv4_on_arp": (lambda: (arp_request(GW4), vnet(NEEDS_CSUM, GSO_TCPV4, 14, 8, 14, 0)),
+                         "drop_vnet_gso"),
+    "gso_tcpv6_on_ipv4": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, GSO_TCPV6, L4_OFF + 20, 1000,
+                                                 L4_OFF, 16)), "drop_vnet_gso"),
+    "gso_csum_start_not_tcp_header": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, GSO_TCPV4, L4_OFF + 20, 1000,
+                                                             14, 10)), "drop_vnet_gso"),
+    "gso_csum_offset_not_tcp_checksum": (lambda: (BIG_TCP, vnet(NEEDS_CSUM, GSO_TCPV4, L4_OFF + 20,
+                                                                1000, L4_OFF, 6)), "drop_vnet_gso"),
+    # NEEDS_CSUM naming a field other than the transport checksum: that
+    # checksum is verified as it stands, and a partial sum there fails
+    "partial_sum_csum_elsewhere": (lambda: (tcp4_frame(b"p", csum="partial"),
+                                            vnet(NEEDS_CSUM, csum_start=14, csum_offset=10)),
+                                   "drop_tcp_checksum"),
+    # no NEEDS_CSUM: a partial sum is a bad checksum
+    "partial_sum_without_flag_tcp": (lambda: (tcp4_frame(b"p", csum="partial"), vnet()),
+                                     "drop_tcp_checksum"),
+    "partial_sum_without_flag_udp": (lambda: (udp4_frame(b"p", 9, csum="partial"), vnet()),
+                                     "drop_udp_checksum"),
+    "data_valid_does_not_skip_verification": (lambda: (tcp4_frame(b"p", csum="bad"), vnet(flags=2)),
+                                              "drop_tcp_checksum"),
+}
+
+
+@pytest.fixture
+def vpair():
+    lk = Link("pair", vnet_hdr=True)
+    yield lk
+    lk.close()
+
+
+@pytest.mark.parametrize("case", sorted(VNET_DROPS))
+def test_vnet_hostile_header_counted(vpair, case):
+    build, reason = VNET_DROPS[case]
+    frame, hdr = build()
+    vpair.assert_dropped(frame, reason, vnet=hdr)
+    assert vpair.last_vnet == bytes(VNET_HDR_LEN), "the ARP reply's header is not zero"
+
+
+def test_vnet_short_header(vpair):
+    """A message shorter than the virtio-net header."""
+    for size in (1, 6, VNET_HDR_LEN - 1):  # 0 bytes is end of file
+        before = vpair.dp.counters()["drop_vnet_hdr"]
+        vpair.sock.send(b"\x02" * size)
+        vpair.send(arp_request(GW4))
+        vpair.pump(2)
+        assert vpair.recv() is not None
+        assert vpair.dp.counters()["drop_vnet_hdr"] == before + 1
+
+
+def rst_for(link: Link, frame: bytes, hdr: bytes) -> bytes:
+    """Send a segment without a flow; return the RST it gets."""
+    reply = link.exchange_vnet(frame, hdr)
+    assert reply is not None and reply[12:14] == b"\x08\x00" and reply[23] == 6
+    tcp = reply[34:]
+    assert tcp[13] & 0x04, "not a RST"
+    return reply
+
+
+def test_vnet_partial_tcp_checksum_accepted(vpair):
+    """NEEDS_CSUM naming the TCP checksum: the pseudo-header sum alone passes
+    (the segment reaches TCP, which answers a flowless ACK with a RST)."""
+    frame = tcp4_frame(b"partial", csum="partial")
+    reply = rst_for(vpair, frame, partial_ok(frame, TCP_CSUM_OFF))
+    seg = reply[34:14 + struct.unpack("!H", reply[16:18])[0]]  # Ethernet padding off
+    assert inet_csum(pseudo4(GW4, GUEST4, 6, len(seg)) + seg) == 0, "our RST: full checksum"
+    c = vpair.dp.counters()
+    assert c["drop_tcp_no_flow"] == 1 and c["drop_tcp_checksum"] == 0
+    assert vpair.last_vnet == bytes(VNET_HDR_LEN)
+
+
+def test_vnet_gso_segment_accepted(vpair):
+    """A sound 3000-byte GSO segment (gso_size 1000) is taken as one segment."""
+    rst_for(vpair, BIG_TCP, gso_ok(BIG_TCP))
+    c = vpair.dp.counters()
+    assert c["vnet_gso_in"] == 1 and c["drop_tcp_no_flow"] == 1
+    assert c["drop_vnet_gso"] == 0 and c["drop_vnet_hdr"] == 0
+
+
+def test_vnet_partial_udp_checksum_accepted(vpair):
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.settimeout(TIMEOUT)
+    with srv:
+        frame = udp4_frame(b"partial udp", srv.getsockname()[1], csum="partial")
+        vpair.send(frame, partial_ok(frame, UDP_CSUM_OFF))
+        vpair.pump(1)
+        assert srv.recvfrom(100)[0] == b"partial udp"
+    assert vpair.dp.counters()["drop_udp_checksum"] == 0
+
+
+def test_vnet_many_hostile_headers_then_serves(vpair):
+    """Random headers in front of valid frames: no crash, every frame either
+    handled or dropped under a reason, and the data plane still answers."""
+    import random
+
+    rnd = random.Random(5)
+    frames = [echo_request(b"r" * 64), BIG_TCP, tcp4_frame(b"x"), arp_request(GW4)]
+    n = 500
+    for _ in range(n):
+        vpair.send(rnd.choice(frames), bytes(rnd.getrandbits(8) for _ in range(VNET_HDR_LEN)))
+        if rnd.random() < 0.1:
+            vpair.pump(1)
+            while vpair.recv(0.001) is not None:
+                pass
+    vpair.pump(0)
+    while vpair.recv(0.05) is not None:
+        pass
+    assert vpair.exchange(arp_request(GW4)) is not None
+    c = vpair.dp.counters()
+    assert c["frames_in"] == n + 1
+    assert c["drop_vnet_hdr"] + c["drop_vnet_gso"] > n // 2, c
 
 
 def test_poll_idle_and_budget(link):
