@@ -29,6 +29,7 @@
 
 #include <arpa/inet.h>
 #include <linux/errqueue.h>
+#include <linux/virtio_net.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -115,6 +116,7 @@ void fake_reset(void)
 	memset(fk.knob, 0, sizeof(fk.knob));
 	fk.now_ns = 1000000000ULL;
 	fk.tap_head = fk.tap_count = 0;
+	fk.tap_vnet = 0;	/* until the data plane asks for a header */
 	fk.frames_out = 0;
 	fk.epoll_rotor = 0;
 	fk.random = 0x9e3779b97f4a7c15ULL;
@@ -975,18 +977,67 @@ static bool fake_csum_ok(const uint8_t *data, size_t len, uint32_t sum)
 }
 
 /**
- * fake_check_frame() - abort on a frame no correct stack would send
- * @f:		Ethernet frame, virtio-net header excluded
- * @len:	its length
+ * fake_vnet_apply() - do what the kernel does with a virtio-net header on
+ * write: check it, and complete a partial checksum
+ * @vh:		the header (struct virtio_net_hdr_v1, little-endian fields)
+ * @f:		the frame behind it, a copy the checksum is completed in
+ * @len:	frame length
+ *
+ * Return: true for a GSO frame (one segment per gso_size bytes of payload,
+ *	   so it may exceed the MTU)
  */
-static void fake_check_frame(const uint8_t *f, size_t len)
+static bool fake_vnet_apply(const uint8_t *vh, uint8_t *f, size_t len)
+{
+	size_t start = (size_t)(vh[6] | vh[7] << 8);
+	size_t off = (size_t)(vh[8] | vh[9] << 8);
+	size_t gso_size = (size_t)(vh[4] | vh[5] << 8);
+	uint8_t flags = vh[0], gso_type = vh[1];
+	uint32_t sum = 0;
+	size_t i;
+
+	if (flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM)
+		fake_die("virtio-net header flags %02x to the guest (type %u, "
+			 "%zu-byte frame)", flags, gso_type, len);
+	if (gso_type != VIRTIO_NET_HDR_GSO_NONE &&
+	    ((gso_type != VIRTIO_NET_HDR_GSO_TCPV4 &&
+	      gso_type != VIRTIO_NET_HDR_GSO_TCPV6) || !gso_size ||
+	     gso_size > fk.tap_mtu || len > 14 + 65535 ||
+	     !(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)))
+		fake_die("virtio-net GSO type %u size %zu on %zu bytes",
+			 gso_type, gso_size, len);
+	if (!(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+		return false;
+
+	if (start + off + 2 > len)
+		fake_die("partial checksum at %zu+%zu of %zu bytes", start, off,
+			 len);
+	for (i = start; i + 1 < len; i += 2)
+		sum += (uint32_t)(f[i] << 8 | f[i + 1]);
+	if ((len - start) & 1)
+		sum += (uint32_t)f[len - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	sum = ~sum & 0xffff;
+	f[start + off] = (uint8_t)(sum >> 8);
+	f[start + off + 1] = (uint8_t)sum;
+	return gso_type != VIRTIO_NET_HDR_GSO_NONE;
+}
+
+/**
+ * fake_check_frame() - abort on a frame no correct stack would send
+ * @f:		Ethernet frame, virtio-net header excluded, any partial
+ *		checksum completed
+ * @len:	its length
+ * @gso:	a GSO frame: up to 64 KiB of IP packet, whatever the MTU
+ */
+static void fake_check_frame(const uint8_t *f, size_t len, bool gso)
 {
 	const uint8_t *ip = f + 14;
 	size_t ihl, tot, l4_len;
 	uint32_t ph = 0;
 	const uint8_t *l4;
 
-	if (len < 14 || len > 14 + (size_t)fk.tap_mtu)
+	if (len < 14 || (!gso && len > 14 + (size_t)fk.tap_mtu))
 		fake_die("frame of %zu bytes, MTU %u, ethertype %02x%02x, "
 			 "IP protocol %u", len, fk.tap_mtu, f[12], f[13],
 			 len > 23 ? f[23] : 0);
@@ -1039,9 +1090,18 @@ ssize_t fake_write(int fd, const void *buf, size_t len)
 	if (len < fk.tap_vnet)
 		fake_die("write of %zu bytes, less than a virtio-net header",
 			 len);
-	if (!fk.ctl_unchecked)
-		fake_check_frame((const uint8_t *)buf + fk.tap_vnet,
-				 len - fk.tap_vnet);
+	if (!fk.ctl_unchecked) {
+		static uint8_t frame[14 + 65535];
+		size_t flen = len - fk.tap_vnet;
+		bool gso = false;
+
+		if (flen > sizeof(frame))
+			fake_die("write of a %zu-byte frame", flen);
+		memcpy(frame, (const uint8_t *)buf + fk.tap_vnet, flen);
+		if (fk.tap_vnet)
+			gso = fake_vnet_apply(buf, frame, flen);
+		fake_check_frame(frame, flen, gso);
+	}
 	fk.frames_out++;
 	if (fk.trace) {
 		size_t i;
