@@ -282,6 +282,9 @@ def test_api_during_1gib_transfer(guest, start_slirpd, user_tmp):
             assert [e["host_port"] for e in entries] == [HOST_PORT]
             assert json.loads(api(path, '{"execute": "get_stats"}'))["return"]["forwards"][0]["id"] == 1
             listed += 1
+            # the client runs in this process: leave it the GIL (the flood
+            # test, tests/test_faults.py, asks from a process of its own)
+            time.sleep(0.005)
         t.join()
         theirs = srv.results(1)[0]
     finally:
