@@ -1226,6 +1226,9 @@ int fake_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 		ev[n].events = r;
 		ev[n].data.u64 = d->epoll_data;
 		n++;
+		if (fk.trace)
+			fprintf(stderr, "EVENT fd %d kind %d type %d events %x\n",
+				(int)(d - fk.fds), d->kind, d->type, r);
 	}
 	fk.epoll_rotor++;
 	return n;
