@@ -436,19 +436,10 @@ void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 	int i, n;
 
 	if (events & EPOLLERR) {
-		/* errors of ping sockets are not relayed: clear them, and
-		 * whatever is queued for them, or epoll reports them forever */
+		/* errors of ping sockets are not relayed: clear them */
 		socklen_t sl = sizeof(int);
-		uint8_t quote[64];
 		int err;
 
-		for (i = 0; i < DP_UDP_RECV_BATCH; i++) {
-			struct iovec iov = { quote, sizeof(quote) };
-			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-			if (recvmsg(f->sock, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
-				break;
-		}
 		getsockopt(f->sock, SOL_SOCKET, SO_ERROR, &err, &sl);
 	}
 

@@ -339,9 +339,13 @@ void fake_sock_event(int fd, uint8_t what)
 		d->outq = 0;
 		d->edge |= EPOLLOUT;
 		break;
-	case 5:		/* an ICMP error for a datagram socket */
-		if (d->type == SOCK_DGRAM && d->errq < 8) {
+	case 5:		/* an ICMP error for a datagram socket: queued with
+			 * IP_RECVERR, else only SO_ERROR, as the kernel does */
+		if (d->type == SOCK_DGRAM && d->recverr && d->errq < 8) {
 			d->errq++;
+			d->edge |= EPOLLERR;
+		} else if (d->type == SOCK_DGRAM) {
+			d->so_error = EHOSTUNREACH;
 			d->edge |= EPOLLERR;
 		}
 		break;
@@ -488,6 +492,15 @@ int fake_setsockopt(int fd, int level, int name, const void *val,
 			return fake_fail(EINVAL);
 		memcpy(&v, val, sizeof(v));
 		d->peek_off = v;
+	}
+	if ((level == SOL_IP && name == IP_RECVERR) ||
+	    (level == SOL_IPV6 && name == IPV6_RECVERR)) {
+		int v;
+
+		if (len < sizeof(int))
+			return fake_fail(EINVAL);
+		memcpy(&v, val, sizeof(v));
+		d->recverr = v != 0;
 	}
 	return 0;
 }

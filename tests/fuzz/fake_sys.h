@@ -82,6 +82,7 @@ struct fake_dgram {
  * @rx:		stream bytes waiting, @rx_len of them
  * @outq:	bytes sent and not yet "acked" by the host peer (SIOCOUTQ)
  * @dgrams:	datagrams waiting, @ndgrams of them
+ * @recverr:	IP_RECVERR (or IPV6_RECVERR) is on: ICMP errors are queued
  * @errq:	ICMP errors waiting on the error queue
  * @accepts:	connections waiting on a listener
  */
@@ -107,6 +108,7 @@ struct fake_fd {
 	size_t outq;
 	struct fake_dgram *dgrams;
 	unsigned ndgrams;
+	bool recverr;
 	unsigned errq;
 	unsigned accepts;
 };
