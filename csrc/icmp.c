@@ -94,6 +94,26 @@
 #define ICMP_IP6_HLEN		40
 
 /**
+ * icmp4_valid() - check an ICMP message's length and checksum
+ * @dp:		data plane
+ * @ip:		validated IPv4 packet carrying the message
+ *
+ * Return: true if it may be read, else false (the drop is counted)
+ */
+static bool icmp4_valid(struct dp *dp, const struct ip4_pkt *ip)
+{
+	if (ip->l4_len < ICMP_HLEN) {
+		DP_COUNT(dp, drop_icmp_malformed);
+		return false;
+	}
+	if (csum(ip->l4, ip->l4_len, 0)) {
+		DP_COUNT(dp, drop_icmp_checksum);
+		return false;
+	}
+	return true;
+}
+
+/**
  * icmp4_input() - handle one ICMP message addressed to us
  * @dp:		data plane
  * @ip:		validated IPv4 packet carrying the message
@@ -103,15 +123,8 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 	uint16_t sum;
 	uint8_t *r;
 
-	if (ip->l4_len < ICMP_HLEN) {
-		DP_COUNT(dp, drop_icmp_malformed);
+	if (!icmp4_valid(dp, ip))
 		return;
-	}
-
-	if (csum(ip->l4, ip->l4_len, 0)) {
-		DP_COUNT(dp, drop_icmp_checksum);
-		return;
-	}
 
 	if (ip->l4[ICMP_OFF_TYPE] != ICMP_ECHO_REQUEST) {
 		DP_COUNT(dp, drop_icmp_type);
@@ -334,15 +347,8 @@ void ping4_input(struct dp *dp, const struct ip4_pkt *ip)
 		.l4 = ip->l4, .l4_len = ip->l4_len,
 	};
 
-	if (ip->l4_len < ICMP_HLEN) {
-		DP_COUNT(dp, drop_icmp_malformed);
+	if (!icmp4_valid(dp, ip))
 		return;
-	}
-
-	if (csum(ip->l4, ip->l4_len, 0)) {
-		DP_COUNT(dp, drop_icmp_checksum);
-		return;
-	}
 
 	if (ip->l4[ICMP_OFF_TYPE] != ICMP_ECHO_REQUEST ||
 	    ip->l4[ICMP_OFF_CODE]) {

@@ -1002,6 +1002,27 @@ static int tcp_opts_parse(const struct tcp_seg *seg, unsigned *mss, int *ws,
 }
 
 /**
+ * tcp_mss() - the segment size for a guest, from its SYN's MSS option
+ * @dp:		data plane
+ * @guest:	the guest's address (its family sets the IP header size)
+ * @mss:	the option's value, 0 if absent
+ *
+ * Return: @mss, or DP_TCP_MSS_DEFAULT without one, raised to DP_TCP_MSS_MIN,
+ *	   and at most what the MTU carries (which wins on tiny MTUs)
+ */
+static uint16_t tcp_mss(const struct dp *dp, const union inany_addr *guest,
+			unsigned mss)
+{
+	size_t mss_max = dp->cfg.mtu - ip_hdr_len(guest) - TCP_HLEN;
+
+	if (!mss)
+		mss = DP_TCP_MSS_DEFAULT;
+	if (mss < DP_TCP_MSS_MIN)
+		mss = DP_TCP_MSS_MIN;
+	return (uint16_t)(mss > mss_max ? mss_max : mss);
+}
+
+/**
  * tcp_isn() - initial sequence number of a new connection
  * @dp:		data plane, for the secret seed and the clock
  * @f:		flow, key set
@@ -1085,7 +1106,6 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 				const struct tcp_seg *seg,
 				const struct flow_key *key)
 {
-	size_t mss_max = dp->cfg.mtu - ip_hdr_len(&p->src) - TCP_HLEN;
 	struct sockaddr_storage sa;
 	struct tcp_flow *t;
 	socklen_t sa_len;
@@ -1139,11 +1159,7 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	t->seq_from_guest = t->seq_queued = t->seq_ack_sent = seg->seq + 1;
 	t->seq_to_guest = t->seq_max = t->seq_acked = tcp_isn(dp, f);
 	t->seq_consumed = t->seq_recover = t->seq_to_guest;
-	t->mss = (uint16_t)(mss ? mss : DP_TCP_MSS_DEFAULT);
-	if (t->mss < DP_TCP_MSS_MIN)
-		t->mss = DP_TCP_MSS_MIN;
-	if (t->mss > mss_max)		/* below DP_TCP_MSS_MIN on tiny MTUs */
-		t->mss = (uint16_t)mss_max;
+	t->mss = tcp_mss(dp, &f->key.guest_addr, mss);
 	if (ws >= 0) {
 		t->flags |= TCP_F_WS;
 		t->ws_from_guest = (uint8_t)ws;
@@ -1338,8 +1354,6 @@ static bool tcp_rst_acceptable(const struct tcp_flow *t, uint32_t seq)
 static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
 			      const struct tcp_seg *seg)
 {
-	size_t mss_max = dp->cfg.mtu - ip_hdr_len(&f->key.guest_addr) -
-			 TCP_HLEN;
 	struct tcp_flow *t = &f->tcp;
 	bool sack_ok;
 	unsigned mss;
@@ -1360,11 +1374,7 @@ static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
 	}
 
 	t->seq_from_guest = t->seq_queued = t->seq_ack_sent = seg->seq + 1;
-	t->mss = (uint16_t)(mss ? mss : DP_TCP_MSS_DEFAULT);
-	if (t->mss < DP_TCP_MSS_MIN)
-		t->mss = DP_TCP_MSS_MIN;
-	if (t->mss > mss_max)		/* below DP_TCP_MSS_MIN on tiny MTUs */
-		t->mss = (uint16_t)mss_max;
+	t->mss = tcp_mss(dp, &f->key.guest_addr, mss);
 	if (ws >= 0) {
 		t->ws_from_guest = (uint8_t)ws;
 	} else {

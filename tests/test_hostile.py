@@ -23,6 +23,7 @@ import struct
 import pytest
 
 from conftest import wait_for
+from test_dataplane_frames import inet_csum as csum
 from tcputil import GUEST_SEND, Server, sink
 
 MIB = 1 << 20
@@ -56,15 +57,6 @@ print(sent, errors)
 """
 
 GUEST_MAC_MARK = b"\x02GUEST"   # 6 bytes, replaced by tap0's MAC in the guest
-
-
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def eth(payload: bytes, ethertype=0x0800, dst=GW_MAC, src=GUEST_MAC_MARK) -> bytes:
