@@ -11,7 +11,9 @@ slirpd answers with the error the same field would get.
 
 Connections are non-blocking and served from the daemon's selector between
 data plane batches; a client that sends nothing is timed out, a request over
-REQUEST_MAX bytes is refused.
+REQUEST_MAX bytes is refused.  New clients are accepted at most once per
+ACCEPT_INTERVAL: meanwhile the listener leaves the selector, so a flood of
+requests waits in its backlog instead of spinning the loop.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from slirpd.unixsock import listen_unix
 REQUEST_MAX = 4096
 CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
 CLIENTS_MAX = 64
+# At most one new client per this many seconds: a client that asks back to
+# back gets its answers at that pace and cannot take the data plane's CPU
+ACCEPT_INTERVAL = 0.001
 
 
 def _reply(obj) -> bytes:
@@ -163,6 +168,7 @@ class _Client:
         self.request = b""
         self.reply = b""
         self.answered = False  # reply queued; what the client still sends is drained
+        self.watched = False  # in the selector (not while one pass serves it)
         self.deadline = time.monotonic() + CLIENT_TIMEOUT
 
 
@@ -174,6 +180,7 @@ class ApiServer:
         self.api = api
         self.sel: selectors.BaseSelector | None = None
         self.clients: dict[int, _Client] = {}
+        self.accept_paused_until: float | None = None
         self.listener = listen_unix(path, socket.SOCK_STREAM, CLIENTS_MAX)
         self.listener.setblocking(False)
         # Kept so the socket can be removed after --enable-sandbox hid the path
@@ -185,15 +192,22 @@ class ApiServer:
         sel.register(self.listener, selectors.EVENT_READ, self._on_accept)
 
     def timeout(self) -> float | None:
-        """Seconds until the next client times out, None if no client."""
-        if not self.clients:
+        """Seconds until the next client times out or accepting resumes,
+        None if neither is pending."""
+        deadlines = [c.deadline for c in self.clients.values()]
+        if self.accept_paused_until is not None:
+            deadlines.append(self.accept_paused_until)
+        if not deadlines:
             return None
-        return max(0.0, min(c.deadline for c in self.clients.values()) - time.monotonic())
+        return max(0.0, min(deadlines) - time.monotonic())
 
     def expire(self) -> None:
-        """Answer clients that took too long to ask; close those that take
-        too long to go away."""
+        """Resume accepting once the interval is over; answer clients that
+        took too long to ask; close those that take too long to go away."""
         now = time.monotonic()
+        if self.accept_paused_until is not None and now >= self.accept_paused_until:
+            self.accept_paused_until = None
+            self.sel.register(self.listener, selectors.EVENT_READ, self._on_accept)
         for client in [c for c in self.clients.values() if c.deadline <= now]:
             if client.answered:
                 self._close(client)
@@ -205,13 +219,26 @@ class ApiServer:
             sock, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
             return
+        self.sel.unregister(self.listener)
+        self.accept_paused_until = time.monotonic() + ACCEPT_INTERVAL
         if len(self.clients) >= CLIENTS_MAX:
             sock.close()
             return
         sock.setblocking(False)
         client = _Client(sock)
         self.clients[sock.fileno()] = client
-        self.sel.register(sock, selectors.EVENT_READ, lambda: self._on_readable(client))
+        # Most clients have sent their request by now: answer it in this
+        # pass, and only watch the ones that have not
+        self._on_readable(client)
+        if client.sock.fileno() >= 0 and not client.answered:
+            self._watch(client, selectors.EVENT_READ, lambda: self._on_readable(client))
+
+    def _watch(self, client: _Client, events: int, callback) -> None:
+        if client.watched:
+            self.sel.modify(client.sock, events, callback)
+        else:
+            self.sel.register(client.sock, events, callback)
+            client.watched = True
 
     def _on_readable(self, client: _Client) -> None:
         try:
@@ -235,8 +262,9 @@ class ApiServer:
         client.reply = reply
         client.answered = True
         client.deadline = time.monotonic() + CLIENT_TIMEOUT
-        self.sel.modify(client.sock, selectors.EVENT_WRITE, lambda: self._on_writable(client))
         self._on_writable(client)
+        if client.sock.fileno() >= 0 and client.reply:
+            self._watch(client, selectors.EVENT_WRITE, lambda: self._on_writable(client))
 
     def _on_writable(self, client: _Client) -> None:
         try:
@@ -255,11 +283,12 @@ class ApiServer:
         # Closing with unread bytes would reset the connection before the
         # client reads the reply: drain what it still sends instead.
         client.sock.shutdown(socket.SHUT_WR)
-        self.sel.modify(client.sock, selectors.EVENT_READ, lambda: self._on_readable(client))
+        self._watch(client, selectors.EVENT_READ, lambda: self._on_readable(client))
 
     def _close(self, client: _Client) -> None:
         self.clients.pop(client.sock.fileno(), None)
-        self.sel.unregister(client.sock)
+        if client.watched:
+            self.sel.unregister(client.sock)
         client.sock.close()
 
     def close(self) -> None:
