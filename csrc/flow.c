@@ -241,6 +241,28 @@ void flow_free(struct dp *dp, struct flow *f)
 }
 
 /**
+ * flow_epoll_ctl() - epoll_ctl() for a flow's socket
+ * @dp:		data plane
+ * @f:		flow with a socket
+ * @op:		EPOLL_CTL_ADD, EPOLL_CTL_MOD or EPOLL_CTL_DEL
+ * @events:	EPOLLIN, EPOLLOUT...
+ *
+ * Return: 0, or -1 with errno set
+ */
+static int flow_epoll_ctl(struct dp *dp, struct flow *f, int op,
+			  uint32_t events)
+{
+	uint32_t idx = (uint32_t)(f - dp->flows);
+	struct epoll_event ev = {
+		.events = events,
+		.data.u64 = (uint64_t)EPOLL_REF_FLOW << REF_KIND_SHIFT |
+			    (uint64_t)f->gen << REF_GEN_SHIFT | idx,
+	};
+
+	return epoll_ctl(dp->epoll_fd, op, f->sock, &ev);
+}
+
+/**
  * flow_epoll_set() - register a flow's socket for epoll events
  * @dp:		data plane
  * @f:		flow with a socket
@@ -250,12 +272,6 @@ void flow_free(struct dp *dp, struct flow *f)
  */
 int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events)
 {
-	uint32_t idx = (uint32_t)(f - dp->flows);
-	struct epoll_event ev = {
-		.events = events,
-		.data.u64 = (uint64_t)EPOLL_REF_FLOW << REF_KIND_SHIFT |
-			    (uint64_t)f->gen << REF_GEN_SHIFT | idx,
-	};
 	int op;
 
 	if (events == f->epoll_events)
@@ -268,11 +284,27 @@ int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events)
 	else
 		op = EPOLL_CTL_MOD;
 
-	if (epoll_ctl(dp->epoll_fd, op, f->sock, &ev))
+	if (flow_epoll_ctl(dp, f, op, events))
 		return -1;
 
 	f->epoll_events = events;
 	return 0;
+}
+
+/**
+ * flow_epoll_rearm() - register a flow's socket again with the same events
+ * @dp:		data plane
+ * @f:		flow with a socket, registered
+ *
+ * With EPOLLET, an event already reported comes again only after a new
+ * wake-up; registering anew polls the socket now, so a condition that holds
+ * is reported, and one that does not is waited for afresh.
+ *
+ * Return: 0, or -1 with errno set
+ */
+int flow_epoll_rearm(struct dp *dp, struct flow *f)
+{
+	return flow_epoll_ctl(dp, f, EPOLL_CTL_MOD, f->epoll_events);
 }
 
 /**

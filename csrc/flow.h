@@ -84,6 +84,7 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 			const struct flow_key *key);
 void flow_free(struct dp *dp, struct flow *f);
 int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events);
+int flow_epoll_rearm(struct dp *dp, struct flow *f);
 struct flow *flow_from_epoll(struct dp *dp, uint64_t ref);
 void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms);
 void flow_timers_run(struct dp *dp);

@@ -14,9 +14,10 @@
  *   only buffer for data in sequence.  A segment ahead of a hole (a loss, or
  *   reordering) is held in the flow's out-of-order queue (tcp_ooo.c, bounded)
  *   and announced with SACK blocks; once the hole is filled it follows the
- *   filling segment to the socket.  The window we advertise is the socket's free send buffer
- *   (SO_SNDBUF less SIOCOUTQ); when a write comes up short we watch for
- *   EPOLLOUT and send a window update once the socket drains.
+ *   filling segment to the socket.  The window we advertise is the
+ *   socket's free send buffer (SO_SNDBUF less what SO_MEMINFO says is
+ *   queued); when the socket is nearly full we watch for EPOLLOUT and send
+ *   a window update once it drains.
  * - host to guest: data stays in the socket's receive queue until the guest
  *   acks it.  It is read with MSG_PEEK at the socket's SO_PEEK_OFF offset
  *   (which the kernel advances past what we peeked), straight into the
@@ -102,12 +103,11 @@
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <linux/sockios.h>
+#include <linux/sock_diag.h>
 
 #include "dp.h"
 
@@ -522,10 +522,17 @@ static void tcp_reset_from_host(struct dp *dp, struct flow *f)
  * @f:		flow, connected
  * @on:		true to add EPOLLOUT
  *
+ * Events are edge-triggered: once EPOLLOUT was reported, a socket that is
+ * full again reports nothing more until it is polled anew.  Turning EPOLLOUT
+ * on while it is already on is therefore a fresh registration (the kernel
+ * polls the socket, which marks it as waiting for space), not a no-op.
+ *
  * Return: 0, or -1 if epoll refused
  */
 static int tcp_epoll_out(struct dp *dp, struct flow *f, bool on)
 {
+	if (on && f->epoll_events & EPOLLOUT)
+		return flow_epoll_rearm(dp, f);
 	return flow_epoll_set(dp, f, TCP_EPOLL_EVENTS | (on ? EPOLLOUT : 0));
 }
 
@@ -534,28 +541,35 @@ static int tcp_epoll_out(struct dp *dp, struct flow *f, bool on)
  * @dp:		data plane
  * @f:		flow with a socket
  *
- * The window is the socket's free send buffer: what a write now would take,
- * less a margin for the kernel's per-buffer overhead, and no more than the
- * connection's share of the guest's transmit queue.  When the socket is so
- * full that the kernel calls it not writable (more than two thirds of
- * SO_SNDBUF queued), EPOLLOUT is watched: the host peer reads slower than the
- * guest writes, and the guest gets a window update once the socket drains.
+ * The window is the socket's free send buffer as the kernel counts it
+ * (SO_MEMINFO: SO_SNDBUF less the memory queued, headers and all), less a
+ * margin, and no more than the connection's share of the guest's transmit
+ * queue.  When the kernel calls the socket not writable (more than two
+ * thirds of SO_SNDBUF queued: sk_stream_is_writeable()), EPOLLOUT is
+ * watched: the host peer reads slower than the guest writes, and the guest
+ * gets a window update once the socket drained to a third free, a window of
+ * at least a twelfth of SO_SNDBUF.  The test is the kernel's own, on the
+ * kernel's own numbers: with any other (SIOCOUTQ counts payload only) we
+ * could decide the socket is full while the kernel has just said it is not,
+ * and wait for an EPOLLOUT that never comes.
  *
  * Return: 0, or -1 if epoll failed
  */
 static int tcp_wnd_update(struct dp *dp, struct flow *f)
 {
+	uint32_t mem[SK_MEMINFO_VARS] = { 0 };
+	socklen_t sl = sizeof(mem);
 	struct tcp_flow *t = &f->tcp;
-	int sndbuf = 0, outq = 0;
-	socklen_t sl = sizeof(sndbuf);
+	long sndbuf, queued, w;
 	unsigned long segs;
-	long w;
 
-	if (getsockopt(f->sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) ||
-	    ioctl(f->sock, SIOCOUTQ, &outq))
+	if (getsockopt(f->sock, SOL_SOCKET, SO_MEMINFO, mem, &sl) ||
+	    sl <= SK_MEMINFO_WMEM_QUEUED * sizeof(mem[0]))
 		return 0;
+	sndbuf = mem[SK_MEMINFO_SNDBUF];
+	queued = mem[SK_MEMINFO_WMEM_QUEUED];
 
-	w = (long)sndbuf - sndbuf / DP_TCP_SNDBUF_MARGIN - outq;
+	w = sndbuf - sndbuf / DP_TCP_SNDBUF_MARGIN - queued;
 	if (w < 0)
 		w = 0;
 	if (w > DP_TCP_WND_MAX)
@@ -570,8 +584,7 @@ static int tcp_wnd_update(struct dp *dp, struct flow *f)
 	t->wnd_to_guest = (uint32_t)w;
 
 	/* sk_stream_is_writeable(): free space at least half of what's queued */
-	if ((long)outq * 3 > (long)sndbuf * 2 &&
-	    !(t->flags & TCP_F_WND_LIMITED)) {
+	if (queued * 3 > sndbuf * 2 && !(t->flags & TCP_F_WND_LIMITED)) {
 		t->flags |= TCP_F_WND_LIMITED;
 		return tcp_epoll_out(dp, f, true);
 	}

@@ -17,8 +17,7 @@ Arguments are checked where the answer is fixed and cheap to state:
 - socket(): only AF_INET and AF_INET6 (no netlink, packet, unix or other
   families once serving);
 - mmap()/mprotect(): never PROT_EXEC, so no new executable memory;
-- ioctl(): only SIOCOUTQ (TCP's unacknowledged bytes) and FIONBIO (Python's
-  setblocking);
+- ioctl(): only FIONBIO (Python's setblocking);
 - newfstatat(): only on a file descriptor (AT_EMPTY_PATH), never a path;
 - kill(): only the `-- COMMAND` child (signals are passed on to it);
 - unlinkat(): only in the API socket's directory (its file goes on exit);
@@ -38,7 +37,7 @@ TCP and UDP both ways, DNS, DHCP, ping, port forwards over the API and
 exiting, `-- COMMAND` and --create-netns.  They made these calls and no other:
 
   accept4 bind close connect epoll_ctl epoll_wait exit_group fcntl getpid
-  getsockname getsockopt ioctl(SIOCOUTQ, FIONBIO) kill(SIGHUP, SIGTERM)
+  getsockname getsockopt ioctl(FIONBIO) kill(SIGHUP, SIGTERM)
   listen munmap newfstatat(AT_EMPTY_PATH) read recvfrom recvmmsg recvmsg
   rt_sigaction rt_sigreturn sendmsg sendto setsockopt shutdown
   socket(AF_INET, AF_INET6) umount2 unlink unlinkat wait4 write
@@ -77,9 +76,8 @@ SYSCALLS = (
     "wait4", "exit_group",
 )
 SOCKET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
-SIOCOUTQ = 0x5411
 FIONBIO = 0x5421
-IOCTLS = (SIOCOUTQ, FIONBIO)
+IOCTLS = (FIONBIO,)
 PROT_EXEC = 0x4
 AT_EMPTY_PATH = 0x1000
 MNT_DETACH = 2

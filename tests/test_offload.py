@@ -3,10 +3,10 @@
 slirpd opens the TAP with IFF_VNET_HDR and enables TUN_F_CSUM: the guest's
 kernel then leaves TCP and UDP checksums to slirpd (only the pseudo-header sum
 in the field), and slirpd writes TCP segments of up to 64 KiB to the guest with
-a GSO header whatever the MTU.  (TSO from the guest, TUN_F_TSO4/6, is not
-enabled yet: see csrc/tap.c.)  These tests move data through a real guest at
+a GSO header whatever the MTU; with TUN_F_TSO4/6 the guest sends slirpd
+segments of up to 64 KiB too.  These tests move data through a real guest at
 MTU 1500 and check, with the data plane's counters, that checksum offload was
-used from the guest, that large segments flowed to it, that nothing was
+used from the guest, that large segments flowed both ways, that nothing was
 dropped for a bad virtio-net header, and that the bytes arrived intact.
 Hostile headers, frame by frame, are in test_dataplane_frames.py.
 """
@@ -41,8 +41,11 @@ def test_offload_256mib_each_way_mtu1500(net_guest):
         assert srv.results[0] == (int(out[0]), out[1])
     c = d.counters()
 
-    # guest -> host: the guest's kernel left its checksums to us
+    # guest -> host: the guest's kernel left its checksums and its
+    # segmentation to us
     assert after_up["vnet_csum_partial_in"] > 0, after_up
+    assert after_up["vnet_gso_in"] > 0, after_up
+    assert after_up["bytes_in"] / after_up["frames_in"] > 1514, "frames from the guest no larger than the MTU"
     # host -> guest: we sent GSO segments, and carried the bulk of the bytes
     gso_out = c["vnet_gso_out"] - after_up["vnet_gso_out"]
     assert gso_out > 0, c

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import wait_for
-from tcputil import GUEST_RECV, GUEST_SEND, Server, echo, linger0, sink, source
+from tcputil import CHUNK, GUEST_RECV, GUEST_SEND, Server, echo, linger0, sink, source
 
 MIB = 1 << 20
 
@@ -43,6 +43,43 @@ def test_guest_to_host_256mib(net_guest):
         srv.wait(1)
         assert not srv.errors
         assert srv.results[0] == (256 * MIB, out[1])
+    wait_for(lambda: flows_settled(net_guest.slirpd), 5, "the flow to close")
+
+
+def slow_sink(conn) -> tuple[int, str, list[float]]:
+    """sink(), pausing after each read as a busy application would: (bytes,
+    sha256, the pauses the data itself made, in seconds, over 0.1 s)."""
+    h, n, stalls = hashlib.sha256(), 0, []
+    while True:
+        before = time.monotonic()
+        d = conn.recv(CHUNK)
+        waited = time.monotonic() - before
+        if not d:
+            return n, h.hexdigest(), stalls
+        if n and waited > 0.1:
+            stalls.append(round(waited, 3))
+        h.update(d)
+        n += len(d)
+        time.sleep(0.0005)
+
+
+@pytest.mark.timeout(120)
+def test_slow_host_reader_gets_window_updates(net_guest):
+    """A host reader slower than the guest keeps the socket nearly full: the
+    window closes and must reopen as the socket drains.  A window update that
+    is not sent leaves the guest waiting for its zero-window probe (200 ms,
+    then more): with 64 KiB segments from the guest (TSO) that once happened
+    dozens of times per 64 MiB."""
+    with Server(slow_sink) as srv:
+        out = net_guest.python(GUEST_SEND, str(srv.port), str(64 * MIB), timeout=90).stdout.split()
+        srv.wait(1)
+        assert not srv.errors
+        n, sha, stalls = srv.results[0]
+        assert (n, sha) == (64 * MIB, out[1])
+    assert net_guest.slirpd.counters()["vnet_gso_in"] > 0
+    # a busy machine may pause the reader once or twice; a missed window
+    # update pauses it every few MiB
+    assert len(stalls) <= 2, stalls
     wait_for(lambda: flows_settled(net_guest.slirpd), 5, "the flow to close")
 
 

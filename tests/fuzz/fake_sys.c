@@ -31,7 +31,7 @@
 #include <linux/errqueue.h>
 #include <linux/virtio_net.h>
 #include <linux/if_tun.h>
-#include <linux/sockios.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -532,6 +532,16 @@ int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		d->so_error = 0;
 	} else if (name == SO_SNDBUF) {
 		v = (int)fake_sndbuf();
+	} else if (name == SO_MEMINFO) {
+		uint32_t mem[SK_MEMINFO_VARS] = { 0 };
+
+		/* payload only, as if headers cost nothing */
+		mem[SK_MEMINFO_SNDBUF] = (uint32_t)fake_sndbuf();
+		mem[SK_MEMINFO_WMEM_QUEUED] = (uint32_t)d->outq;
+		if (*len > sizeof(mem))
+			*len = sizeof(mem);
+		memcpy(val, mem, *len);
+		return 0;
 	} else {
 		return fake_fail(ENOPROTOOPT);
 	}
@@ -557,12 +567,6 @@ int fake_ioctl(int fd, unsigned long req, ...)
 
 		memcpy(&sz, arg, sizeof(sz));
 		fk.tap_vnet = (size_t)sz;
-		return 0;
-	}
-	if (req == SIOCOUTQ && d->kind == FAKE_SOCK) {
-		int q = (int)d->outq;
-
-		memcpy(arg, &q, sizeof(q));
 		return 0;
 	}
 	return fake_fail(ENOTTY);

@@ -80,7 +80,7 @@ struct fake_dgram {
  * @edge:	events that happened since last reported (for EPOLLET)
  * @peek_off:	SO_PEEK_OFF, -1 if off
  * @rx:		stream bytes waiting, @rx_len of them
- * @outq:	bytes sent and not yet "acked" by the host peer (SIOCOUTQ)
+ * @outq:	bytes sent and not yet "acked" by the host peer (SO_MEMINFO)
  * @dgrams:	datagrams waiting, @ndgrams of them
  * @recverr:	IP_RECVERR (or IPV6_RECVERR) is on: ICMP errors are queued
  * @errq:	ICMP errors waiting on the error queue
