@@ -91,6 +91,13 @@ benchmark: deps install
 	$(PY) -m pip install -q matplotlib
 	tests/sandbox.sh $(PY) bench/bench.py --venv $(VENV) $(BENCH_ARGS)
 
+# Where the CPU goes: perf samples every CPU while slirpd moves one iperf3
+# stream each way at each MTU (bench/profile.py; needs Debian's linux-perf).
+PROFILE_ARGS ?=
+.PHONY: profile
+profile: deps install
+	tests/sandbox.sh $(PY) bench/profile.py --venv $(VENV) $(PROFILE_ARGS)
+
 # libFuzzer over the frame path (tests/fuzz/fuzz_frames.c): csrc/ built with
 # clang under AddressSanitizer + UBSan, its system calls renamed to the fake
 # kernel of tests/fuzz/fake_sys.c.  `make fuzz SECONDS=N` runs it for N

@@ -4,7 +4,8 @@ Runs as root inside tests/sandbox.sh (servers on the sandbox's 127.0.0.1, so no
 traffic leaves it).  For each MTU and each tool that runs, a fresh guest
 namespace is made as the plain user, the tool is attached, and from inside the
 guest we run iperf3 towards the host (both directions, through the gateway
-address) and from the host through a forwarded port; then bench/tcpbench.py
+address) and from the host through a forwarded port, each --repeat times (the
+table shows the median); then bench/tcpbench.py
 measures 1-byte request/response latency, short connections per second and
 holds 1,000 connections open.  slirp4netns-v6 and slirpd-v6 are the same runs
 with -6 over IPv6 (servers on the sandbox's ::1, reached at fd00::2; the
@@ -26,6 +27,7 @@ import platform
 import resource
 import select
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tools", default="slirp4netns,slirpd,pasta,slirp4netns-v6,slirpd-v6")
     p.add_argument("--mtus", default="1500,65520")
     p.add_argument("--seconds", type=float, default=5, help="length of each iperf3 run")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="iperf3 runs per table cell, which shows their median (one run varies by 20%% here)")
     p.add_argument("--rr-count", type=int, default=5000, help="ping-pongs for the latency test")
     p.add_argument("--conn-seconds", type=float, default=3, help="length of the connection-rate test")
     p.add_argument("--hold", type=int, default=1000, help="connections held open for the RSS test")
@@ -197,8 +201,9 @@ def measure_loopback(args) -> dict:
     """The baseline: iperf3 and tcpbench with client and server on 127.0.0.1."""
     r: dict = {}
     client, server = ["-c", "127.0.0.1", "-p", str(IPERF_PORT)], ["-B", "127.0.0.1"]
-    attempt(r, "g2h", lambda: iperf3(client, args.seconds, IPERF_PORT, server)[0])
-    attempt(r, "h2g", lambda: iperf3([*client, "-R"], args.seconds, IPERF_PORT, server)[0])
+    attempt(r, "g2h", lambda: median_of(args.repeat, lambda: iperf3(client, args.seconds, IPERF_PORT, server)[0]))
+    attempt(r, "h2g", lambda: median_of(args.repeat,
+                                        lambda: iperf3([*client, "-R"], args.seconds, IPERF_PORT, server)[0]))
     r["fwd"] = r["g2h"]
     py = sys.executable
     attempt(r, "lat", lambda: tcpbench(py, "latency", "127.0.0.1", args.rr_count, 60))
@@ -206,6 +211,11 @@ def measure_loopback(args) -> dict:
                                               args.conn_seconds + GRACE)["per_sec"])
     split_latency(r)
     return r
+
+
+def median_of(runs: int, func) -> float:
+    """The median of runs calls of func()."""
+    return statistics.median(func() for _ in range(max(1, runs)))
 
 
 def split_latency(r: dict):
@@ -247,13 +257,16 @@ def measure_daemon(daemon, args) -> dict:
     cpu, moved = 0.0, 0
 
     def counted(func):
-        """Run one iperf3 step, adding the daemon's CPU time and the bytes moved."""
-        nonlocal cpu, moved
-        before = cpu_seconds(pid)
-        gbps, nbytes = func()
-        cpu += cpu_seconds(pid) - before
-        moved += nbytes
-        return gbps
+        """Run one iperf3 step args.repeat times, adding the daemon's CPU time
+        and the bytes moved; the median Gbit/s."""
+        def once():
+            nonlocal cpu, moved
+            before = cpu_seconds(pid)
+            gbps, nbytes = func()
+            cpu += cpu_seconds(pid) - before
+            moved += nbytes
+            return gbps
+        return median_of(args.repeat, once)
 
     to_host, lo = ["-c", gw, "-p", str(IPERF_PORT)], ["-B", daemon.loopback]
     attempt(r, "g2h", lambda: counted(lambda: iperf3(to_host, args.seconds, IPERF_PORT, lo, guest)), daemon)
@@ -330,7 +343,7 @@ def main():
                     results[name][mtu] = {key: "not available" for key, *_ in report.METRICS}
     finally:
         stop(echo)
-    notes = machine(binaries) + [f"iperf3 -t {args.seconds:g}; {args.rr_count} ping-pongs; "
+    notes = machine(binaries) + [f"iperf3 -t {args.seconds:g}, median of {args.repeat} runs; {args.rr_count} ping-pongs; "
                                  f"connections for {args.conn_seconds:g} s; {args.hold} held connections; "
                                  f"total {time.monotonic() - started:.0f} s"]
     out = Path(args.out)
