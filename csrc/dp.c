@@ -25,9 +25,13 @@
  * frame and nothing lives in static storage, so several instances can coexist
  * (tests) and AddressSanitizer sees every byte released.
  *
- * Python's event loop waits for the epoll descriptor to become readable (or
- * for dp_timeout_ms() to pass), then calls dp_poll() with a budget.  One call
- * fetches up to DP_EPOLL_BATCH ready descriptors: the TAP (up to the budget of
+ * Python's event loop hands its own epoll descriptor to dp_watch_fd() and
+ * calls dp_wait(), which blocks here and serves every wake-up of the data
+ * plane without going back to Python, until Python has something to do: one
+ * of its descriptors is readable (the API socket, a signal's wake-up pipe),
+ * a notice is raised, or Python's own deadline passed.  (dp_poll() is the
+ * same work without blocking, once; tests use it.)  One wake-up fetches up to
+ * DP_EPOLL_BATCH ready descriptors: the TAP (up to the budget of
  * frames is read, in batches of DP_RX_RING, each batch dispatched and its
  * replies written out before the next) and flow sockets (handed to their
  * protocol file).  Then due flow timers run (flow.c), incomplete
@@ -269,42 +273,41 @@ static void dp_flow_event(struct dp *dp, uint64_t ref, uint32_t events)
 }
 
 /**
- * dp_poll() - handle what the guest and the host sockets have for us, without
- * blocking
- * @dp:		data plane
- * @budget:	read at most this many frames from the TAP; sockets and timers
- *		are served whatever the budget
+ * dp_dispatch() - wait for events, then handle them, the due timers and the
+ * transmit queue
+ * @dp:		data plane, TAP not gone
+ * @budget:	read at most this many frames from the TAP
+ * @wait_ms:	how long epoll_wait() may block: 0 not at all, -1 forever
+ * @outer:	set if the caller's descriptor (dp_watch_fd()) is readable, or
+ *		a signal interrupted the wait
  *
- * Return: number of frames read plus socket events handled (0 if nothing was
- *	   waiting), DP_POLL_TAP_GONE if the TAP went away (then on every later
- *	   call), or DP_POLL_ERROR with errno set on an unexpected error
+ * Return: number of frames read plus socket events handled, or a DP_POLL_*
+ *	   status
  */
-int dp_poll(struct dp *dp, int budget)
+static int dp_dispatch(struct dp *dp, int budget, int wait_ms, bool *outer)
 {
 	struct epoll_event ev[DP_EPOLL_BATCH];
 	int n, i, done = 0, status = 0;
 
-	if (!dp) {
-		errno = EINVAL;
+	n = epoll_wait(dp->epoll_fd, ev, DP_EPOLL_BATCH, wait_ms);
+	if (n < 0 && errno != EINTR)
 		return DP_POLL_ERROR;
-	}
-
-	if (dp->tap_gone)
-		return DP_POLL_TAP_GONE;
+	if (n < 0)
+		*outer = true;
 
 	dp->now_ms = dp_clock_ms();
 
-	n = epoll_wait(dp->epoll_fd, ev, DP_EPOLL_BATCH, 0);
-	if (n < 0 && errno != EINTR)
-		return DP_POLL_ERROR;
-
 	for (i = 0; i < n && !status; i++) {
-		if (ev[i].data.u64 >> 56 == EPOLL_REF_TAP) {
+		uint64_t kind = ev[i].data.u64 >> 56;
+
+		if (kind == EPOLL_REF_TAP) {
 			if (budget > 0)
 				done += dp_tap_input(dp, budget, &status);
-		} else if (ev[i].data.u64 >> 56 == EPOLL_REF_LISTEN) {
+		} else if (kind == EPOLL_REF_LISTEN) {
 			fwd_sock_event(dp, (uint32_t)ev[i].data.u64);
 			done++;
+		} else if (kind == EPOLL_REF_OUTER) {
+			*outer = true;
 		} else {
 			dp_flow_event(dp, ev[i].data.u64, ev[i].events);
 			done++;
@@ -323,6 +326,101 @@ int dp_poll(struct dp *dp, int budget)
 
 	tap_tx_flush(dp);
 	return status ? status : done;
+}
+
+/**
+ * dp_poll() - handle what the guest and the host sockets have for us, without
+ * blocking
+ * @dp:		data plane
+ * @budget:	read at most this many frames from the TAP; sockets and timers
+ *		are served whatever the budget
+ *
+ * Return: number of frames read plus socket events handled (0 if nothing was
+ *	   waiting), DP_POLL_TAP_GONE if the TAP went away (then on every later
+ *	   call), or DP_POLL_ERROR with errno set on an unexpected error
+ */
+int dp_poll(struct dp *dp, int budget)
+{
+	bool outer = false;
+
+	if (!dp) {
+		errno = EINVAL;
+		return DP_POLL_ERROR;
+	}
+	if (dp->tap_gone)
+		return DP_POLL_TAP_GONE;
+
+	return dp_dispatch(dp, budget, 0, &outer);
+}
+
+/**
+ * dp_watch_fd() - add the caller's descriptor to what dp_wait() waits for
+ * @dp:		data plane
+ * @fd:		descriptor (Python's own epoll set, say), watched for EPOLLIN
+ *		until dp_free(); the caller keeps it open that long
+ *
+ * Return: 0, or -1 with errno set
+ */
+int dp_watch_fd(struct dp *dp, int fd)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN,
+		.data.u64 = (uint64_t)EPOLL_REF_OUTER << 56,
+	};
+
+	if (!dp) {
+		errno = EINVAL;
+		return -1;
+	}
+	return epoll_ctl(dp->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/**
+ * dp_wait() - serve the guest and the host sockets until the caller has work
+ * @dp:		data plane
+ * @budget:	frames to read from the TAP per wake-up, as for dp_poll()
+ * @max_ms:	return after this many milliseconds at most, -1 for no limit
+ *
+ * Blocks in epoll_wait() and handles every wake-up here, frames, sockets and
+ * timers alike, without going back to the caller: a packet's round trip
+ * through slirpd then costs no Python.  Returns once the descriptor given to
+ * dp_watch_fd() is readable, a signal interrupted the wait, a notice is
+ * raised (dp_notices()), or @max_ms passed.
+ *
+ * Return: as dp_poll(), summed over the wake-ups
+ */
+int dp_wait(struct dp *dp, int budget, int max_ms)
+{
+	uint64_t start, end;
+	bool outer = false;
+	int done = 0;
+
+	if (!dp) {
+		errno = EINVAL;
+		return DP_POLL_ERROR;
+	}
+
+	start = dp_clock_ms();
+	end = max_ms < 0 ? 0 : start + (uint64_t)max_ms;
+	for (;;) {
+		int wait_ms = dp_timeout_ms(dp), rc;
+		uint64_t now;
+
+		if (dp->tap_gone)
+			return DP_POLL_TAP_GONE;
+
+		now = dp_clock_ms();
+		if (end && (wait_ms < 0 || now + (uint64_t)wait_ms > end))
+			wait_ms = end > now ? (int)(end - now) : 0;
+
+		rc = dp_dispatch(dp, budget, wait_ms, &outer);
+		if (rc < 0)
+			return rc;
+		done += rc;
+
+		if (outer || dp->notices || (end && dp->now_ms >= end))
+			return done;
+	}
 }
 
 /**

@@ -88,6 +88,8 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd);
 void dp_free(struct dp *dp);
 int dp_epoll_fd(const struct dp *dp);
 int dp_poll(struct dp *dp, int budget);
+int dp_watch_fd(struct dp *dp, int fd);
+int dp_wait(struct dp *dp, int budget, int max_ms);
 int dp_timeout_ms(struct dp *dp);
 int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
 	       const uint8_t *guest_addr, uint16_t guest_port);

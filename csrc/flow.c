@@ -26,7 +26,7 @@
  *   timeout...), set with flow_timer_set().  The data plane remembers the
  *   earliest one; when it is due, flow_timers_run() scans the used part of the
  *   table once and calls each due flow's protocol timer (tcp_timer(),
- *   udp_timer(), ping_timer()).  Python sleeps until dp_timeout_ms().
+ *   udp_timer(), ping_timer()).  dp_wait() sleeps until dp_timeout_ms().
  *
  * Limits
  * ------

@@ -76,6 +76,7 @@ struct flow {
 #define EPOLL_REF_TAP		0
 #define EPOLL_REF_FLOW		1
 #define EPOLL_REF_LISTEN	2
+#define EPOLL_REF_OUTER		3	/* the caller's descriptor, dp_watch_fd() */
 
 int flow_table_init(struct dp *dp);
 void flow_table_cleanup(struct dp *dp);

@@ -4,10 +4,14 @@ SIGTERM and SIGINT end it (exit status 0), or with `-- COMMAND` are passed on
 to the command (SIGHUP too); SIGUSR1 writes every data plane
 counter to stderr as one JSON line ("slirpd: counters {...}").
 
-Python waits on the data plane's epoll fd together with its control fds (the
-exit fd, a signal wake-up pipe, the target process's pidfd) and calls into C
-once per wake-up: dp.poll() drains a whole batch of frames.  Nothing here
-touches a frame.
+Python's control fds (the exit fd, a signal wake-up pipe, the target
+process's pidfd, the API sockets) live in an epoll selector whose own fd is
+handed to the data plane (dp.watch()).  The loop blocks in C (dp.wait()),
+which serves frames, host sockets and flow timers by itself, wake-up after
+wake-up, and comes back only when Python has work: one of its fds is
+readable, a signal arrived, the data plane raised a notice, or a deadline of
+the API or the notifier is due.  A packet's way through slirpd costs no
+Python.  Nothing here touches a frame.
 """
 
 from __future__ import annotations
@@ -39,11 +43,11 @@ class Daemon:
         self.target_pidfd = target_pidfd
         self.stopping = False
         self.dump_requested = False
-        self.sel = selectors.DefaultSelector()
+        self.sel = selectors.EpollSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
             s.setblocking(False)
-        self.sel.register(dp.fileno(), selectors.EVENT_READ, self._on_dataplane)
+        dp.watch(self.sel.fileno())
         self.sel.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         if exit_fd is not None:
             self.sel.register(exit_fd, selectors.EVENT_READ, self._on_exit_fd)
@@ -52,9 +56,10 @@ class Daemon:
         if api is not None:
             api.attach(self.sel)
 
-    def _on_dataplane(self) -> None:
+    def _on_dataplane(self, max_wait: float | None) -> None:
+        """Serve the data plane until Python has work, max_wait seconds at most."""
         try:
-            self.dp.poll(POLL_BUDGET)
+            self.dp.wait(POLL_BUDGET, max_wait)
         except TapGone:
             log.warning("the TAP device is gone (namespace or interface removed): exiting")
             self.stopping = True
@@ -131,9 +136,8 @@ class Daemon:
             if on_ready is not None:
                 on_ready()
             while not self.stopping:
-                events = self.sel.select(self._timeout())
-                if not events:
-                    self._on_dataplane()  # a flow timer is due
+                self._on_dataplane(self._timeout())
+                events = self.sel.select(0)
                 if self.api is not None:
                     self.api.expire()
                 if self.notifier is not None:
@@ -154,9 +158,10 @@ class Daemon:
         return 0
 
     def _timeout(self) -> float | None:
-        """How long the loop may sleep: until the next data plane timer or
-        API client deadline."""
-        timeouts = [t for t in (self.dp.timeout(), self.api.timeout() if self.api else None,
+        """How long the data plane may serve before Python's next deadline:
+        an API client's, or the notifier's watchdog ping (the data plane
+        keeps its own timers)."""
+        timeouts = [t for t in (self.api.timeout() if self.api else None,
                                 self.notifier.timeout() if self.notifier else None) if t is not None]
         return min(timeouts) if timeouts else None
 

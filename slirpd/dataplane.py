@@ -12,6 +12,7 @@ own).  If the constructor raises, the caller still owns it.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 import sys
@@ -119,7 +120,7 @@ class Dataplane:
 
     def timeout(self) -> float | None:
         """Seconds until poll() must run again for the flows' timers, None if
-        no timer is pending."""
+        no timer is pending (wait() keeps to it by itself)."""
         ms = lib.dp_timeout_ms(self._handle())
         return None if ms < 0 else ms / 1000.0
 
@@ -131,13 +132,31 @@ class Dataplane:
         nothing was waiting).  Raises
         TapGone once the TAP has gone away, OSError on an unexpected error.
         """
-        rc = lib.dp_poll(self._handle(), int(budget))
+        return self._check(lib.dp_poll(self._handle(), int(budget)))
+
+    @staticmethod
+    def _check(rc: int) -> int:
+        """A DP_POLL_* return code as a count, TapGone or OSError."""
         if rc >= 0:
             return rc
         if rc == lib.DP_POLL_TAP_GONE:
             raise TapGone("the TAP device went away")
         err = ffi.errno
         raise OSError(err, os.strerror(err))
+
+    def watch(self, fd: int) -> None:
+        """Make wait() return when fd (an epoll selector's own fd, say) is
+        readable; fd must stay open as long as this data plane."""
+        if lib.dp_watch_fd(self._handle(), int(fd)) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+
+    def wait(self, budget: int = 256, max_wait: float | None = None) -> int:
+        """Serve the guest, host sockets and timers, blocking, until a watched
+        fd is readable, a signal arrives, a notice is raised, or max_wait
+        seconds passed (None: no limit).  Returns and raises as poll()."""
+        ms = -1 if max_wait is None else max(0, math.ceil(max_wait * 1000))
+        return self._check(lib.dp_wait(self._handle(), int(budget), ms))
 
     def notices(self) -> int:
         """Notices raised since the last call, as a bit mask of NOTICE_*
