@@ -25,6 +25,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from types import SimpleNamespace
 
@@ -644,6 +645,36 @@ def test_poll_idle_and_budget(link):
         assert 0 <= n <= 2
         got += n
     assert got == 5
+
+
+def test_wait_serves_until_python_has_work(link):
+    """dp.wait() answers the guest by itself while it blocks, and comes back
+    when its time is up or the watched fd is readable, not before."""
+    r, w = os.pipe()
+    try:
+        link.dp.watch(r)
+        start = time.monotonic()
+        assert link.dp.wait(max_wait=0.2) == 0
+        assert 0.15 <= time.monotonic() - start < 0.2 + TIMEOUT
+
+        answers = []
+        t = threading.Thread(target=lambda: [link.send(arp_request(GW4)) or answers.append(link.recv())
+                                             for _ in range(3)])
+        t.start()
+        start = time.monotonic()
+        served = 0
+        while t.is_alive() and time.monotonic() - start < TIMEOUT:
+            served += link.dp.wait(max_wait=0.3)
+        t.join()
+        assert served == 3 and all(parse_arp_reply(a) for a in answers)
+
+        os.write(w, b"x")
+        start = time.monotonic()
+        link.dp.wait()  # no limit: the readable pipe ends it
+        assert time.monotonic() - start < TIMEOUT
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_close_twice(link):
