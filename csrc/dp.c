@@ -391,27 +391,28 @@ int dp_watch_fd(struct dp *dp, int fd)
  */
 int dp_wait(struct dp *dp, int budget, int max_ms)
 {
-	uint64_t start, end;
 	bool outer = false;
+	uint64_t end;
 	int done = 0;
 
 	if (!dp) {
 		errno = EINVAL;
 		return DP_POLL_ERROR;
 	}
+	if (dp->tap_gone)
+		return DP_POLL_TAP_GONE;
 
-	start = dp_clock_ms();
-	end = max_ms < 0 ? 0 : start + (uint64_t)max_ms;
+	end = max_ms < 0 ? 0 : dp_clock_ms() + (uint64_t)max_ms;
 	for (;;) {
 		int wait_ms = dp_timeout_ms(dp), rc;
-		uint64_t now;
 
-		if (dp->tap_gone)
-			return DP_POLL_TAP_GONE;
+		if (end) {
+			uint64_t now = dp_clock_ms();
+			int left = end > now ? (int)(end - now) : 0;
 
-		now = dp_clock_ms();
-		if (end && (wait_ms < 0 || now + (uint64_t)wait_ms > end))
-			wait_ms = end > now ? (int)(end - now) : 0;
+			if (wait_ms < 0 || wait_ms > left)
+				wait_ms = left;
+		}
 
 		rc = dp_dispatch(dp, budget, wait_ms, &outer);
 		if (rc < 0)
@@ -424,7 +425,7 @@ int dp_wait(struct dp *dp, int budget, int max_ms)
 }
 
 /**
- * dp_timeout_ms() - how long Python may sleep before calling dp_poll() again
+ * dp_timeout_ms() - how long until the next timer of the data plane is due
  * @dp:		data plane
  *
  * Return: milliseconds until the earliest flow, reassembly or router
