@@ -192,36 +192,17 @@ def _pcap_max_size(value: str | None, pcap: str | None) -> int:
     return size
 
 
-def _outbound(value: str | None) -> str | None:
-    """--outbound-addr: an IPv4 address or the name of an interface that has one."""
+def _outbound(option: str, value: str | None, version: int) -> str | None:
+    """--outbound-addr (version 4) or --outbound-addr6 (6): an address of that
+    version or the name of an interface that has one."""
     if value is None:
         return None
-    from slirpd.config import interface_ipv4
+    from slirpd.config import address_or_interface
 
     try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        try:
-            interface_ipv4(value)
-        except ValueError as e:
-            raise UsageError(f"--outbound-addr: {value!r} is neither an IPv4 address nor an interface: {e}") from None
-    return value
-
-
-def _outbound6(value: str | None) -> str | None:
-    """--outbound-addr6: an IPv6 address or the name of an interface that has
-    a global one."""
-    if value is None:
-        return None
-    from slirpd.config import interface_ipv6
-
-    try:
-        ipaddress.IPv6Address(value)
-    except ValueError:
-        try:
-            interface_ipv6(value)
-        except ValueError as e:
-            raise UsageError(f"--outbound-addr6: {value!r} is neither an IPv6 address nor an interface: {e}") from None
+        address_or_interface(value, version)
+    except ValueError as e:
+        raise UsageError(f"{option}: {value!r} is neither an IPv{version} address nor an interface: {e}") from None
     return value
 
 
@@ -300,8 +281,8 @@ def parse_args(argv: list[str]) -> Config | str:
         enable_sandbox=ns.enable_sandbox,
         enable_seccomp=ns.enable_seccomp,
         api_socket=ns.api_socket,
-        outbound_addr=_outbound(ns.outbound_addr),
-        outbound_addr6=_outbound6(ns.outbound_addr6),
+        outbound_addr=_outbound("--outbound-addr", ns.outbound_addr, 4),
+        outbound_addr6=_outbound("--outbound-addr6", ns.outbound_addr6, 6),
         enable_ipv6=ns.enable_ipv6,
         command=tuple(command) if command is not None else None,
         create_netns=ns.create_netns,

@@ -60,6 +60,18 @@ def interface_ipv6(ifname: str) -> ipaddress.IPv6Address:
     raise ValueError(f"interface {ifname!r} has no global IPv6 address")
 
 
+def address_or_interface(value: str, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """--outbound-addr (version 4) or --outbound-addr6 (6): an address of that
+    version, or an interface name standing for its address (read now);
+    ValueError if it is neither."""
+    cls, of_interface = (ipaddress.IPv4Address, interface_ipv4) if version == 4 else \
+        (ipaddress.IPv6Address, interface_ipv6)
+    try:
+        return cls(value)
+    except ValueError:
+        return of_interface(value)
+
+
 def first_nameserver(path: str, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The first `nameserver` line of a resolv.conf that holds an address of
     IP version 4 or 6, None if the file has none or cannot be read."""
@@ -176,23 +188,13 @@ class Config:
     def outbound6(self) -> ipaddress.IPv6Address | None:
         """--outbound-addr6 as an address: an interface name stands for that
         interface's first global IPv6 address (read now, at start-up)."""
-        if self.outbound_addr6 is None:
-            return None
-        try:
-            return ipaddress.IPv6Address(self.outbound_addr6)
-        except ValueError:
-            return interface_ipv6(self.outbound_addr6)
+        return None if self.outbound_addr6 is None else address_or_interface(self.outbound_addr6, 6)
 
     @property
     def outbound4(self) -> ipaddress.IPv4Address | None:
         """--outbound-addr as an address: an interface name stands for that
         interface's IPv4 address (read now, at start-up)."""
-        if self.outbound_addr is None:
-            return None
-        try:
-            return ipaddress.IPv4Address(self.outbound_addr)
-        except ValueError:
-            return interface_ipv4(self.outbound_addr)
+        return None if self.outbound_addr is None else address_or_interface(self.outbound_addr, 4)
 
     def dataplane_params(self, vnet_hdr: bool = False) -> types.SimpleNamespace:
         """The subset of the settings the data plane (dataplane.Dataplane)
