@@ -79,6 +79,15 @@ class Server:
         self.close()
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def sink(conn) -> tuple[int, str]:
     """Read to EOF: (bytes, sha256)."""
     h, n = hashlib.sha256(), 0

@@ -17,14 +17,13 @@ from __future__ import annotations
 import collections
 import ipaddress
 import os
-import socket
 import struct
 
 import pytest
 
 from conftest import wait_for
 from test_dataplane_frames import inet_csum as csum
-from tcputil import GUEST_SEND, Server, sink
+from tcputil import GUEST_SEND, Server, free_port, sink
 
 MIB = 1 << 20
 GW4, DNS4, GUEST4 = "10.0.2.2", "10.0.2.3", "10.0.2.100"
@@ -114,14 +113,6 @@ def bootp(op=1, htype=1, hlen=6, magic=b"\x63\x82\x53\x63", options=bytes([53, 1
 def dhcp_frame(payload: bytes) -> bytes:
     return eth(ip4(udp(68, 67, payload, dst="255.255.255.255", src="0.0.0.0"), proto=17,
                    dst="255.255.255.255", src="0.0.0.0"), dst=BCAST)
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # --- the families: lists of (frame, counter or tuple of counters it must move) ----
@@ -353,7 +344,7 @@ def test_hostile_family(family, net_guest, user_tmp):
     fds, rss = d.open_fds(), d.rss_kib()
 
     with Server(sink) as srv_open:
-        port_closed = closed_port()
+        port_closed = free_port()
         frames = {
             "truncated": family_truncated, "ip4_options": family_ip4_options,
             "fragments": family_fragments, "arp_dhcp": family_arp_dhcp,

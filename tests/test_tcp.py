@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import wait_for
-from tcputil import CHUNK, GUEST_RECV, GUEST_SEND, Server, echo, linger0, sink, source
+from tcputil import CHUNK, GUEST_RECV, GUEST_SEND, Server, echo, free_port, linger0, sink, source
 
 MIB = 1 << 20
 
@@ -243,14 +243,6 @@ except ConnectionRefusedError:
 except OSError as e:
     print("error", e, time.monotonic() - t)
 """
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_connection_refused(net_guest):
