@@ -21,6 +21,7 @@ and the rest goes on.  Results: bench/results/latest.md and latest.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -225,25 +226,34 @@ def split_latency(r: dict):
     r["lat_p99"] = lat["p99_us"] if isinstance(lat, dict) else lat
 
 
-def measure_tool(name: str, binary: str, mtu: int, args, user) -> dict:
-    """Every measurement for one tool at one MTU, in a fresh guest; if the tool
-    does not start, every cell says why."""
+@contextlib.contextmanager
+def attached(tool, binary: str, mtu: int, user):
+    """A fresh guest with tool (a tools.Daemon class) started on it; both are
+    stopped and their work directory removed on the way out."""
     workdir = Path(tempfile.mkdtemp(prefix="slirpd-bench-", dir="/tmp"))
     os.chown(workdir, user.pw_uid, user.pw_gid)
     guest = daemon = None
     try:
         guest = Guest(user)
-        daemon = TOOLS[name](binary, guest, mtu, workdir)
+        daemon = tool(binary, guest, mtu, workdir)
         daemon.start()
-        return measure_daemon(daemon, args)
-    except ToolError as e:
-        return {key: str(e) for key, *_ in report.METRICS}
+        yield daemon
     finally:
         if daemon:
             daemon.stop()
         if guest:
             guest.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_tool(name: str, binary: str, mtu: int, args, user) -> dict:
+    """Every measurement for one tool at one MTU, in a fresh guest; if the tool
+    does not start, every cell says why."""
+    try:
+        with attached(TOOLS[name], binary, mtu, user) as daemon:
+            return measure_daemon(daemon, args)
+    except ToolError as e:
+        return {key: str(e) for key, *_ in report.METRICS}
 
 
 def measure_daemon(daemon, args) -> dict:

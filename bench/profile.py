@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
+import shutil
 import subprocess
 import sys
-import tempfile
-import shutil
 from pathlib import Path
 
-from bench import GRACE, IPERF_PORT, iperf3
-from tools import Guest, Slirpd, plain_user
+from bench import GRACE, IPERF_PORT, attached, iperf3
+from tools import Slirpd, plain_user
 
 
 def perf_report(data: Path, *sort: str) -> list[tuple[float, str]]:
@@ -37,18 +35,12 @@ def perf_report(data: Path, *sort: str) -> list[tuple[float, str]]:
 
 
 def profile_run(venv: str, mtu: int, reverse: bool, seconds: float, top: int):
-    user = plain_user()
-    workdir = Path(tempfile.mkdtemp(prefix="slirpd-profile-", dir="/tmp"))
-    os.chown(workdir, user.pw_uid, user.pw_gid)
-    guest = Guest(user)
-    daemon = Slirpd(str(Path(venv) / "bin" / "slirpd"), guest, mtu, workdir)
-    data = workdir / "perf.data"
-    try:
-        daemon.start()
+    with attached(Slirpd, str(Path(venv) / "bin" / "slirpd"), mtu, plain_user()) as daemon:
+        data = daemon.workdir / "perf.data"
         perf = subprocess.Popen(["perf", "record", "-a", "-F", "2999", "-o", str(data), "--",
                                  "sleep", str(seconds + 1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = ["-c", daemon.gateway, "-p", str(IPERF_PORT)] + (["-R"] if reverse else [])
-        gbps, _ = iperf3(client, seconds, IPERF_PORT, ["-B", daemon.loopback], guest)
+        gbps, _ = iperf3(client, seconds, IPERF_PORT, ["-B", daemon.loopback], daemon.guest)
         perf.wait(timeout=seconds + GRACE)
         title = f"{'host→guest' if reverse else 'guest→host'} MTU {mtu}: {gbps:.2f} Gbit/s"
         print(f"## {title}\n\nall CPUs, by process:")
@@ -62,10 +54,6 @@ def profile_run(venv: str, mtu: int, reverse: bool, seconds: float, top: int):
         for pct, key in rows[:top]:
             print(f"  {pct:5.1f}%  {key[len('slirpd '):]}")
         print()
-    finally:
-        daemon.stop()
-        guest.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main():
