@@ -108,6 +108,7 @@ struct tap_offload {
  *			advertisement, 0 until the guest solicited one
  * @tap_gone:		set once the TAP reported EOF or EIO, sticky
  * @now_ms:		monotonic clock in milliseconds, read once per dp_poll()
+ * @spin_us:		dp_wait()'s busy-poll window, 0 to DP_SPIN_MAX_US
  * @next_deadline_ms:	earliest flow deadline, 0 if none (flow.c)
  * @flows:		flow table, DP_FLOW_MAX slots (flow.c)
  * @flow_buckets:	hash buckets: index + 1 of the first flow, 0 if empty
@@ -157,6 +158,7 @@ struct dp {
 	uint64_t ra_deadline_ms;
 	bool tap_gone;
 	uint64_t now_ms;
+	unsigned spin_us;
 	uint64_t next_deadline_ms;
 	struct flow *flows;
 	uint32_t *flow_buckets;

@@ -64,6 +64,13 @@
 /* epoll events fetched per system call in dp_poll() */
 #define DP_EPOLL_BATCH		128
 
+/* dp_wait()'s busy poll: after a wake-up that did work, poll without
+ * sleeping for a window that adapts between 0 and DP_SPIN_MAX_US: it doubles
+ * (from DP_SPIN_START_US) when it was too short for an idle time under
+ * DP_SPIN_MAX_US, and halves after an idle time longer than that */
+#define DP_SPIN_MAX_US		100
+#define DP_SPIN_START_US	25
+
 /* UDP (udp.c): flows idle this long are closed (DNS flows sooner, as
  * libslirp does: one query, one answer); datagrams read from a socket per
  * recvmmsg() call, into buffers of DP_UDP_BUF bytes each (the largest UDP

@@ -47,7 +47,8 @@ mremap, madvise (malloc and Python's allocator map and trim memory whenever
 they need to; none executable); readv, writev, sendmmsg (vector forms of
 calls already allowed, same fds); epoll_pwait (a libc may implement
 epoll_wait with it); clock_gettime (the vDSO's fallback); fstat (what an
-older libc calls for Python's os.fstat()).  Then the suite ran
+older libc calls for Python's os.fstat()); sched_yield (dp_wait()'s busy
+poll gives the CPU away between polls, see csrc/dp.c).  Then the suite ran
 again with the real filter.  IPv6 (being added) uses the same calls with
 AF_INET6; TAP offload adds ioctls at setup only, before the filter.
 """
@@ -62,7 +63,8 @@ from slirpd.netns import SetupError
 # The system calls of a serving daemon, as measured (see the module doc).
 SYSCALLS = (
     # the event loop, its timers, signals
-    "epoll_wait", "epoll_pwait", "epoll_ctl", "clock_gettime", "rt_sigaction", "rt_sigreturn", "getpid",
+    "epoll_wait", "epoll_pwait", "epoll_ctl", "clock_gettime", "sched_yield", "rt_sigaction", "rt_sigreturn",
+    "getpid",
     # data: TAP frames, host sockets, the API's clients, the exit fd, stderr
     "read", "readv", "write", "writev", "recvfrom", "recvmsg", "recvmmsg", "sendto", "sendmsg", "sendmmsg",
     "close", "fcntl",

@@ -677,6 +677,33 @@ def test_wait_serves_until_python_has_work(link):
         os.close(w)
 
 
+def test_wait_sleeps_once_traffic_stops(link):
+    """After a quick ping-pong, which makes dp.wait() poll between frames
+    instead of sleeping, an idle wait costs next to no CPU: the busy poll
+    only follows work, and its window shrinks when nothing comes."""
+    r, w = os.pipe()
+    try:
+        link.dp.watch(r)
+        answers = []
+        t = threading.Thread(target=lambda: [link.send(arp_request(GW4)) or answers.append(link.recv())
+                                             for _ in range(500)])
+        t.start()
+        start = time.monotonic()
+        while t.is_alive() and time.monotonic() - start < TIMEOUT:
+            link.dp.wait(max_wait=0.1)
+        t.join()
+        assert len(answers) == 500 and all(parse_arp_reply(a) for a in answers)
+
+        cpu = time.thread_time()
+        start = time.monotonic()
+        assert link.dp.wait(max_wait=0.5) == 0
+        assert time.monotonic() - start >= 0.45
+        assert time.thread_time() - cpu < 0.05
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_close_twice(link):
     link.dp.close()
     link.dp.close()
