@@ -195,20 +195,7 @@ int dp_epoll_fd(const struct dp *dp)
 }
 
 /**
- * dp_clock_ms() - monotonic clock in milliseconds
- *
- * Return: milliseconds since an arbitrary point, never 0
- */
-static uint64_t dp_clock_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
-}
-
-/**
- * dp_clock_us() - monotonic clock in microseconds, for the busy poll
+ * dp_clock_us() - monotonic clock in microseconds
  *
  * Return: microseconds since an arbitrary point
  */
@@ -218,6 +205,16 @@ static uint64_t dp_clock_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/**
+ * dp_clock_ms() - monotonic clock in milliseconds
+ *
+ * Return: milliseconds since an arbitrary point, never 0
+ */
+static uint64_t dp_clock_ms(void)
+{
+	return dp_clock_us() / 1000 + 1;
 }
 
 /**
@@ -417,9 +414,9 @@ static void dp_spin_adapt(struct dp *dp, uint64_t idle_us)
  * @budget:	frames to read from the TAP per poll, as for dp_poll()
  * @outer:	set if the caller's descriptor is readable or a signal came
  *
- * Sleeping in epoll_wait() costs a round trip of a packet most of its time
- * when the CPU goes idle: waking it again (on a virtual machine, through the
- * hypervisor) takes tens of microseconds.  So after a wake-up that did work,
+ * A CPU that went idle while we slept in epoll_wait() takes tens of
+ * microseconds to wake (on a virtual machine, through the hypervisor): most
+ * of a small packet's round trip.  So after a wake-up that did work,
  * the next one is awaited by polling, yielding the CPU between polls to
  * whatever else is runnable on it, for dp->spin_us (dp_spin_adapt()).
  *

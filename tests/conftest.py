@@ -80,6 +80,13 @@ def plain_user() -> pwd.struct_passwd:
 INHERITED_ENV = ("PATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "SLIRPD_DEBUG")
 
 
+def environ_without_preload(**extra: str) -> dict[str, str]:
+    """This environment less LD_PRELOAD, plus extra: for programs other than
+    slirpd, which under make test-asan's preloaded runtimes deadlock (pgrep,
+    curl) or clash with their own (the fuzzer, the wheel's build tools)."""
+    return {**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, **extra}
+
+
 def as_user(user: pwd.struct_passwd) -> dict:
     """subprocess keyword arguments that run a child as user, with no extra groups."""
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}

@@ -13,6 +13,8 @@ import subprocess
 
 import pytest
 
+from conftest import environ_without_preload
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUZZ = os.path.join(ROOT, "tests", "fuzz")
 BINARY = os.path.join(FUZZ, "out", "fuzz_frames")
@@ -21,10 +23,8 @@ SHORT_RUN_SECONDS = int(os.environ.get("SLIRPD_FUZZ_SECONDS", "60"))
 pytestmark = pytest.mark.skipif(shutil.which("clang") is None,
                                 reason="clang (with libFuzzer) is not installed: `make deps`")
 
-# without make test-asan's LD_PRELOAD: gcc's runtimes, and the fuzzer has clang's
-ENV = dict({k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
-           ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:quarantine_size_mb=64",
-           UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+ENV = environ_without_preload(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:quarantine_size_mb=64",
+                              UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
 
 
 @pytest.fixture(scope="module")

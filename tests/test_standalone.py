@@ -6,7 +6,7 @@ import shlex
 import signal
 import subprocess
 
-from conftest import as_user, slirpd_argv, wait_for
+from conftest import as_user, environ_without_preload, slirpd_argv, wait_for
 from test_dns import dns_server  # noqa: F401 (a fixture)
 
 
@@ -80,9 +80,8 @@ def test_sigterm_reaches_command_and_nothing_is_left(plain_user, user_tmp):
     proc = subprocess.Popen(slirpd_argv("--", "sh", "-c", script), **as_user(plain_user))
     try:
         wait_for(lambda: marker.exists() and marker.read_text() == "ready\n", 20, "the command to start")
-        # env -u LD_PRELOAD: under make test-asan's preloaded runtimes, pgrep deadlocks
-        children = subprocess.run(["env", "-u", "LD_PRELOAD", "pgrep", "-P", str(proc.pid)],
-                                  capture_output=True, text=True, timeout=10).stdout.split()
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, timeout=10,
+                                  env=environ_without_preload()).stdout.split()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 5
         assert marker.read_text() == "TERM\n"

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import slirpd
-from conftest import SLIRPD
+from conftest import SLIRPD, environ_without_preload
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -51,9 +51,8 @@ def wheel(tmp_path_factory) -> Path:
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".git", "build", "dist", "wheelhouse", "*.egg-info", "*.so", "_dp.c", "__pycache__", ".pytest_cache",
         "results"))
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    env = environ_without_preload(PATH=f"{VENV_BIN}:{os.environ['PATH']}")
     env.pop("SLIRPD_SANITIZE", None)
-    env.pop("LD_PRELOAD", None)  # make test-asan: the build's tools need no sanitizer
     run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", work / "dist", src], env=env)
     run([VENV_BIN / "auditwheel", "repair", "--wheel-dir", work / "wheelhouse", *(work / "dist").glob("*.whl")],
         env=env)
@@ -64,7 +63,7 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.mark.timeout(300)
 def test_manylinux_tag_and_only_glibc(wheel, tmp_path):
     assert re.fullmatch(rf"slirpd-[^-]+-cp39-abi3-manylinux_2_\d+_{platform.machine()}\.whl", wheel.name), wheel.name
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env = environ_without_preload()
     show = run([VENV_BIN / "auditwheel", "show", wheel], env=env).stdout
     assert re.search(r'platform tag:\s*"manylinux_2_\d+_\w+"', show), show
     with zipfile.ZipFile(wheel) as z:
@@ -122,7 +121,7 @@ def test_fresh_venv_runs_the_quickstart(wheel):
     venv = Path(tempfile.mkdtemp(prefix="slirpd-wheel-", dir="/var/tmp"))
     try:
         os.chmod(venv, 0o755)  # the quickstart runs slirpd as the plain user
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k != "LD_PRELOAD"}
+        env = {k: v for k, v in environ_without_preload().items() if not k.startswith("PIP_")}
         run(["/usr/bin/python3", "-m", "venv", venv / "v"], env=env)
         py = venv / "v" / "bin" / "python"
         run([py, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "-q", wheel], env=env)
