@@ -9,11 +9,15 @@
  *
  * - the gateway (network+2) is the host itself: its 127.0.0.1, unless the
  *   configuration disables host loopback, in which case it reaches nothing.
- * - the DNS address (network+3), port 53, is the first nameserver of the
- *   host's /etc/resolv.conf (cfg.dns_upstream4, found by Python).  If that
- *   nameserver is a loopback address and host loopback is disabled, DNS is
- *   refused too: nothing of the host's loopback is reachable through any
- *   address.  Other ports of the DNS address reach nothing.
+ * - the DNS address (network+3), port 53, UDP and TCP, is the first
+ *   nameserver of the host's /etc/resolv.conf (cfg.dns_upstream4, found by
+ *   Python), also when that nameserver is on the host's loopback
+ *   (systemd-resolved's 127.0.0.53, dnsmasq's 127.0.0.1) and host loopback
+ *   is disabled: slirp4netns forwards DNS there too, and podman and
+ *   rootlesskit, which pass --disable-host-loopback by default, depend on
+ *   it.  That one port of that one address is the only way to the host's
+ *   loopback the flag leaves open.  Other ports of the DNS address reach
+ *   nothing.
  * - any other address in the virtual network, loopback, multicast,
  *   broadcast, "this network" (0/8) and class E reach nothing.
  * - everything else is itself: the host connects to it.
@@ -112,9 +116,6 @@ static int fwd_dns_upstream(const struct dp *dp, struct sockaddr_storage *sa,
 
 	memset(sa, 0, sizeof(*sa));
 	if (c->dns_upstream4) {
-		if (c->disable_host_loopback &&
-		    fwd_ip4_is_loopback(c->dns_upstream4))
-			return -1;
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(DNS_PORT);
 		sin->sin_addr.s_addr = c->dns_upstream4;
@@ -123,8 +124,7 @@ static int fwd_dns_upstream(const struct dp *dp, struct sockaddr_storage *sa,
 	}
 
 	memcpy(up6.a, c->dns_upstream6, sizeof(up6.a));
-	if (inany_is_unspecified(&up6) ||
-	    (c->disable_host_loopback && inany_is_loopback6(&up6)))
+	if (inany_is_unspecified(&up6))
 		return -1;
 	sin6->sin6_family = AF_INET6;
 	sin6->sin6_port = htons(DNS_PORT);
