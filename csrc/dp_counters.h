@@ -120,6 +120,7 @@
 	X(drop_tcp_no_flow)	/* not a SYN, no flow: RST to the guest */ \
 	X(drop_tcp_out_of_window) /* ahead of what we expect, not held: dup ACK */ \
 	X(tcp_ooo_held)		/* ahead of what we expect, held (tcp_ooo.c) */ \
+	X(drop_tcp_beyond_window) /* in sequence, past our window: cut */ \
 	X(drop_tcp_socket)	/* socket() or epoll failed: RST */	\
 	X(drop_tcp_bad_ack)	/* ACK of a SYN-ACK we did not send */	\
 	/* TCP port forwarding (tcp.c, tcp_conn_from_host()) */	\

@@ -17,7 +17,12 @@
  *   filling segment to the socket.  The window we advertise is the
  *   socket's free send buffer (SO_SNDBUF less what SO_MEMINFO says is
  *   queued); when the socket is nearly full we watch for EPOLLOUT and send
- *   a window update once it drains.
+ *   a window update once it drains.  Data beyond the right edge of the
+ *   windows we advertised is not taken, in sequence or not: the guest's
+ *   own TCP keeps to them, and a guest that does not gets nothing for it.
+ *   Held runs are fed to the socket one at a time, and the feeding stops
+ *   at the first write the socket does not take whole (tcp_ooo_feed()):
+ *   no write can hand the loop back the data it just queued.
  * - host to guest: data stays in the socket's receive queue until the guest
  *   acks it.  It is read with MSG_PEEK at the socket's SO_PEEK_OFF offset
  *   (which the kernel advances past what we peeked), straight into the
@@ -346,6 +351,22 @@ static uint16_t tcp_wnd_field(const struct tcp_flow *t)
 }
 
 /**
+ * tcp_wnd_sent() - note the window a segment to the guest advertises
+ * @t:		TCP state, @seq_from_guest being the segment's ack number
+ * @wnd:	the window in bytes (the field, scaled unless in a SYN)
+ *
+ * The right edge only moves right: a window that shrank (the socket filled)
+ * does not take back what an earlier one offered (RFC 9293, 3.8.6).
+ */
+static void tcp_wnd_sent(struct tcp_flow *t, uint32_t wnd)
+{
+	uint32_t edge = t->seq_from_guest + wnd;
+
+	if (SEQ_GT(edge, t->seq_wnd_edge))
+		t->seq_wnd_edge = edge;
+}
+
+/**
  * tcp_sack_opts() - SACK blocks for the data held out of order
  * @t:		TCP state, SACK permitted
  * @o:		where the options go, behind the fixed header
@@ -437,6 +458,9 @@ static void tcp_send_ctl(struct dp *dp, struct flow *f, uint8_t flags,
 	if (flags & TCP_ACK) {
 		t->seq_ack_sent = t->seq_from_guest;
 		t->flags &= ~TCP_F_ACK_DUE;
+		if (!(flags & TCP_RST))
+			tcp_wnd_sent(t, flags & TCP_SYN ? wnd :
+					(uint32_t)wnd << t->ws_to_guest);
 	}
 	if (flags & TCP_RST)
 		DP_COUNT(dp, tcp_rst_sent);
@@ -664,6 +688,7 @@ static void tcp_tx_data(struct dp *dp, struct flow *f, const struct iovec *iov,
 		t->seq_max = t->seq_to_guest;
 	t->seq_ack_sent = t->seq_from_guest;
 	t->flags &= ~TCP_F_ACK_DUE;
+	tcp_wnd_sent(t, (uint32_t)wnd << t->ws_to_guest);
 }
 
 /**
@@ -1170,6 +1195,7 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	t = &f->tcp;
 	t->state = TCP_ST_CONNECTING;
 	t->seq_from_guest = t->seq_queued = t->seq_ack_sent = seg->seq + 1;
+	t->seq_wnd_edge = t->seq_from_guest;	/* nothing offered yet */
 	t->seq_to_guest = t->seq_max = t->seq_acked = tcp_isn(dp, f);
 	t->seq_consumed = t->seq_recover = t->seq_to_guest;
 	t->mss = tcp_mss(dp, &f->key.guest_addr, mss);
@@ -1262,17 +1288,50 @@ static bool tcp_ack_input(struct dp *dp, struct flow *f,
 }
 
 /**
+ * tcp_ooo_feed() - queue the held data that continues what is queued
+ * @dp:		data plane
+ * @f:		flow, established
+ *
+ * Each pass queues the rest of one held run (tcp_ooo_next()), so there are at
+ * most DP_TCP_OOO_SEGS passes.  A pass may fill the batch, and the batch end
+ * it causes (tcp_flush()) writes to the socket: if the socket took less than
+ * was queued, @seq_queued goes back to what it took, and the runs after it
+ * would be offered again, and again fail to fit, forever.  So the loop stops
+ * as soon as a write came up short: what is held stays held until the
+ * socket has room (EPOLLOUT, tcp_sock_event()) or the guest sends again.
+ */
+static void tcp_ooo_feed(struct dp *dp, struct flow *f)
+{
+	struct tcp_flow *t = &f->tcp;
+	const uint8_t *data;
+	size_t len;
+
+	while ((data = tcp_ooo_next(t->ooo, t->seq_queued, &len))) {
+		uint32_t want = t->seq_queued + (uint32_t)len;
+
+		t->seq_queued = want;
+		tcp_batch_add(dp, f, data, len, true);
+		if (f->type != FLOW_TCP || t->seq_queued != want)
+			return;	/* closed, or a write came up short */
+	}
+}
+
+/**
  * tcp_data_input() - take the payload and FIN of a segment
  * @dp:		data plane
  * @f:		flow, established
  * @seg:	segment
  *
- * In-sequence payload is queued for the socket (tcp_flush() writes it),
- * followed by whatever the out-of-order queue holds that now continues it.
- * A payload ahead of it goes to that queue (tcp_ooo.c), if it is inside our
- * window and the queue has room, else it is dropped; either way an immediate
- * duplicate ACK (with SACK blocks, if permitted) makes the guest resend the
- * hole early.
+ * In-sequence payload is queued for the socket (tcp_flush() writes it), up
+ * to the right edge of the windows we advertised: what lies beyond is not
+ * taken (the guest sends it again once the window opens), nor its FIN.  Then
+ * whatever the out-of-order queue holds that now continues it is queued too
+ * (tcp_ooo_feed()).  A payload ahead of it goes to that queue (tcp_ooo.c) if
+ * it lies inside the window, the socket is not full (TCP_F_WND_LIMITED: a
+ * hole we made by a short write is no loss, the guest sends it again
+ * anyway) and the queue has room; else it is dropped.  Either way an
+ * immediate duplicate ACK (with SACK blocks, if permitted) makes the guest
+ * resend the hole early.
  */
 static void tcp_data_input(struct dp *dp, struct flow *f,
 			   const struct tcp_seg *seg)
@@ -1306,10 +1365,8 @@ static void tcp_data_input(struct dp *dp, struct flow *f,
 		len -= skip;
 		seq = t->seq_queued;
 	} else if (SEQ_GT(seq, t->seq_queued)) {
-		uint32_t wnd = t->wnd_to_guest > 0xffff ? t->wnd_to_guest :
-							  0xffff;
-
-		if (fin || SEQ_GT(seq + (uint32_t)len, t->seq_from_guest + wnd) ||
+		if (fin || SEQ_GT(seq + (uint32_t)len, t->seq_wnd_edge) ||
+		    t->flags & TCP_F_WND_LIMITED ||
 		    tcp_ooo_insert(dp, &t->ooo, t->seq_queued, seq, data, len))
 			DP_COUNT(dp, drop_tcp_out_of_window);
 		else
@@ -1318,6 +1375,11 @@ static void tcp_data_input(struct dp *dp, struct flow *f,
 		return;
 	}
 
+	if (SEQ_GT(seq + (uint32_t)len, t->seq_wnd_edge)) {
+		DP_COUNT(dp, drop_tcp_beyond_window);
+		len = SEQ_GT(t->seq_wnd_edge, seq) ? t->seq_wnd_edge - seq : 0;
+		fin = false;
+	}
 	if (fin) {
 		t->flags |= TCP_F_GUEST_FIN_QUEUED;
 		t->seq_fin_from_guest = t->seq_queued + (uint32_t)len;
@@ -1329,11 +1391,8 @@ static void tcp_data_input(struct dp *dp, struct flow *f,
 	tcp_batch_add(dp, f, data, len, false);
 
 	/* the batch may have been written out meanwhile, and the flow closed */
-	while (!fin && f->type == FLOW_TCP &&
-	       (data = tcp_ooo_next(t->ooo, t->seq_queued, &len))) {
-		t->seq_queued += (uint32_t)len;
-		tcp_batch_add(dp, f, data, len, true);
-	}
+	if (!fin && f->type == FLOW_TCP)
+		tcp_ooo_feed(dp, f);
 }
 
 /**
@@ -1387,6 +1446,9 @@ static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
 	}
 
 	t->seq_from_guest = t->seq_queued = t->seq_ack_sent = seg->seq + 1;
+	/* the window of our SYN, which the guest may fill already */
+	t->seq_wnd_edge = t->seq_from_guest +
+			  (t->wnd_to_guest > 0xffff ? 0xffff : t->wnd_to_guest);
 	t->mss = tcp_mss(dp, &f->key.guest_addr, mss);
 	if (ws >= 0) {
 		t->ws_from_guest = (uint8_t)ws;
@@ -1575,6 +1637,40 @@ void tcp_input(struct dp *dp, const struct l4_pkt *p)
 }
 
 /**
+ * tcp_sock_drained() - the socket has room again after it was nearly full
+ * @dp:		data plane
+ * @f:		flow, established, TCP_F_WND_LIMITED set
+ *
+ * The held data that a short write left behind goes first (its batch end
+ * writes it and acks it with the new window); if there is none, a window
+ * update lets the guest send.  EPOLLOUT goes off unless the socket is still
+ * nearly full.  @f may be closed on return (a failed write).
+ *
+ * Return: 0, or -1 if epoll failed (the caller resets the flow)
+ */
+static int tcp_sock_drained(struct dp *dp, struct flow *f)
+{
+	struct tcp_flow *t = &f->tcp;
+
+	t->flags &= ~TCP_F_WND_LIMITED;
+	tcp_ooo_feed(dp, f);
+	if (f->type != FLOW_TCP)
+		return 0;
+	if (t->flags & TCP_F_BATCHED) {
+		tcp_batch_end(dp);
+		if (f->type != FLOW_TCP)
+			return 0;
+	} else {
+		if (tcp_wnd_update(dp, f))
+			return -1;
+		tcp_send_ctl(dp, f, TCP_ACK, t->seq_to_guest);
+	}
+	if (t->flags & TCP_F_WND_LIMITED)
+		return 0;
+	return tcp_epoll_out(dp, f, false);
+}
+
+/**
  * tcp_sock_event() - handle epoll events of a flow's socket
  * @dp:		data plane
  * @f:		flow
@@ -1609,15 +1705,12 @@ void tcp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 	}
 
 	if (events & EPOLLOUT && t->flags & TCP_F_WND_LIMITED) {
-		/* the socket drained: a window update lets the guest send */
-		t->flags &= ~TCP_F_WND_LIMITED;
-		if (tcp_wnd_update(dp, f) ||
-		    (!(t->flags & TCP_F_WND_LIMITED) &&
-		     tcp_epoll_out(dp, f, false))) {
+		if (tcp_sock_drained(dp, f)) {
 			tcp_reset(dp, f);
 			return;
 		}
-		tcp_send_ctl(dp, f, TCP_ACK, t->seq_to_guest);
+		if (f->type != FLOW_TCP)
+			return;
 	}
 
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP) &&

@@ -37,6 +37,9 @@ struct l4_pkt;
  * @seq_fin_from_guest:	sequence number of the guest's FIN, once
  *			TCP_F_GUEST_FIN_QUEUED
  * @seq_ack_sent:	last acknowledgement number we sent
+ * @seq_wnd_edge:	right edge of the windows we advertised: the highest
+ *			acknowledgement number plus window we sent; guest data
+ *			beyond it is not taken (tcp_data_input())
  * @wnd_from_guest:	guest's receive window in bytes (scaled)
  * @wnd_to_guest:	window we advertise, in bytes, before scaling
  * @rto_ms:		current retransmission timeout, doubles on expiry
@@ -64,6 +67,7 @@ struct tcp_flow {
 	uint32_t seq_queued;
 	uint32_t seq_fin_from_guest;
 	uint32_t seq_ack_sent;
+	uint32_t seq_wnd_edge;
 	uint32_t wnd_from_guest;
 	uint32_t wnd_to_guest;
 	uint32_t rto_ms;
@@ -90,7 +94,8 @@ struct tcp_batch_ent {
 /**
  * struct tcp_ctx - TCP state of a data plane, beside its flows
  * @conns:	TCP flows open: they share the guest's transmit queue
- * @ooo_bytes:	payload bytes held out of order by all flows
+ * @ooo_bytes:	memory held out of order by all flows: runs and queues
+ *		(tcp_ooo.c)
  * @count:	entries of @ent used in the current receive batch
  * @ent:	work deferred to the end of the batch, one entry per segment
  *		at most (see tcp.c)

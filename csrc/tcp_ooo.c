@@ -22,9 +22,14 @@
  * ------
  * A flow holds at most DP_TCP_OOO_SEGS runs and DP_TCP_OOO_FLOW_BYTES bytes,
  * all flows together DP_TCP_OOO_BYTES; only data inside the window we
- * advertised is held.  Anything beyond is dropped (tcp.c counts it) and sent
- * again by the guest.  The queue itself is allocated on the first
- * out-of-order segment and freed when it empties or the flow closes.
+ * advertised is held.  The bytes counted are the memory held, not just the
+ * payload: each run costs its payload, its header and the allocator's own
+ * (tcp_ooo_cost()), and each flow's queue its size, charged to the global
+ * budget, so a guest sending one-byte runs or opening queues on many
+ * connections meets the same limits.  Empty runs are never stored.  Anything
+ * beyond is dropped (tcp.c counts it) and sent again by the guest.  The queue
+ * itself is allocated on the first out-of-order segment and freed when it
+ * empties or the flow closes.
  */
 
 #include <stdlib.h>
@@ -32,6 +37,37 @@
 
 #include "dp.h"
 #include "tcp_ooo.h"
+
+/* What malloc() keeps beside each block (glibc: one size word, 16-byte
+ * alignment): counted with every run, so tiny runs cost what they take */
+#define TCP_OOO_MALLOC_OVERHEAD	16
+
+/**
+ * tcp_ooo_cost() - memory a run of held payload takes
+ * @len:	payload bytes
+ *
+ * Return: bytes charged to the budgets for it
+ */
+static size_t tcp_ooo_cost(size_t len)
+{
+	return sizeof(struct tcp_ooo_seg) + len + TCP_OOO_MALLOC_OVERHEAD;
+}
+
+/**
+ * tcp_ooo_free_run() - free one run and uncharge it
+ * @dp:		data plane, for the global budget
+ * @o:		its queue
+ * @s:		the run
+ */
+static void tcp_ooo_free_run(struct dp *dp, struct tcp_ooo *o,
+			     struct tcp_ooo_seg *s)
+{
+	size_t cost = tcp_ooo_cost(s->len);
+
+	o->bytes -= cost;
+	dp->tcp.ooo_bytes -= cost;
+	free(s);
+}
 
 /**
  * tcp_ooo_end() - sequence number after a run's last byte
@@ -70,9 +106,13 @@ int tcp_ooo_insert(struct dp *dp, struct tcp_ooo **q, uint32_t rcv_nxt,
 		return -1;
 
 	if (!o) {
+		if (dp->tcp.ooo_bytes + sizeof(*o) + tcp_ooo_cost(len) >
+		    DP_TCP_OOO_BYTES)
+			return -1;
 		o = calloc(1, sizeof(*o));
 		if (!o)
 			return -1;
+		dp->tcp.ooo_bytes += sizeof(*o);
 		*q = o;
 	}
 
@@ -92,10 +132,12 @@ int tcp_ooo_insert(struct dp *dp, struct tcp_ooo **q, uint32_t rcv_nxt,
 	if (i < o->count && SEQ_LT(o->seg[i]->seq, end))
 		end = o->seg[i]->seq;	/* stop at the next run */
 	len = end - seq;
+	if (!len)
+		return 0;	/* a gap of nothing between two held runs */
 
 	if (o->count == DP_TCP_OOO_SEGS ||
-	    o->bytes + len > DP_TCP_OOO_FLOW_BYTES ||
-	    dp->tcp.ooo_bytes + len > DP_TCP_OOO_BYTES) {
+	    o->bytes + tcp_ooo_cost(len) > DP_TCP_OOO_FLOW_BYTES ||
+	    dp->tcp.ooo_bytes + tcp_ooo_cost(len) > DP_TCP_OOO_BYTES) {
 		if (!o->count)
 			tcp_ooo_free(dp, q);
 		return -1;
@@ -115,8 +157,8 @@ int tcp_ooo_insert(struct dp *dp, struct tcp_ooo **q, uint32_t rcv_nxt,
 	o->seg[i] = s;
 	o->count++;
 	o->newest = i;
-	o->bytes += (unsigned)len;
-	dp->tcp.ooo_bytes += len;
+	o->bytes += tcp_ooo_cost(len);
+	dp->tcp.ooo_bytes += tcp_ooo_cost(len);
 	return 0;
 }
 
@@ -165,9 +207,7 @@ void tcp_ooo_release(struct dp *dp, struct tcp_ooo **q, uint32_t seq)
 		return;
 
 	while (done < o->count && SEQ_LE(tcp_ooo_end(o->seg[done]), seq)) {
-		o->bytes -= o->seg[done]->len;
-		dp->tcp.ooo_bytes -= o->seg[done]->len;
-		free(o->seg[done]);
+		tcp_ooo_free_run(dp, o, o->seg[done]);
 		done++;
 	}
 	if (!done)
@@ -193,10 +233,9 @@ void tcp_ooo_free(struct dp *dp, struct tcp_ooo **q)
 	if (!o)
 		return;
 
-	for (i = 0; i < o->count; i++) {
-		dp->tcp.ooo_bytes -= o->seg[i]->len;
-		free(o->seg[i]);
-	}
+	for (i = 0; i < o->count; i++)
+		tcp_ooo_free_run(dp, o, o->seg[i]);
+	dp->tcp.ooo_bytes -= sizeof(*o);
 	free(o);
 	*q = NULL;
 }

@@ -31,13 +31,13 @@ struct tcp_ooo_seg {
 /**
  * struct tcp_ooo - a flow's out-of-order queue, allocated on first use
  * @count:	entries of @seg in use
- * @bytes:	payload bytes held
+ * @bytes:	memory its runs take (payload and overhead, tcp_ooo.c)
  * @newest:	index in @seg of the entry stored last (the first SACK block)
  * @seg:	runs sorted by sequence number, never overlapping
  */
 struct tcp_ooo {
 	unsigned count;
-	unsigned bytes;
+	size_t bytes;
 	unsigned newest;
 	struct tcp_ooo_seg *seg[DP_TCP_OOO_SEGS];
 };

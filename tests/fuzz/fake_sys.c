@@ -337,6 +337,7 @@ void fake_sock_event(int fd, uint8_t what)
 		break;
 	case 4:		/* the host peer reads everything we sent */
 		d->outq = 0;
+		d->send_full = false;
 		d->edge |= EPOLLOUT;
 		break;
 	case 5:		/* an ICMP error for a datagram socket: queued with
@@ -604,7 +605,7 @@ static ssize_t fake_stream_send(struct fake_fd *d, size_t total)
 		return fake_fail(EPIPE);
 	if (!d->connected)
 		return fake_fail(d->connecting ? EAGAIN : ENOTCONN);
-	if (fk.knob[KNOB_SEND_LIMIT] == 255)
+	if (fk.knob[KNOB_SEND_LIMIT] == 255 || d->send_full)
 		return fake_fail(EAGAIN);
 
 	room = fake_sndbuf() > d->outq ? fake_sndbuf() - d->outq : 0;
@@ -614,8 +615,12 @@ static ssize_t fake_stream_send(struct fake_fd *d, size_t total)
 		limit = room;
 	if (!limit && total)
 		return fake_fail(EAGAIN);
-	if (total > limit)
+	/* Linux writes less than asked only when the buffer is full: the next
+	 * send finds no room (the data plane must not assume it will) */
+	if (total > limit) {
 		total = limit;
+		d->send_full = true;
+	}
 	d->outq += total;
 	return (ssize_t)total;
 }
@@ -1211,7 +1216,7 @@ static uint32_t fake_ready(const struct fake_fd *d)
 	if (d->peer_eof && (d->shut_wr || d->so_error == ECONNRESET))
 		r |= EPOLLHUP;
 	if (!d->connecting && (d->connected || d->so_error) &&
-	    d->outq * 3 <= fake_sndbuf() * 2)
+	    !d->send_full && d->outq * 3 <= fake_sndbuf() * 2)
 		r |= EPOLLOUT;
 	return r;
 }

@@ -42,7 +42,9 @@ enum fake_knob {
 	KNOB_SOCKET_ERR,	/* socket(): 0 works, else errno index */
 	KNOB_CONNECT,		/* stream connect(): see fake_connect() */
 	KNOB_DGRAM_CONNECT,	/* datagram connect(): 0 works, else errno */
-	KNOB_SEND_LIMIT,	/* stream send: at most this many KiB, 0: EAGAIN */
+	KNOB_SEND_LIMIT,	/* stream send: at most this many KiB, 0: room
+				 * of SO_SNDBUF, 255: EAGAIN; a short write
+				 * leaves the socket full (fake_stream_send()) */
 	KNOB_DGRAM_SEND_ERR,	/* datagram send: 0 works, else errno index */
 	KNOB_SNDBUF,		/* SO_SNDBUF in KiB, 0 means 208 */
 	KNOB_TAP_WRITE,		/* 0 works, 1 EAGAIN, 2 short write */
@@ -73,6 +75,8 @@ struct fake_dgram {
  * @connected:	stream connected (or datagram connect()ed)
  * @peer_eof:	the host peer closed its side: recv() returns 0 when empty
  * @shut_wr:	shutdown(SHUT_WR) done
+ * @send_full:	a send took less than it was given: until the host peer
+ *		reads, sends fail with EAGAIN and EPOLLOUT is not reported
  * @so_error:	pending SO_ERROR
  * @epoll_on:	registered in the epoll set
  * @epoll_events:	events registered
@@ -97,6 +101,7 @@ struct fake_fd {
 	bool connected;
 	bool peer_eof;
 	bool shut_wr;
+	bool send_full;
 	int so_error;
 	bool epoll_on;
 	uint32_t epoll_events;
