@@ -299,5 +299,16 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
+@pytest.fixture(scope="session")
+def clients_root(wheel, tmp_path_factory):
+    """The Debian 13 root of ../shared/clients/ with podman 5.4, rootlesskit
+    2.0 and the slirpd under test (a ClientsRoot: see tests/clients.py)."""
+    from clients import ClientsRoot
+
+    root = ClientsRoot.prepare(wheel, tmp_path_factory.mktemp("clients"))
+    yield root
+    root.close()
+
+
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
