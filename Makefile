@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := python3 python3-venv python3-dev libffi-dev gcc make iproute2
 	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace uidmap busybox curl \
 	tcpdump systemd clang binutils
 
-.PHONY: deps venv install test test-hardened test-asan quickstart wheel wheel-check clean
+.PHONY: deps venv install test test-hardened test-asan quickstart wheel wheel-check clean clients-root
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -33,6 +33,35 @@ install: venv
 	rm -rf build
 	$(PY) -m pip install -q --force-reinstall --no-deps .
 
+# Today's clients for tests/test_clients.py: podman 5.4, rootlesskit 2.0 and
+# slirp4netns 1.2.1 in a Debian 13 root that ../shared/clients/debian13-root.sh
+# builds once per machine (debootstrap: network, a few minutes).  Its pip cannot
+# reach the package index, so the wheels of slirpd's dependencies (read from
+# pyproject.toml) for the root's Python are downloaded here, once per Python
+# version and dependency list, into CLIENTS_WHEELS.  --enable-seccomp needs the
+# root's libseccomp2 (podman passes it): installed if missing.  A lock keeps two
+# builds of the same root (two worktrees' `make test`) apart.
+CLIENTS_DIR ?= ../shared/clients
+CLIENTS_ROOT ?= /var/tmp/deb13
+CLIENTS_WHEELS ?= /var/tmp/slirpd-wheels-deb13
+export SLIRPD_CLIENTS_ROOT := $(CLIENTS_ROOT)
+export SLIRPD_CLIENTS_WHEELS := $(CLIENTS_WHEELS)
+
+clients-root: venv
+	@test -x $(CLIENTS_DIR)/debian13-root.sh || { echo "make clients-root: no $(CLIENTS_DIR)/debian13-root.sh" \
+		"(the repository's parent directory must hold shared/, see shared/clients/README.md)" >&2; exit 1; }
+	flock $(CLIENTS_ROOT).lock $(CLIENTS_DIR)/debian13-root.sh $(CLIENTS_ROOT)
+	chroot $(CLIENTS_ROOT) dpkg-query -W -f='$${db:Status-Status}' libseccomp2 2>/dev/null | grep -qx installed || \
+		flock $(CLIENTS_ROOT).lock chroot $(CLIENTS_ROOT) \
+		sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp2 >/dev/null'
+	@py=$$(chroot $(CLIENTS_ROOT) python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	reqs=$$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"])'); \
+	if [ "$$(cat $(CLIENTS_WHEELS)/.complete 2>/dev/null)" != "$$py $$reqs" ]; then \
+		rm -rf $(CLIENTS_WHEELS) && \
+		$(PY) -m pip download -q --only-binary=:all: --python-version $$py --platform manylinux2014_$$(uname -m) \
+			-d $(CLIENTS_WHEELS) $$reqs && echo "$$py $$reqs" > $(CLIENTS_WHEELS)/.complete; \
+	fi
+
 # The README's test command: the suite twice, as shipped and hardened
 # (SLIRPD_TEST_HARDEN=1: every daemon the tests start gets --enable-sandbox
 # --enable-seccomp where its mode allows; see tests/conftest.py).  pytest exits
@@ -41,16 +70,16 @@ install: venv
 RUN_SUITE = tests/sandbox.sh $(VENV)/bin/pytest -q $(PYTEST_ARGS) || { rc=$$?; \
 		if [ $$rc = 5 ]; then echo "make test: pytest collected no tests"; else exit $$rc; fi; }
 
-test: deps install
+test: deps install clients-root
 	$(RUN_SUITE)
 	@echo "make test: the hardened pass (--enable-sandbox --enable-seccomp)"
 	SLIRPD_TEST_HARDEN=1 $(RUN_SUITE)
 
-test-hardened: deps install
+test-hardened: deps install clients-root
 	SLIRPD_TEST_HARDEN=1 $(RUN_SUITE)
 
 # The same suite with the data plane built under AddressSanitizer + UBSan.
-test-asan: deps venv
+test-asan: deps venv clients-root
 	rm -rf build
 	SLIRPD_SANITIZE=1 $(PY) -m pip install -q --force-reinstall --no-deps --no-build-isolation .
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \

