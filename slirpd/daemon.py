@@ -22,8 +22,8 @@ import selectors
 import signal
 import socket
 
-from slirpd.dataplane import (NOTICE_CTL_FRAMES, NOTICE_PCAP_STOPPED, NOTICE_PING_FORBIDDEN, PCAP_FULL, Dataplane,
-                              TapGone)
+from slirpd.dataplane import (NOTICE_CTL_FRAMES, NOTICE_DNS_USED, NOTICE_PCAP_STOPPED, NOTICE_PING_FORBIDDEN,
+                              PCAP_FULL, Dataplane, TapGone)
 from slirpd.log import log
 
 POLL_BUDGET = 256  # frames drained per wake-up
@@ -33,9 +33,10 @@ class Daemon:
     """Serves one TAP until a signal, the exit fd, or the guest goes away."""
 
     def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None,
-                 notifier=None, forward_signals_to: int | None = None, dhcp=None):
+                 notifier=None, forward_signals_to: int | None = None, dhcp=None, resolver=None):
         self.dp = dp
         self.dhcp = dhcp
+        self.resolver = resolver
         self.forward_signals_to = forward_signals_to
         self.api = api
         self.notifier = notifier
@@ -66,7 +67,9 @@ class Daemon:
         notices = self.dp.notices()
         if notices & NOTICE_CTL_FRAMES and self.dhcp is not None:
             self._serve_dhcp()
-        if notices & ~NOTICE_CTL_FRAMES:
+        if notices & NOTICE_DNS_USED and self.resolver is not None:
+            self._follow_resolver()
+        if notices & ~(NOTICE_CTL_FRAMES | NOTICE_DNS_USED):
             self._log_notices(notices)
 
     def _serve_dhcp(self) -> None:
@@ -78,6 +81,12 @@ class Daemon:
                     self.dp.ctl_send(reply)
                 except OSError as e:
                     log.warning("DHCP reply not sent: %s", e.strerror)
+
+    def _follow_resolver(self) -> None:
+        """The guest uses DNS: if the host's resolver changed, say where DNS
+        goes now (resolver.py)."""
+        if self.resolver.refresh():
+            self.dp.set_dns_upstream(*self.resolver.upstream)
 
     def _log_notices(self, notices: int) -> None:
         """One line per one-shot notice of the data plane."""
@@ -129,8 +138,7 @@ class Daemon:
         handlers are in place, just before the first wait.
         Return: the exit status (0)."""
         old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
-        stop_signals = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if self.forward_signals_to else ())
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in stop_signals}
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in self._stop_signals()}
         old_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_dump_signal)
         try:
             if on_ready is not None:
@@ -156,6 +164,17 @@ class Daemon:
                 signal.signal(s, h)
             self.close()
         return 0
+
+    def _stop_signals(self) -> tuple[int, ...]:
+        """The signals that stop the daemon, or with `-- COMMAND` are passed
+        on to it: SIGTERM and SIGINT, and SIGHUP for a command.  A command
+        keeps the signals slirpd was started with ignored (nohup's SIGHUP, a
+        background job's SIGINT), so those stay ignored here too: passing
+        them on would do nothing, and catching them would break nohup."""
+        if self.forward_signals_to is None:
+            return (signal.SIGTERM, signal.SIGINT)
+        return tuple(s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+                     if signal.getsignal(s) is not signal.SIG_IGN)
 
     def _timeout(self) -> float | None:
         """How long the data plane may serve before Python's next deadline:

@@ -7,7 +7,9 @@
   the DNS address over /etc/resolv.conf (its own mount namespace: the host's
   file is untouched), mounts a sysfs showing its own interfaces, and execs
   COMMAND.  slirpd passes SIGINT, SIGTERM and
-  SIGHUP on to it and exits with its status.
+  SIGHUP on to it (those it was started with ignored, like nohup's SIGHUP,
+  stay ignored in both) and exits with its status; the command is killed
+  if slirpd dies.
 - `slirpd --create-netns=PATH` (like slirp-forwarder): a new network namespace
   is bind-mounted onto PATH and served until slirpd is killed; the mount is
   undone on exit.  Needs CAP_SYS_ADMIN in the current user namespace (run it
@@ -31,6 +33,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
+PR_SET_PDEATHSIG = 1
 RESOLV_CONF = "/etc/resolv.conf"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -119,10 +122,31 @@ def _write_id_maps(pid: int) -> None:
         f.write(f"0 {gid} 1")
 
 
-def _child(argv: list[str], unshared_w: int, go_r: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """The command must not outlive slirpd, whatever ends slirpd (SIGKILL
+    included): it would be left in namespaces without a network.  The
+    kernel sends it SIGKILL when slirpd dies (PR_SET_PDEATHSIG survives
+    unshare and exec); a parent already gone by now is checked by hand."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(127)
+
+
+def _default_signals() -> None:
+    """Undo what Python itself did to signals at start-up (SIGPIPE and SIGXFSZ
+    ignored), as subprocess does for its children: the command starts with
+    the dispositions slirpd was given, ignored ones (nohup's SIGHUP) still
+    ignored, caught ones back to default by exec."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _child(argv: list[str], parent: int, unshared_w: int, go_r: int) -> None:
     """In the forked child: unshare, wait for the network, mount resolv.conf,
     exec.  Never returns."""
     try:
+        _die_with_parent(parent)
+        _default_signals()
         _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS), "unshare")
         os.write(unshared_w, b"u")
         os.close(unshared_w)
@@ -158,11 +182,12 @@ class Command:
         self.status: int | None = None
         unshared_r, unshared_w = os.pipe()
         self._go_r, self._go_w = os.pipe()
+        parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
             os.close(unshared_r)
             os.close(self._go_w)
-            _child(argv, unshared_w, self._go_r)
+            _child(argv, parent, unshared_w, self._go_r)
         os.close(unshared_w)
         os.close(self._go_r)
         try:

@@ -65,6 +65,11 @@ def pytest_sessionstart(session):
     routes = subprocess.run(["ip", "route", "show", "default"], capture_output=True, text=True).stdout
     if "dev up0" not in routes:
         pytest.exit(f"not inside the sandbox network namespace (default route: {routes!r})", returncode=2)
+    # Children inherit ignored signals: a suite started under nohup (SIGHUP
+    # ignored) would start every daemon and command that way.  The tests
+    # decide their children's signals themselves (test_standalone's nohup
+    # test ignores SIGHUP on purpose).
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +94,38 @@ def environ_without_preload(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, **extra}
 
 
+# Marks the processes this test session starts as the plain user (and what
+# they start): other sessions may run as the same user at the same time
+SESSION_MARK = f"SLIRPD_TEST_SESSION={os.getpid()}"
+
+
 def as_user(user: pwd.struct_passwd) -> dict:
     """subprocess keyword arguments that run a child as user, with no extra groups."""
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/", "env": {**env, "HOME": "/"}}
+    mark, _, value = SESSION_MARK.partition("=")
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/",
+            "env": {**env, "HOME": "/", mark: value}}
+
+
+def session_processes(user: pwd.struct_passwd) -> list[int]:
+    """The processes of user that this test session started, directly or
+    not (their environment carries SESSION_MARK), zombies left out."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != user.pw_uid:
+                continue
+            with open(f"/proc/{name}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if SESSION_MARK.encode() in f.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):

@@ -5,9 +5,32 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 
-from conftest import as_user, environ_without_preload, slirpd_argv, wait_for
+import pytest
+
+from conftest import as_user, environ_without_preload, session_processes, slirpd_argv, wait_for
 from test_dns import dns_server  # noqa: F401 (a fixture)
+
+
+@pytest.fixture(autouse=True)
+def nothing_left(plain_user):
+    """Pass or fail, a test here leaves no process running that it started
+    as the plain user: what is left after 10 s is killed and fails it."""
+    yield
+    deadline = time.monotonic() + 10
+    while session_processes(plain_user) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = session_processes(plain_user)
+    if pids:
+        ps = subprocess.run(["ps", "-o", "pid,ppid,stat,args", "-p", ",".join(map(str, pids))], capture_output=True,
+                            text=True, timeout=10, env=environ_without_preload()).stdout
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        pytest.fail(f"processes of {plain_user.pw_name} left running:\n{ps}")
 
 
 def slirpd_run(plain_user, *args, timeout=30):
@@ -69,6 +92,54 @@ def test_signals_reach_command(plain_user, user_tmp):
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(timeout=10) == 9
         assert marker.read_text() == "HUP\n"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _ignored_signals(pid: int) -> int:
+    status = open(f"/proc/{pid}/status").read()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("SigIgn:")).split()[1], 16)
+
+
+def test_nohup_keeps_sighup_ignored(plain_user, user_tmp):
+    """Under nohup (SIGHUP ignored) the command starts with SIGHUP ignored
+    too, and a SIGHUP to slirpd is not passed on, as nohup promises; SIGTERM
+    still is.  Python's own SIGPIPE and SIGXFSZ are not passed down."""
+    marker = user_tmp / "got"
+    script = f"trap 'echo TERM > {marker}; exit 5' TERM; grep SigIgn /proc/$$/status > {marker}; " \
+             "while :; do sleep 0.1; done"
+    proc = subprocess.Popen(["nohup", *slirpd_argv("--", "sh", "-c", script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **as_user(plain_user))
+    try:
+        wait_for(lambda: marker.exists() and marker.read_text().startswith("SigIgn"), 20, "the command to start")
+        ignored = int(marker.read_text().split()[1], 16)
+        assert ignored & 1 << (signal.SIGHUP - 1)
+        assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
+        assert _ignored_signals(proc.pid) & 1 << (signal.SIGHUP - 1)  # slirpd's own
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 5
+        assert marker.read_text() == "TERM\n"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_command_dies_with_slirpd(plain_user, user_tmp):
+    """SIGKILL leaves slirpd no chance to stop its command: the kernel kills
+    it (PR_SET_PDEATHSIG), even one that ignores every other signal."""
+    pidfile = user_tmp / "pid"
+    script = f"trap '' TERM HUP INT; echo $$ > {pidfile}; while :; do sleep 0.1; done"
+    proc = subprocess.Popen(slirpd_argv("--", "sh", "-c", script), **as_user(plain_user))
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit(), 20, "the command to start")
+        shell = int(pidfile.read_text())
+        assert os.path.exists(f"/proc/{shell}")
+        proc.kill()
+        proc.wait(timeout=10)
+        wait_for(lambda: not os.path.exists(f"/proc/{shell}") or
+                 open(f"/proc/{shell}/stat").read().split()[2] == "Z", 10, "the command to die")
     finally:
         proc.kill()
         proc.wait()
@@ -163,10 +234,7 @@ def test_subordinate_ids_mapped_with_newuidmap(plain_user, user_tmp):
     import shutil
     import subprocess as sp
 
-    if shutil.which("newuidmap") is None:
-        import pytest
-
-        pytest.skip("newuidmap (uidmap) not installed")
+    assert shutil.which("newuidmap"), "newuidmap (uidmap, installed by make deps) is missing"
     for name in ("subuid", "subgid"):
         f = user_tmp / name
         f.write_text(f"{plain_user.pw_name}:300000:65536\n")
