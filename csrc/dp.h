@@ -126,6 +126,9 @@ struct tap_offload {
  * @notices_raised:	DP_NOTICE_* bits ever raised: each is raised once
  * @tcp:		TCP state beside the flows: deferred work, counts (tcp.c)
  * @fwd:		forwarded host sockets (fwd.c)
+ * @dns_gen:		generation of the host's nameserver, never 0: bumped by
+ *			dp_dns_upstream(), kept by UDP flows to the DNS address
+ * @dns_notice_ms:	when DP_NOTICE_DNS_USED was last raised, 0 never (fwd.c)
  * @ctl_buf:		control frame ring, DP_CTL_FRAMES of DP_CTL_FRAME_MAX (ctl.c)
  * @ctl_len:		length of each queued control frame
  * @ctl_head:		oldest queued control frame
@@ -175,6 +178,8 @@ struct dp {
 	uint32_t notices_raised;
 	struct tcp_ctx tcp;
 	struct fwd_listener fwd[DP_FWD_MAX];
+	uint32_t dns_gen;
+	uint64_t dns_notice_ms;
 	uint8_t *ctl_buf;
 	size_t ctl_len[DP_CTL_FRAMES];
 	unsigned ctl_head;
@@ -397,9 +402,13 @@ void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 /* fwd.c */
 bool fwd_ip4_is_loopback(uint32_t addr);
 bool fwd_in_net6(const struct dp *dp, const union inany_addr *addr);
-int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
+int fwd_guest_to_host(struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,
 		      struct sockaddr_storage *sa, socklen_t *sa_len);
+bool fwd_is_dns(const struct dp *dp, const union inany_addr *addr,
+		uint16_t port);
+void fwd_dns_query(struct dp *dp);
+bool fwd_sa_is_loopback(const struct sockaddr_storage *sa);
 int fwd_bind_outbound(const struct dp *dp, int sock, int family);
 void fwd_init(struct dp *dp);
 void fwd_sock_event(struct dp *dp, uint32_t index);

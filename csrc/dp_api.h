@@ -18,6 +18,10 @@
 #define DP_NOTICE_CTL_FRAMES 2
 /* One-shot: the capture (--pcap) stopped, see dp_pcap_state() */
 #define DP_NOTICE_PCAP_STOPPED 4
+/* Not one-shot: a flow to the DNS address opened, raised at most once per
+ * second (DP_DNS_RECHECK_MS): Python looks whether the host's resolver
+ * changed and if so tells dp_dns_upstream() */
+#define DP_NOTICE_DNS_USED 8
 /* Size of the buffer dp_ctl_recv() needs */
 #define DP_CTL_FRAME_MAX 1536
 
@@ -102,4 +106,5 @@ int dp_notices(struct dp *dp);
 int dp_ctl_recv(struct dp *dp, uint8_t *buf, int size);
 int dp_ctl_send(struct dp *dp, const uint8_t *frame, int len);
 int dp_pcap_start(struct dp *dp, int fd, uint64_t max_size);
+int dp_dns_upstream(struct dp *dp, uint32_t addr4, const uint8_t *addr6);
 int dp_pcap_state(const struct dp *dp);

@@ -135,6 +135,10 @@
 #define DP_FWD_MAX		256
 #define DP_FWD_ACCEPT_BATCH	64
 
+/* The host's nameserver (fwd.c): a flow to the DNS address raises
+ * DP_NOTICE_DNS_USED at most this often, for Python to look at resolv.conf */
+#define DP_DNS_RECHECK_MS	1000
+
 /* Control frames (ctl.c): DHCP packets queued for Python at once; each at
  * most DP_CTL_FRAME_MAX bytes (dp_api.h) */
 #define DP_CTL_FRAMES		32

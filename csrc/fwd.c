@@ -99,14 +99,32 @@ bool fwd_in_net6(const struct dp *dp, const union inany_addr *addr)
 }
 
 /**
- * fwd_dns_upstream() - the host's nameserver as a socket address
+ * fwd_dns_query() - the guest sends to the DNS forwarder
+ * @dp:		data plane
+ *
+ * Python gets DP_NOTICE_DNS_USED, at most every DP_DNS_RECHECK_MS, to look
+ * whether the host's resolver changed: so a guest that uses DNS follows the
+ * host's, and one that does not costs nothing.
+ */
+void fwd_dns_query(struct dp *dp)
+{
+	if (!dp->dns_notice_ms ||
+	    dp->now_ms - dp->dns_notice_ms >= DP_DNS_RECHECK_MS) {
+		dp->dns_notice_ms = dp->now_ms;
+		dp->notices |= DP_NOTICE_DNS_USED;
+	}
+}
+
+/**
+ * fwd_dns_upstream() - the host's nameserver as a socket address, for a new
+ * flow to the DNS address
  * @dp:		data plane
  * @sa:		filled with the nameserver's address, port 53
  * @sa_len:	filled with the length of @sa
  *
  * Return: 0, or -1 if there is none the guest may reach
  */
-static int fwd_dns_upstream(const struct dp *dp, struct sockaddr_storage *sa,
+static int fwd_dns_upstream(struct dp *dp, struct sockaddr_storage *sa,
 			    socklen_t *sa_len)
 {
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
@@ -114,6 +132,7 @@ static int fwd_dns_upstream(const struct dp *dp, struct sockaddr_storage *sa,
 	const struct dp_config *c = &dp->cfg;
 	union inany_addr up6;
 
+	fwd_dns_query(dp);
 	memset(sa, 0, sizeof(*sa));
 	if (c->dns_upstream4) {
 		sin->sin_family = AF_INET;
@@ -145,7 +164,7 @@ static int fwd_dns_upstream(const struct dp *dp, struct sockaddr_storage *sa,
  *
  * Return: 0 if the destination is reachable, -1 if not
  */
-static int fwd_guest_to_host6(const struct dp *dp,
+static int fwd_guest_to_host6(struct dp *dp,
 			      const union inany_addr *remote, uint16_t port,
 			      uint8_t proto, struct sockaddr_storage *sa,
 			      socklen_t *sa_len)
@@ -194,7 +213,7 @@ static int fwd_guest_to_host6(const struct dp *dp,
  * Return: 0 if the destination is reachable, -1 if the guest may not reach
  *	   it (the caller answers as an unreachable host and counts the drop)
  */
-int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
+int fwd_guest_to_host(struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,
 		      struct sockaddr_storage *sa, socklen_t *sa_len)
 {
@@ -229,6 +248,58 @@ int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 	sin->sin_port = htons(port);
 	sin->sin_addr.s_addr = daddr;
 	*sa_len = sizeof(*sin);
+	return 0;
+}
+
+/**
+ * fwd_is_dns() - tell whether a guest destination is the DNS forwarder
+ * @dp:		data plane
+ * @addr:	destination address as the guest wrote it
+ * @port:	destination port, host byte order
+ *
+ * Return: true for port 53 of the DNS address (IPv4, or IPv6 with -6),
+ *	   unless the forwarder is disabled
+ */
+bool fwd_is_dns(const struct dp *dp, const union inany_addr *addr,
+		uint16_t port)
+{
+	const struct dp_config *c = &dp->cfg;
+
+	if (port != DNS_PORT || c->disable_dns)
+		return false;
+	if (inany_is_v4(addr))
+		return inany_v4(addr) == c->dns4;
+	return c->enable_ipv6 && !memcmp(addr->a, c->dns6, sizeof(addr->a));
+}
+
+/**
+ * dp_dns_upstream() - the host's nameserver changed
+ * @dp:		data plane
+ * @addr4:	its IPv4 address, network byte order, 0 if it has none
+ * @addr6:	16 bytes, its IPv6 address (used without an IPv4 one), all
+ *		zero for none; NULL for none
+ *
+ * New flows to the DNS address go there.  So do the next queries of UDP
+ * flows already open: such a flow is closed and opened anew when the guest
+ * sends on it again (udp.c), so that answers already on their way from the
+ * old nameserver still reach the guest.  TCP connections already open stay
+ * with the old one.
+ *
+ * Return: 0, or -1 with errno EINVAL if @dp is NULL
+ */
+int dp_dns_upstream(struct dp *dp, uint32_t addr4, const uint8_t *addr6)
+{
+	if (!dp) {
+		errno = EINVAL;
+		return -1;
+	}
+	dp->cfg.dns_upstream4 = addr4;
+	memset(dp->cfg.dns_upstream6, 0, sizeof(dp->cfg.dns_upstream6));
+	if (addr6)
+		memcpy(dp->cfg.dns_upstream6, addr6,
+		       sizeof(dp->cfg.dns_upstream6));
+	if (!++dp->dns_gen)
+		dp->dns_gen = 1;
 	return 0;
 }
 
@@ -290,6 +361,7 @@ void fwd_init(struct dp *dp)
 
 	for (i = 0; i < DP_FWD_MAX; i++)
 		dp->fwd[i].sock = -1;
+	dp->dns_gen = 1;
 }
 
 /**
@@ -373,6 +445,27 @@ int dp_fwd_remove(struct dp *dp, int id)
 	udp_fwd_forget(dp, l->sock);
 	l->sock = -1;
 	return 0;
+}
+
+/**
+ * fwd_sa_is_loopback() - tell whether a host socket address is on loopback
+ * @sa:		socket address, AF_INET or AF_INET6
+ *
+ * Return: true for 127/8, ::1 and 127/8 mapped into IPv6
+ */
+bool fwd_sa_is_loopback(const struct sockaddr_storage *sa)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+	union inany_addr a;
+
+	if (sa->ss_family == AF_INET)
+		return fwd_ip4_is_loopback(sin->sin_addr.s_addr);
+	if (sa->ss_family != AF_INET6)
+		return false;
+	memcpy(a.a, &sin6->sin6_addr, sizeof(a.a));
+	return inany_is_loopback6(&a) ||
+	       (inany_is_v4(&a) && fwd_ip4_is_loopback(inany_v4(&a)));
 }
 
 /**

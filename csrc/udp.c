@@ -46,7 +46,10 @@
  * - life: a flow lives while datagrams pass in either direction and is closed
  *   DP_UDP_IDLE_MS after the last one (DP_UDP_DNS_IDLE_MS for port 53, where a
  *   query rarely has a follow-up), or cfg.udp_idle_ms if set; forwarded flows
- *   alike, without the DNS case.  The timer is armed once and checked against
+ *   alike, without the DNS case, except that with host loopback disabled a
+ *   forwarded flow of a client on the host's loopback lives on the client's
+ *   datagrams only: else the guest alone could keep a way to 127.0.0.1:PORT
+ *   open for as long as it likes, whoever has that port by then.  The timer is armed once and checked against
  *   the last activity when it fires, so traffic does not touch the timer.
  *
  * Checksums: a guest datagram with a wrong checksum is dropped; a zero
@@ -285,6 +288,8 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 	}
 	f->sock = s;
 	f->udp.fwd_sock = -1;
+	f->udp.dns_gen = fwd_is_dns(dp, &p->dst, key->remote_port) ?
+			 dp->dns_gen : 0;
 
 	if (flow_epoll_set(dp, f, EPOLLIN)) {
 		DP_COUNT(dp, drop_udp_socket);
@@ -340,13 +345,21 @@ void udp_input(struct dp *dp, const struct l4_pkt *p)
 
 	flow_key_fill(&key, IPPROTO_UDP, &p->src, sport, &p->dst, dport);
 	f = flow_lookup(dp, &key);
+	if (f && f->udp.dns_gen) {
+		fwd_dns_query(dp);
+		if (f->udp.dns_gen != dp->dns_gen) {
+			flow_free(dp, f);	/* the host's nameserver changed */
+			f = NULL;
+		}
+	}
 	if (!f) {
 		f = udp_flow_open(dp, p, len, &key);
 		if (!f)
 			return;
 	}
 
-	f->udp.last_ms = dp->now_ms;
+	if (!f->udp.client_lo)
+		f->udp.last_ms = dp->now_ms;
 	if (f->sock >= 0) {
 		if (send(f->sock, p->l4 + UDP_HLEN, len - UDP_HLEN,
 			 MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
@@ -570,6 +583,8 @@ static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
 		f->udp.fwd_sock = l->sock;
 		memcpy(&f->udp.peer, sa, sa_len);
 		f->udp.peer_len = sa_len;
+		f->udp.client_lo = dp->cfg.disable_host_loopback &&
+				   fwd_sa_is_loopback(sa);
 	}
 	return f;
 }

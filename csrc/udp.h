@@ -2,6 +2,7 @@
 #ifndef UDP_H
 #define UDP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <netinet/in.h>
@@ -20,6 +21,13 @@ struct l4_pkt;
  * @peer:	with @fwd_sock: the host client's real address, where replies
  *		go (the flow key holds it as the guest sees it)
  * @peer_len:	length of @peer
+ * @client_lo:	with @fwd_sock: the client is on the host's loopback and host
+ *		loopback is disabled, so only the client's datagrams keep the
+ *		flow alive (the guest's alone must not keep a way to the host's
+ *		loopback open)
+ * @dns_gen:	for a flow to the DNS address, the generation of the host's
+ *		nameserver it was opened for (struct dp's @dns_gen); 0 for
+ *		other flows
  */
 struct udp_flow {
 	uint64_t last_ms;
@@ -31,6 +39,8 @@ struct udp_flow {
 		struct sockaddr_in6 sin6;
 	} peer;
 	uint32_t peer_len;
+	bool client_lo;
+	uint32_t dns_gen;
 };
 
 void udp_input(struct dp *dp, const struct l4_pkt *p);

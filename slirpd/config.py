@@ -23,7 +23,6 @@ DHCP_START_OFFSET = 15
 # slirpd's own MAC on the TAP link (the locally administered 52:55 prefix that
 # libslirp uses for its virtual hosts, followed by the gateway address).
 GATEWAY_MAC_PREFIX = b"\x52\x55"
-RESOLV_CONF = "/etc/resolv.conf"
 # --pcap-max-size: the capture file is always bounded
 DEFAULT_PCAP_MAX_SIZE = 100 << 20
 MIN_PCAP_MAX_SIZE = 1024
@@ -70,31 +69,6 @@ def address_or_interface(value: str, version: int) -> ipaddress.IPv4Address | ip
         return cls(value)
     except ValueError:
         return of_interface(value)
-
-
-def first_nameserver(path: str, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The first `nameserver` line of a resolv.conf that holds an address of
-    IP version 4 or 6, None if the file has none or cannot be read."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                words = line.split()
-                if len(words) >= 2 and words[0] == "nameserver":
-                    try:
-                        addr = ipaddress.ip_address(words[1].split("%")[0])
-                    except ValueError:
-                        continue
-                    if addr.version == version:
-                        return addr
-    except OSError:
-        return None
-    return None
-
-
-def first_ipv4_nameserver(path: str) -> ipaddress.IPv4Address | None:
-    """The first `nameserver` line of a resolv.conf that holds an IPv4
-    address, None if the file has none or cannot be read."""
-    return first_nameserver(path, 4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,18 +147,6 @@ class Config:
         return GATEWAY_MAC_PREFIX + self.gateway.packed
 
     @property
-    def dns_upstream4(self) -> ipaddress.IPv4Address | None:
-        """The nameserver the DNS address forwards to: the first IPv4
-        nameserver of the host's /etc/resolv.conf, None if there is none."""
-        return first_ipv4_nameserver(RESOLV_CONF)
-
-    @property
-    def dns_upstream6(self) -> ipaddress.IPv6Address | None:
-        """The host's first IPv6 nameserver: the DNS addresses forward to it
-        when the host has no IPv4 nameserver."""
-        return first_nameserver(RESOLV_CONF, 6)
-
-    @property
     def outbound6(self) -> ipaddress.IPv6Address | None:
         """--outbound-addr6 as an address: an interface name stands for that
         interface's first global IPv6 address (read now, at start-up)."""
@@ -196,9 +158,11 @@ class Config:
         interface's IPv4 address (read now, at start-up)."""
         return None if self.outbound_addr is None else address_or_interface(self.outbound_addr, 4)
 
-    def dataplane_params(self, vnet_hdr: bool = False) -> types.SimpleNamespace:
+    def dataplane_params(self, vnet_hdr: bool = False, dns_upstream: tuple = (None, None)) -> types.SimpleNamespace:
         """The subset of the settings the data plane (dataplane.Dataplane)
-        reads; vnet_hdr: the TAP carries virtio-net headers (offloads)."""
+        reads; vnet_hdr: the TAP carries virtio-net headers (offloads);
+        dns_upstream: the host's first IPv4 and IPv6 nameservers
+        (resolver.HostResolver.upstream), either None."""
         return types.SimpleNamespace(
             gw_mac=self.gateway_mac,
             net4=self.cidr.network_address,
@@ -210,12 +174,12 @@ class Config:
             vnet_hdr=vnet_hdr,
             disable_host_loopback=self.disable_host_loopback,
             disable_dns=self.disable_dns,
-            dns_upstream4=None if self.disable_dns else self.dns_upstream4,
+            dns_upstream4=None if self.disable_dns else dns_upstream[0],
             outbound4=self.outbound4,
             enable_ipv6=self.enable_ipv6,
             net6=self.net6.network_address,
             gw6=self.gateway6,
             dns6=self.dns6,
-            dns_upstream6=None if self.disable_dns else self.dns_upstream6,
+            dns_upstream6=None if self.disable_dns else dns_upstream[1],
             outbound6=self.outbound6,
         )

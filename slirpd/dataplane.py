@@ -20,11 +20,12 @@ import sys
 from slirpd._dp import ffi, lib
 
 __all__ = ["Dataplane", "TapGone", "counter_names", "NOTICE_PING_FORBIDDEN", "NOTICE_CTL_FRAMES",
-           "NOTICE_PCAP_STOPPED", "PCAP_OFF", "PCAP_ON", "PCAP_FULL"]
+           "NOTICE_PCAP_STOPPED", "NOTICE_DNS_USED", "PCAP_OFF", "PCAP_ON", "PCAP_FULL"]
 
 NOTICE_PING_FORBIDDEN = lib.DP_NOTICE_PING_FORBIDDEN
 NOTICE_CTL_FRAMES = lib.DP_NOTICE_CTL_FRAMES
 NOTICE_PCAP_STOPPED = lib.DP_NOTICE_PCAP_STOPPED
+NOTICE_DNS_USED = lib.DP_NOTICE_DNS_USED
 PCAP_OFF = lib.DP_PCAP_OFF
 PCAP_ON = lib.DP_PCAP_ON
 PCAP_FULL = lib.DP_PCAP_FULL
@@ -161,7 +162,8 @@ class Dataplane:
     def notices(self) -> int:
         """Notices raised since the last call, as a bit mask of NOTICE_*
         (NOTICE_PING_FORBIDDEN at most once per data plane; NOTICE_CTL_FRAMES
-        whenever control frames wait for ctl_frames())."""
+        whenever control frames wait for ctl_frames(); NOTICE_DNS_USED when a
+        flow to the DNS address opened, at most once a second)."""
         return int(lib.dp_notices(self._handle()))
 
     def ctl_frames(self) -> list[bytes]:
@@ -176,6 +178,13 @@ class Dataplane:
         if lib.dp_ctl_send(self._handle(), frame, len(frame)) != 0:
             err = ffi.errno
             raise OSError(err, os.strerror(err))
+
+    def set_dns_upstream(self, upstream4, upstream6) -> None:
+        """The host's nameserver changed: new DNS flows (and the next query of
+        each open UDP one) go to upstream4 (IPv4 address or None), else to
+        upstream6 (IPv6 address or None)."""
+        addr6 = ipaddress.IPv6Address(upstream6).packed if upstream6 is not None else ffi.NULL
+        lib.dp_dns_upstream(self._handle(), _addr4(upstream4) if upstream4 is not None else 0, addr6)
 
     def add_forward(self, fwd_id: int, sock_fd: int, proto: str, guest_addr, guest_port: int) -> None:
         """Forward a bound host socket (listening, for TCP) into the guest's

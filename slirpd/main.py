@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import ipaddress
 import os
+import stat
 import sys
 
 from slirpd import cli, log as logmod, sandbox, seccomp, standalone
@@ -16,6 +18,7 @@ from slirpd.notify import Notifier
 from slirpd.config import Config
 from slirpd.log import log
 from slirpd.netns import SetupError, TargetNamespaces, open_tap, tap_has_vnet_hdr
+from slirpd.resolver import HostResolver
 
 
 def _check_fd(fd: int | None, name: str) -> None:
@@ -51,13 +54,14 @@ def _target_pidfd(cfg: Config) -> int | None:
         raise SetupError(f"cannot watch process {cfg.target}: {e.strerror}") from None
 
 
-def _dataplane(cfg: Config, fd: int, vnet_hdr: bool = False):
-    """A Dataplane serving fd (which it then owns; closed here on failure);
+def _dataplane(cfg: Config, fd: int, resolver: HostResolver | None, vnet_hdr: bool = False):
+    """A Dataplane serving fd (which it then owns; closed here on failure),
+    its DNS address forwarding to resolver's nameserver (None: DNS off);
     vnet_hdr: fd is a TAP opened with IFF_VNET_HDR (offloads on)."""
     from slirpd.dataplane import Dataplane
 
     try:
-        return Dataplane(cfg.dataplane_params(vnet_hdr), fd)
+        return Dataplane(cfg.dataplane_params(vnet_hdr, resolver.upstream if resolver else (None, None)), fd)
     except OSError as e:
         os.close(fd)
         raise SetupError(f"cannot start the data plane: {e.strerror}") from None
@@ -69,10 +73,13 @@ def _start_pcap(cfg: Config, dp) -> None:
     if cfg.pcap is None:
         return
     try:
-        fd = os.open(cfg.pcap, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(cfg.pcap, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as e:
-        raise SetupError(f"--pcap {cfg.pcap}: {e.strerror}") from None
+        why = "a symbolic link: give the file it points to" if e.errno == errno.ELOOP else e.strerror
+        raise SetupError(f"--pcap {cfg.pcap}: {why}") from None
     try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)  # the guest's traffic: an existing file kept its mode
         dp.pcap_start(fd, cfg.pcap_max_size)
     except OSError as e:
         os.close(fd)
@@ -109,12 +116,13 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     from slirpd.daemon import Daemon
 
     notifier = cleanup.enter_context(contextlib.closing(Notifier()))  # connected before the sandbox hides it
+    resolver = _resolver(cfg, cleanup)
     pidfd = _target_pidfd(cfg)
     if pidfd is not None:
         cleanup.callback(os.close, pidfd)
     with TargetNamespaces(cfg) as ns:
         tap_fd = open_tap(cfg, ns)
-        dp = cleanup.enter_context(_dataplane(cfg, tap_fd, tap_has_vnet_hdr(tap_fd)))
+        dp = cleanup.enter_context(_dataplane(cfg, tap_fd, resolver, tap_has_vnet_hdr(tap_fd)))
         _start_pcap(cfg, dp)
         forwards = Forwards(cfg, dp)
         cleanup.callback(forwards.close)
@@ -126,6 +134,8 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
             cleanup.callback(api.close)
         if cfg.enable_sandbox:
             sandbox.enter(ns.userns_fd)
+            if resolver is not None:
+                resolver.reopen_dir()  # the sandbox's /etc: nothing outside the new root stays open
     status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
     if cfg.enable_ipv6:
         status += f"; IPv6 {cfg.net6}, gateway {cfg.gateway6}, DNS {cfg.dns6}"
@@ -139,11 +149,20 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         notifier.send("READY=1", f"STATUS={status}")
 
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
-                    forward_signals_to=command.pid if command else None, dhcp=dhcp)
+                    forward_signals_to=command.pid if command else None, dhcp=dhcp, resolver=resolver)
     if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
         seccomp.enter(command_pid=command.pid if command else None, api_dir_fd=api.dir_fd if api else None,
-                      create_netns=cfg.create_netns is not None)
+                      create_netns=cfg.create_netns is not None, resolv_dir_fd=resolver and resolver.dir_fd)
     return daemon.run(on_ready=on_ready)
+
+
+def _resolver(cfg: Config, cleanup: contextlib.ExitStack) -> HostResolver | None:
+    """The host's nameserver, followed while serving; None with --disable-dns."""
+    if cfg.disable_dns:
+        return None
+    resolver = HostResolver()
+    cleanup.callback(resolver.close)
+    return resolver
 
 
 def _publish(cfg: Config, forwards: Forwards) -> None:
@@ -167,11 +186,13 @@ def _run_bess(cfg: Config) -> int:
         if peer_fd is None:
             return 0
         log.debug("BESS peer connected on %s", cfg.target)
-        with _dataplane(cfg, peer_fd) as dp:
+        with contextlib.ExitStack() as cleanup:
+            resolver = _resolver(cfg, cleanup)
+            dp = cleanup.enter_context(_dataplane(cfg, peer_fd, resolver))
             _start_pcap(cfg, dp)
-            daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg))
+            daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg), resolver=resolver)
             if cfg.enable_seccomp:
-                seccomp.enter(bess=True)
+                seccomp.enter(bess=True, resolv_dir_fd=resolver and resolver.dir_fd)
             return daemon.run()
     finally:
         listener.close()

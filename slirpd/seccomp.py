@@ -22,8 +22,14 @@ Arguments are checked where the answer is fixed and cheap to state:
 - kill(): only the `-- COMMAND` child (signals are passed on to it);
 - unlinkat(): only in the API socket's directory (its file goes on exit);
   unlink() only for a BESS socket, umount2(MNT_DETACH) only for
-  --create-netns's bind mount; none of the three otherwise.
-Not on the list at all: open/openat (nothing is opened after setup),
+  --create-netns's bind mount; none of the three otherwise;
+- openat(): only read-only (O_RDONLY | O_CLOEXEC, nothing else: no
+  O_CREAT, no O_PATH) and only relative to the descriptor of resolv.conf's
+  directory, so the daemon can follow the host's resolver (resolver.py).
+  Under --enable-sandbox that descriptor is the sandbox's read-only /etc,
+  and nothing outside the new root can be reached; without it a ".." path
+  could read what the user can read, never write or create.
+Not on the list at all: open (and openat of any other shape),
 execve, fork/clone (one thread, no children), ptrace, mount, setns, unshare,
 pivot_root, bpf, keyctl, and everything else.
 
@@ -56,6 +62,7 @@ AF_INET6; TAP offload adds ioctls at setup only, before the filter.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 from slirpd.netns import SetupError
@@ -84,6 +91,7 @@ PROT_EXEC = 0x4
 AT_EMPTY_PATH = 0x1000
 MNT_DETACH = 2
 DEFAULT_ACTION_ERRNO = errno.EPERM
+RESOLV_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC  # resolver.OPEN_FLAGS
 
 
 def _import_pyseccomp():
@@ -124,13 +132,14 @@ def library_version() -> str:
 
 
 def build(command_pid: int | None = None, api_dir_fd: int | None = None, bess: bool = False,
-          create_netns: bool = False):
+          create_netns: bool = False, resolv_dir_fd: int | None = None):
     """The filter: SYSCALLS allowed, with the argument checks of the module
     doc.  command_pid: the `-- COMMAND` child that kill() may signal;
     api_dir_fd: the API socket's directory, where unlinkat() may remove it;
     bess: unlink() may remove the BESS socket; create_netns: umount2() may
-    undo the namespace's bind mount.  Return: a pyseccomp.SyscallFilter, not
-    loaded."""
+    undo the namespace's bind mount; resolv_dir_fd: resolv.conf's directory,
+    where openat() may open files read-only (resolver.py).  Return: a
+    pyseccomp.SyscallFilter, not loaded."""
     sc = _import_pyseccomp()
     flt = sc.SyscallFilter(sc.ERRNO(DEFAULT_ACTION_ERRNO))
     for name in SYSCALLS:
@@ -151,6 +160,8 @@ def build(command_pid: int | None = None, api_dir_fd: int | None = None, bess: b
         flt.add_rule(sc.ALLOW, "unlink")
     if create_netns:
         flt.add_rule(sc.ALLOW, "umount2", sc.Arg(1, sc.EQ, MNT_DETACH))
+    if resolv_dir_fd is not None:
+        flt.add_rule(sc.ALLOW, "openat", sc.Arg(0, sc.EQ, resolv_dir_fd), sc.Arg(2, sc.EQ, RESOLV_OPEN_FLAGS))
     return flt
 
 

@@ -57,8 +57,8 @@ def dns_answer(query: bytes) -> bytes | None:
 
 class DnsServer:
     """UDP and TCP DNS on addr:53 (the sandbox's loopback: 127.0.0.1 as
-    dnsmasq setups have, 127.0.0.53 as systemd-resolved hosts have), each in
-    a thread; counts queries."""
+    dnsmasq setups have, 127.0.0.53 as systemd-resolved hosts have, ::1),
+    each in a thread; counts queries."""
 
     def __init__(self, addr: str = "127.0.0.1"):
         self.queries = 0
@@ -90,10 +90,18 @@ class DnsServer:
                 if reply:
                     self.request.sendall(struct.pack("!H", len(reply)) + reply)
 
-        socketserver.UDPServer.allow_reuse_address = True
-        socketserver.TCPServer.allow_reuse_address = True
-        self.udp = socketserver.ThreadingUDPServer((addr, 53), Udp)
-        self.tcp = socketserver.ThreadingTCPServer((addr, 53), Tcp)
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+        class UdpServer(socketserver.ThreadingUDPServer):
+            address_family = family
+            allow_reuse_address = True
+
+        class TcpServer(socketserver.ThreadingTCPServer):
+            address_family = family
+            allow_reuse_address = True
+
+        self.udp = UdpServer((addr, 53), Udp)
+        self.tcp = TcpServer((addr, 53), Tcp)
         self.threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
                         for s in (self.udp, self.tcp)]
         for t in self.threads:

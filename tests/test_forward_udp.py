@@ -56,19 +56,63 @@ def echo(guest):
 FWD_GUEST_PORT = 7000
 
 
-@pytest.fixture
-def fwd_link():
+def forwarded_link(**cfg_over):
     """A data plane (UDP idle timeout 300 ms) with the sandbox's
-    127.0.0.1:<port> forwarded to the guest's port FWD_GUEST_PORT; yields
-    (link, host socket)."""
-    lk = Link("pair", cfg_over={"udp_idle_ms": 300})
+    127.0.0.1:<port> forwarded to the guest's port FWD_GUEST_PORT.
+    Return: (link, host socket)."""
+    lk = Link("pair", cfg_over={"udp_idle_ms": 300, **cfg_over})
     host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
     host.bind(("127.0.0.1", 0))
     lk.dp.add_forward(1, host.fileno(), "udp", GUEST4, FWD_GUEST_PORT)
     assert lk.exchange(arp_request(GW4)) is not None  # the guest's MAC is learnt
+    return lk, host
+
+
+@pytest.fixture
+def fwd_link():
+    lk, host = forwarded_link()
     yield lk, host
     lk.close()
     host.close()
+
+
+def test_loopback_client_flow_not_kept_alive_by_guest():
+    """--disable-host-loopback: a loopback client's flow lives on the
+    client's datagrams only.  A guest that keeps sending "replies" does not
+    keep its way to 127.0.0.1:PORT open past the idle timeout: afterwards
+    they are unreachable, and the client hears none of them."""
+    lk, host = forwarded_link(disable_host_loopback=True)
+    try:
+        with client(host.getsockname()[1], timeout=0.05) as c:
+            cport = c.getsockname()[1]
+            c.send(b"hello")
+            assert len(collect(lk, 1)) == 1
+            reply = eth(0x0800, ip4(udp(b"reply", FWD_GUEST_PORT, cport), proto=UDP))
+            lk.send(reply)
+            lk.pump(1)
+            assert c.recv(65535) == b"reply"
+            # the guest alone sends for 5 idle timeouts
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                lk.send(reply)
+                lk.pump(1)
+                time.sleep(0.05)
+            heard = 0
+            try:
+                while c.recv(65535):
+                    heard += 1
+            except (socket.timeout, ConnectionRefusedError):
+                pass
+            late_before = lk.dp.counters()["drop_unreachable"]
+            lk.send(reply)
+            lk.pump(1)
+            after = lk.dp.counters()
+            assert after["flows_closed"] == 1, after
+            assert after["drop_unreachable"] == late_before + 1
+            assert heard < 1.5 / 0.05, heard  # only those before the timeout
+    finally:
+        lk.close()
+        host.close()
 
 
 def test_forward_frames_both_ways_and_idle(fwd_link):

@@ -259,6 +259,33 @@ def test_unwritable_file_fails_clearly(guest, plain_user):
     assert "--pcap /proc/nope/x.pcap: No such file or directory" in res.stderr
 
 
+@pytest.mark.timeout(60)
+def test_symlink_refused(guest, plain_user, user_tmp):
+    """A symlink where the capture goes is refused, not followed: it could
+    make slirpd truncate whatever it points to."""
+    victim = user_tmp / "victim"
+    victim.write_text("keep me\n")
+    os.chown(victim, plain_user.pw_uid, plain_user.pw_gid)
+    (user_tmp / "cap.pcap").symlink_to(victim)
+    res = subprocess.run([SLIRPD, "--configure", f"--pcap={user_tmp / 'cap.pcap'}", str(guest.pid)],
+                         capture_output=True, text=True, timeout=30, **as_user(plain_user))
+    assert res.returncode == 1 and "a symbolic link" in res.stderr, res.stderr
+    assert victim.read_text() == "keep me\n"
+
+
+@pytest.mark.timeout(60)
+def test_existing_file_made_private(start_slirpd, guest, plain_user, user_tmp):
+    """The guest's traffic never lands in a file others can read: an existing
+    file loses its old mode (0644 here) for 0600."""
+    path = user_tmp / "old.pcap"
+    path.write_bytes(b"old contents")
+    path.chmod(0o644)
+    os.chown(path, plain_user.pw_uid, plain_user.pw_gid)
+    start_slirpd("--configure", f"--pcap={path}", str(guest.pid))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert not open(path, "rb").read().startswith(b"old")
+
+
 def test_theory_comment_names_exist():
     """Every constant the theory comment of pcap.c names is defined in csrc/."""
     from pathlib import Path

@@ -52,7 +52,8 @@ enum op {
 	OP_ACCEPT,	/* host client connects to the TCP forward */
 	OP_CTL,		/* u8 what, [u16 length, frame]: the DHCP ring */
 	OP_FWD,		/* u8 what: forwards removed and added back */
-	OP_API,		/* timeouts, counters, notices */
+	OP_API,		/* u8 what: timeouts, counters, notices, the host
+			 * resolver changing (dp_dns_upstream()) */
 	OP_COUNT
 };
 
@@ -276,6 +277,12 @@ static void op_api(struct harness *h, struct input *in)
 		die("dp_timeout_ms() negative");
 	dp_notices(h->dp);
 	dp_fwd_connections(h->dp, what % 4);
+	if (what & 0x10) {	/* the host's resolver changed: v4, v6 or none */
+		static const uint8_t lo6[16] = { [15] = 1 };
+
+		dp_dns_upstream(h->dp, what & 0x20 ? htonl(0x7f000036) : 0,
+				what & 0x40 ? lo6 : NULL);
+	}
 }
 
 /**
