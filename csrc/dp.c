@@ -54,7 +54,15 @@
  * ------
  * All sizes are in dp_limits.h.  The guest is untrusted: every length is
  * checked before the bytes it covers are read, and no header field is used to
- * size anything without a bound.
+ * size anything without a bound.  Every loop on the data path ends: it is
+ * bounded by a constant of dp_limits.h (frames per wake-up, DP_EPOLL_BATCH
+ * events, DP_UDP_RECV_BATCH datagrams times DP_UDP_RECV_ROUNDS, accepts per
+ * wake-up, DP_IP6_EXT_MAX headers, DP_TCP_OOO_SEGS held runs), or each pass
+ * makes progress that nothing later in the loop can undo (bytes peeked into
+ * frames, fragments of one datagram, bytes of a capture written).  Where a
+ * write inside a loop could undo the loop's progress (TCP's held runs, whose
+ * bytes a short write gives back), the loop stops at that write
+ * (tcp_ooo_feed()).
  */
 
 #include <errno.h>

@@ -8,7 +8,8 @@ Two sources:
       mkseeds.py --capture DIR
   turns each test's frames into one seed: each frame, then a poll.
 - conversations the frame tests cannot have, since they need the host side:
-  TCP out and in (forwarded), UDP, DNS, DHCP through the control ring, ping
+  TCP out (also with segments out of order) and in (forwarded), UDP, DNS,
+  DHCP through the control ring, ping
   through a ping socket, fragments.  Where the guest must answer the data
   plane (the ACK of a SYN-ACK), the script runs the harness on the seed so far
   with FUZZ_TRACE set and reads the frames the data plane wrote.
@@ -196,6 +197,18 @@ def scenarios(binary: str) -> dict[str, Seed]:
     s.event(EV_EOF)
     s.frame(tcp(REMOTE4, 40001, 80, 1019, isn + 1 + 3020, "FA"))
     out["tcp-out"] = s.time(2, 70).poll()
+
+    # TCP out with loss: six segments arrive ahead of a hole (held out of
+    # order, SACKed), then the hole, then the host reads everything
+    s = Seed().frame(syn).event(EV_CONNECTED)
+    isn = last_syn_seq(harness_out(binary, s))
+    s.frame(tcp(REMOTE4, 40001, 80, 1001, isn + 1, "A"))
+    for i in range(6):
+        s.frame(tcp(REMOTE4, 40001, 80, 1101 + 100 * i, isn + 1, "PA", bytes([65 + i]) * 100), poll=False)
+    s.poll()
+    s.frame(tcp(REMOTE4, 40001, 80, 1001, isn + 1, "PA", b"h" * 100))
+    s.event(EV_DRAINED)
+    out["tcp-ooo"] = s.time(2, 70).poll()
 
     # the same, the host resetting mid-stream, then a refused connection
     s = Seed().frame(syn).event(EV_CONNECTED)
