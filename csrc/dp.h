@@ -52,6 +52,8 @@ enum dp_counter {
  * @guest:	guest address connections and datagrams go to
  * @guest_port:	guest port, host byte order
  * @connections:	TCP connections accepted, or UDP flows started, through it
+ * @paused_until_ms:	out of the epoll set until then, for want of
+ *			descriptors (fwd_pause()); 0 while accepting
  */
 struct fwd_listener {
 	int id;
@@ -60,6 +62,7 @@ struct fwd_listener {
 	union inany_addr guest;
 	uint16_t guest_port;
 	uint64_t connections;
+	uint64_t paused_until_ms;
 };
 
 /**
@@ -116,6 +119,8 @@ struct tap_offload {
  * @flow_high_water:	slots below this have been used at least once
  * @flow_count:		flows in use
  * @flow_seed:		random hash seed
+ * @socks:		host sockets held, their budget, the recycling list
+ *			(flow.c)
  * @tx_l3:		IP header of the packet ip_tx_start() began, or NULL
  * @frags:		IPv4 reassembly slots, DP_FRAG_SLOTS (frag.c)
  * @frag_deadline_ms:	earliest reassembly timeout, 0 if none (frag.c)
@@ -126,6 +131,7 @@ struct tap_offload {
  * @notices_raised:	DP_NOTICE_* bits ever raised: each is raised once
  * @tcp:		TCP state beside the flows: deferred work, counts (tcp.c)
  * @fwd:		forwarded host sockets (fwd.c)
+ * @fwd_deadline_ms:	earliest end of a listener's pause, 0 if none (fwd.c)
  * @ctl_buf:		control frame ring, DP_CTL_FRAMES of DP_CTL_FRAME_MAX (ctl.c)
  * @ctl_len:		length of each queued control frame
  * @ctl_head:		oldest queued control frame
@@ -166,6 +172,7 @@ struct dp {
 	uint32_t flow_high_water;
 	uint32_t flow_count;
 	uint64_t flow_seed;
+	struct flow_socks socks;
 	uint8_t *tx_l3;
 	struct frag_slot *frags;
 	uint64_t frag_deadline_ms;
@@ -175,6 +182,7 @@ struct dp {
 	uint32_t notices_raised;
 	struct tcp_ctx tcp;
 	struct fwd_listener fwd[DP_FWD_MAX];
+	uint64_t fwd_deadline_ms;
 	uint8_t *ctl_buf;
 	size_t ctl_len[DP_CTL_FRAMES];
 	unsigned ctl_head;
@@ -403,6 +411,7 @@ int fwd_guest_to_host(const struct dp *dp, const union inany_addr *remote,
 int fwd_bind_outbound(const struct dp *dp, int sock, int family);
 void fwd_init(struct dp *dp);
 void fwd_sock_event(struct dp *dp, uint32_t index);
+void fwd_timer(struct dp *dp);
 void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
 		    const union inany_addr *guest, union inany_addr *addr,
 		    uint16_t *port);

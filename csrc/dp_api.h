@@ -18,6 +18,9 @@
 #define DP_NOTICE_CTL_FRAMES 2
 /* One-shot: the capture (--pcap) stopped, see dp_pcap_state() */
 #define DP_NOTICE_PCAP_STOPPED 4
+/* One-shot: host sockets ran short (a socket refused, a flow recycled or a
+ * listener paused), see dp_sock_stats() */
+#define DP_NOTICE_SOCK_SHORT 8
 /* Size of the buffer dp_ctl_recv() needs */
 #define DP_CTL_FRAME_MAX 1536
 
@@ -58,6 +61,10 @@
  * @ra_interval_ms:	interval of unsolicited router advertisements once the
  *			guest solicited one, 0 for the default
  *			(DP_NDP_RA_INTERVAL_MS); tests shorten it
+ * @sock_budget:	host sockets flows and forwards may hold together
+ *			(listeners included), 0 for no bound but the kernel's;
+ *			Python leaves the rest of RLIMIT_NOFILE to itself
+ *			(flow.c, Host sockets)
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -80,6 +87,28 @@ struct dp_config {
 	uint8_t dns_upstream6[16];
 	uint8_t outbound6[16];
 	uint32_t ra_interval_ms;
+	uint32_t sock_budget;
+};
+
+/**
+ * struct dp_sock_stats - the host sockets of a data plane, see dp_sock_stats()
+ * @budget:	cfg.sock_budget, 0 if there is none
+ * @guest_max:	of the budget, sockets the flows the guest starts may hold;
+ *		the rest is kept for forwarded connections (0 with no budget)
+ * @guest:	sockets held now by flows the guest started
+ * @fwd:	sockets held now by forwards: listeners, accepted connections
+ * @paused:	forward listeners not accepting now for want of descriptors
+ * @degraded:	non-zero while sockets are short: the guest's share or the
+ *		budget is used up, a listener is paused, or a socket was
+ *		refused or a flow recycled in the last DP_SOCK_DEGRADED_MS
+ */
+struct dp_sock_stats {
+	uint32_t budget;
+	uint32_t guest_max;
+	uint32_t guest;
+	uint32_t fwd;
+	uint32_t paused;
+	int degraded;
 };
 
 struct dp;
@@ -103,3 +132,4 @@ int dp_ctl_recv(struct dp *dp, uint8_t *buf, int size);
 int dp_ctl_send(struct dp *dp, const uint8_t *frame, int len);
 int dp_pcap_start(struct dp *dp, int fd, uint64_t max_size);
 int dp_pcap_state(const struct dp *dp);
+int dp_sock_stats(const struct dp *dp, struct dp_sock_stats *out);
