@@ -1,4 +1,4 @@
-"""Host sockets against their budget (csrc/flow.c, Host sockets).
+"""Host sockets against their budget (csrc/flow.c, Host sockets; slirpd/fdlimit.py).
 
 - in-process, a slirpd._dp instance on a socket pair (test_dataplane_frames'
   "pair" link) with a small sock_budget: the order in which idle UDP flows are
@@ -6,6 +6,9 @@
   request are counted drops, a SYN gets a RST), the forwards' reserve, a
   listener that pauses instead of spinning and accepts again once a flow can
   be recycled, and EMFILE from the kernel without a budget;
+- a real daemon: the soft RLIMIT_NOFILE raised to the hard one, the budget it
+  computes, Python's own descriptors within its reserve, and a `-- COMMAND`
+  that keeps the caller's soft limit;
 - the theory comments of the files involved name only constants that exist.
 
 The recycling tests wait DP_SOCK_RECYCLE_IDLE_MS (and a margin) where a flow
@@ -26,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from slirpd.dataplane import NOTICE_SOCK_SHORT
-from conftest import wait_for
+from conftest import as_user, slirpd_argv, wait_for
 from test_dataplane_frames import GW4, GUEST4, Link, echo_request, eth, inet_csum, ip4
 from test_udp import collect, delta, udp
 
@@ -314,6 +317,37 @@ def fd_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+# --- the daemon ----------------------------------------------------------------
+
+def test_soft_limit_raised_and_budget(guest, start_slirpd, user_tmp):
+    """Started with RLIMIT_NOFILE 256:4096, slirpd raises its soft limit to
+    4096 and gives the data plane 4096 less fdlimit.CONTROL_RESERVE; its own
+    descriptors (with -a, --pcap, --publish) stay within CONTROL_FDS."""
+    from slirpd import fdlimit
+
+    path = str(user_tmp / "api.sock")
+    d = start_slirpd("--configure", f"--api-socket={path}", f"--pcap={user_tmp}/x.pcap", "--publish=18790:80",
+                     str(guest.pid), wrap=("prlimit", "--nofile=256:4096", "--"))
+    limits = Path(f"/proc/{d.proc.pid}/limits").read_text()
+    assert re.search(r"^Max open files\s+4096\s+4096\s", limits, re.M), limits
+    guest.run("ping -c 1 -W 2 10.0.2.2")
+    s = d.counters()["sockets"]
+    assert s["budget"] == 4096 - fdlimit.CONTROL_RESERVE and s["forwards"] == 1 and not s["degraded"]
+    own = d.open_fds() - s["guest"] - s["forwards"]  # the listener is Python's, counted as a forward
+    assert own <= fdlimit.CONTROL_FDS, own
+
+
+def test_command_keeps_callers_soft_limit(plain_user):
+    """`slirpd -- COMMAND` forks the command before raising its own limit:
+    programs that use select() keep a soft limit of 1024 at most."""
+    import subprocess
+
+    res = subprocess.run(["prlimit", "--nofile=512:4096", "--", *slirpd_argv("--", "sh", "-c", "ulimit -Sn")],
+                         capture_output=True, text=True, timeout=30, **as_user(plain_user))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["512"]
 
 
 # --- theory comments -----------------------------------------------------------
