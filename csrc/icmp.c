@@ -276,7 +276,7 @@ static struct flow *ping_flow_open(struct dp *dp, const struct l4_pkt *p,
 			   SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			   sa.ss_family == AF_INET ? IPPROTO_ICMP :
 						     IPPROTO_ICMPV6);
-	if (s < 0) {	/* none left even after recycling: drop_ping_socket */
+	if (s < 0) {	/* EMFILE: none left even after recycling a flow */
 		if (errno == EACCES || errno == EPERM) {
 			DP_COUNT(dp, drop_ping_forbidden);
 			dp_notice(dp, DP_NOTICE_PING_FORBIDDEN);

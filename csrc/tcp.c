@@ -1150,7 +1150,7 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	s = flow_sock_open(dp, sa.ss_family,
 			   SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			   IPPROTO_TCP);
-	if (s < 0) {	/* also none left (flow.c, Host sockets): a RST */
+	if (s < 0) {	/* EMFILE: none left even after recycling a flow */
 		DP_COUNT(dp, drop_tcp_socket);
 		tcp_flow_free(dp, f);
 		tcp_rst_reply(dp, p, seg);

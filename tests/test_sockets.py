@@ -120,6 +120,7 @@ def tcp_flags(frame: bytes) -> int:
 
 
 def tcp_sport(frame: bytes) -> int:
+    """The source port of a TCP segment to the guest."""
     return struct.unpack("!H", frame[34:36])[0]
 
 
