@@ -505,8 +505,7 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 	struct fwd_listener *l;
 	int n;
 
-	if (index >= DP_FWD_MAX || dp->fwd[index].sock < 0 ||
-	    dp->fwd[index].paused_until_ms)
+	if (index >= DP_FWD_MAX || dp->fwd[index].sock < 0)
 		return;
 	l = &dp->fwd[index];
 
