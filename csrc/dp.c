@@ -40,7 +40,9 @@
  * protocol file).  Then due flow timers run (flow.c), incomplete
  * datagrams past their reassembly timeout are dropped (frag.c: reassembly has
  * no flow, so it keeps a deadline of its own, which dp_timeout_ms() also
- * reports), and the transmit queue is flushed.  dp_poll() never blocks, never
+ * reports), forward listeners paused for want of descriptors go back into
+ * the epoll set (fwd.c, a deadline of their own too), and the transmit queue
+ * is flushed.  dp_poll() never blocks, never
  * exits and never aborts: I/O errors come back as return codes, and whatever
  * the guest sends is either handled or counted as a drop under a named reason
  * (dp_counters.h).  Events worth one log line rather than one per packet
@@ -346,6 +348,10 @@ static int dp_dispatch(struct dp *dp, int budget, int wait_ms, bool *outer)
 	if (dp->ra_deadline_ms && dp->ra_deadline_ms <= dp->now_ms)
 		ndp_timer(dp);
 
+	/* forward listeners paused for want of descriptors try again */
+	if (dp->fwd_deadline_ms && dp->fwd_deadline_ms <= dp->now_ms)
+		fwd_timer(dp);
+
 	tap_tx_flush(dp);
 	return status ? status : done;
 }
@@ -509,8 +515,9 @@ int dp_wait(struct dp *dp, int budget, int max_ms)
  * dp_timeout_ms() - how long until the next timer of the data plane is due
  * @dp:		data plane
  *
- * Return: milliseconds until the earliest flow, reassembly or router
- *	   advertisement deadline (0 if due), -1 if no timer is pending
+ * Return: milliseconds until the earliest flow, reassembly, router
+ *	   advertisement or listener pause deadline (0 if due), -1 if no timer
+ *	   is pending
  */
 int dp_timeout_ms(struct dp *dp)
 {
@@ -524,6 +531,8 @@ int dp_timeout_ms(struct dp *dp)
 		next = dp->frag_deadline_ms;
 	if (dp->ra_deadline_ms && (!next || dp->ra_deadline_ms < next))
 		next = dp->ra_deadline_ms;
+	if (dp->fwd_deadline_ms && (!next || dp->fwd_deadline_ms < next))
+		next = dp->fwd_deadline_ms;
 	if (!next)
 		return -1;
 

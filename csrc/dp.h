@@ -52,6 +52,8 @@ enum dp_counter {
  * @guest:	guest address connections and datagrams go to
  * @guest_port:	guest port, host byte order
  * @connections:	TCP connections accepted, or UDP flows started, through it
+ * @paused_until_ms:	out of the epoll set until then, for want of
+ *			descriptors (fwd_pause()); 0 while accepting
  */
 struct fwd_listener {
 	int id;
@@ -60,6 +62,7 @@ struct fwd_listener {
 	union inany_addr guest;
 	uint16_t guest_port;
 	uint64_t connections;
+	uint64_t paused_until_ms;
 };
 
 /**
@@ -116,6 +119,8 @@ struct tap_offload {
  * @flow_high_water:	slots below this have been used at least once
  * @flow_count:		flows in use
  * @flow_seed:		random hash seed
+ * @socks:		host sockets held, their budget, the recycling list
+ *			(flow.c)
  * @tx_l3:		IP header of the packet ip_tx_start() began, or NULL
  * @frags:		IPv4 reassembly slots, DP_FRAG_SLOTS (frag.c)
  * @frag_deadline_ms:	earliest reassembly timeout, 0 if none (frag.c)
@@ -129,6 +134,7 @@ struct tap_offload {
  * @dns_gen:		generation of the host's nameserver, never 0: bumped by
  *			dp_dns_upstream(), kept by UDP flows to the DNS address
  * @dns_notice_ms:	when DP_NOTICE_DNS_USED was last raised, 0 never (fwd.c)
+ * @fwd_deadline_ms:	earliest end of a listener's pause, 0 if none (fwd.c)
  * @ctl_buf:		control frame ring, DP_CTL_FRAMES of DP_CTL_FRAME_MAX (ctl.c)
  * @ctl_len:		length of each queued control frame
  * @ctl_head:		oldest queued control frame
@@ -169,6 +175,7 @@ struct dp {
 	uint32_t flow_high_water;
 	uint32_t flow_count;
 	uint64_t flow_seed;
+	struct flow_socks socks;
 	uint8_t *tx_l3;
 	struct frag_slot *frags;
 	uint64_t frag_deadline_ms;
@@ -180,6 +187,7 @@ struct dp {
 	struct fwd_listener fwd[DP_FWD_MAX];
 	uint32_t dns_gen;
 	uint64_t dns_notice_ms;
+	uint64_t fwd_deadline_ms;
 	uint8_t *ctl_buf;
 	size_t ctl_len[DP_CTL_FRAMES];
 	unsigned ctl_head;
@@ -412,6 +420,7 @@ bool fwd_sa_is_loopback(const struct sockaddr_storage *sa);
 int fwd_bind_outbound(const struct dp *dp, int sock, int family);
 void fwd_init(struct dp *dp);
 void fwd_sock_event(struct dp *dp, uint32_t index);
+void fwd_timer(struct dp *dp);
 void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
 		    const union inany_addr *guest, union inany_addr *addr,
 		    uint16_t *port);

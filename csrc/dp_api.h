@@ -21,7 +21,10 @@
 /* Not one-shot: a flow to the DNS address opened, raised at most once per
  * second (DP_DNS_RECHECK_MS): Python looks whether the host's resolver
  * changed and if so tells dp_dns_upstream() */
-#define DP_NOTICE_DNS_USED 8
+#define DP_NOTICE_DNS_USED 16
+/* One-shot: host sockets ran short (a socket refused, a flow recycled or a
+ * listener paused), see dp_sock_stats() */
+#define DP_NOTICE_SOCK_SHORT 8
 /* Size of the buffer dp_ctl_recv() needs */
 #define DP_CTL_FRAME_MAX 1536
 
@@ -62,6 +65,10 @@
  * @ra_interval_ms:	interval of unsolicited router advertisements once the
  *			guest solicited one, 0 for the default
  *			(DP_NDP_RA_INTERVAL_MS); tests shorten it
+ * @sock_budget:	host sockets flows and forwards may hold together
+ *			(listeners included), 0 for no bound but the kernel's;
+ *			Python leaves the rest of RLIMIT_NOFILE to itself
+ *			(flow.c, Host sockets)
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -84,6 +91,28 @@ struct dp_config {
 	uint8_t dns_upstream6[16];
 	uint8_t outbound6[16];
 	uint32_t ra_interval_ms;
+	uint32_t sock_budget;
+};
+
+/**
+ * struct dp_sock_stats - the host sockets of a data plane, see dp_sock_stats()
+ * @budget:	cfg.sock_budget, 0 if there is none
+ * @guest_max:	of the budget, sockets the flows the guest starts may hold;
+ *		the rest is kept for forwarded connections (0 with no budget)
+ * @guest:	sockets held now by flows the guest started
+ * @fwd:	sockets held now by forwards: listeners, accepted connections
+ * @paused:	forward listeners not accepting now for want of descriptors
+ * @degraded:	non-zero while sockets are short: the guest's share or the
+ *		budget is used up, a listener is paused, or a socket was
+ *		refused or a flow recycled in the last DP_SOCK_DEGRADED_MS
+ */
+struct dp_sock_stats {
+	uint32_t budget;
+	uint32_t guest_max;
+	uint32_t guest;
+	uint32_t fwd;
+	uint32_t paused;
+	int degraded;
 };
 
 struct dp;
@@ -108,3 +137,4 @@ int dp_ctl_send(struct dp *dp, const uint8_t *frame, int len);
 int dp_pcap_start(struct dp *dp, int fd, uint64_t max_size);
 int dp_dns_upstream(struct dp *dp, uint32_t addr4, const uint8_t *addr6);
 int dp_pcap_state(const struct dp *dp);
+int dp_sock_stats(const struct dp *dp, struct dp_sock_stats *out);

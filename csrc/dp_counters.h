@@ -58,6 +58,10 @@
 	X(flows_closed)							\
 	X(drop_flow_table_full)	/* DP_FLOW_MAX flows in use */		\
 	X(drop_unreachable)	/* destination the guest may not reach */ \
+	/* host sockets (flow.c), gauges in dp_sock_stats() */		\
+	X(flows_recycled)	/* idle UDP/ping flows closed for a socket */ \
+	X(sock_refused)		/* none to be had, even after recycling */ \
+	X(sock_no_fd)		/* socket()/accept4() said EMFILE/ENFILE */ \
 	/* reassembly (frag.c), both families; evicted, timeout, overlap count datagrams */ \
 	X(ip4_fragments)	/* fragments taken into a slot */	\
 	X(ip4_reassembled)	/* datagrams completed */		\
@@ -85,6 +89,7 @@
 	/* port forwarding */						\
 	X(fwd_tcp_accepted)						\
 	X(fwd_accept_errors)	/* accept() failed: e.g. out of fds */	\
+	X(fwd_accept_paused)	/* listener paused: no descriptor for it */ \
 	X(fwd_udp_flows)	/* flows started by forwarded datagrams */ \
 	X(fwd_udp_datagrams)	/* forwarded datagrams sent to the guest */ \
 	/* control frames for Python (ctl.c) */				\

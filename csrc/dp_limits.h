@@ -131,9 +131,30 @@
 #define DP_TCP_FIN_TIMEOUT_MS		60000
 #define DP_TCP_IDLE_TIMEOUT_MS		7200000
 /* Port forwarding (fwd.c): forwarded host sockets, and connections accepted
- * from one of them per wake-up */
+ * from one of them per wake-up.  A TCP listener that cannot accept for want
+ * of descriptors (the budget below, or EMFILE/ENFILE) leaves the epoll set
+ * for DP_FWD_ACCEPT_PAUSE_MS, then tries again: level-triggered, it would
+ * otherwise wake the loop at once, forever */
 #define DP_FWD_MAX		256
 #define DP_FWD_ACCEPT_BATCH	64
+#define DP_FWD_ACCEPT_PAUSE_MS	100
+
+/* Host sockets (flow.c).  cfg.sock_budget bounds the sockets flows and
+ * forwards hold together (listeners included; 0: no bound but the kernel's).
+ * Python computes it from RLIMIT_NOFILE less its own reserve (slirpd/fdlimit.py).
+ * Of the budget, DP_SOCK_FWD_RESERVE sockets, but never more than a
+ * 1/DP_SOCK_FWD_RESERVE_DIV share, only forwarded connections may take: the
+ * guest's own flows hold the rest at most.  A socket that cannot be had
+ * first recycles the least recently used UDP or ping flow of the guest idle
+ * for DP_SOCK_RECYCLE_IDLE_MS at least, DP_SOCK_RECYCLE_MAX of them per socket
+ * at most (one to fit the budget, one more if socket() or accept4() still
+ * says EMFILE or ENFILE).  dp_sock_stats() reports the data plane as degraded
+ * until DP_SOCK_DEGRADED_MS after the last refusal, recycling or pause */
+#define DP_SOCK_FWD_RESERVE	64
+#define DP_SOCK_FWD_RESERVE_DIV	8
+#define DP_SOCK_RECYCLE_IDLE_MS	1000
+#define DP_SOCK_RECYCLE_MAX	2
+#define DP_SOCK_DEGRADED_MS	10000
 
 /* The host's nameserver (fwd.c): a flow to the DNS address raises
  * DP_NOTICE_DNS_USED at most this often, for Python to look at resolv.conf */

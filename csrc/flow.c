@@ -28,9 +28,40 @@
  *   table once and calls each due flow's protocol timer (tcp_timer(),
  *   udp_timer(), ping_timer()).  dp_wait() sleeps until dp_timeout_ms().
  *
+ * Host sockets
+ * ------------
+ * Every flow but a forwarded UDP one holds a host socket, and the process has
+ * only so many descriptors.  Python raises RLIMIT_NOFILE to its hard limit
+ * and keeps a reserve for itself (its own descriptors, API clients); the rest
+ * is cfg.sock_budget, what flows and forwards may hold together:
+ *
+ * - shares: flow_sock_open() and flow_sock_accept() open every socket of a
+ *   flow and count it against one of two shares (enum flow_sock_share).
+ *   Forwards (listeners, accepted connections) may use the whole budget; the
+ *   flows the guest starts all of it but DP_SOCK_FWD_RESERVE (at most
+ *   1/DP_SOCK_FWD_RESERVE_DIV of it), so that forwarded ports keep accepting
+ *   when the guest's flows have used up theirs.  flow_free() gives a flow's
+ *   socket back; flow_sock_close() one that never became a flow's.
+ * - recycling: UDP and ping flows with a socket of their own are threaded on
+ *   a list through the table, most recently used first; flow_touch() moves
+ *   one to the head whenever a datagram passes.  When a socket cannot be had
+ *   (its share is used up, or socket() or accept4() fails with EMFILE or
+ *   ENFILE), the tail, the least recently used flow, is closed first if it
+ *   has been idle for DP_SOCK_RECYCLE_IDLE_MS (flows_recycled), at most
+ *   DP_SOCK_RECYCLE_MAX times per socket asked for: O(1) work per packet.
+ *   A recycled flow's next datagram opens it again, with a new socket.  If
+ *   the tail is not idle, no flow is, and the socket is refused
+ *   (sock_refused): a guest SYN gets a RST, a datagram or echo request is a
+ *   counted drop, a forward's listener pauses (fwd.c).
+ * - reporting: dp_sock_stats() gives the budget, the shares in use, paused
+ *   listeners and whether sockets are short now ("degraded"); the first
+ *   shortage raises DP_NOTICE_SOCK_SHORT, for one log line.
+ *
  * Limits
  * ------
- * DP_FLOW_MAX flows in all, DP_FLOW_BUCKETS hash buckets (dp_limits.h).
+ * DP_FLOW_MAX flows in all, DP_FLOW_BUCKETS hash buckets (dp_limits.h);
+ * cfg.sock_budget host sockets, DP_SOCK_FWD_RESERVE of them kept for
+ * forwards; DP_SOCK_RECYCLE_MAX flows recycled per socket asked for.
  */
 
 #include <errno.h>
@@ -75,7 +106,25 @@ static uint32_t flow_hash(const struct dp *dp, const struct flow_key *key)
 }
 
 /**
- * flow_table_init() - allocate the table, all slots free
+ * flow_socks_init() - set the socket budget and its shares from the
+ * configuration, nothing held
+ * @dp:		data plane, @cfg set
+ */
+static void flow_socks_init(struct dp *dp)
+{
+	struct flow_socks *s = &dp->socks;
+	uint32_t reserve;
+
+	memset(s, 0, sizeof(*s));
+	s->budget = dp->cfg.sock_budget;
+	reserve = s->budget / DP_SOCK_FWD_RESERVE_DIV;
+	if (reserve > DP_SOCK_FWD_RESERVE)
+		reserve = DP_SOCK_FWD_RESERVE;
+	s->guest_max = s->budget - reserve;
+}
+
+/**
+ * flow_table_init() - allocate the table, all slots free, no socket held
  * @dp:		data plane
  *
  * Return: 0, or -1 with errno set
@@ -96,6 +145,7 @@ int flow_table_init(struct dp *dp)
 		dp->flows[i].hash_next = i + 2 <= DP_FLOW_MAX ? i + 2 : 0;
 	}
 	dp->flow_free_head = 1;
+	flow_socks_init(dp);
 
 	if (getrandom(&dp->flow_seed, sizeof(dp->flow_seed), 0) !=
 	    sizeof(dp->flow_seed))
@@ -213,6 +263,27 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 }
 
 /**
+ * flow_lru_unlink() - take a flow off the recycling list
+ * @dp:		data plane
+ * @f:		flow, on the list
+ */
+static void flow_lru_unlink(struct dp *dp, struct flow *f)
+{
+	struct flow_socks *s = &dp->socks;
+
+	if (f->lru_prev)
+		dp->flows[f->lru_prev - 1].lru_next = f->lru_next;
+	else
+		s->lru_head = f->lru_next;
+	if (f->lru_next)
+		dp->flows[f->lru_next - 1].lru_prev = f->lru_prev;
+	else
+		s->lru_tail = f->lru_prev;
+	f->lru_prev = f->lru_next = 0;
+	f->lru_on = false;
+}
+
+/**
  * flow_free() - close a flow's socket and return its slot
  * @dp:		data plane
  * @f:		flow, in the table
@@ -227,8 +298,10 @@ void flow_free(struct dp *dp, struct flow *f)
 	if (*link)
 		*link = f->hash_next;
 
+	if (f->lru_on)
+		flow_lru_unlink(dp, f);
 	if (f->sock >= 0)
-		close(f->sock);
+		flow_sock_close(dp, f->sock, f->sock_share);
 
 	f->sock = -1;
 	f->type = FLOW_FREE;
@@ -397,4 +470,308 @@ void flow_timers_run(struct dp *dp)
 unsigned flow_count(const struct dp *dp)
 {
 	return dp->flow_count;
+}
+
+/**
+ * flow_sock_short() - note that host sockets ran short: a socket refused, a
+ * flow recycled or a listener paused
+ * @dp:		data plane, @now_ms current
+ */
+void flow_sock_short(struct dp *dp)
+{
+	dp->socks.short_ms = dp->now_ms;
+	dp_notice(dp, DP_NOTICE_SOCK_SHORT);
+}
+
+/**
+ * flow_sock_fits() - tell whether one more socket fits a share of the budget
+ * @dp:		data plane
+ * @share:	the share it would count against
+ * @freed:	sockets of the guest's share assumed given back first (0 or 1)
+ *
+ * Return: true if it fits (always, without a budget)
+ */
+static bool flow_sock_fits(const struct dp *dp, enum flow_sock_share share,
+			   uint32_t freed)
+{
+	const struct flow_socks *s = &dp->socks;
+	uint32_t guest = s->guest - freed;
+
+	if (!s->budget)
+		return true;
+	if (guest + s->fwd >= s->budget)
+		return false;
+	return share == FLOW_SOCK_FWD || guest < s->guest_max;
+}
+
+/**
+ * flow_last_ms() - when a recyclable flow last carried a datagram
+ * @f:		UDP or ping flow
+ *
+ * Return: monotonic time in milliseconds
+ */
+static uint64_t flow_last_ms(const struct flow *f)
+{
+	return f->type == FLOW_UDP ? f->udp.last_ms : f->ping.last_ms;
+}
+
+/**
+ * flow_recycle() - close the least recently used UDP or ping flow of the
+ * guest, if it is idle, for its socket
+ * @dp:		data plane, @now_ms current
+ *
+ * The list is in order of last use, so if its tail was used within the last
+ * DP_SOCK_RECYCLE_IDLE_MS, every flow on it was: O(1).
+ *
+ * Return: true if a flow was closed (its socket given back)
+ */
+static bool flow_recycle(struct dp *dp)
+{
+	uint32_t idx = dp->socks.lru_tail;
+	struct flow *f;
+
+	if (!idx)
+		return false;
+	f = &dp->flows[idx - 1];
+	if (flow_last_ms(f) + DP_SOCK_RECYCLE_IDLE_MS > dp->now_ms)
+		return false;
+
+	DP_COUNT(dp, flows_recycled);
+	flow_sock_short(dp);
+	flow_free(dp, f);
+	return true;
+}
+
+/**
+ * flow_sock_room() - make room in a share for one more socket, recycling an
+ * idle flow if that is what it takes
+ * @dp:		data plane, @now_ms current
+ * @share:	the share the socket would count against
+ *
+ * Return: true if the socket may be opened
+ */
+static bool flow_sock_room(struct dp *dp, enum flow_sock_share share)
+{
+	if (flow_sock_fits(dp, share, 0))
+		return true;
+	/* recycle only if giving back one socket is enough */
+	return dp->socks.guest && flow_sock_fits(dp, share, 1) &&
+	       flow_recycle(dp);
+}
+
+/**
+ * flow_sock_retry() - socket() or accept4() failed with EMFILE or ENFILE:
+ * recycle a flow and try again?
+ * @dp:		data plane, @now_ms current
+ * @tries:	such failures so far for this socket, the last one included
+ *
+ * Return: true if a flow was recycled, at most DP_SOCK_RECYCLE_MAX - 1
+ *	   times per socket (flow_sock_room() may have recycled one more)
+ */
+static bool flow_sock_retry(struct dp *dp, int tries)
+{
+	DP_COUNT(dp, sock_no_fd);
+	return tries < DP_SOCK_RECYCLE_MAX && flow_recycle(dp);
+}
+
+/**
+ * flow_sock_refused() - count a socket that could not be had
+ * @dp:		data plane
+ * @err:	EMFILE (the budget, or the process's limit) or ENFILE (the
+ *		system's)
+ *
+ * Return: -1, with errno @err
+ */
+static int flow_sock_refused(struct dp *dp, int err)
+{
+	DP_COUNT(dp, sock_refused);
+	flow_sock_short(dp);
+	errno = err;
+	return -1;
+}
+
+/**
+ * flow_sock_open() - open a host socket for a flow the guest starts
+ * @dp:		data plane, @now_ms current
+ * @domain:	as for socket()
+ * @type:	as for socket()
+ * @protocol:	as for socket()
+ *
+ * Counted against the guest's share (FLOW_SOCK_GUEST), which is also what
+ * flow_free() gives back when the socket becomes the flow's @sock.  When the
+ * share is used up, or socket() fails with EMFILE or ENFILE, an idle UDP or
+ * ping flow is recycled first (DP_SOCK_RECYCLE_MAX at most).
+ *
+ * Return: the descriptor, or -1 with errno set: EMFILE (or ENFILE) if none
+ *	   could be had (counted as sock_refused), else socket()'s error
+ */
+int flow_sock_open(struct dp *dp, int domain, int type, int protocol)
+{
+	int s, err, tries = 0;
+
+	if (!flow_sock_room(dp, FLOW_SOCK_GUEST))
+		return flow_sock_refused(dp, EMFILE);
+
+	while ((s = socket(domain, type, protocol)) < 0) {
+		err = errno;
+		if (err != EMFILE && err != ENFILE)
+			return -1;
+		if (!flow_sock_retry(dp, ++tries))
+			return flow_sock_refused(dp, err);
+	}
+
+	dp->socks.guest++;
+	return s;
+}
+
+/**
+ * flow_sock_accept() - accept a connection on a forward's listener
+ * @dp:		data plane, @now_ms current
+ * @lsock:	listening socket, non-blocking
+ * @sa:		filled with the client's address
+ * @sa_len:	size of @sa, then the address's length
+ * @waiting:	epoll said a connection waits (the first accept of a wake-up):
+ *		an idle flow may be recycled for it.  Not for later ones, which
+ *		may find the queue empty: a flow would be closed for nothing
+ *
+ * Counted against the forwards' share (FLOW_SOCK_FWD): the socket goes to a
+ * flow with @sock_share FLOW_SOCK_FWD, or to flow_sock_close().  With
+ * @waiting, recycles an idle flow first when the budget is used up or
+ * accept4() fails with EMFILE or ENFILE, as flow_sock_open() does.
+ *
+ * Return: the descriptor (non-blocking, close-on-exec), or -1 with errno
+ *	   set: EMFILE (or ENFILE) if no descriptor could be had (counted as
+ *	   sock_refused with @waiting; a connection stays in the backlog),
+ *	   EAGAIN without @waiting and without room, else accept4()'s error
+ */
+int flow_sock_accept(struct dp *dp, int lsock, struct sockaddr *sa,
+		     socklen_t *sa_len, bool waiting)
+{
+	socklen_t len = *sa_len;
+	int fd, err, tries = 0;
+
+	if (!flow_sock_fits(dp, FLOW_SOCK_FWD, 0)) {
+		if (!waiting) {
+			errno = EAGAIN;	/* the next wake-up, if any waits */
+			return -1;
+		}
+		if (!flow_sock_room(dp, FLOW_SOCK_FWD))
+			return flow_sock_refused(dp, EMFILE);
+	}
+
+	while ((fd = accept4(lsock, sa, sa_len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0) {
+		err = errno;
+		if (err != EMFILE && err != ENFILE)
+			return -1;
+		if (!waiting) {
+			DP_COUNT(dp, sock_no_fd);
+			errno = err;
+			return -1;
+		}
+		if (!flow_sock_retry(dp, ++tries))
+			return flow_sock_refused(dp, err);
+		*sa_len = len;
+	}
+
+	dp->socks.fwd++;
+	return fd;
+}
+
+/**
+ * flow_sock_release() - a socket counted in a share is no longer held
+ * @dp:		data plane
+ * @share:	the share it counted against
+ */
+void flow_sock_release(struct dp *dp, enum flow_sock_share share)
+{
+	uint32_t *n = share == FLOW_SOCK_FWD ? &dp->socks.fwd :
+					       &dp->socks.guest;
+
+	if (*n)
+		(*n)--;
+}
+
+/**
+ * flow_sock_adopt() - count a socket the data plane did not open: a forward's
+ * listener, which Python owns, in the forwards' share (never refused: it is
+ * open already)
+ * @dp:		data plane
+ */
+void flow_sock_adopt(struct dp *dp)
+{
+	dp->socks.fwd++;
+}
+
+/**
+ * flow_sock_close() - close a socket from flow_sock_open() or
+ * flow_sock_accept() and give it back to its share
+ * @dp:		data plane
+ * @fd:		descriptor
+ * @share:	the share it counted against
+ */
+void flow_sock_close(struct dp *dp, int fd, enum flow_sock_share share)
+{
+	close(fd);
+	flow_sock_release(dp, share);
+}
+
+/**
+ * flow_touch() - a UDP or ping flow carried a datagram: make it the most
+ * recently used, last to be recycled
+ * @dp:		data plane
+ * @f:		flow; only UDP and ping flows with a socket of their own are
+ *		recycled, others are left alone
+ */
+void flow_touch(struct dp *dp, struct flow *f)
+{
+	struct flow_socks *s = &dp->socks;
+	uint32_t idx = (uint32_t)(f - dp->flows) + 1;
+
+	if (f->sock < 0 || (f->type != FLOW_UDP && f->type != FLOW_PING) ||
+	    s->lru_head == idx)
+		return;
+
+	if (f->lru_on)
+		flow_lru_unlink(dp, f);
+	f->lru_next = s->lru_head;
+	if (s->lru_head)
+		dp->flows[s->lru_head - 1].lru_prev = idx;
+	else
+		s->lru_tail = idx;
+	s->lru_head = idx;
+	f->lru_on = true;
+}
+
+/**
+ * dp_sock_stats() - the host sockets of the data plane, for get_stats
+ * @dp:		data plane
+ * @out:	filled
+ *
+ * Return: 0, or -1 with errno EINVAL if @dp or @out is NULL
+ */
+int dp_sock_stats(const struct dp *dp, struct dp_sock_stats *out)
+{
+	const struct flow_socks *s;
+	uint32_t i;
+
+	if (!dp || !out) {
+		errno = EINVAL;
+		return -1;
+	}
+	s = &dp->socks;
+
+	memset(out, 0, sizeof(*out));
+	out->budget = s->budget;
+	out->guest_max = s->guest_max;
+	out->guest = s->guest;
+	out->fwd = s->fwd;
+	for (i = 0; i < DP_FWD_MAX; i++)
+		out->paused += dp->fwd[i].sock >= 0 && dp->fwd[i].paused_until_ms;
+	out->degraded = out->paused ||
+			(s->budget && (s->guest >= s->guest_max ||
+				       s->guest + s->fwd >= s->budget)) ||
+			(s->short_ms && dp->now_ms < s->short_ms +
+							 DP_SOCK_DEGRADED_MS);
+	return 0;
 }

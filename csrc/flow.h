@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include "inany.h"
 #include "tcp.h"
 #include "udp.h"
@@ -41,9 +43,39 @@ struct flow_key {
 	uint8_t pad[3];
 };
 
+/* Which part of the socket budget a host socket counts against (flow.c) */
+enum flow_sock_share {
+	FLOW_SOCK_GUEST,	/* flows the guest starts: TCP, UDP, ping */
+	FLOW_SOCK_FWD,		/* forwards: listeners, accepted connections */
+};
+
+/**
+ * struct flow_socks - the host sockets of flows and forwards (flow.c)
+ * @budget:	cfg.sock_budget, 0 for no bound
+ * @guest_max:	of @budget, what flows the guest starts may hold
+ * @guest:	sockets flows the guest started hold (FLOW_SOCK_GUEST)
+ * @fwd:	sockets forwards hold (FLOW_SOCK_FWD)
+ * @lru_head:	most recently used recyclable flow (index + 1), 0 if none
+ * @lru_tail:	least recently used one, recycled first
+ * @short_ms:	last time a socket was refused, a flow recycled or a listener
+ *		paused, 0 if never
+ */
+struct flow_socks {
+	uint32_t budget;
+	uint32_t guest_max;
+	uint32_t guest;
+	uint32_t fwd;
+	uint32_t lru_head;
+	uint32_t lru_tail;
+	uint64_t short_ms;
+};
+
 /**
  * struct flow - one entry of the flow table
  * @type:		enum flow_type
+ * @sock_share:		enum flow_sock_share @sock counts against
+ * @lru_on:		on the recycling list: a UDP or ping flow with a socket
+ *			of its own
  * @epoll_events:	events @sock is registered for in epoll, 0 if none
  * @gen:		generation, changes on every allocation of this slot,
  *			so that stale epoll events are recognised
@@ -52,6 +84,10 @@ struct flow_key {
  * @sock:		host socket, -1 if none
  * @deadline_ms:	when flow_timers_run() calls the protocol's timer, 0 for
  *			never (set with flow_timer_set())
+ * @lru_prev:		with @lru_on: the next more recently used flow
+ *			(index + 1), 0 at the head
+ * @lru_next:		with @lru_on: the next less recently used flow, 0 at
+ *			the tail
  * @key:		lookup key
  * @tcp:		TCP state (tcp.h), when @type is FLOW_TCP
  * @udp:		UDP state (udp.h), when @type is FLOW_UDP
@@ -59,11 +95,15 @@ struct flow_key {
  */
 struct flow {
 	uint8_t type;
+	uint8_t sock_share;
+	bool lru_on;
 	uint32_t epoll_events;
 	uint32_t gen;
 	uint32_t hash_next;
 	int sock;
 	uint64_t deadline_ms;
+	uint32_t lru_prev;
+	uint32_t lru_next;
 	struct flow_key key;
 	union {
 		struct tcp_flow tcp;
@@ -90,6 +130,14 @@ struct flow *flow_from_epoll(struct dp *dp, uint64_t ref);
 void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms);
 void flow_timers_run(struct dp *dp);
 unsigned flow_count(const struct dp *dp);
+int flow_sock_open(struct dp *dp, int domain, int type, int protocol);
+int flow_sock_accept(struct dp *dp, int lsock, struct sockaddr *sa,
+		     socklen_t *sa_len, bool waiting);
+void flow_sock_close(struct dp *dp, int fd, enum flow_sock_share share);
+void flow_sock_adopt(struct dp *dp);
+void flow_sock_release(struct dp *dp, enum flow_sock_share share);
+void flow_sock_short(struct dp *dp);
+void flow_touch(struct dp *dp, struct flow *f);
 void flow_key_fill(struct flow_key *key, uint8_t proto,
 		   const union inany_addr *guest, uint16_t guest_port,
 		   const union inany_addr *remote, uint16_t remote_port);

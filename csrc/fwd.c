@@ -46,6 +46,21 @@
  * A forward into an IPv6 guest address shows clients it could not answer
  * directly (IPv4 ones, link-local ones) as the IPv6 gateway; one into an IPv4
  * address shows IPv6 clients as the IPv4 gateway.
+ *
+ * Limits
+ * ------
+ * DP_FWD_MAX listeners; DP_FWD_ACCEPT_BATCH connections accepted from one per
+ * wake-up.  Listeners and accepted connections count against the forwards'
+ * share of the socket budget (flow.c, Host sockets), which keeps
+ * DP_SOCK_FWD_RESERVE sockets that the guest's own flows cannot take.  When
+ * no descriptor can be had for a connection even after recycling an idle
+ * flow (the budget is used up, or accept4() says EMFILE or ENFILE, and the
+ * connection stays in the listen backlog), the listener leaves the epoll set
+ * for DP_FWD_ACCEPT_PAUSE_MS (fwd_accept_paused) and fwd_timer() puts it
+ * back: level-triggered, it would otherwise wake the loop at once, forever.
+ * Only the first accept of a wake-up, for the connection epoll reported,
+ * may recycle a flow or pause; a later one that finds no room ends the
+ * batch, and the next wake-up starts afresh.
  */
 
 #include <errno.h>
@@ -365,6 +380,24 @@ void fwd_init(struct dp *dp)
 }
 
 /**
+ * fwd_epoll_add() - watch a listener for readability
+ * @dp:		data plane
+ * @l:		listener, @sock set
+ *
+ * Return: 0, or -1 with errno set
+ */
+static int fwd_epoll_add(struct dp *dp, const struct fwd_listener *l)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN,
+		.data.u64 = (uint64_t)EPOLL_REF_LISTEN << 56 |
+			    (uint64_t)(l - dp->fwd),
+	};
+
+	return epoll_ctl(dp->epoll_fd, EPOLL_CTL_ADD, l->sock, &ev);
+}
+
+/**
  * dp_fwd_add() - forward a bound host socket into the guest
  * @dp:		data plane
  * @id:		forward id (Python's), unique
@@ -381,7 +414,6 @@ void fwd_init(struct dp *dp)
 int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
 	       const uint8_t *guest_addr, uint16_t guest_port)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
 	struct fwd_listener *l = NULL;
 	union inany_addr guest;
 	int i;
@@ -411,16 +443,19 @@ int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
 		return -1;
 	}
 
-	ev.data.u64 = (uint64_t)EPOLL_REF_LISTEN << 56 | (uint64_t)(l - dp->fwd);
-	if (epoll_ctl(dp->epoll_fd, EPOLL_CTL_ADD, sock, &ev))
+	l->sock = sock;
+	if (fwd_epoll_add(dp, l)) {
+		l->sock = -1;
 		return -1;
+	}
 
 	l->id = id;
-	l->sock = sock;
 	l->proto = (uint8_t)proto;
 	l->guest = guest;
 	l->guest_port = guest_port;
 	l->connections = 0;
+	l->paused_until_ms = 0;
+	flow_sock_adopt(dp);
 	return 0;
 }
 
@@ -441,9 +476,12 @@ int dp_fwd_remove(struct dp *dp, int id)
 		return -1;
 	}
 
-	epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
+	if (!l->paused_until_ms)
+		epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
 	udp_fwd_forget(dp, l->sock);
+	flow_sock_release(dp, FLOW_SOCK_FWD);
 	l->sock = -1;
+	l->paused_until_ms = 0;
 	return 0;
 }
 
@@ -505,6 +543,52 @@ void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
 }
 
 /**
+ * fwd_pause() - stop accepting on a listener for DP_FWD_ACCEPT_PAUSE_MS: there
+ * is no descriptor for its next connection, which waits in the backlog
+ * @dp:		data plane, @now_ms current
+ * @l:		TCP listener, in the epoll set
+ */
+static void fwd_pause(struct dp *dp, struct fwd_listener *l)
+{
+	epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
+	l->paused_until_ms = dp->now_ms + DP_FWD_ACCEPT_PAUSE_MS;
+	if (!dp->fwd_deadline_ms || l->paused_until_ms < dp->fwd_deadline_ms)
+		dp->fwd_deadline_ms = l->paused_until_ms;
+	DP_COUNT(dp, fwd_accept_paused);
+	flow_sock_short(dp);
+}
+
+/**
+ * fwd_timer() - put listeners whose pause is over back in the epoll set
+ * @dp:		data plane, @now_ms current
+ *
+ * One that epoll refuses stays paused for another DP_FWD_ACCEPT_PAUSE_MS.
+ * Runs at most once per pause: DP_FWD_MAX slots looked at.
+ */
+void fwd_timer(struct dp *dp)
+{
+	uint64_t next = 0;
+	int i;
+
+	for (i = 0; i < DP_FWD_MAX; i++) {
+		struct fwd_listener *l = &dp->fwd[i];
+
+		if (l->sock < 0 || !l->paused_until_ms)
+			continue;
+		if (l->paused_until_ms <= dp->now_ms) {
+			if (fwd_epoll_add(dp, l))
+				l->paused_until_ms = dp->now_ms +
+						     DP_FWD_ACCEPT_PAUSE_MS;
+			else
+				l->paused_until_ms = 0;
+		}
+		if (l->paused_until_ms && (!next || l->paused_until_ms < next))
+			next = l->paused_until_ms;
+	}
+	dp->fwd_deadline_ms = next;
+}
+
+/**
  * fwd_sock_event() - a forwarded host socket is readable
  * @dp:		data plane
  * @index:	listener slot
@@ -530,14 +614,21 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 		uint16_t src_port;
 		int fd;
 
-		fd = accept4(l->sock, (struct sockaddr *)&sa, &sa_len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* only the first accept knows a connection waits */
+		fd = flow_sock_accept(dp, l->sock, (struct sockaddr *)&sa,
+				      &sa_len, !n);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
 				DP_COUNT(dp, fwd_accept_errors);
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			/* out of descriptors or memory for a connection that
+			 * stays queued and would wake us at once again; later
+			 * in the batch, the next wake-up finds out */
+			if (!n && (errno == EMFILE || errno == ENFILE ||
+				   errno == ENOBUFS || errno == ENOMEM))
+				fwd_pause(dp, l);
 			break;
 		}
 

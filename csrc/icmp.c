@@ -44,7 +44,9 @@
  *
  * Limits
  * ------
- * Ping flows share DP_FLOW_MAX with TCP and UDP, one socket each.  Replies are
+ * Ping flows share DP_FLOW_MAX with TCP and UDP, one socket each, and are
+ * recycled like UDP flows when sockets run short (flow.c, Host sockets): a
+ * request that finds none counts under drop_ping_socket.  Replies are
  * read with the UDP receive buffers (udp_recv_batch()), up to
  * DP_UDP_RECV_BATCH per event; a reply larger than the MTU is fragmented by
  * ip_tx_l4().  Local echo replies are not fragmented: over the MTU, they are
@@ -270,9 +272,11 @@ static struct flow *ping_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 
-	s = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		   sa.ss_family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6);
-	if (s < 0) {
+	s = flow_sock_open(dp, sa.ss_family,
+			   SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			   sa.ss_family == AF_INET ? IPPROTO_ICMP :
+						     IPPROTO_ICMPV6);
+	if (s < 0) {	/* EMFILE: none left even after recycling a flow */
 		if (errno == EACCES || errno == EPERM) {
 			DP_COUNT(dp, drop_ping_forbidden);
 			dp_notice(dp, DP_NOTICE_PING_FORBIDDEN);
@@ -285,13 +289,13 @@ static struct flow *ping_flow_open(struct dp *dp, const struct l4_pkt *p,
 	if (fwd_bind_outbound(dp, s, sa.ss_family) ||
 	    connect(s, (struct sockaddr *)&sa, sa_len)) {
 		DP_COUNT(dp, drop_ping_socket);
-		close(s);
+		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
 		return NULL;
 	}
 
 	f = flow_alloc(dp, FLOW_PING, key);
 	if (!f) {
-		close(s);
+		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
 		return NULL;
 	}
 	f->sock = s;
@@ -328,6 +332,7 @@ static void ping_send(struct dp *dp, const struct l4_pkt *p)
 	}
 
 	f->ping.last_ms = dp->now_ms;
+	flow_touch(dp, f);
 	if (send(f->sock, p->l4, p->l4_len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		DP_COUNT(dp, drop_ping_send);
 	else
@@ -475,8 +480,10 @@ void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 			 f->key.proto, r, len);
 		DP_COUNT(dp, ping_replies);
 	}
-	if (n > 0)
+	if (n > 0) {
 		f->ping.last_ms = dp->now_ms;
+		flow_touch(dp, f);
+	}
 }
 
 /**

@@ -1172,9 +1172,10 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	}
 	dp->tcp.conns++;
 
-	s = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		   IPPROTO_TCP);
-	if (s < 0) {
+	s = flow_sock_open(dp, sa.ss_family,
+			   SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			   IPPROTO_TCP);
+	if (s < 0) {	/* EMFILE: none left even after recycling a flow */
 		DP_COUNT(dp, drop_tcp_socket);
 		tcp_flow_free(dp, f);
 		tcp_rst_reply(dp, p, seg);
@@ -1834,7 +1835,7 @@ static void tcp_fwd_refuse(struct dp *dp, int fd)
 
 	DP_COUNT(dp, tcp_fwd_refused);
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-	close(fd);
+	flow_sock_close(dp, fd, FLOW_SOCK_FWD);
 }
 
 /**
@@ -1879,6 +1880,7 @@ void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 	}
 	dp->tcp.conns++;
 	f->sock = fd;
+	f->sock_share = FLOW_SOCK_FWD;	/* from flow_sock_accept() */
 
 	if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
 	    flow_epoll_set(dp, f, TCP_EPOLL_EVENTS)) {

@@ -58,8 +58,12 @@
  * Limits
  * ------
  * One socket per flow the guest starts, none for forwarded flows; flows
- * limited by DP_FLOW_MAX (and the process's file descriptor limit: a failing
- * socket() is counted under drop_udp_socket).
+ * limited by DP_FLOW_MAX, their sockets by the guest's share of the socket
+ * budget (flow.c, Host sockets).  When that share is used up, or socket()
+ * says EMFILE or ENFILE, a new flow takes the socket of the least recently
+ * used UDP or ping flow idle for DP_SOCK_RECYCLE_IDLE_MS (flow_touch() keeps
+ * the order at every datagram, both ways); if there is none, the datagram is
+ * counted under drop_udp_socket.
  * Datagrams up to 65507 bytes of payload both ways: receive buffers are
  * DP_UDP_RECV_BATCH of DP_UDP_BUF bytes, allocated once in udp_init(); a
  * larger host datagram (IPv6 jumbograms only) is dropped as
@@ -237,6 +241,7 @@ static void udp_flow_idle_start(struct dp *dp, struct flow *f, bool dns)
 	else
 		f->udp.idle_ms = DP_UDP_IDLE_MS;
 	f->udp.last_ms = dp->now_ms;
+	flow_touch(dp, f);
 	flow_timer_set(dp, f, dp->now_ms + f->udp.idle_ms);
 }
 
@@ -264,8 +269,10 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 
-	s = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		   IPPROTO_UDP);
+	/* none to be had even after recycling an idle flow: a drop */
+	s = flow_sock_open(dp, sa.ss_family,
+			   SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			   IPPROTO_UDP);
 	if (s < 0) {
 		DP_COUNT(dp, drop_udp_socket);
 		return NULL;
@@ -277,13 +284,13 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 	    fwd_bind_outbound(dp, s, sa.ss_family) ||
 	    connect(s, (struct sockaddr *)&sa, sa_len)) {
 		DP_COUNT(dp, drop_udp_socket);
-		close(s);
+		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
 		return NULL;
 	}
 
 	f = flow_alloc(dp, FLOW_UDP, key);
 	if (!f) {
-		close(s);
+		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
 		return NULL;
 	}
 	f->sock = s;
@@ -360,6 +367,7 @@ void udp_input(struct dp *dp, const struct l4_pkt *p)
 
 	if (!f->udp.client_lo)
 		f->udp.last_ms = dp->now_ms;
+	flow_touch(dp, f);
 	if (f->sock >= 0) {
 		if (send(f->sock, p->l4 + UDP_HLEN, len - UDP_HLEN,
 			 MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
@@ -509,6 +517,7 @@ void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 					     dp->udp_rx_len[i]);
 		}
 		f->udp.last_ms = dp->now_ms;
+		flow_touch(dp, f);
 
 		if (n < DP_UDP_RECV_BATCH)
 			break;
@@ -624,6 +633,7 @@ void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
 			if (!f)
 				continue;
 			f->udp.last_ms = dp->now_ms;
+			flow_touch(dp, f);
 			DP_COUNT(dp, fwd_udp_datagrams);
 			udp_tx_guest(dp, f, udp_rx_data(dp, i),
 				     dp->udp_rx_len[i]);

@@ -143,11 +143,13 @@ class Api:
     def _get_stats(self, _args: dict) -> dict:
         """Beyond slirp4netns: the data plane's counters (frames, bytes, flows,
         drops by reason), each forward's connection count, the capture's state
-        (--pcap), and the DHCP server's replies, leases and drops."""
+        (--pcap), and the DHCP server's replies, leases and drops; "sockets":
+        host sockets against their budget, "degraded" while short."""
         dp = self.forwards.dp
         counters = dp.counters()
         stats = {"counters": counters,
                  "flows": counters.get("flows_created", 0) - counters.get("flows_closed", 0),
+                 "sockets": dp.sockets(),
                  "forwards": self.forwards.stats(),
                  "pcap": _pcap_state(dp.pcap_state())}
         if self.dhcp is not None:

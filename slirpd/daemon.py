@@ -2,7 +2,8 @@
 
 SIGTERM and SIGINT end it (exit status 0), or with `-- COMMAND` are passed on
 to the command (SIGHUP too); SIGUSR1 writes every data plane
-counter to stderr as one JSON line ("slirpd: counters {...}").
+counter, and the host sockets' state, to stderr as one JSON line ("slirpd:
+counters {...}").
 
 Python's control fds (the exit fd, a signal wake-up pipe, the target
 process's pidfd, the API sockets) live in an epoll selector whose own fd is
@@ -23,7 +24,7 @@ import signal
 import socket
 
 from slirpd.dataplane import (NOTICE_CTL_FRAMES, NOTICE_DNS_USED, NOTICE_PCAP_STOPPED, NOTICE_PING_FORBIDDEN,
-                              PCAP_FULL, Dataplane, TapGone)
+                              NOTICE_SOCK_SHORT, PCAP_FULL, Dataplane, TapGone)
 from slirpd.log import log
 
 POLL_BUDGET = 256  # frames drained per wake-up
@@ -100,6 +101,11 @@ class Daemon:
             else:
                 log.warning("packet capture stopped: cannot write the file: %s (see pcap_write_errors)",
                             os.strerror(-state))
+        if notices & NOTICE_SOCK_SHORT:
+            s = self.dp.sockets()
+            log.warning("host sockets ran short (the guest's flows may hold %d of %d, the rest is kept for "
+                        "forwarded ports): idle UDP and ping flows are recycled, what still finds none is "
+                        "refused; see get_stats \"sockets\"", s["guest_max"], s["budget"])
 
     def _on_wake(self) -> None:
         try:
@@ -121,9 +127,11 @@ class Daemon:
         self.dump_requested = True
 
     def _dump_counters(self) -> None:
-        """SIGUSR1: one line on stderr with every data plane counter, as JSON."""
+        """SIGUSR1: one line on stderr with every data plane counter, and the
+        host sockets' state under "sockets", as JSON."""
         self.dump_requested = False
-        log.warning("counters %s", json.dumps(self.dp.counters(), separators=(",", ":")))
+        line = {**self.dp.counters(), "sockets": self.dp.sockets()}
+        log.warning("counters %s", json.dumps(line, separators=(",", ":")))
 
     def _on_signal(self, signum, _frame) -> None:
         if self.forward_signals_to is not None:

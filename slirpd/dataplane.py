@@ -20,11 +20,12 @@ import sys
 from slirpd._dp import ffi, lib
 
 __all__ = ["Dataplane", "TapGone", "counter_names", "NOTICE_PING_FORBIDDEN", "NOTICE_CTL_FRAMES",
-           "NOTICE_PCAP_STOPPED", "NOTICE_DNS_USED", "PCAP_OFF", "PCAP_ON", "PCAP_FULL"]
+           "NOTICE_PCAP_STOPPED", "NOTICE_SOCK_SHORT", "NOTICE_DNS_USED", "PCAP_OFF", "PCAP_ON", "PCAP_FULL"]
 
 NOTICE_PING_FORBIDDEN = lib.DP_NOTICE_PING_FORBIDDEN
 NOTICE_CTL_FRAMES = lib.DP_NOTICE_CTL_FRAMES
 NOTICE_PCAP_STOPPED = lib.DP_NOTICE_PCAP_STOPPED
+NOTICE_SOCK_SHORT = lib.DP_NOTICE_SOCK_SHORT
 NOTICE_DNS_USED = lib.DP_NOTICE_DNS_USED
 PCAP_OFF = lib.DP_PCAP_OFF
 PCAP_ON = lib.DP_PCAP_ON
@@ -68,7 +69,9 @@ class Dataplane:
     (bool), and optionally udp_idle_ms (int, 0 for the data plane's default)
     and the IPv6 settings: enable_ipv6 (bool), net6, gw6, dns6 (IPv6
     addresses), dns_upstream6 and outbound6 (IPv6 address or None),
-    ra_interval_ms (int, 0 for the default).
+    ra_interval_ms (int, 0 for the default), and sock_budget (int: host
+    sockets flows and forwards may hold together, 0 or absent for no bound
+    but the kernel's; see slirpd/fdlimit.py).
     With vnet_hdr, tap_fd must have been opened with IFF_VNET_HDR; the data plane sets its header size.
 
     Raises OSError (EINVAL for a bad configuration) on failure.
@@ -95,6 +98,7 @@ class Dataplane:
         c.outbound4 = _addr4(cfg.outbound4) if cfg.outbound4 is not None else 0
         c.enable_ipv6 = int(bool(getattr(cfg, "enable_ipv6", False)))
         c.ra_interval_ms = int(getattr(cfg, "ra_interval_ms", 0) or 0)  # tests shorten it
+        c.sock_budget = int(getattr(cfg, "sock_budget", 0) or 0)
         for name in ("net6", "gw6", "dns6", "dns_upstream6", "outbound6"):
             value = getattr(cfg, name, None)
             if value is not None:
@@ -107,6 +111,7 @@ class Dataplane:
         self._dp = ffi.gc(dp, lib.dp_free)
         self._epoll_fd = lib.dp_epoll_fd(dp)
         self._counters = ffi.new("uint64_t[]", len(_COUNTER_NAMES))
+        self._sock_stats = ffi.new("struct dp_sock_stats *")
         self._ctl_buf = ffi.new("uint8_t[]", lib.DP_CTL_FRAME_MAX)
 
     def _handle(self):
@@ -226,6 +231,17 @@ class Dataplane:
         """Every counter by name (see csrc/dp_counters.h)."""
         n = lib.dp_counters(self._handle(), self._counters, len(_COUNTER_NAMES))
         return {_COUNTER_NAMES[i]: int(self._counters[i]) for i in range(n)}
+
+    def sockets(self) -> dict:
+        """The host sockets of flows and forwards against their budget:
+        budget (0: none), guest_max (what the guest's own flows may hold),
+        guest and forwards (held now), paused_listeners, and degraded (bool:
+        sockets are short now, or were in the last few seconds; see
+        csrc/flow.c, Host sockets)."""
+        s = self._sock_stats
+        lib.dp_sock_stats(self._handle(), s)
+        return {"budget": int(s.budget), "guest_max": int(s.guest_max), "guest": int(s.guest),
+                "forwards": int(s.fwd), "paused_listeners": int(s.paused), "degraded": bool(s.degraded)}
 
     def close(self) -> None:
         """Free the data plane, closing the TAP and epoll descriptors; idempotent."""

@@ -10,7 +10,7 @@ import os
 import stat
 import sys
 
-from slirpd import cli, log as logmod, sandbox, seccomp, standalone
+from slirpd import cli, fdlimit, log as logmod, sandbox, seccomp, standalone
 from slirpd.api import Api, ApiServer
 from slirpd.dhcp import DhcpServer
 from slirpd.forward import Forwards
@@ -57,11 +57,16 @@ def _target_pidfd(cfg: Config) -> int | None:
 def _dataplane(cfg: Config, fd: int, resolver: HostResolver | None, vnet_hdr: bool = False):
     """A Dataplane serving fd (which it then owns; closed here on failure),
     its DNS address forwarding to resolver's nameserver (None: DNS off);
-    vnet_hdr: fd is a TAP opened with IFF_VNET_HDR (offloads on)."""
+    vnet_hdr: fd is a TAP opened with IFF_VNET_HDR (offloads on).  The soft
+    descriptor limit is raised first, and the data plane gets its share of
+    it (fdlimit.py)."""
     from slirpd.dataplane import Dataplane
 
+    params = cfg.dataplane_params(vnet_hdr, resolver.upstream if resolver else (None, None))
+    params.sock_budget = fdlimit.socket_budget(fdlimit.raise_nofile())
+    log.debug("descriptors: the data plane's flows and forwards may hold %d host sockets", params.sock_budget)
     try:
-        return Dataplane(cfg.dataplane_params(vnet_hdr, resolver.upstream if resolver else (None, None)), fd)
+        return Dataplane(params, fd)
     except OSError as e:
         os.close(fd)
         raise SetupError(f"cannot start the data plane: {e.strerror}") from None

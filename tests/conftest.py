@@ -30,6 +30,9 @@ HARDEN = os.environ.get("SLIRPD_TEST_HARDEN") == "1"
 # Measuring the seccomp allowlist: every daemon runs under strace, one trace
 # file per process in this directory (see slirpd/seccomp.py).
 STRACE_DIR = os.environ.get("SLIRPD_TEST_STRACE")
+# The soak (tests/soak.sh): each daemon's descriptors and RSS once ready and at
+# the end of its test, one JSON line per daemon appended to this file.
+SOAK_LOG = os.environ.get("SLIRPD_SOAK_LOG")
 
 
 def harden_args(args) -> list[str]:
@@ -214,6 +217,7 @@ class Slirpd:
     def __init__(self, proc: subprocess.Popen, stderr_path: Path):
         self.proc = proc
         self.stderr_path = stderr_path
+        self.at_start: dict | None = None  # footprint() once ready
 
     @property
     def stderr(self) -> str:
@@ -235,6 +239,13 @@ class Slirpd:
         wait_for(lambda: self.stderr.count("slirpd: counters ") > before, timeout, "a counters line")
         line = [ln for ln in self.stderr.splitlines() if ln.startswith("slirpd: counters ")][-1]
         return json.loads(line[len("slirpd: counters "):])
+
+    def footprint(self) -> dict | None:
+        """Descriptors and RSS (KiB) now, None if the daemon is gone."""
+        try:
+            return {"fds": self.open_fds(), "rss_kib": self.rss_kib()}
+        except (OSError, StopIteration):
+            return None
 
     def rss_kib(self) -> int:
         status = open(f"/proc/{self.proc.pid}/status").read()
@@ -277,11 +288,16 @@ def start_slirpd(plain_user, tmp_path):
             if got != b"1":
                 d.stop(signal.SIGKILL)
                 pytest.fail(f"slirpd not ready (ready fd gave {got!r}); stderr:\n{d.stderr}")
+            d.at_start = d.footprint()
         return d
 
     yield start
     for d in started:
         if d.proc.poll() is None:
+            if SOAK_LOG and d.at_start:
+                with open(SOAK_LOG, "a") as f:
+                    f.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                                        "start": d.at_start, "end": d.footprint()}) + "\n")
             d.proc.kill()
             d.proc.wait(timeout=10)
 

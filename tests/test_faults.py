@@ -3,7 +3,7 @@ network, the peers or the process's own limits misbehave.
 
 - loss and reordering each way, on a path inside the guest;
 - 10,000 connections open at once, then all closed;
-- a daemon with 64 file descriptors;
+- a daemon with 64 file descriptors, and 1,100 guest UDP flows under 1024;
 - host peers resetting mid-stream while others finish;
 - the guest's namespace vanishing mid-transfer;
 - an API client flooding requests during a transfer;
@@ -16,6 +16,7 @@ SLIRPD_LONG_TESTS=1 runs the long variants
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import selectors
@@ -30,8 +31,10 @@ import pytest
 
 from conftest import as_user, wait_for
 from tcputil import GUEST_RECV, GUEST_SEND, Server, echo, linger0, sink, source
+from test_api import ADD, api
 
 MIB = 1 << 20
+FWD_PORT = 18795
 LONG = os.environ.get("SLIRPD_LONG_TESTS") == "1"
 BULK = (256 if LONG else 64) * MIB
 
@@ -319,8 +322,9 @@ print("again ok", flush=True)
 @pytest.mark.timeout(120)
 def test_64_file_descriptors(guest, start_slirpd):
     """With RLIMIT_NOFILE 64 new connections are refused (RST) once the
-    descriptors run out; open ones keep working, and after they close new ones
-    work again."""
+    guest's share of the socket budget is used up (32 of the 64 are slirpd's
+    own, fdlimit.py, and 4 of the budget are kept for forwarded ports); open
+    ones keep working, and after they close new ones work again."""
     d = start_slirpd("--configure", str(guest.pid), wrap=("prlimit", "--nofile=64:64", "--"))
     with Server(echo) as srv:
         out = guest.python(UNTIL_REFUSED, str(srv.port), "100", timeout=90).stdout.splitlines()
@@ -329,8 +333,138 @@ def test_64_file_descriptors(guest, start_slirpd):
     assert out[1:] == ["echo ok", "again ok"]
     assert d.proc.poll() is None
     c = d.counters()
-    assert c["drop_tcp_socket"] == refused
+    assert c["drop_tcp_socket"] == refused and c["sock_refused"] == refused
+    assert c["sockets"]["budget"] == 32 and ok == c["sockets"]["guest_max"] == 28
     wait_for(lambda: flows_settled(d), 10, "every flow to close")
+    assert not d.counters()["sockets"]["guest"]
+
+
+# --- descriptor exhaustion ----------------------------------------------------------
+
+# argv: port n1 n2... -> n1 UDP flows to 10.0.2.2:port, one datagram each from
+# a socket of its own (a source port each); prints "sent N1", waits for a line
+# on stdin, then n2 more...; all sockets stay open (no source port is used
+# twice) until the line after the last batch
+UDP_WAVES = r"""
+import resource, socket, sys
+port, waves = int(sys.argv[1]), [int(n) for n in sys.argv[2:]]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+socks = []
+for n in waves:
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"flow %d" % len(socks), ("10.0.2.2", port))
+        socks.append(s)
+    print("sent", n, flush=True)
+    sys.stdin.readline()
+"""
+
+# argv: port total -> connects to 10.0.2.2:port, sends total random bytes while
+# reading them back (an echo server); prints "echo N same"
+GUEST_ECHO = r"""
+import os, socket, sys, threading
+port, total = int(sys.argv[1]), int(sys.argv[2])
+data = os.urandom(total)
+s = socket.create_connection(("10.0.2.2", port), timeout=30)
+t = threading.Thread(target=s.sendall, args=(data,))
+t.start()
+got = bytearray()
+while len(got) < total and (d := s.recv(1 << 16)):
+    got += d
+t.join()
+s.close()
+print("echo", len(got), bytes(got) == data)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_1100_udp_flows_under_1024_fds(guest, start_slirpd, user_tmp):
+    """RLIMIT_NOFILE 1024 (soft and hard): 1,000 guest UDP flows use up the
+    guest's share of the socket budget (864; datagrams that find it full while
+    every flow is fresh are counted drops), 100 more a second later each
+    recycle the least recently used flow.  The guest sends in batches of 100,
+    each once slirpd has handled the last, so that none waits in (or
+    overflows) the guest's TAP queue, however slirpd is scheduled.  Then the API answers (get_stats
+    says degraded, as does SIGUSR1's line), a new guest TCP connection carries
+    data both ways (it too recycles a flow), and a port forwarded through the
+    API meanwhile accepts and carries data both ways from the forwards'
+    reserve.  Once the flows idle out (port 53: DP_UDP_DNS_IDLE_MS), the
+    descriptors are back to their count before the flows and nothing is
+    degraded any more."""
+    from test_forward_tcp import GuestServer, client
+    from test_sockets import RECYCLE_IDLE, Sink
+
+    path = str(user_tmp / "api.sock")
+    d = start_slirpd("--configure", f"--api-socket={path}", str(guest.pid),
+                     wrap=("prlimit", "--nofile=1024:1024", "--"))
+    stats = lambda: json.loads(api(path, '{"execute": "get_stats"}'))["return"]  # noqa: E731
+    udp_sink = Sink(53)  # the gateway's port 53 is the host's 127.0.0.1:53; flows idle out in 10 s
+    srv = Server(echo)
+    gsrv = GuestServer(guest, 8080, MIB)
+    enter = ["nsenter", f"--target={guest.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
+    flows = None
+    try:
+        guest.run("ping -c 1 -W 2 10.0.2.2")  # the gateway's MAC: no datagram waits for ARP in the guest
+        assert stats()["sockets"] == {"budget": 928, "guest_max": 864, "guest": 0, "forwards": 0,
+                                      "paused_listeners": 0, "degraded": False}
+        base = d.open_fds()
+        udp_attempts = lambda c: c["flows_created"] + c["drop_udp_socket"]  # noqa: E731
+
+        flows = subprocess.Popen(enter + [sys.executable, "-c", UDP_WAVES, "53", *["100"] * 11],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 **as_user(guest.user))
+        for sent in range(100, 1200, 100):
+            if sent == 1100:
+                time.sleep(RECYCLE_IDLE + 0.5)  # every flow so far idle long enough to be recycled
+            if sent > 100:
+                flows.stdin.write("\n")
+                flows.stdin.flush()
+            assert flows.stdout.readline().split() == ["sent", "100"], flows.stderr.read()
+            wait_for(lambda: udp_attempts(stats()["counters"]) >= sent, 30, f"{sent} datagrams")
+
+        st = stats()  # the API answers with the guest's share used up
+        c, s = st["counters"], st["sockets"]
+        assert (s["guest"], s["guest_max"], s["degraded"]) == (864, 864, True), s
+        assert c["flows_recycled"] >= 100 and c["sock_refused"] == c["drop_udp_socket"], c
+        assert c["flows_created"] - c["flows_closed"] == 864 and udp_attempts(c) == 1100
+        udp_sink.take(1100 - c["drop_udp_socket"])  # each datagram that had a socket reached the host
+        recycled_udp = c["flows_recycled"]
+
+        out = guest.python(GUEST_ECHO, str(srv.port), str(MIB)).stdout.split()
+        assert out == ["echo", str(MIB), "True"], out
+        add = api(path, ADD % f'{{"proto": "tcp", "host_addr": "127.0.0.1", "host_port": {FWD_PORT}, '
+                              '"guest_port": 8080}')
+        assert add == '{"return":{"id":1}}', add
+        got = client("127.0.0.1", FWD_PORT, MIB)
+        rep = gsrv.results(1)[0]
+        assert (got["rx"], rep["rx"]) == (MIB, MIB)
+        assert got["rx_sha"] == rep["tx_sha"] and rep["rx_sha"] == got["tx_sha"]
+
+        st = stats()
+        c, s = st["counters"], st["sockets"]
+        assert c["tcp_conn_opened"] == 1 and c["fwd_tcp_accepted"] == 1 and c["tcp_fwd_conn_opened"] == 1
+        assert c["flows_recycled"] == recycled_udp + 1 and c["fwd_accept_paused"] == 0
+        assert s["degraded"] and d.counters()["sockets"]["degraded"]  # SIGUSR1's line too
+        print(f"fds: {base} before the flows; sockets {s}; recycled {c['flows_recycled']}, "
+              f"dropped {c['drop_udp_socket']} of 1100 datagrams")
+
+        flows.stdin.write("\n")
+        flows.stdin.flush()
+        flows.wait(timeout=30)
+        assert api(path, '{"execute": "remove_hostfwd", "arguments": {"id": 1}}') == '{"return":{}}'
+        wait_for(lambda: d.open_fds() == base, 60, "the flows to idle out")
+        wait_for(lambda: not stats()["sockets"]["degraded"], 30, "the degraded state to end")
+        assert stats()["sockets"] == {"budget": 928, "guest_max": 864, "guest": 0, "forwards": 0,
+                                      "paused_listeners": 0, "degraded": False}
+        assert d.proc.poll() is None
+    finally:
+        if flows is not None:
+            flows.kill()
+            flows.wait(timeout=10)
+        gsrv.stop()
+        srv.close()
+        udp_sink.close()
 
 
 # --- host peer resetting mid-stream -------------------------------------------------

@@ -118,6 +118,7 @@ void fake_reset(void)
 	fk.tap_head = fk.tap_count = 0;
 	fk.tap_vnet = 0;	/* until the data plane asks for a header */
 	fk.frames_out = 0;
+	fk.fd_limit = 0;
 	fk.epoll_rotor = 0;
 	fk.random = 0x9e3779b97f4a7c15ULL;
 	fk.trace = getenv("FUZZ_TRACE") != NULL;
@@ -394,6 +395,22 @@ static struct fake_fd *fake_sock_get(int fd)
 	return d;
 }
 
+/**
+ * fake_fds_full() - tell whether the descriptor limit (fk.fd_limit) is reached
+ *
+ * Return: true if every descriptor the limit allows is open
+ */
+static bool fake_fds_full(void)
+{
+	unsigned i, n = 0;
+
+	if (!fk.fd_limit)
+		return false;
+	for (i = 0; i < FAKE_FD_MAX; i++)
+		n += fk.fds[i].kind != FAKE_FREE;
+	return n >= fk.fd_limit;
+}
+
 int fake_socket(int domain, int type, int protocol)
 {
 	int e = fake_knob_errno(KNOB_SOCKET_ERR), fd;
@@ -403,6 +420,8 @@ int fake_socket(int domain, int type, int protocol)
 		return fake_fail(e);
 	if (domain != AF_INET && domain != AF_INET6)
 		return fake_fail(EAFNOSUPPORT);
+	if (fake_fds_full())
+		return fake_fail(EMFILE);
 	fd = fake_fd_open(FAKE_SOCK);
 	if (fd < 0)
 		return -1;
@@ -918,7 +937,10 @@ int fake_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 	if (!l->accepts)
 		return fake_fail(EAGAIN);
 	if (e) {
-		if (e != EAGAIN && e != EINTR)
+		/* out of descriptors or memory: Linux fails before taking
+		 * the connection off the queue, so it is still there */
+		if (e != EAGAIN && e != EINTR && e != EMFILE && e != ENFILE &&
+		    e != ENOBUFS && e != ENOMEM)
 			l->accepts--;
 		return fake_fail(e);
 	}

@@ -132,6 +132,10 @@ struct fake_fd {
  * @frames_out:	frames the data plane wrote to the TAP
  * @ctl_unchecked:	frames written now come from dp_ctl_send(): the
  *			harness made them, fake_check_frame() skips them
+ * @fd_limit:	descriptors open at once beyond which the data plane's
+ *		socket() and accept4() fail with EMFILE, as under
+ *		RLIMIT_NOFILE (the harness's own are never refused); 0 for
+ *		FAKE_FD_MAX
  * @epoll_rotor:	where epoll_wait() starts scanning, for fairness
  * @random:	state of the deterministic getrandom()
  * @trace:	FUZZ_TRACE is set: print each frame written, in hex, on stderr
@@ -149,6 +153,7 @@ struct fake_kernel {
 	uint32_t tap_mtu;
 	uint64_t frames_out;
 	bool ctl_unchecked;
+	unsigned fd_limit;
 	unsigned epoll_rotor;
 	uint64_t random;
 	bool trace;

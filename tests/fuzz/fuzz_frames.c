@@ -11,7 +11,10 @@
  * valid):
  *   byte 0:	configuration bits: 1 vnet_hdr, 2 disable_dns,
  *		4 disable_host_loopback, 8 DNS upstream set, 16 outbound address
- *   byte 1:	MTU choice, see harness_mtus[]
+ *   byte 1:	bits 0-2 MTU choice (harness_mtus[]), bits 3-5 socket budget
+ *		(harness_budgets[]), bits 6-7 descriptor limit of the fake
+ *		kernel (harness_fd_limits[]: socket() and accept4() say EMFILE
+ *		beyond it, for the whole input)
  *   then operations, each an opcode byte (enum op, modulo OP_COUNT) and its
  *   arguments as described at each case of run_op().
  *
@@ -22,7 +25,11 @@
  * - dp_poll() returning other than a count, DP_POLL_TAP_GONE or
  *   DP_POLL_ERROR, or forgetting that the TAP is gone;
  * - a timer that stays due after dp_poll() ran it (a busy loop for Python),
- *   and socket events that never drain without new input (the same).
+ *   and socket events that never drain without new input (the same: a
+ *   listener that keeps failing accept4() for want of descriptors must
+ *   pause);
+ * - host sockets counted by dp_sock_stats() other than those open in the
+ *   fake kernel, or more of them than the budget allows.
  */
 
 #include <errno.h>
@@ -66,6 +73,15 @@ static const uint8_t harness_guest6[16] = { 0xfd, [15] = 0x64 };
 
 static const uint32_t harness_mtus[] = { 1500, 65520, 576, 68, 9000, 1280,
 					 65521, 1499 };
+/* cfg.sock_budget choices (the two listeners count against it), and
+ * descriptor limits of the fake kernel (the TAP, the epoll set and the two
+ * listeners take four) */
+static const uint32_t harness_budgets[] = { 0, 1, 3, 5, 8, 9, 17, 1000 };
+static const unsigned harness_fd_limits[] = { 0, 5, 8, 12 };
+_Static_assert(sizeof(harness_mtus) / sizeof(harness_mtus[0]) == 8 &&
+	       sizeof(harness_budgets) / sizeof(harness_budgets[0]) == 8 &&
+	       sizeof(harness_fd_limits) / sizeof(harness_fd_limits[0]) == 4,
+	       "byte 1 of the input has 3, 3 and 2 bits for these");
 
 /**
  * struct input - the fuzz input being consumed
@@ -147,6 +163,35 @@ static void __attribute__((noreturn)) die(const char *what)
 }
 
 /**
+ * check_socks() - the data plane's socket count must match the fake kernel's
+ * descriptors, and stay within the budget
+ * @h:		harness
+ *
+ * Listeners are the harness's (Python's) sockets, counted by the data plane
+ * as forwards; everything else open but the TAP and the epoll set is the
+ * data plane's.  Only listeners, which are never refused, may take the count
+ * over the budget.
+ */
+static void check_socks(struct harness *h)
+{
+	struct dp_sock_stats st;
+	unsigned listeners = 0;
+	int i, held;
+
+	if (dp_sock_stats(h->dp, &st))
+		die("dp_sock_stats() failed");
+	for (i = 0; i < HARNESS_LISTENERS; i++)
+		listeners += h->listener[i] >= 0;
+	held = fake_open_count() - 2;
+	if (st.fwd < listeners || (int)(st.guest + st.fwd - listeners) != held)
+		die("sockets counted by the data plane differ from those open");
+	if (st.guest_max > st.budget || st.paused > listeners ||
+	    (st.budget && (st.guest > st.guest_max ||
+			   st.guest + st.fwd - listeners > st.budget)))
+		die("sockets held beyond the budget");
+}
+
+/**
  * poll_once() - dp_poll() and check its answer
  * @h:		harness
  * @budget:	frames budget
@@ -163,6 +208,7 @@ static int poll_once(struct harness *h, int budget)
 		die("dp_poll() forgot the TAP is gone");
 	if (rc == DP_POLL_TAP_GONE)
 		h->tap_gone = true;
+	check_socks(h);
 	return rc;
 }
 
@@ -262,6 +308,7 @@ static void op_ctl(struct harness *h, struct input *in)
 static void op_api(struct harness *h, struct input *in)
 {
 	uint64_t counters[256];
+	struct dp_sock_stats st;
 	int n = dp_counter_count(), i;
 	uint8_t what = take8(in);
 
@@ -277,12 +324,15 @@ static void op_api(struct harness *h, struct input *in)
 		die("dp_timeout_ms() negative");
 	dp_notices(h->dp);
 	dp_fwd_connections(h->dp, what % 4);
+	if (dp_sock_stats(NULL, &st) != -1 || dp_sock_stats(h->dp, NULL) != -1)
+		die("dp_sock_stats() takes NULL");
 	if (what & 0x10) {	/* the host's resolver changed: v4, v6 or none */
 		static const uint8_t lo6[16] = { [15] = 1 };
 
 		dp_dns_upstream(h->dp, what & 0x20 ? htonl(0x7f000036) : 0,
 				what & 0x40 ? lo6 : NULL);
 	}
+	check_socks(h);
 }
 
 /**
@@ -385,7 +435,7 @@ static void quiesce(struct harness *h)
 static void harness_config(struct input *in, struct dp_config *cfg)
 {
 	static const uint8_t gw_mac[DP_MAC_LEN] = { 0x52, 0x55, 0, 0, 2, 2 };
-	uint8_t bits = take8(in);
+	uint8_t bits = take8(in), limits;
 
 	memset(cfg, 0, sizeof(*cfg));
 	memcpy(cfg->gw_mac, gw_mac, DP_MAC_LEN);
@@ -394,8 +444,10 @@ static void harness_config(struct input *in, struct dp_config *cfg)
 	cfg->gw4 = htonl(0x0a000202);
 	cfg->dns4 = htonl(0x0a000203);
 	cfg->guest4 = htonl(0x0a000264);
-	cfg->mtu = harness_mtus[take8(in) % (sizeof(harness_mtus) /
-					     sizeof(harness_mtus[0]))];
+	limits = take8(in);
+	cfg->mtu = harness_mtus[limits & 7];
+	cfg->sock_budget = harness_budgets[limits >> 3 & 7];
+	fk.fd_limit = harness_fd_limits[limits >> 6];
 	cfg->vnet_hdr = bits & 1;
 	cfg->disable_dns = !!(bits & 2);
 	cfg->disable_host_loopback = !!(bits & 4);

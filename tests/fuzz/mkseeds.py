@@ -90,11 +90,17 @@ def arp_request(tpa: str) -> bytes:
     return eth(body, ethertype=0x0806, dst=b"\xff" * 6)
 
 
-class Seed:
-    """An input for the harness, built one operation at a time."""
+KNOB_SOCKET_ERR, KNOB_ACCEPT_ERR, KNOB_EPOLL_ERR = 0, 8, 9
+ERRNO_EMFILE, ERRNO_ENFILE = 6, 7  # indexes into fake_sys.c's fake_errnos[]
+BUDGET_9, FD_LIMIT_8 = 5, 2  # indexes into harness_budgets[] and harness_fd_limits[]
 
-    def __init__(self, config=0, mtu_index=0):
-        self.b = bytearray([config, mtu_index])
+
+class Seed:
+    """An input for the harness, built one operation at a time; budget and
+    fd_limit index fuzz_frames.c's harness_budgets[] and harness_fd_limits[]."""
+
+    def __init__(self, config=0, mtu_index=0, budget=0, fd_limit=0):
+        self.b = bytearray([config, mtu_index | budget << 3 | fd_limit << 6])
 
     def frame(self, f: bytes, poll=True):
         self.b += bytes([OP_FRAME]) + struct.pack("!H", len(f)) + f
@@ -239,6 +245,42 @@ def scenarios(binary: str) -> dict[str, Seed]:
 
     out["udp-fwd"] = (Seed().dgram(b"to the guest", sel=0xFF, origin=1)
                       .frame(udp("198.51.100.7", 5353, 1281, b"reply")).op(OP_FWD, 3).poll())
+
+    # host sockets (flow.c): a budget of 9, of which the two listeners take
+    # two and the guest's flows may hold seven.  Eight new UDP flows at once:
+    # one refused (nothing idle to recycle), one touched again from each
+    # side, a refused SYN, a forwarded connection that finds the budget used
+    # up (the listener pauses, twice); two seconds later the listener
+    # accepts, and a UDP flow, a SYN and a ping each recycle the least
+    # recently used flow
+    s = Seed(budget=BUDGET_9)
+    for i in range(8):
+        s.frame(udp(REMOTE4, 41000 + i, 9, b"u%d" % i), poll=False)
+    s.poll().frame(udp(REMOTE4, 41002, 9, b"again")).dgram(b"reply", sel=1)
+    s.frame(tcp(REMOTE4, 40010, 80, 1, 0, "S")).op(OP_ACCEPT).poll().time(0, 150).poll()
+    s.time(2, 2).poll().poll()
+    s.frame(udp(REMOTE4, 41100, 9, b"new")).frame(tcp(REMOTE4, 40011, 80, 1, 0, "S"))
+    s.frame(icmp_echo(REMOTE4)).op(OP_ACCEPT, OP_ACCEPT).poll()
+    out["sock-budget"] = s.op(OP_API, 0).time(2, 70).poll()
+
+    # no budget, but only eight descriptors: socket() and accept4() say
+    # EMFILE; refused while every flow is fresh, recycled once idle
+    s = Seed(fd_limit=FD_LIMIT_8)
+    for i in range(6):
+        s.frame(udp(REMOTE4, 42000 + i, 9, b"e%d" % i), poll=False)
+    s.poll().time(2, 2).poll().frame(udp(REMOTE4, 42100, 9, b"new"))
+    s.op(OP_ACCEPT).poll().op(OP_ACCEPT, OP_ACCEPT, OP_ACCEPT, OP_ACCEPT).poll()
+    out["sock-emfile"] = s.time(0, 150).poll().time(2, 70).poll()
+
+    # accept4() failing with EMFILE, then ENFILE: the listener pauses and
+    # tries again after the pause (once more when epoll refuses it back);
+    # socket() saying ENFILE drops a datagram
+    s = Seed().frame(arp_request(GW4)).op(OP_KNOB, KNOB_ACCEPT_ERR, ERRNO_EMFILE, OP_ACCEPT).poll().poll()
+    s.op(OP_KNOB, KNOB_EPOLL_ERR, 1).time(0, 150).poll().op(OP_KNOB, KNOB_EPOLL_ERR, 0)
+    s.time(0, 150).poll().op(OP_KNOB, KNOB_ACCEPT_ERR, ERRNO_ENFILE).time(0, 150).poll()
+    s.op(OP_KNOB, KNOB_SOCKET_ERR, ERRNO_ENFILE).frame(udp(REMOTE4, 43000, 9, b"x"))
+    s.op(OP_KNOB, KNOB_ACCEPT_ERR, 0, OP_KNOB, KNOB_SOCKET_ERR, 0).time(0, 150).poll()
+    out["accept-no-fd"] = s.time(2, 70).poll()
     return out
 
 
