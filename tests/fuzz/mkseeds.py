@@ -204,15 +204,15 @@ def scenarios(binary: str) -> dict[str, Seed]:
     s.frame(tcp(REMOTE4, 40001, 80, 1019, isn + 1 + 3020, "FA"))
     out["tcp-out"] = s.time(2, 70).poll()
 
-    # TCP out with loss: six segments arrive ahead of a hole (held out of
+    # TCP out with loss: twelve segments arrive ahead of a hole (held out of
     # order, SACKed), then the hole, then the host reads everything
     s = Seed().frame(syn).event(EV_CONNECTED)
     isn = last_syn_seq(harness_out(binary, s))
     s.frame(tcp(REMOTE4, 40001, 80, 1001, isn + 1, "A"))
-    for i in range(6):
-        s.frame(tcp(REMOTE4, 40001, 80, 1101 + 100 * i, isn + 1, "PA", bytes([65 + i]) * 100), poll=False)
+    for i in range(12):
+        s.frame(tcp(REMOTE4, 40001, 80, 2001 + 1000 * i, isn + 1, "PA", bytes([65 + i]) * 1000), poll=False)
     s.poll()
-    s.frame(tcp(REMOTE4, 40001, 80, 1001, isn + 1, "PA", b"h" * 100))
+    s.frame(tcp(REMOTE4, 40001, 80, 1001, isn + 1, "PA", b"h" * 1000))
     s.event(EV_DRAINED)
     out["tcp-ooo"] = s.time(2, 70).poll()
 
