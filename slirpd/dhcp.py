@@ -89,6 +89,10 @@ class DhcpServer:
                 return addr
         return None
 
+    def stats(self) -> dict:
+        """get_stats's "dhcp" section: replies sent, leases held, drops by reason."""
+        return {"replies": self.replies, "leases": len(self.leases), "drops": dict(self.drops)}
+
     def handle(self, frame: bytes) -> bytes | None:
         """One frame to UDP port 67 in, the reply frame (or None) out."""
         try:

@@ -201,6 +201,13 @@ class Slirpd:
         line = [ln for ln in self.stderr.splitlines() if ln.startswith("slirpd: counters ")][-1]
         return json.loads(line[len("slirpd: counters "):])
 
+    def cpu_ticks(self) -> int:
+        """The daemon's user plus system CPU time so far, in clock ticks
+        (/proc/PID/stat, fields 14 and 15)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
     def rss_kib(self) -> int:
         status = open(f"/proc/{self.proc.pid}/status").read()
         return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
