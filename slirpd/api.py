@@ -41,6 +41,7 @@ import time
 
 from slirpd.apijson import parse_request
 from slirpd.log import log
+from slirpd.remover import SocketRemover
 from slirpd.unixsock import listen_unix
 
 REQUEST_MAX = 4096
@@ -217,8 +218,8 @@ class ApiServer:
         self.accept_failing = 0  # ... of them in a row, until one succeeds
         self.listener = listen_unix(path, socket.SOCK_STREAM, CLIENTS_MAX)
         self.listener.setblocking(False)
-        # Kept so the socket can be removed after --enable-sandbox hid the path
-        self.dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # Removes the file at exit, also after --enable-sandbox hid the path
+        self.remover = SocketRemover(path)
         api.stats_sections["api"] = self.stats
 
     def attach(self, sel: selectors.BaseSelector) -> None:
@@ -382,8 +383,4 @@ class ApiServer:
             client.sock.close()
         self.clients.clear()
         self.listener.close()
-        try:
-            os.unlink(os.path.basename(self.path), dir_fd=self.dir_fd)
-        except OSError:
-            pass
-        os.close(self.dir_fd)
+        self.remover.remove()

@@ -125,7 +125,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
             api = ApiServer(cfg.api_socket, Api(forwards, dhcp))
             cleanup.callback(api.close)
         if cfg.enable_sandbox:
-            sandbox.enter(ns.userns_fd)
+            sandbox.enter(ns)  # closes ns: no namespace fd survives the pivot
     status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
     if cfg.enable_ipv6:
         status += f"; IPv6 {cfg.net6}, gateway {cfg.gateway6}, DNS {cfg.dns6}"
@@ -141,8 +141,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
                     forward_signals_to=command.pid if command else None, dhcp=dhcp)
     if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
-        seccomp.enter(command_pid=command.pid if command else None, api_dir_fd=api.dir_fd if api else None,
-                      create_netns=cfg.create_netns is not None)
+        seccomp.enter(command_pid=command.pid if command else None, create_netns=cfg.create_netns is not None)
     return daemon.run(on_ready=on_ready)
 
 

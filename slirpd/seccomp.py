@@ -20,10 +20,12 @@ Arguments are checked where the answer is fixed and cheap to state:
 - ioctl(): only FIONBIO (Python's setblocking);
 - newfstatat(): only on a file descriptor (AT_EMPTY_PATH), never a path;
 - kill(): only the `-- COMMAND` child (signals are passed on to it);
-- unlinkat(): only in the API socket's directory (its file goes on exit);
-  unlink() only for a BESS socket, umount2(MNT_DETACH) only for
-  --create-netns's bind mount; none of the three otherwise.
+- unlink() only for a BESS socket, umount2(MNT_DETACH) only for
+  --create-netns's bind mount; neither otherwise.
 Not on the list at all: open/openat (nothing is opened after setup),
+unlinkat (the API socket's file is removed by a helper process outside the
+sandbox, slirpd/remover.py: a rule tied to a directory fd would still let
+"../.." reach anything the user may delete),
 execve, fork/clone (one thread, no children), ptrace, mount, setns, unshare,
 pivot_root, bpf, keyctl, and everything else.
 
@@ -41,6 +43,8 @@ exiting, `-- COMMAND` and --create-netns.  They made these calls and no other:
   listen munmap newfstatat(AT_EMPTY_PATH) read recvfrom recvmmsg recvmsg
   rt_sigaction rt_sigreturn sendmsg sendto setsockopt shutdown
   socket(AF_INET, AF_INET6) umount2 unlink unlinkat wait4 write
+
+(unlinkat was the API socket's removal, which has left the daemon since.)
 
 Added without being seen, each for a stated reason: brk, mmap, mprotect,
 mremap, madvise (malloc and Python's allocator map and trim memory whenever
@@ -123,11 +127,9 @@ def library_version() -> str:
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
-def build(command_pid: int | None = None, api_dir_fd: int | None = None, bess: bool = False,
-          create_netns: bool = False):
+def build(command_pid: int | None = None, bess: bool = False, create_netns: bool = False):
     """The filter: SYSCALLS allowed, with the argument checks of the module
     doc.  command_pid: the `-- COMMAND` child that kill() may signal;
-    api_dir_fd: the API socket's directory, where unlinkat() may remove it;
     bess: unlink() may remove the BESS socket; create_netns: umount2() may
     undo the namespace's bind mount.  Return: a pyseccomp.SyscallFilter, not
     loaded."""
@@ -145,8 +147,6 @@ def build(command_pid: int | None = None, api_dir_fd: int | None = None, bess: b
     flt.add_rule(sc.ALLOW, "fstat")
     if command_pid is not None:
         flt.add_rule(sc.ALLOW, "kill", sc.Arg(0, sc.EQ, command_pid))
-    if api_dir_fd is not None:
-        flt.add_rule(sc.ALLOW, "unlinkat", sc.Arg(0, sc.EQ, api_dir_fd))
     if bess:
         flt.add_rule(sc.ALLOW, "unlink")
     if create_netns:
