@@ -86,10 +86,10 @@ def run(cfg: Config) -> int:
     _check_fd(cfg.ready_fd, "ready-fd")
     if cfg.enable_seccomp:
         seccomp.check_available()
-    if cfg.target_type == "bess":
-        return _run_bess(cfg)
     if cfg.enable_sandbox:
         sandbox.check_resolv_conf()
+    if cfg.target_type == "bess":
+        return _run_bess(cfg)
     with contextlib.ExitStack() as cleanup:
         command = None
         if cfg.command is not None:
@@ -155,29 +155,34 @@ def _publish(cfg: Config, forwards: Forwards) -> None:
 
 
 def _run_bess(cfg: Config) -> int:
-    """--target-type=bess: ready once listening, then serve the one peer."""
+    """--target-type=bess: ready once listening, then serve the one peer
+    (its socket file is removed once it is connected)."""
     from slirpd import bess
     from slirpd.daemon import Daemon
 
     listener = bess.listen(cfg.target)
     try:
         peer_fd = bess.accept_peer(listener, cfg.exit_fd, lambda: _signal_ready(cfg.ready_fd))
-        listener.close()
-        if peer_fd is None:
-            return 0
-        log.debug("BESS peer connected on %s", cfg.target)
-        with _dataplane(cfg, peer_fd) as dp:
-            _start_pcap(cfg, dp)
-            daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg))
-            if cfg.enable_seccomp:
-                seccomp.enter(bess=True)
-            return daemon.run()
     finally:
+        # Only one peer is served: nobody may connect after it, and the
+        # daemon needs no name of the host's once serving (--enable-sandbox
+        # hides them, --enable-seccomp allows no unlink)
         listener.close()
         try:
             os.unlink(cfg.target)
         except OSError:
             pass
+    if peer_fd is None:
+        return 0
+    log.debug("BESS peer connected on %s", cfg.target)
+    with _dataplane(cfg, peer_fd) as dp:
+        _start_pcap(cfg, dp)
+        if cfg.enable_sandbox:
+            sandbox.enter()
+        daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg))
+        if cfg.enable_seccomp:
+            seccomp.enter()
+        return daemon.run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,12 +20,12 @@ Arguments are checked where the answer is fixed and cheap to state:
 - ioctl(): only FIONBIO (Python's setblocking);
 - newfstatat(): only on a file descriptor (AT_EMPTY_PATH), never a path;
 - kill(): only the `-- COMMAND` child (signals are passed on to it);
-- unlink() only for a BESS socket, umount2(MNT_DETACH) only for
-  --create-netns's bind mount; neither otherwise.
+- umount2(): only MNT_DETACH, only for --create-netns's bind mount.
 Not on the list at all: open/openat (nothing is opened after setup),
-unlinkat (the API socket's file is removed by a helper process outside the
-sandbox, slirpd/remover.py: a rule tied to a directory fd would still let
-"../.." reach anything the user may delete),
+unlink and unlinkat (no file is removed once serving: the API socket's is
+removed by a helper process outside the sandbox, slirpd/remover.py, since a
+rule tied to a directory fd would still let "../.." reach anything the user
+may delete; the BESS socket's goes as soon as its one peer is connected),
 execve, fork/clone (one thread, no children), ptrace, mount, setns, unshare,
 pivot_root, bpf, keyctl, and everything else.
 
@@ -44,7 +44,8 @@ exiting, `-- COMMAND` and --create-netns.  They made these calls and no other:
   rt_sigaction rt_sigreturn sendmsg sendto setsockopt shutdown
   socket(AF_INET, AF_INET6) umount2 unlink unlinkat wait4 write
 
-(unlinkat was the API socket's removal, which has left the daemon since.)
+(unlink and unlinkat were the BESS and API sockets' removal, which have left
+the serving daemon since.)
 
 Added without being seen, each for a stated reason: brk, mmap, mprotect,
 mremap, madvise (malloc and Python's allocator map and trim memory whenever
@@ -127,11 +128,10 @@ def library_version() -> str:
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
-def build(command_pid: int | None = None, bess: bool = False, create_netns: bool = False):
+def build(command_pid: int | None = None, create_netns: bool = False):
     """The filter: SYSCALLS allowed, with the argument checks of the module
     doc.  command_pid: the `-- COMMAND` child that kill() may signal;
-    bess: unlink() may remove the BESS socket; create_netns: umount2() may
-    undo the namespace's bind mount.  Return: a pyseccomp.SyscallFilter, not
+    create_netns: umount2() may undo the namespace's bind mount.  Return: a pyseccomp.SyscallFilter, not
     loaded."""
     sc = _import_pyseccomp()
     flt = sc.SyscallFilter(sc.ERRNO(DEFAULT_ACTION_ERRNO))
@@ -147,8 +147,6 @@ def build(command_pid: int | None = None, bess: bool = False, create_netns: bool
     flt.add_rule(sc.ALLOW, "fstat")
     if command_pid is not None:
         flt.add_rule(sc.ALLOW, "kill", sc.Arg(0, sc.EQ, command_pid))
-    if bess:
-        flt.add_rule(sc.ALLOW, "unlink")
     if create_netns:
         flt.add_rule(sc.ALLOW, "umount2", sc.Arg(1, sc.EQ, MNT_DETACH))
     return flt

@@ -32,11 +32,11 @@ STRACE_DIR = os.environ.get("SLIRPD_TEST_STRACE")
 
 def harden_args(args) -> list[str]:
     """The flags the hardened pass adds to a slirpd command line: both, but
-    no --enable-sandbox for BESS (a socket path, no namespace to hide the
-    host from) or --create-netns (it must unmount its namespace file on exit,
-    which the sandbox's mount namespace would hide); none that are given."""
+    no --enable-sandbox for --create-netns (it must unmount its namespace
+    file on exit, which the sandbox's mount namespace would hide); none that
+    are given."""
     args = list(args)
-    confined = "--target-type=bess" in args or any(a.startswith("--create-netns") for a in args)
+    confined = any(a.startswith("--create-netns") for a in args)
     extra = ["--enable-seccomp"] if confined else ["--enable-sandbox", "--enable-seccomp"]
     return [a for a in extra if a not in args]
 

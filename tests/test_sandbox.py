@@ -30,9 +30,7 @@ def test_sandbox_hides_host_files_as_plain_user(guest, start_slirpd):
     assert sorted(os.listdir(root)) == ["etc", "run"]
     assert os.path.exists(f"{root}/etc/passwd")
     assert not os.path.exists(f"{root}/usr") and not os.path.exists(f"{root}/tmp")
-    assert int(status_field(d.proc.pid, "CapEff"), 16) & ~(1 << CAP_NET_BIND_SERVICE) == 0
-    assert int(status_field(d.proc.pid, "CapBnd"), 16) & ~(1 << CAP_NET_BIND_SERVICE) == 0
-    assert status_field(d.proc.pid, "NoNewPrivs") == "1"
+    assert_locked_down(d.proc.pid)
     res = guest.run("ping -c 2 -i 0.2 -W 2 10.0.2.2", check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert d.counters()["icmp_echo_replies"] >= 2  # SIGUSR1 works in the sandbox
@@ -42,8 +40,7 @@ def test_sandbox_hides_host_files_as_plain_user(guest, start_slirpd):
 def test_sandbox_as_root_keeps_only_net_bind_service(guest, start_slirpd):
     d = start_slirpd("-c", "--enable-sandbox", str(guest.pid), user=None)
     assert sorted(os.listdir(f"/proc/{d.proc.pid}/root")) == ["etc", "run"]
-    assert int(status_field(d.proc.pid, "CapEff"), 16) == 1 << CAP_NET_BIND_SERVICE
-    assert int(status_field(d.proc.pid, "CapBnd"), 16) == 1 << CAP_NET_BIND_SERVICE
+    assert_locked_down(d.proc.pid)
     assert guest.run("ping -c 1 -W 2 10.0.2.2", check=False).returncode == 0
     assert d.stop() == 0
 
@@ -148,13 +145,35 @@ def test_nothing_inside_is_writable_or_executable(sandboxed):
     assert {k: got[k] for k in writes} == {k: "EROFS" for k in writes} and len(writes) == 7
     assert got["exec /etc/hostname"] == got["exec /run/lock/tool"] == "EACCES"  # noexec
     assert got["dirs"] == ["etc", "run"] and got["/etc and /run are directories"]
-    with open(f"/proc/{sandboxed.proc.pid}/mountinfo") as f:
+    assert {"/", "/etc", "/etc/hostname", "/run", "/run/lock"} <= assert_locked_down(sandboxed.proc.pid)
+    assert sandboxed.guest.run("ping -c 1 -W 2 10.0.2.2", check=False).returncode == 0
+
+
+O_DIRECTORY = 0o200000
+O_PATH = 0o10000000
+
+
+def assert_locked_down(pid: int) -> set[str]:
+    """Check a sandboxed daemon from outside: every mount in its table is
+    read-only, nosuid, nodev and noexec; it holds no descriptor of a
+    directory nor an O_PATH one; its capabilities are CAP_NET_BIND_SERVICE
+    alone, ambient and inheritable empty; no_new_privs.  Return: its mount
+    points."""
+    with open(f"/proc/{pid}/mountinfo") as f:
         mounts = [line.split() for line in f]
-    points = {m[4] for m in mounts}
-    assert {"/", "/etc", "/etc/hostname", "/run", "/run/lock"} <= points
     for m in mounts:
         assert {"ro", "nosuid", "nodev", "noexec"} <= set(m[5].split(",")), m
-    assert sandboxed.guest.run("ping -c 1 -W 2 10.0.2.2", check=False).returncode == 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        assert not stat.S_ISDIR(os.stat(f"/proc/{pid}/fd/{fd}").st_mode), (fd, target)
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            flags = int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
+        assert not flags & (O_DIRECTORY | O_PATH), (fd, target)
+    only = f"{1 << CAP_NET_BIND_SERVICE:016x}"
+    caps = {name: status_field(pid, name) for name in ("CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd")}
+    assert caps == {"CapEff": only, "CapPrm": only, "CapInh": "0" * 16, "CapAmb": "0" * 16, "CapBnd": only}
+    assert status_field(pid, "NoNewPrivs") == "1"
+    return {m[4] for m in mounts}
 
 
 def test_resolver_files_the_host_renames_show_inside(sandboxed):
@@ -168,26 +187,11 @@ def test_resolver_files_the_host_renames_show_inside(sandboxed):
     assert probe(sandboxed)["resolv.conf"] == "nameserver 192.0.2.53\n"
 
 
-O_DIRECTORY = 0o200000
-O_PATH = 0o10000000
-
-
-def test_no_descriptor_outside_the_root_and_capabilities(sandboxed, plain_user):
-    """The daemon holds no descriptor of a directory (the API socket's
-    directory was one: a way out under seccomp) nor an O_PATH one; its
-    capabilities are CAP_NET_BIND_SERVICE alone, ambient and inheritable
-    empty; the API socket still goes away when it exits."""
-    pid = sandboxed.proc.pid
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        assert not stat.S_ISDIR(os.stat(f"/proc/{pid}/fd/{fd}").st_mode), (fd, target)
-        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-            flags = int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
-        assert not flags & (O_DIRECTORY | O_PATH), (fd, target)
-    only = f"{1 << CAP_NET_BIND_SERVICE:016x}"
-    caps = {name: status_field(pid, name) for name in ("CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd")}
-    assert caps == {"CapEff": only, "CapPrm": only, "CapInh": "0" * 16, "CapAmb": "0" * 16, "CapBnd": only}
-    assert status_field(pid, "NoNewPrivs") == "1"
+def test_no_descriptor_outside_the_root_and_capabilities(sandboxed):
+    """No descriptor of a directory (the API socket's directory was one: a
+    way out under seccomp), only CAP_NET_BIND_SERVICE; the API socket still
+    goes away when the daemon exits."""
+    assert_locked_down(sandboxed.proc.pid)
     assert os.path.exists(sandboxed.api_sock)
     assert sandboxed.stop() == 0
     assert not os.path.exists(sandboxed.api_sock)
