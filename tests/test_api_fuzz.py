@@ -24,23 +24,13 @@ from slirpd.config import Config
 from slirpd.forward import Forwards
 
 from conftest import wait_for
+from jsongen import hostile_leaves, json_leaves, json_of
 
 COMMANDS = ["add_hostfwd", "list_hostfwd", "remove_hostfwd", "get_stats"]
 ARGUMENTS = ["proto", "host_addr", "host_port", "guest_addr", "guest_port", "id"]
 # Values a field may be checked against, and near misses
 NEAR_VALUES = ["tcp", "udp", "TCP", "", "0.0.0.0", "127.0.0.1", "::1", "::", "10.0.2.100", "10.0.2.2", "fd00::100",
                "fe80::1%lo", "1.2.3.4\0x", "\udcff", "255.255.255.255", "::ffff:127.0.0.1"]
-
-# JSON that parson (slirp4netns's parser) takes: finite numbers within a double
-json_leaves = (st.none() | st.booleans() | st.integers(-(10 ** 300), 10 ** 300) | st.floats(allow_nan=False,
-               allow_infinity=False) | st.text(max_size=20))
-# ... and what it refuses: NaN, infinities, integers beyond a double
-hostile_leaves = json_leaves | st.integers(-(10 ** 400), 10 ** 400) | st.floats()
-
-
-def json_of(leaves):
-    return st.recursive(leaves, lambda kids: st.lists(kids, max_size=4)
-                        | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=16)
 
 
 def argument_values(leaves):

@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from conftest import wait_for
+from lockdown import assert_locked_down
 from test_dataplane_frames import inet_csum as csum
 
 GUEST_MAC = bytes.fromhex("020000000064")
@@ -60,8 +61,6 @@ def test_bess_with_sandbox(start_slirpd, user_tmp, root):
     itself down once the peer is connected, in a user namespace of its own
     as a plain user, and serves; the socket file is gone by then, since no
     second peer is served."""
-    from test_sandbox import assert_locked_down
-
     path = user_tmp / "bess.sock"
     d = start_slirpd("--target-type=bess", "--enable-sandbox", str(path), **({"user": None} if root else {}))
     peer = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -3,25 +3,17 @@ it read-only, nosuid, nodev and noexec, holds no capability but
 CAP_NET_BIND_SERVICE, no descriptor of a directory outside its root, and
 keeps serving."""
 
-import errno
 import json
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 
 import pytest
 
 from conftest import SLIRPD, wait_for
-
-CAP_NET_BIND_SERVICE = 10
-
-
-def status_field(pid: int, name: str) -> str:
-    with open(f"/proc/{pid}/status") as f:
-        return next(line.split(":", 1)[1].strip() for line in f if line.startswith(name + ":"))
+from lockdown import assert_locked_down
 
 
 def test_sandbox_hides_host_files_as_plain_user(guest, start_slirpd):
@@ -147,33 +139,6 @@ def test_nothing_inside_is_writable_or_executable(sandboxed):
     assert got["dirs"] == ["etc", "run"] and got["/etc and /run are directories"]
     assert {"/", "/etc", "/etc/hostname", "/run", "/run/lock"} <= assert_locked_down(sandboxed.proc.pid)
     assert sandboxed.guest.run("ping -c 1 -W 2 10.0.2.2", check=False).returncode == 0
-
-
-O_DIRECTORY = 0o200000
-O_PATH = 0o10000000
-
-
-def assert_locked_down(pid: int) -> set[str]:
-    """Check a sandboxed daemon from outside: every mount in its table is
-    read-only, nosuid, nodev and noexec; it holds no descriptor of a
-    directory nor an O_PATH one; its capabilities are CAP_NET_BIND_SERVICE
-    alone, ambient and inheritable empty; no_new_privs.  Return: its mount
-    points."""
-    with open(f"/proc/{pid}/mountinfo") as f:
-        mounts = [line.split() for line in f]
-    for m in mounts:
-        assert {"ro", "nosuid", "nodev", "noexec"} <= set(m[5].split(",")), m
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        assert not stat.S_ISDIR(os.stat(f"/proc/{pid}/fd/{fd}").st_mode), (fd, target)
-        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-            flags = int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
-        assert not flags & (O_DIRECTORY | O_PATH), (fd, target)
-    only = f"{1 << CAP_NET_BIND_SERVICE:016x}"
-    caps = {name: status_field(pid, name) for name in ("CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd")}
-    assert caps == {"CapEff": only, "CapPrm": only, "CapInh": "0" * 16, "CapAmb": "0" * 16, "CapBnd": only}
-    assert status_field(pid, "NoNewPrivs") == "1"
-    return {m[4] for m in mounts}
 
 
 def test_resolver_files_the_host_renames_show_inside(sandboxed):

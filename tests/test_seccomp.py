@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from conftest import SLIRPD, as_user
+from lockdown import status_field
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,11 +74,6 @@ def test_filter_allows_the_daemons_calls_and_refuses_others(plain_user):
     allowed = {"socket AF_INET", "socket AF_INET6", "mmap rw", "ioctl FIONBIO", "fstat"}
     assert got == {name: ("ok" if name in allowed else "EPERM") for name in got}
     assert len(got) == 19
-
-
-def status_field(pid: int, name: str) -> str:
-    with open(f"/proc/{pid}/status") as f:
-        return next(line.split(":", 1)[1].strip() for line in f if line.startswith(name + ":"))
 
 
 def test_daemon_serves_under_the_filter(guest, start_slirpd):
