@@ -246,8 +246,7 @@ class ApiServer:
         took too long to ask; close those that take too long to go away."""
         now = time.monotonic()
         if self.accept_paused_until is not None and now >= self.accept_paused_until:
-            self.accept_paused_until = None
-            self.sel.register(self.listener, selectors.EVENT_READ, self._on_accept)
+            self._resume_accepting()
         for client in [c for c in self.clients.values() if c.deadline <= now]:
             if client.answered:
                 self._close(client)
@@ -257,6 +256,17 @@ class ApiServer:
     def _pause_accepting(self, seconds: float) -> None:
         self.sel.unregister(self.listener)
         self.accept_paused_until = time.monotonic() + seconds
+
+    def _resume_accepting(self) -> None:
+        """Watch the listener again; if the selector cannot take it (epoll
+        out of memory or watches), count it as a failed accept and wait."""
+        try:
+            self.sel.register(self.listener, selectors.EVENT_READ, self._on_accept)
+        except OSError as e:
+            self.accept_paused_until = time.monotonic() + ACCEPT_RETRY
+            self._count_failure(e)
+            return
+        self.accept_paused_until = None
 
     def _on_accept(self) -> None:
         try:
@@ -285,13 +295,16 @@ class ApiServer:
         """accept() failed for want of descriptors or memory (or for a reason
         nobody expects): stop trying for ACCEPT_RETRY, so the loop does not
         spin on a listener that stays readable; log the first failure only."""
+        self._count_failure(e)
+        self._pause_accepting(ACCEPT_RETRY)
+
+    def _count_failure(self, e: OSError) -> None:
         self.accept_errors += 1
         self.accept_failing += 1
         if self.accept_failing == 1:
             kind = "out of resources" if e.errno in ACCEPT_RESOURCE_ERRNOS else "unexpected error"
             log.warning("API socket: cannot accept clients (%s: %s); retrying every %g s, clients wait",
                         kind, e.strerror, ACCEPT_RETRY)
-        self._pause_accepting(ACCEPT_RETRY)
 
     def _guarded(self, client: _Client, step, *args) -> None:
         """Run one step of serving client; whatever it raises (a selector

@@ -9,7 +9,9 @@ requests; max_examples bounds each test's time, and deadline=None keeps a
 slow example on a busy machine from failing the run.
 """
 
+import errno
 import json
+import selectors
 import socket
 import struct
 import threading
@@ -189,11 +191,9 @@ class ServedApi:
     """An ApiServer on a real socket, its loop in a thread (as the daemon's
     selector would run it), for clients in the test's thread."""
 
-    def __init__(self, path: str, handler: Api):
-        import selectors
-
+    def __init__(self, path: str, handler: Api, sel=None):
         self.server = ApiServer(path, handler)
-        self.sel = selectors.DefaultSelector()
+        self.sel = sel or selectors.DefaultSelector()
         self.server.attach(self.sel)
         self.running = True
         self.errors = []
@@ -285,6 +285,45 @@ def test_resets_half_closes_and_trickles(served):
     gone.sendall(b'{"execute": "get_stats"}')
     gone.close()
     wait_for(lambda: not served.server.clients, 10, "every client to be closed")
+
+
+class FlakySelector(selectors.DefaultSelector):
+    """A selector that refuses (ENOMEM) the next `failures` registrations of
+    one socket, as epoll_ctl can."""
+
+    def __init__(self):
+        super().__init__()
+        self.flaky, self.failures = None, 0
+
+    def register(self, fileobj, events, data=None):
+        if fileobj is self.flaky and self.failures:
+            self.failures -= 1
+            raise OSError(errno.ENOMEM, "Cannot allocate memory")
+        return super().register(fileobj, events, data)
+
+
+def test_a_listener_the_selector_refuses_is_retried(forwards, tmp_path, caplog):
+    """When the listener cannot be watched again after a pause, the server
+    waits ACCEPT_RETRY and tries again (counted, logged once) instead of
+    raising out of the event loop; the waiting client is then served."""
+    sel = FlakySelector()
+    s = ServedApi(str(tmp_path / "api.sock"), Api(forwards), sel)
+    sel.flaky, sel.failures = s.server.listener, 2  # after the pause that follows the first accept
+    try:
+        with caplog.at_level("WARNING", logger="slirpd"), connect(s.server.path) as first:
+            first.sendall(b'{"execute": "list_hostfwd"}')
+            first.shutdown(socket.SHUT_WR)
+            assert read_all(first) == b'{"entries":[]}'
+            with connect(s.server.path) as second:
+                second.sendall(b'{"execute": "list_hostfwd"}')
+                second.shutdown(socket.SHUT_WR)
+                assert read_all(second) == b'{"entries":[]}'
+    finally:
+        s.stop()
+    assert s.server.accept_errors == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "API socket: cannot accept clients (out of resources: Cannot allocate memory); retrying every 0.1 s, "
+        "clients wait", "API socket: accepting clients again after 2 failed attempts"]
 
 
 class TestDaemon:
