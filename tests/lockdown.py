@@ -1,5 +1,7 @@
-"""What a locked-down daemon looks like from outside, in /proc: its mounts,
-descriptors and capabilities (test_sandbox.py, test_bess.py)."""
+"""What a locked-down daemon looks like: from outside, in /proc (its mounts,
+descriptors and capabilities: test_sandbox.py, test_bess.py), and to a
+probe script that tries what it should not be able to do (test_sandbox.py,
+test_seccomp.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,20 @@ import stat
 CAP_NET_BIND_SERVICE = 10
 O_DIRECTORY = 0o200000
 O_PATH = 0o10000000
+
+# The part of a probe script (python -c) that records attempts: attempt(name,
+# call) sets results[name] to "ok" or to the name of the errno it failed with
+ATTEMPTS = r"""
+import errno
+results = {}
+
+def attempt(name, call):
+    try:
+        call()
+        results[name] = "ok"
+    except OSError as e:
+        results[name] = errno.errorcode.get(e.errno, str(e.errno))
+"""
 
 
 def status_field(pid: int, name: str) -> str:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import SLIRPD, wait_for
-from lockdown import assert_locked_down
+from lockdown import ATTEMPTS, assert_locked_down
 
 
 def test_sandbox_hides_host_files_as_plain_user(guest, start_slirpd):
@@ -55,22 +55,14 @@ def test_sandbox_refuses_resolv_conf_symlink_outside(tmp_path):
 # namespace (root with every capability: a stronger hand than the daemon's)
 # and try to write and to execute where the daemon could reach.
 PROBE = r"""
-import ctypes, errno, json, os, sys
+import ctypes, json, os, sys
 pid, tool_in_run = int(sys.argv[1]), sys.argv[2]
 libc = ctypes.CDLL(None, use_errno=True)
 mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
 if libc.setns(mnt, 0x00020000) != 0:
     sys.exit(f"setns: {os.strerror(ctypes.get_errno())}")
 os.chdir("/")
-results = {}
-
-def attempt(name, call):
-    try:
-        call()
-        results[name] = "ok"
-    except OSError as e:
-        results[name] = errno.errorcode.get(e.errno, str(e.errno))
-
+""" + ATTEMPTS + r"""
 def create(path):
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o755))
 

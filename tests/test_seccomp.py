@@ -11,25 +11,17 @@ import sys
 import pytest
 
 from conftest import SLIRPD, as_user
-from lockdown import status_field
+from lockdown import ATTEMPTS, status_field
 
 pytestmark = pytest.mark.timeout(120)
 
 # Loads the filter as the daemon does, then tries calls on both sides of it.
 PROBE = r"""
-import ctypes, errno, json, mmap, os, socket
+import ctypes, json, mmap, os, socket
 from slirpd import seccomp
 libc = ctypes.CDLL(None, use_errno=True)
 seccomp.enter()
-results = {}
-
-def attempt(name, call):
-    try:
-        call()
-        results[name] = "ok"
-    except OSError as e:
-        results[name] = errno.errorcode.get(e.errno, str(e.errno))
-
+""" + ATTEMPTS + r"""
 def libc_call(rc):
     if rc != 0:
         raise OSError(ctypes.get_errno(), "libc")
