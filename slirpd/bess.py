@@ -3,8 +3,9 @@
 UML's "bess" vector transport connects to a UNIX SOCK_SEQPACKET socket and
 exchanges bare Ethernet frames, one per message: exactly what a TAP fd
 carries, so the data plane serves the accepted connection as its "TAP".
-Only one peer is served, as slirp4netns does; when it disconnects the data
-plane sees end-of-file and slirpd exits.
+Only one peer is served, as slirp4netns does: the socket file is removed
+once it is connected; when it disconnects the data plane sees end-of-file
+and slirpd exits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import selectors
 import signal
 import socket
 
+from slirpd.netns import SetupError
 from slirpd.unixsock import listen_unix
 
 
@@ -45,7 +47,10 @@ def accept_peer(listener: socket.socket, exit_fd: int | None, on_ready) -> int |
                 for key, _ in sel.select():
                     if key.data == "exit":
                         return None
-                    conn, _ = listener.accept()
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError as e:  # e.g. out of descriptors: one line, not a traceback
+                        raise SetupError(f"cannot accept the BESS peer: {e.strerror}") from None
                     conn.setblocking(False)
                     return conn.detach()
     except _Stopped:

@@ -20,8 +20,9 @@ from slirpd.cli import UsageError, _publish
 TIMEOUT = 10.0
 
 
-def request(path: str, message: dict) -> dict:
-    """Send one request the way slirp4netns clients do; return the reply."""
+def request(path: str, message: dict):
+    """Send one request the way slirp4netns clients do; return the reply,
+    parsed.  Raises OSError, or ValueError when the reply is not JSON."""
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(TIMEOUT)
         s.connect(path)
@@ -30,7 +31,10 @@ def request(path: str, message: dict) -> dict:
         data = b""
         while chunk := s.recv(65536):
             data += chunk
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("the reply is nested too deeply") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,10 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"slirpd-ctl: {ns.socket}: {e}", file=sys.stderr)
         return 1
-    if "error" in reply:
-        print(f"slirpd-ctl: {reply['error'].get('desc', reply)}", file=sys.stderr)
+    if isinstance(reply, dict) and "error" in reply:
+        error = reply["error"]
+        desc = error.get("desc") if isinstance(error, dict) else None
+        print(f"slirpd-ctl: {desc if isinstance(desc, str) else json.dumps(reply)}", file=sys.stderr)
         return 1
-    out = json.dumps(reply) if ns.json else _show(ns.command, reply)
+    try:
+        out = json.dumps(reply) if ns.json else _show(ns.command, reply)
+    except (KeyError, TypeError, AttributeError, IndexError):  # not a reply slirpd gives
+        print(f"slirpd-ctl: {ns.socket}: unexpected reply: {json.dumps(reply)[:200]}", file=sys.stderr)
+        return 1
     if out:
         print(out)
     return 0

@@ -8,17 +8,28 @@ router (network+2), DNS (network+3), subnet mask, MTU (option 26) and lease
 time.  DISCOVER, REQUEST, RELEASE and INFORM are answered; anything malformed
 (truncated, wrong magic cookie, options running past the packet) is dropped
 and counted in `drops`.
+
+Leases are made when a client asks, never ahead: the next address of the
+network after the last one handed out, or one a client released.  At most
+LEASES_MAX are held, so the memory and the time of a request are bounded
+whatever --cidr says (a /8 holds 16.7 million addresses, a /1 two billion);
+a client beyond that is a counted drop (pool_exhausted).  handle() raises
+nothing, whatever the guest sends: an error nobody foresaw is a counted drop
+too ("unexpected").
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
 import ipaddress
 import struct
 
 from slirpd.config import DHCP_START_OFFSET, Config
+from slirpd.log import log
 
 LEASE_SECONDS = 86400
+LEASES_MAX = 256  # leases held at once, whatever the network's size
 BOOTREQUEST, BOOTREPLY = 1, 2
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
@@ -71,23 +82,42 @@ class DhcpServer:
         self.cfg = cfg
         self.server_mac = cfg.gateway_mac
         net = cfg.cidr
-        first = int(net.network_address) + DHCP_START_OFFSET
-        reserved = {cfg.gateway, cfg.dns, net.broadcast_address}
-        self.pool = [ipaddress.IPv4Address(a) for a in range(first, int(net.broadcast_address))
-                     if ipaddress.IPv4Address(a) not in reserved]
+        # Never handed out yet: from _next up to the broadcast address,
+        # excluded (the gateway and the DNS address lie below network+15)
+        self._next = int(net.network_address) + DHCP_START_OFFSET
+        self._end = int(net.broadcast_address)
+        self._released: list[int] = []  # a heap: the lowest goes out first
         self.leases: dict[bytes, ipaddress.IPv4Address] = {}
         self.drops: collections.Counter[str] = collections.Counter()
         self.replies = 0
 
     def _lease_for(self, mac: bytes) -> ipaddress.IPv4Address | None:
+        """The client's lease, made now if it has none; None when
+        LEASES_MAX are held or the network has no address left."""
         if mac in self.leases:
             return self.leases[mac]
-        taken = set(self.leases.values())
-        for addr in self.pool:
-            if addr not in taken:
-                self.leases[mac] = addr
-                return addr
-        return None
+        if len(self.leases) >= LEASES_MAX:
+            return None
+        if self._released:
+            addr = heapq.heappop(self._released)
+        elif self._next < self._end:
+            addr = self._next
+            self._next += 1
+        else:
+            return None
+        self.leases[mac] = ipaddress.IPv4Address(addr)
+        return self.leases[mac]
+
+    def _release(self, mac: bytes, addr: ipaddress.IPv4Address) -> None:
+        """RELEASE: the client gives back its lease (if addr is it)."""
+        if self.leases.get(mac) == addr:
+            del self.leases[mac]
+            heapq.heappush(self._released, int(addr))
+
+    def stats(self) -> dict:
+        """get_stats's "dhcp" section: replies sent, leases held, drops by reason."""
+        return {"replies": self.replies, "leases": len(self.leases), "leases_max": LEASES_MAX,
+                "drops": dict(self.drops)}
 
     def handle(self, frame: bytes) -> bytes | None:
         """One frame to UDP port 67 in, the reply frame (or None) out."""
@@ -95,7 +125,10 @@ class DhcpServer:
             return self._handle(frame)
         except Malformed as e:
             self.drops[str(e)] += 1
-            return None
+        except Exception as e:  # a bug must cost one frame, not the daemon
+            log.debug("DHCP frame dropped: %s: %s", type(e).__name__, e)
+            self.drops["unexpected"] += 1
+        return None
 
     def _handle(self, frame: bytes) -> bytes | None:
         if len(frame) < ETH_HLEN + IP_HLEN:
@@ -138,8 +171,7 @@ class DhcpServer:
                 return self._reply(NAK, xid, flags | FLAG_BROADCAST, chaddr, ipaddress.IPv4Address(0), ciaddr)
             return self._reply(ACK, xid, flags, chaddr, addr, ciaddr)
         if kind == RELEASE:
-            if self.leases.get(chaddr) == ciaddr:
-                del self.leases[chaddr]
+            self._release(chaddr, ciaddr)
             return None
         if kind == INFORM:
             return self._reply(ACK, xid, flags, chaddr, ipaddress.IPv4Address(0), ciaddr, lease=False)

@@ -98,10 +98,10 @@ def run(cfg: Config) -> int:
     _check_fd(cfg.ready_fd, "ready-fd")
     if cfg.enable_seccomp:
         seccomp.check_available()
-    if cfg.target_type == "bess":
-        return _run_bess(cfg)
     if cfg.enable_sandbox:
         sandbox.check_resolv_conf()
+    if cfg.target_type == "bess":
+        return _run_bess(cfg)
     with contextlib.ExitStack() as cleanup:
         command = None
         if cfg.command is not None:
@@ -138,7 +138,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
             api = ApiServer(cfg.api_socket, Api(forwards, dhcp))
             cleanup.callback(api.close)
         if cfg.enable_sandbox:
-            sandbox.enter(ns.userns_fd)
+            sandbox.enter(ns)  # closes ns: no namespace fd survives the pivot
             if resolver is not None:
                 resolver.reopen_dir()  # the sandbox's /etc: nothing outside the new root stays open
     status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
@@ -156,8 +156,8 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
                     forward_signals_to=command.pid if command else None, dhcp=dhcp, resolver=resolver)
     if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
-        seccomp.enter(command_pid=command.pid if command else None, api_dir_fd=api.dir_fd if api else None,
-                      create_netns=cfg.create_netns is not None, resolv_dir_fd=resolver and resolver.dir_fd)
+        seccomp.enter(command_pid=command.pid if command else None, create_netns=cfg.create_netns is not None,
+                      resolv_dir_fd=resolver and resolver.dir_fd)
     return daemon.run(on_ready=on_ready)
 
 
@@ -180,31 +180,38 @@ def _publish(cfg: Config, forwards: Forwards) -> None:
 
 
 def _run_bess(cfg: Config) -> int:
-    """--target-type=bess: ready once listening, then serve the one peer."""
+    """--target-type=bess: ready once listening, then serve the one peer
+    (its socket file is removed once it is connected)."""
     from slirpd import bess
     from slirpd.daemon import Daemon
 
     listener = bess.listen(cfg.target)
     try:
         peer_fd = bess.accept_peer(listener, cfg.exit_fd, lambda: _signal_ready(cfg.ready_fd))
-        listener.close()
-        if peer_fd is None:
-            return 0
-        log.debug("BESS peer connected on %s", cfg.target)
-        with contextlib.ExitStack() as cleanup:
-            resolver = _resolver(cfg, cleanup)
-            dp = cleanup.enter_context(_dataplane(cfg, peer_fd, resolver))
-            _start_pcap(cfg, dp)
-            daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg), resolver=resolver)
-            if cfg.enable_seccomp:
-                seccomp.enter(bess=True, resolv_dir_fd=resolver and resolver.dir_fd)
-            return daemon.run()
     finally:
+        # Only one peer is served: nobody may connect after it, and the
+        # daemon needs no name of the host's once serving (--enable-sandbox
+        # hides them, --enable-seccomp allows no unlink)
         listener.close()
         try:
             os.unlink(cfg.target)
         except OSError:
             pass
+    if peer_fd is None:
+        return 0
+    log.debug("BESS peer connected on %s", cfg.target)
+    with contextlib.ExitStack() as cleanup:
+        resolver = _resolver(cfg, cleanup)
+        dp = cleanup.enter_context(_dataplane(cfg, peer_fd, resolver))
+        _start_pcap(cfg, dp)
+        if cfg.enable_sandbox:
+            sandbox.enter()
+            if resolver is not None:
+                resolver.reopen_dir()
+        daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg), resolver=resolver)
+        if cfg.enable_seccomp:
+            seccomp.enter(resolv_dir_fd=resolver and resolver.dir_fd)
+        return daemon.run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,7 @@ Arguments are checked where the answer is fixed and cheap to state:
 - ioctl(): only FIONBIO (Python's setblocking);
 - newfstatat(): only on a file descriptor (AT_EMPTY_PATH), never a path;
 - kill(): only the `-- COMMAND` child (signals are passed on to it);
-- unlinkat(): only in the API socket's directory (its file goes on exit);
-  unlink() only for a BESS socket, umount2(MNT_DETACH) only for
-  --create-netns's bind mount; none of the three otherwise;
+- umount2(): only MNT_DETACH, only for --create-netns's bind mount;
 - openat(): only read-only (O_RDONLY | O_CLOEXEC, nothing else: no
   O_CREAT, no O_PATH) and only relative to the descriptor of resolv.conf's
   directory, so the daemon can follow the host's resolver (resolver.py).
@@ -30,6 +28,10 @@ Arguments are checked where the answer is fixed and cheap to state:
   and nothing outside the new root can be reached; without it a ".." path
   could read what the user can read, never write or create.
 Not on the list at all: open (and openat of any other shape),
+unlink and unlinkat (no file is removed once serving: the API socket's is
+removed by a helper process outside the sandbox, slirpd/remover.py, since a
+rule tied to a directory fd would still let "../.." reach anything the user
+may delete; the BESS socket's goes as soon as its one peer is connected),
 execve, fork/clone (one thread, no children), ptrace, mount, setns, unshare,
 pivot_root, bpf, keyctl, and everything else.
 
@@ -47,6 +49,9 @@ exiting, `-- COMMAND` and --create-netns.  They made these calls and no other:
   listen munmap newfstatat(AT_EMPTY_PATH) read recvfrom recvmmsg recvmsg
   rt_sigaction rt_sigreturn sendmsg sendto setsockopt shutdown
   socket(AF_INET, AF_INET6) umount2 unlink unlinkat wait4 write
+
+(unlink and unlinkat were the BESS and API sockets' removal, which have left
+the serving daemon since.)
 
 Added without being seen, each for a stated reason: brk, mmap, mprotect,
 mremap, madvise (malloc and Python's allocator map and trim memory whenever
@@ -131,15 +136,13 @@ def library_version() -> str:
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
-def build(command_pid: int | None = None, api_dir_fd: int | None = None, bess: bool = False,
-          create_netns: bool = False, resolv_dir_fd: int | None = None):
+def build(command_pid: int | None = None, create_netns: bool = False, resolv_dir_fd: int | None = None):
     """The filter: SYSCALLS allowed, with the argument checks of the module
     doc.  command_pid: the `-- COMMAND` child that kill() may signal;
-    api_dir_fd: the API socket's directory, where unlinkat() may remove it;
-    bess: unlink() may remove the BESS socket; create_netns: umount2() may
-    undo the namespace's bind mount; resolv_dir_fd: resolv.conf's directory,
-    where openat() may open files read-only (resolver.py).  Return: a
-    pyseccomp.SyscallFilter, not loaded."""
+    create_netns: umount2() may undo the namespace's bind mount;
+    resolv_dir_fd: resolv.conf's directory, where openat() may open files
+    read-only (resolver.py).  Return: a pyseccomp.SyscallFilter, not
+    loaded."""
     sc = _import_pyseccomp()
     flt = sc.SyscallFilter(sc.ERRNO(DEFAULT_ACTION_ERRNO))
     for name in SYSCALLS:
@@ -154,10 +157,6 @@ def build(command_pid: int | None = None, api_dir_fd: int | None = None, bess: b
     flt.add_rule(sc.ALLOW, "fstat")
     if command_pid is not None:
         flt.add_rule(sc.ALLOW, "kill", sc.Arg(0, sc.EQ, command_pid))
-    if api_dir_fd is not None:
-        flt.add_rule(sc.ALLOW, "unlinkat", sc.Arg(0, sc.EQ, api_dir_fd))
-    if bess:
-        flt.add_rule(sc.ALLOW, "unlink")
     if create_netns:
         flt.add_rule(sc.ALLOW, "umount2", sc.Arg(1, sc.EQ, MNT_DETACH))
     if resolv_dir_fd is not None:

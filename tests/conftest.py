@@ -37,11 +37,11 @@ SOAK_LOG = os.environ.get("SLIRPD_SOAK_LOG")
 
 def harden_args(args) -> list[str]:
     """The flags the hardened pass adds to a slirpd command line: both, but
-    no --enable-sandbox for BESS (a socket path, no namespace to hide the
-    host from) or --create-netns (it must unmount its namespace file on exit,
-    which the sandbox's mount namespace would hide); none that are given."""
+    no --enable-sandbox for --create-netns (it must unmount its namespace
+    file on exit, which the sandbox's mount namespace would hide); none that
+    are given."""
     args = list(args)
-    confined = "--target-type=bess" in args or any(a.startswith("--create-netns") for a in args)
+    confined = any(a.startswith("--create-netns") for a in args)
     extra = ["--enable-seccomp"] if confined else ["--enable-sandbox", "--enable-seccomp"]
     return [a for a in extra if a not in args]
 
@@ -246,6 +246,13 @@ class Slirpd:
             return {"fds": self.open_fds(), "rss_kib": self.rss_kib()}
         except (OSError, StopIteration):
             return None
+
+    def cpu_ticks(self) -> int:
+        """The daemon's user plus system CPU time so far, in clock ticks
+        (/proc/PID/stat, fields 14 and 15)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
 
     def rss_kib(self) -> int:
         status = open(f"/proc/{self.proc.pid}/status").read()

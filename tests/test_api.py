@@ -10,13 +10,16 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import as_user, wait_for
 
 ADD = '{"execute": "add_hostfwd", "arguments": %s}'
+REMOVE = b'{"execute": "remove_hostfwd", "arguments": {"id": %s}}'
+LIST = b'{"execute": "list_hostfwd", %s}'
 
 
 def api(path: str, request: str | bytes, shutdown: bool = True, timeout: float = 10) -> str:
@@ -116,15 +119,71 @@ class _TestApi:
         assert self.daemon.proc.poll() is None
         assert api(sock, '{"execute": "list_hostfwd"}') == '{"entries":[]}'
 
+    def test_requests_read_as_slirp4netns_reads_them(self, sock):
+        """Hostile and odd requests, each answered as slirp4netns 1.2.0
+        answers it (its parser, parson, sets the rules: text ends at a NUL,
+        bytes that are not UTF-8 pass, what follows the first value is
+        ignored, no NaN, no number beyond a double, no duplicate keys, no
+        lone surrogate escapes); the daemon is alive after each one."""
+        unparsable = '{"error":{"desc":"bad request: cannot parse JSON"}}'
+        empty = '{"entries":[]}'
+        bad_id = '{"error":{"desc":"bad request: remove_hostfwd: bad arguments.id"}}'
+        cases = [
+            (b"[" * 1100, unparsable),  # killed slirpd with a RecursionError (issue 21)
+            (b"[" * 300 + b"]" * 300, '{"error":{"desc":"bad request: json_object() failed"}}'),
+            (b'{"execute":"list_hostfwd","x":' + b"[" * 300 + b"]" * 300 + b"}", empty),
+            (REMOVE % b"1e999", unparsable),
+            (REMOVE % b"-1e999", unparsable),
+            (REMOVE % (b"9" * 400), unparsable),  # beyond a double
+            (REMOVE % (b"9" * 300), bad_id),
+            (REMOVE % b"1e-999", bad_id),
+            (REMOVE % b"1.0", bad_id),
+            (REMOVE % b"true", bad_id),
+            (LIST % b'"x": NaN', unparsable),
+            (LIST % b'"x": -Infinity', unparsable),
+            (b'{"execute":"list_hostfwd"}\0{', empty),
+            (b'{"execute":"list\0_hostfwd"}', unparsable),
+            (b"\0", unparsable),
+            (LIST % b'"x": "\xff\xc0\xaf\xed\xa0\x80"', empty),
+            (b'{"execute":"list_\xff"}', '{"error":{"desc":"bad request: unknown execute"}}'),
+            (b'{"execute":"list_hostfwd"} trailing', empty),
+            (b'{"execute":"list_hostfwd"}{}]', empty),
+            (b'\t\v\f\r\n {"execute":"list_hostfwd"}', empty),
+            (b'\xef\xbb\xbf{"execute":"list_hostfwd"}', empty),
+            (b'{"execute":"list_hostfwd","execute":"nope"}', unparsable),
+            (LIST % b'"x": [{"a": 1}, {"a": 2}]', empty),
+            (LIST % b'"x": {"a": 1, "a": 2}', unparsable),
+            (LIST % b'"x": "\\ud800"', unparsable),
+            (LIST % b'"x": "\\udc00"', unparsable),
+            (LIST % b'"x": "\\ud800x\\udc00"', unparsable),
+            (LIST % b'"x": "\\ud800\\udc00"', empty),
+            (LIST % b'"x": "\\\\ud800"', empty),  # an escaped backslash, then text
+            (LIST % b'"x": "a\tb"', unparsable),
+            (b'{"execute":"list_hostfwd\\u0000garbage"}', empty),
+            (b'{"execute":"list_hostfwd", "arguments": 5}', empty),
+            (b'"list_hostfwd"', '{"error":{"desc":"bad request: json_object() failed"}}'),
+            (b'{"execute":null}', '{"error":{"desc":"bad request: no execute found"}}'),
+            # slirp4netns's C code sees a string up to its first NUL
+            (ADD.encode() % b'{"proto": "udp\\u0000x", "host_addr": "127.0.0.1\\u0000x", "host_port": 18700, '
+                            b'"guest_addr": "10.0.2.100\\u0000x", "guest_port": 81}', '{"return":{"id":1}}'),
+        ]
+        wrong = [(request, reply, got) for request, reply in cases if (got := api(sock, request)) != reply]
+        assert wrong == []
+        assert self.daemon.proc.poll() is None
+        assert api(sock, '{"execute": "list_hostfwd"}') == (
+            '{"entries":[{"id":1,"proto":"udp","host_addr":"127.0.0.1","host_port":18700,'
+            '"guest_addr":"10.0.2.100","guest_port":81}]}')
+
 
 class TestSlirpdApi(_TestApi):
     binary = None  # conftest's SLIRPD
 
     @pytest.fixture
-    def sock(self, guest, start_slirpd, user_tmp):
+    def sock(self, guest, start_slirpd, user_tmp, plain_user):
         path = str(user_tmp / "api.sock")
         self.daemon = start_slirpd("-c", f"--api-socket={path}", str(guest.pid))
         self.guest = guest
+        self.plain_user = plain_user
         return path  # ready fired: the socket must already listen
 
     def test_socket_mode_0600_and_removed_on_exit(self, sock):
@@ -152,6 +211,19 @@ class TestSlirpdApi(_TestApi):
     ])
     def test_error_replies_where_slirp4netns_fails(self, sock, request_, reply):
         assert api(sock, request_) == '{"error":{"desc":"bad request: %s"}}' % reply
+        assert self.daemon.proc.poll() is None
+
+    def test_where_the_parser_differs_from_slirp4netns(self, sock):
+        """Two documented differences: nesting deeper than NESTING_MAX is not
+        parsed (parson allows 2048 levels, Python's recursion does not), and
+        a number ending in a dot is not a number (strtod takes "1.")."""
+        from slirpd.apijson import NESTING_MAX
+
+        deep = b'{"execute":"list_hostfwd","x":%s}'
+        assert api(sock, deep % (b"[" * (NESTING_MAX - 1) + b"]" * (NESTING_MAX - 1))) == '{"entries":[]}'
+        assert api(sock, deep % (b"[" * NESTING_MAX + b"]" * NESTING_MAX)) == \
+            '{"error":{"desc":"bad request: cannot parse JSON"}}'
+        assert api(sock, LIST % b'"x": 1.') == '{"error":{"desc":"bad request: cannot parse JSON"}}'
         assert self.daemon.proc.poll() is None
 
     def test_ipv6_host_addr(self, sock):
@@ -201,6 +273,59 @@ class TestSlirpdApi(_TestApi):
             assert s.recv(4096) == b'{"entries":[]}'
             s.close()
 
+    def test_out_of_descriptors_the_listener_waits_then_serves(self, sock):
+        """accept() failing with EMFILE (issue 21: it killed the daemon, and
+        catching it alone would spin): with no descriptor to be had, queued
+        clients wait, the daemon takes almost no CPU and keeps serving the
+        guest; once descriptors are back they are answered."""
+        pid = self.daemon.proc.pid
+        assert api(sock, '{"execute": "list_hostfwd"}') == '{"entries":[]}'
+        fds = self.daemon.open_fds()
+        soft, hard = nofile_limit(pid)
+        set_nofile_limit(pid, 1, hard, self.plain_user)  # no new descriptor at all
+        waiting = []
+        try:
+            for _ in range(3):
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(20)
+                s.connect(sock)  # queued in the listener's backlog
+                s.sendall(b'{"execute": "list_hostfwd"}')
+                s.shutdown(socket.SHUT_WR)
+                waiting.append(s)
+            wait_for(lambda: "API socket: cannot accept clients" in self.daemon.stderr, 10, "the EMFILE line")
+            ticks = self.daemon.cpu_ticks()
+            time.sleep(1)
+            assert self.daemon.cpu_ticks() - ticks <= os.sysconf("SC_CLK_TCK") // 10  # under 10% of a CPU
+            assert self.guest.run("ping -c 1 -W 2 10.0.2.2", check=False).returncode == 0
+            assert "accepting clients again" not in self.daemon.stderr  # it was out of descriptors all along
+        finally:
+            set_nofile_limit(pid, soft, hard, self.plain_user)
+        for s in waiting:
+            assert s.recv(4096) == b'{"entries":[]}'
+            s.close()
+        assert self.daemon.stderr.count("API socket: cannot accept clients") == 1
+        assert self.daemon.stderr.count("accepting clients again") == 1
+        stats = json.loads(api(sock, '{"execute": "get_stats"}'))["return"]["api"]
+        assert stats["accept_errors"] >= 1 and stats["clients"] == 1  # this get_stats
+        wait_for(lambda: self.daemon.open_fds() == fds, 10, "the daemon's descriptors to come back")
+        assert self.daemon.proc.poll() is None
+
+
+
+def nofile_limit(pid: int) -> tuple[int, int]:
+    """A process's RLIMIT_NOFILE (soft, hard), from /proc/PID/limits."""
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(ln for ln in f if ln.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def set_nofile_limit(pid: int, soft: int, hard: int, user) -> None:
+    """Set a daemon's RLIMIT_NOFILE with prlimit as its own user (root here
+    lacks CAP_SYS_RESOURCE, which another user's process would need)."""
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:{hard}"], check=True, timeout=10,
+                   **as_user(user))
+
 
 @pytest.mark.skipif(shutil.which("slirp4netns") is None, reason="Debian's slirp4netns is not installed")
 class TestSlirp4netnsApi(_TestApi):
@@ -237,11 +362,8 @@ def test_publish_port_in_use_fails_clearly(guest, start_slirpd):
 
 def test_get_stats_and_ctl_round_trip(net_guest, start_slirpd, user_tmp, plain_user):
     """get_stats counters move with traffic; slirpd-ctl drives every command."""
-    import subprocess
     import sys
     from pathlib import Path
-
-    from conftest import as_user
 
     g = net_guest
     g.slirpd.stop()

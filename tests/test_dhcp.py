@@ -5,6 +5,7 @@ import ipaddress
 import struct
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from slirpd import dhcp
 from slirpd.config import Config
@@ -90,6 +91,64 @@ def test_many_clients_distinct_leases_and_release():
     assert server.drops["pool_exhausted"] > 0
 
 
+@pytest.mark.parametrize("cidr", ["10.0.2.0/24", "10.0.0.0/8", "128.0.0.0/1"])
+def test_pool_costs_nothing_until_asked(cidr):
+    """Leases are made on demand: building the server for a /8 (16.7 million
+    addresses) or a /1 (two billion) allocates what a /24 does, a few
+    objects (it was a list of every address: 1.4 GiB and 24 s for a /8)."""
+    import tracemalloc
+
+    cfg = Config(target="1", cidr=ipaddress.IPv4Network(cidr))
+    tracemalloc.start()
+    try:
+        server = dhcp.DhcpServer(cfg)
+        allocated = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert allocated < 8192
+    assert server.leases == {} and server.stats()["leases"] == 0
+
+
+@pytest.mark.parametrize("cidr,first", [("10.0.0.0/8", "10.0.0.15"), ("128.0.0.0/1", "128.0.0.15")])
+def test_leases_capped_in_a_large_network(cidr, first):
+    """300 clients on a network with millions of addresses: 256 distinct
+    leases (LEASES_MAX) from network+15 on, then counted pool_exhausted
+    drops; a RELEASE frees an address that the next new client gets."""
+    server = dhcp.DhcpServer(Config(target="1", cidr=ipaddress.IPv4Network(cidr)))
+    macs = [b"\x02\0\0\0" + struct.pack("!H", i + 1) for i in range(300)]
+    offers = [server.handle(request_frame(dhcp.DISCOVER, mac=mac)) for mac in macs]
+    addrs = [parse_reply(o)["yiaddr"] for o in offers[:dhcp.LEASES_MAX]]
+    assert len(set(addrs)) == dhcp.LEASES_MAX == 256
+    assert min(addrs) == ipaddress.IPv4Address(first)
+    assert max(addrs) == ipaddress.IPv4Address(first) + dhcp.LEASES_MAX - 1
+    assert offers[dhcp.LEASES_MAX:] == [None] * (300 - dhcp.LEASES_MAX)
+    assert server.drops == {"pool_exhausted": 300 - dhcp.LEASES_MAX}
+    assert server.stats()["leases"] == dhcp.LEASES_MAX
+    # a lease given back goes to the next client that asks
+    released = addrs[10]
+    assert server.handle(request_frame(dhcp.RELEASE, mac=macs[10], ciaddr=str(released))) is None
+    assert server.stats()["leases"] == dhcp.LEASES_MAX - 1
+    assert parse_reply(server.handle(request_frame(dhcp.DISCOVER, mac=macs[-1])))["yiaddr"] == released
+    assert server.handle(request_frame(dhcp.DISCOVER, mac=macs[10])) is None  # full again
+    # a RELEASE of an address that is not the client's changes nothing
+    server.handle(request_frame(dhcp.RELEASE, mac=macs[0], ciaddr=str(addrs[1])))
+    assert server.leases[macs[0]] == addrs[0] and server.stats()["leases"] == dhcp.LEASES_MAX
+
+
+def test_released_addresses_are_reused_lowest_first():
+    """In a /24 (240 addresses from .15) the pool runs out before the cap;
+    released addresses come back lowest first."""
+    server = dhcp.DhcpServer(CFG)
+    macs = [b"\x02\0\0\1" + struct.pack("!H", i) for i in range(241)]
+    for mac in macs[:240]:
+        assert server.handle(request_frame(dhcp.DISCOVER, mac=mac)) is not None
+    assert server.handle(request_frame(dhcp.DISCOVER, mac=macs[240])) is None
+    for i in (50, 20):
+        server.handle(request_frame(dhcp.RELEASE, mac=macs[i], ciaddr=f"10.0.2.{15 + i}"))
+    assert parse_reply(server.handle(request_frame(dhcp.DISCOVER, mac=macs[240])))["yiaddr"] == \
+        ipaddress.IPv4Address("10.0.2.35")
+
+
 def test_inform():
     server = dhcp.DhcpServer(CFG)
     ack = parse_reply(server.handle(request_frame(dhcp.INFORM, ciaddr="10.0.2.50")))
@@ -119,6 +178,67 @@ def test_lying_udp_length():
     server = dhcp.DhcpServer(CFG)
     assert server.handle(bytes(frame)) is None
     assert server.drops == {"truncated": 1}
+
+
+@st.composite
+def dhcp_frames(draw):
+    """A DHCP request with every field drawn (message type, flags, client
+    MAC, addresses, options of any code and length), then, one time in eight
+    each, its end option left out, its cookie, IP or UDP header length
+    changed, a few bytes flipped, or the frame cut."""
+    def sometimes():
+        return draw(st.integers(0, 7)) == 0
+
+    options = b"".join(bytes([code, len(value)]) + value for code, value in draw(st.lists(
+        st.tuples(st.integers(1, 254), st.binary(max_size=8)), max_size=6)))
+    if draw(st.booleans()):
+        options += bytes([dhcp.OPT_REQUESTED_IP, 4]) + draw(st.sampled_from([bytes([10, 0, 0, 15])])
+                                                            | st.binary(min_size=4, max_size=4))
+    if draw(st.booleans()):
+        options += bytes([dhcp.OPT_SERVER_ID, 4]) + draw(st.sampled_from([bytes([10, 0, 0, 2]), b"\0" * 4]))
+    kind = draw(st.sampled_from([dhcp.DISCOVER, dhcp.REQUEST, dhcp.RELEASE, dhcp.INFORM, dhcp.DECLINE])
+                | st.integers(0, 255))
+    frame = bytearray(request_frame(
+        kind, mac=draw(st.sampled_from([b"\x02\0\0\0\0\1", b"\x02\0\0\0\0\2"]) | st.binary(min_size=6, max_size=6)),
+        ciaddr=str(ipaddress.IPv4Address(draw(st.sampled_from([0, 0x0A00000F, 0x0A000010]) | st.integers(0, 2**32 - 1)))),
+        flags=draw(st.sampled_from([0, dhcp.FLAG_BROADCAST]) | st.integers(0, 0xFFFF)),
+        options=options, end=not sometimes(),
+        cookie=draw(st.binary(min_size=4, max_size=4)) if sometimes() else dhcp.MAGIC))
+    if sometimes():
+        frame[14] = 0x40 | draw(st.integers(0, 15))  # the IP header's length
+    if sometimes():
+        struct.pack_into("!H", frame, 14 + 20 + 4, draw(st.integers(0, 0xFFFF)))  # the UDP length
+    if sometimes():
+        for _ in range(draw(st.integers(1, 3))):
+            frame[draw(st.integers(0, len(frame) - 1))] = draw(st.integers(0, 255))
+    return bytes(frame[:draw(st.integers(0, len(frame)))]) if sometimes() else bytes(frame)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(frames=st.lists(dhcp_frames() | st.binary(max_size=600), min_size=1, max_size=8))
+def test_any_frame_is_a_reply_or_a_counted_drop(frames):
+    """Whatever a guest sends to port 67, handle() returns a well-formed
+    reply (checksums right) or None, and every drop is counted under a
+    reason the code names, never "unexpected" (nothing raised)."""
+    server = dhcp.DhcpServer(Config(target="1", cidr=ipaddress.IPv4Network("10.0.0.0/8")))
+    for frame in frames:
+        reply = server.handle(frame)
+        if reply is not None:
+            assert parse_reply(reply)["xid"] == frame[14 + (frame[14] & 0x0F) * 4 + 8 + 4:][:4]
+    assert "unexpected" not in server.drops
+    assert len(server.leases) <= dhcp.LEASES_MAX
+
+
+def test_a_bug_is_a_counted_drop(monkeypatch):
+    """If parsing raised anyway, the frame is dropped and counted as
+    "unexpected": nothing reaches the data plane's thread."""
+    def broken(_data):
+        raise IndexError("a bug")
+
+    monkeypatch.setattr(dhcp, "parse_options", broken)
+    server = dhcp.DhcpServer(CFG)
+    assert server.handle(request_frame(dhcp.DISCOVER)) is None
+    assert server.drops == {"unexpected": 1}
 
 
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -205,3 +325,22 @@ for payload in ({bad!r}, b"short"):
     assert stats["dhcp"]["drops"] == {"bad_magic_cookie": 1, "truncated": 1}
     assert stats["counters"]["ctl_frames"] == 2
     assert net_guest.run("ping -c 1 -W 2 10.0.2.2", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/8", "128.0.0.0/1"])
+def test_daemon_with_a_large_network(guest, start_slirpd, user_tmp, cidr):
+    """A daemon for a /8 or a /1 starts as a /24's does (the /8 took 24 s
+    and 1.4 GiB, the /1 could not start), its memory within 2 MiB of a
+    /24's, and serves the guest."""
+    import json
+
+    from test_api import api
+
+    small = start_slirpd("--api-socket=" + str(user_tmp / "small.sock"), "-c", str(guest.pid), "tap1")
+    path = str(user_tmp / "api.sock")
+    large = start_slirpd(f"--cidr={cidr}", f"--api-socket={path}", "-c", str(guest.pid))
+    assert large.rss_kib() - small.rss_kib() < 2048
+    gateway = ipaddress.IPv4Network(cidr).network_address + 2
+    assert guest.run(f"ping -c 1 -W 2 {gateway}", check=False).returncode == 0
+    stats = json.loads(api(path, '{"execute": "get_stats"}'))["return"]["dhcp"]
+    assert stats == {"replies": 0, "leases": 0, "leases_max": dhcp.LEASES_MAX, "drops": {}}

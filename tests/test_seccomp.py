@@ -11,24 +11,17 @@ import sys
 import pytest
 
 from conftest import SLIRPD, as_user
+from lockdown import ATTEMPTS, status_field
 
 pytestmark = pytest.mark.timeout(120)
 
 # Loads the filter as the daemon does, then tries calls on both sides of it.
 PROBE = r"""
-import ctypes, errno, json, mmap, os, socket
+import ctypes, json, mmap, os, socket
 from slirpd import seccomp
 libc = ctypes.CDLL(None, use_errno=True)
 seccomp.enter()
-results = {}
-
-def attempt(name, call):
-    try:
-        call()
-        results[name] = "ok"
-    except OSError as e:
-        results[name] = errno.errorcode.get(e.errno, str(e.errno))
-
+""" + ATTEMPTS + r"""
 def libc_call(rc):
     if rc != 0:
         raise OSError(ctypes.get_errno(), "libc")
@@ -73,11 +66,6 @@ def test_filter_allows_the_daemons_calls_and_refuses_others(plain_user):
     allowed = {"socket AF_INET", "socket AF_INET6", "mmap rw", "ioctl FIONBIO", "fstat"}
     assert got == {name: ("ok" if name in allowed else "EPERM") for name in got}
     assert len(got) == 19
-
-
-def status_field(pid: int, name: str) -> str:
-    with open(f"/proc/{pid}/status") as f:
-        return next(line.split(":", 1)[1].strip() for line in f if line.startswith(name + ":"))
 
 
 def test_daemon_serves_under_the_filter(guest, start_slirpd):
