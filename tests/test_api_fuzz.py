@@ -11,6 +11,7 @@ slow example on a busy machine from failing the run.
 
 import errno
 import json
+import os
 import selectors
 import socket
 import struct
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from slirpd import api as api_mod, apijson
 from slirpd.api import Api, ApiServer
 from slirpd.config import Config
+from slirpd.dataplane import Dataplane
 from slirpd.forward import Forwards
 
 from conftest import wait_for
@@ -98,35 +100,19 @@ def assert_one_reply(reply: bytes) -> dict:
     return obj
 
 
-class FakeDataplane:
-    """What Forwards and get_stats ask of the data plane, without one."""
-
-    def __init__(self):
-        self.forwards = {}
-
-    def add_forward(self, fwd_id, fd, proto, addr, port):
-        self.forwards[fwd_id] = (fd, proto, addr, port)
-
-    def remove_forward(self, fwd_id):
-        del self.forwards[fwd_id]
-
-    def forward_connections(self, fwd_id):
-        return 0
-
-    def counters(self):
-        return {"frames_in": 0, "flows_created": 0, "flows_closed": 0}
-
-    def pcap_state(self):
-        from slirpd.dataplane import PCAP_OFF
-
-        return PCAP_OFF
-
-
 @pytest.fixture
 def forwards():
-    fwds = Forwards(Config(target="1", enable_ipv6=True), FakeDataplane())
+    """The forward table of a real data plane (on a socket pair standing in
+    for the TAP), as the daemon has it."""
+    cfg = Config(target="1", enable_ipv6=True)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    dp = Dataplane(cfg.dataplane_params(), os.dup(theirs.fileno()))
+    theirs.close()
+    fwds = Forwards(cfg, dp)
     yield fwds
     fwds.close()
+    dp.close()
+    ours.close()
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -143,7 +129,7 @@ def test_every_request_gets_one_json_reply(forwards, requests):
                 assert reply["entries"] == forwards.entries()
     finally:
         forwards.close()
-    assert forwards.dp.forwards == {}  # every host socket given to the data plane was taken back
+    assert not forwards.table  # every forward taken back from the data plane
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
