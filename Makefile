@@ -164,7 +164,7 @@ fuzz-regress: $(FUZZ_BIN)
 
 fuzz: $(FUZZ_BIN)
 	@mkdir -p $(FUZZ_OUT)/corpus
-	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=$(SECONDS) -max_len=8192 -timeout=10 \
+	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=$(SECONDS) -max_len=16384 -timeout=10 \
 		-rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/ \
 		$(FUZZ_JOBS_ARGS) $(FUZZ_OUT)/corpus tests/fuzz/corpus
 

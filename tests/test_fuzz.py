@@ -54,7 +54,7 @@ def test_seeds_and_regressions_replay(fuzzer):
 def test_short_fuzz_run(fuzzer, tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(os.path.join(FUZZ, "corpus"), corpus)
-    r = subprocess.run([fuzzer, f"-max_total_time={SHORT_RUN_SECONDS}", "-max_len=8192",
+    r = subprocess.run([fuzzer, f"-max_total_time={SHORT_RUN_SECONDS}", "-max_len=16384",
                         "-timeout=10", "-rss_limit_mb=4096", "-print_final_stats=1",
                         f"-artifact_prefix={tmp_path}/", str(corpus)],
                        capture_output=True, text=True, env=ENV, timeout=SHORT_RUN_SECONDS + 240)
