@@ -106,19 +106,13 @@ def test_symlinked_stub_on_loopback(host, nameservers, guest, start_slirpd, mode
     assert srv.queries == 2
 
 
-def test_only_ipv6_nameserver(host, nameservers, guest, start_slirpd):
-    """A host with only an IPv6 nameserver: the IPv4 DNS address reaches it."""
-    host.resolv_conf("search example.internal\nnameserver ::1\n")
-    srv = nameservers("::1")
-    start_slirpd("--configure", "--disable-host-loopback", str(guest.pid))
-    assert dig(guest).stdout.strip() == ADDR
-    assert srv.queries == 1
-
-
-def test_ipv4_mapped_nameserver(host, nameservers, guest, start_slirpd):
-    """::ffff:127.0.0.53 is 127.0.0.53, a loopback nameserver like any."""
-    host.resolv_conf("nameserver ::ffff:127.0.0.53\n")
-    srv = nameservers("127.0.0.53")
+@pytest.mark.parametrize("resolv_conf, listens", [
+    ("search example.internal\nnameserver ::1\n", "::1"),  # only IPv6: the IPv4 DNS address reaches it
+    ("nameserver ::ffff:127.0.0.53\n", "127.0.0.53"),  # IPv4-mapped: a loopback nameserver like any
+], ids=["ipv6-only", "ipv4-mapped"])
+def test_nameserver_forms(host, nameservers, guest, start_slirpd, resolv_conf, listens):
+    host.resolv_conf(resolv_conf)
+    srv = nameservers(listens)
     start_slirpd("--configure", "--disable-host-loopback", str(guest.pid))
     assert dig(guest).stdout.strip() == ADDR
     assert srv.queries == 1

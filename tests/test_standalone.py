@@ -1,6 +1,7 @@
 """Standalone modes, as a plain user: `slirpd -- COMMAND` and the
 slirp-forwarder mode `--create-netns=PATH`."""
 
+import contextlib
 import os
 import shlex
 import signal
@@ -31,6 +32,19 @@ def nothing_left(plain_user):
             except ProcessLookupError:
                 pass
         pytest.fail(f"processes of {plain_user.pw_name} left running:\n{ps}")
+
+
+@contextlib.contextmanager
+def slirpd_in_background(plain_user, *args: str, wrap=()):
+    """slirpd ARGS started as plain_user (behind wrap, an argv prefix);
+    killed and reaped on the way out, whatever happened."""
+    proc = subprocess.Popen([*wrap, *slirpd_argv(*args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **as_user(plain_user))
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def slirpd_run(plain_user, *args, timeout=30):
@@ -85,16 +99,11 @@ def test_signals_reach_command(plain_user, user_tmp):
     marker = user_tmp / "got"
     script = f"trap 'echo $1 > {marker}; exit 9' HUP; trap 'echo TERM > {marker}; exit 5' TERM; " \
              f"echo ready > {marker}; while :; do sleep 0.1; done"
-    proc = subprocess.Popen(slirpd_argv("--", "sh", "-c", script, "sh", "HUP"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **as_user(plain_user))
-    try:
+    with slirpd_in_background(plain_user, "--", "sh", "-c", script, "sh", "HUP") as proc:
         wait_for(lambda: marker.exists() and marker.read_text() == "ready\n", 20, "the command to start")
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(timeout=10) == 9
         assert marker.read_text() == "HUP\n"
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def _ignored_signals(pid: int) -> int:
@@ -109,9 +118,7 @@ def test_nohup_keeps_sighup_ignored(plain_user, user_tmp):
     marker = user_tmp / "got"
     script = f"trap 'echo TERM > {marker}; exit 5' TERM; grep SigIgn /proc/$$/status > {marker}; " \
              "while :; do sleep 0.1; done"
-    proc = subprocess.Popen(["nohup", *slirpd_argv("--", "sh", "-c", script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **as_user(plain_user))
-    try:
+    with slirpd_in_background(plain_user, "--", "sh", "-c", script, wrap=["nohup"]) as proc:
         wait_for(lambda: marker.exists() and marker.read_text().startswith("SigIgn"), 20, "the command to start")
         ignored = int(marker.read_text().split()[1], 16)
         assert ignored & 1 << (signal.SIGHUP - 1)
@@ -121,9 +128,6 @@ def test_nohup_keeps_sighup_ignored(plain_user, user_tmp):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 5
         assert marker.read_text() == "TERM\n"
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_command_dies_with_slirpd(plain_user, user_tmp):
@@ -131,8 +135,7 @@ def test_command_dies_with_slirpd(plain_user, user_tmp):
     it (PR_SET_PDEATHSIG), even one that ignores every other signal."""
     pidfile = user_tmp / "pid"
     script = f"trap '' TERM HUP INT; echo $$ > {pidfile}; while :; do sleep 0.1; done"
-    proc = subprocess.Popen(slirpd_argv("--", "sh", "-c", script), **as_user(plain_user))
-    try:
+    with slirpd_in_background(plain_user, "--", "sh", "-c", script) as proc:
         wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit(), 20, "the command to start")
         shell = int(pidfile.read_text())
         assert os.path.exists(f"/proc/{shell}")
@@ -140,16 +143,12 @@ def test_command_dies_with_slirpd(plain_user, user_tmp):
         proc.wait(timeout=10)
         wait_for(lambda: not os.path.exists(f"/proc/{shell}") or
                  open(f"/proc/{shell}/stat").read().split()[2] == "Z", 10, "the command to die")
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_sigterm_reaches_command_and_nothing_is_left(plain_user, user_tmp):
     marker = user_tmp / "got"
     script = f"trap 'echo TERM > {marker}; exit 5' TERM; echo ready > {marker}; while :; do sleep 0.1; done"
-    proc = subprocess.Popen(slirpd_argv("--", "sh", "-c", script), **as_user(plain_user))
-    try:
+    with slirpd_in_background(plain_user, "--", "sh", "-c", script) as proc:
         wait_for(lambda: marker.exists() and marker.read_text() == "ready\n", 20, "the command to start")
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, timeout=10,
                                   env=environ_without_preload()).stdout.split()
@@ -158,9 +157,6 @@ def test_sigterm_reaches_command_and_nothing_is_left(plain_user, user_tmp):
         assert marker.read_text() == "TERM\n"
         for pid in children:
             assert not os.path.exists(f"/proc/{pid}")
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_command_conflicts(plain_user):
