@@ -56,7 +56,8 @@ def test_manylinux_tag_and_only_glibc(wheel, tmp_path):
     assert meta["Version"] == slirpd.__version__ and f"-{slirpd.__version__}-" in wheel.name
     assert run_ok([SLIRPD, "-v"]).stdout.splitlines()[0] == f"slirpd version {slirpd.__version__}"
     assert sorted(meta.get_all("Requires-Dist")) == sorted(
-        ["cffi>=1.15", "pyroute2>=0.7", "pyseccomp>=0.1", 'pytest>=7; extra == "test"'])
+        ["cffi>=1.15", "pyroute2>=0.7", "pyseccomp>=0.1", 'pytest>=7; extra == "test"',
+             'hypothesis; extra == "test"'])
 
 
 def provide_requirements(requirements: list[str], site_packages: Path) -> list[str]:
