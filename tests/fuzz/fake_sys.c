@@ -526,14 +526,18 @@ int fake_setsockopt(int fd, int level, int name, const void *val,
 }
 
 /**
- * fake_sndbuf() - SO_SNDBUF of every socket
+ * fake_sndbuf() - SO_SNDBUF of every stream socket
+ *
+ * Without a knob, what a new Linux TCP socket starts with (tcp_wmem[1]):
+ * the kernel's autotuning, which grows it, is not modelled, so writes come
+ * up short as soon as a few segments wait, as on a slow host peer.
  *
  * Return: bytes
  */
 static size_t fake_sndbuf(void)
 {
 	return fk.knob[KNOB_SNDBUF] ? (size_t)fk.knob[KNOB_SNDBUF] * 1024 :
-				      212992;
+				      16384;
 }
 
 int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *len)

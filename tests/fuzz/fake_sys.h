@@ -46,7 +46,7 @@ enum fake_knob {
 				 * of SO_SNDBUF, 255: EAGAIN; a short write
 				 * leaves the socket full (fake_stream_send()) */
 	KNOB_DGRAM_SEND_ERR,	/* datagram send: 0 works, else errno index */
-	KNOB_SNDBUF,		/* SO_SNDBUF in KiB, 0 means 208 */
+	KNOB_SNDBUF,		/* SO_SNDBUF in KiB, 0 means 16 */
 	KNOB_TAP_WRITE,		/* 0 works, 1 EAGAIN, 2 short write */
 	KNOB_TAP_READ,		/* 0 works, 1 EOF, 2 EIO, 3 EINVAL */
 	KNOB_ACCEPT_ERR,	/* accept4(): 0 works, else errno index */
