@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
 
 from slirpd.log import log
 
 RESOLV_CONF = "/etc/resolv.conf"
 READ_MAX = 65536  # bytes of resolv.conf read at most
-OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC  # what seccomp.py allows openat() to pass
+# What seccomp.py allows openat() to pass; O_NONBLOCK: a FIFO there must not
+# hang the daemon (only a regular file is read)
+OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def nameservers(text: str) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
@@ -101,6 +104,8 @@ class HostResolver:
             identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             if identity == self.identity:
                 return False
+            if not stat.S_ISREG(st.st_mode):
+                return self._set((None, None), identity, f"{self.path} is not a regular file")
             text = os.read(fd, READ_MAX).decode("utf-8", "replace")
         except OSError as e:
             return self._set((None, None), None, f"cannot read {self.path}: {e.strerror}")

@@ -21,8 +21,8 @@ Arguments are checked where the answer is fixed and cheap to state:
 - newfstatat(): only on a file descriptor (AT_EMPTY_PATH), never a path;
 - kill(): only the `-- COMMAND` child (signals are passed on to it);
 - umount2(): only MNT_DETACH, only for --create-netns's bind mount;
-- openat(): only read-only (O_RDONLY | O_CLOEXEC, nothing else: no
-  O_CREAT, no O_PATH) and only relative to the descriptor of resolv.conf's
+- openat(): only read-only (O_RDONLY | O_CLOEXEC | O_NONBLOCK, nothing
+  else: no O_CREAT, no O_PATH) and only relative to the descriptor of resolv.conf's
   directory, so the daemon can follow the host's resolver (resolver.py).
   Under --enable-sandbox that descriptor is the sandbox's read-only /etc,
   and nothing outside the new root can be reached; without it a ".." path
@@ -67,9 +67,9 @@ AF_INET6; TAP offload adds ioctls at setup only, before the filter.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 
+from slirpd import resolver
 from slirpd.netns import SetupError
 
 # The system calls of a serving daemon, as measured (see the module doc).
@@ -96,7 +96,6 @@ PROT_EXEC = 0x4
 AT_EMPTY_PATH = 0x1000
 MNT_DETACH = 2
 DEFAULT_ACTION_ERRNO = errno.EPERM
-RESOLV_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC  # resolver.OPEN_FLAGS
 
 
 def _import_pyseccomp():
@@ -160,7 +159,7 @@ def build(command_pid: int | None = None, create_netns: bool = False, resolv_dir
     if create_netns:
         flt.add_rule(sc.ALLOW, "umount2", sc.Arg(1, sc.EQ, MNT_DETACH))
     if resolv_dir_fd is not None:
-        flt.add_rule(sc.ALLOW, "openat", sc.Arg(0, sc.EQ, resolv_dir_fd), sc.Arg(2, sc.EQ, RESOLV_OPEN_FLAGS))
+        flt.add_rule(sc.ALLOW, "openat", sc.Arg(0, sc.EQ, resolv_dir_fd), sc.Arg(2, sc.EQ, resolver.OPEN_FLAGS))
     return flt
 
 

@@ -140,6 +140,21 @@ def test_no_resolv_conf(host, nameservers, guest, start_slirpd, mode):
     assert d.proc.poll() is None and "Traceback" not in d.stderr
 
 
+def test_resolv_conf_not_a_file(host, guest, start_slirpd):
+    """A FIFO in resolv.conf's place neither hangs the daemon nor is read:
+    one line, DNS refused, the rest of the network up."""
+    host.resolv_conf()  # none
+    os.mkfifo("/etc/resolv.conf", 0o644)
+    d = start_slirpd("--configure", str(guest.pid))
+    assert "/etc/resolv.conf is not a regular file" in d.stderr
+    # dig would read the FIFO too: a query by hand
+    probe = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\n"
+             "s.connect(('10.0.2.3', 53))\ns.send(bytes.fromhex('12340100000100000000000003787978000001000' '1'))\n"
+             "try:\n    s.recv(512); print('answered')\nexcept ConnectionRefusedError:\n    print('refused')\n")
+    assert guest.python(probe).stdout.strip() == "refused"
+    guest.run("ping -c 1 -W 5 10.0.2.2")
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_resolver_changes_while_running(host, nameservers, guest, start_slirpd, mode):
     """The host changes networks: its stub file is replaced (by rename) and
