@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from conftest import as_user, wait_for
+from conftest import as_user, session_processes, wait_for
 from tcputil import GUEST_RECV, GUEST_SEND, Server, echo, linger0, sink, source
 from test_api import ADD, api
 
@@ -530,18 +530,15 @@ def test_host_resets_mid_stream_others_intact(net_guest):
 
 # --- the guest goes away ----------------------------------------------------------
 
-def user_slirpd_processes(uid: int) -> set[int]:
-    """PIDs of the user's processes running slirpd (the daemon, its helpers)."""
+def user_slirpd_processes(user) -> set[int]:
+    """PIDs of this session's processes of user running slirpd (the daemon,
+    its helpers); other sessions of the same user are not ours to count."""
     found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in session_processes(user):
         try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if b"slirpd" in f.read():
-                    found.add(int(entry))
+                    found.add(pid)
         except OSError:
             continue
     return found
@@ -552,9 +549,9 @@ def test_guest_vanishes_mid_transfer(guest, start_slirpd):
     """Every process of the guest is killed during a transfer: its network
     namespace, and the TAP with it, is gone; slirpd exits 0 by itself, the host
     peer sees the connection end, and no process of slirpd is left."""
-    before = user_slirpd_processes(guest.user.pw_uid)
+    before = user_slirpd_processes(guest.user)
     d = start_slirpd("--configure", str(guest.pid))
-    assert user_slirpd_processes(guest.user.pw_uid) - before
+    assert user_slirpd_processes(guest.user) - before
     got = []
 
     def handler(conn):
@@ -578,7 +575,7 @@ def test_guest_vanishes_mid_transfer(guest, start_slirpd):
         assert d.proc.wait(timeout=15) == 0, d.stderr
         srv.wait(1, timeout=15)
     assert srv.results and srv.results[0][1] > 8 * MIB
-    assert user_slirpd_processes(guest.user.pw_uid) - before == set()
+    assert user_slirpd_processes(guest.user) - before == set()
 
 
 # --- the daemon is busy or stopped -----------------------------------------------
