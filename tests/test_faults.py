@@ -119,8 +119,10 @@ class InnerHost:
         self.proc = subprocess.Popen(enter + ["unshare", "--net", "--", "sleep", "infinity"],
                                      **as_user(guest.user))
         self.pid = self.proc.pid
-        guest_ns = os.stat(f"/proc/{guest.pid}/ns/net").st_ino
-        wait_for(lambda: self._netns() not in (None, guest_ns), 5, "the inner namespace")
+        # the process starts in our namespace, enters the guest's, then
+        # makes its own: only a third one is the inner namespace
+        passed = (None, os.stat("/proc/self/ns/net").st_ino, os.stat(f"/proc/{guest.pid}/ns/net").st_ino)
+        wait_for(lambda: self._netns() not in passed, 5, "the inner namespace")
         guest.run(GUEST_ROUTER.format(inner=self.pid, htb=htb("veth-o")))
         self.run(INNER_HOST.format(htb=htb("veth-i")))
 
