@@ -615,8 +615,12 @@ def timed_download(guest, port: int) -> tuple[list[str], float]:
                     reason="a rate ratio says nothing about slirpd under AddressSanitizer (make test-asan)")
 def test_api_flood_keeps_transfer_rate(guest, start_slirpd, user_tmp):
     """A client asking list_hostfwd back to back for the whole transfer leaves
-    it at 80% of its rate or more (the median of five runs each way,
-    interleaved, to smooth a 2-core machine's noise)."""
+    it at 80% of its rate or more: the fastest of five runs each way,
+    interleaved.  Load from elsewhere on a busy 2-core machine only ever slows
+    a run down, so the fastest run is the least disturbed measure of what the
+    daemon does (the median, used before, fell below 80% once in 39 rounds
+    of the soak at load 4, with the fastest runs at 92%); the flood runs
+    during every busy run, so its cost is in the fastest one too."""
     path = str(user_tmp / "api.sock")
     d = start_slirpd("--configure", f"--api-socket={path}", str(guest.pid))
     size = 4 * BULK    # a second or more per run, at GSO speeds
@@ -643,7 +647,7 @@ def test_api_flood_keeps_transfer_rate(guest, start_slirpd, user_tmp):
     busy.sort()
     print("rates MiB/s quiet", [round(q / MIB) for q in quiet], "busy", [round(b / MIB) for b in busy], "requests", requests)
     assert min(requests) > 20, requests
-    assert busy[RUNS // 2] >= 0.8 * quiet[RUNS // 2], ([q / MIB for q in quiet], [b / MIB for b in busy], requests)
+    assert busy[-1] >= 0.8 * quiet[-1], ([q / MIB for q in quiet], [b / MIB for b in busy], requests)
     assert d.proc.poll() is None
 
 
