@@ -17,7 +17,7 @@ from slirpd.forward import Forwards
 from slirpd.notify import Notifier
 from slirpd.config import Config
 from slirpd.log import log
-from slirpd.netns import SetupError, TargetNamespaces, open_tap, tap_has_vnet_hdr
+from slirpd.netns import SetupError, TapHelper, TargetNamespaces, tap_has_vnet_hdr
 from slirpd.resolver import HostResolver
 
 
@@ -118,15 +118,17 @@ def run(cfg: Config) -> int:
 def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     """Attach to cfg's target and serve it until told to stop (or, with a
     command, until it exits). Return: the daemon's exit status."""
-    from slirpd.daemon import Daemon
-
-    notifier = cleanup.enter_context(contextlib.closing(Notifier()))  # connected before the sandbox hides it
-    resolver = _resolver(cfg, cleanup)
-    pidfd = _target_pidfd(cfg)
-    if pidfd is not None:
-        cleanup.callback(os.close, pidfd)
     with TargetNamespaces(cfg) as ns:
-        tap_fd = open_tap(cfg, ns)
+        helper = TapHelper(cfg, ns)  # opens the TAP and configures the guest while the rest is set up
+        cleanup.callback(helper.close)
+        from slirpd.daemon import Daemon  # (the data plane too) imported while the helper works
+
+        notifier = cleanup.enter_context(contextlib.closing(Notifier()))  # connected before the sandbox hides it
+        resolver = _resolver(cfg, cleanup)
+        pidfd = _target_pidfd(cfg)
+        if pidfd is not None:
+            cleanup.callback(os.close, pidfd)
+        tap_fd = helper.tap_fd()
         dp = cleanup.enter_context(_dataplane(cfg, tap_fd, resolver, tap_has_vnet_hdr(tap_fd)))
         _start_pcap(cfg, dp)
         forwards = Forwards(cfg, dp)
@@ -158,6 +160,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
         seccomp.enter(command_pid=command.pid if command else None, create_netns=cfg.create_netns is not None,
                       resolv_dir_fd=resolver and resolver.dir_fd)
+    helper.configured()  # the guest is configured: ready from now on
     return daemon.run(on_ready=on_ready)
 
 
