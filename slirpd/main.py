@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import ipaddress
 import os
@@ -107,7 +106,7 @@ def run(cfg: Config) -> int:
         if cfg.command is not None:
             command = standalone.Command(list(cfg.command))
             cleanup.callback(command.abort)
-            cfg = dataclasses.replace(cfg, target=str(command.pid), netns_type="pid", configure=True)
+            cfg = cfg._replace(target=str(command.pid), netns_type="pid", configure=True)
         if cfg.create_netns:
             standalone.create_netns(cfg.create_netns)
             cleanup.callback(standalone.release_netns, cfg.create_netns)
