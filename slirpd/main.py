@@ -1,4 +1,13 @@
-"""Entry point of the `slirpd` command: parse, set up, signal readiness, serve."""
+"""Entry point of the `slirpd` command: parse, set up, signal readiness, serve.
+
+Start-up time is every container's wait (issue 19), so modules are imported
+where they are needed: what a mode or an option alone uses (the sandbox,
+seccomp, `-- COMMAND`, the API socket, BESS, the subcommands) only when it is
+asked for.  Everything the serving daemon uses is imported before the
+sandbox and seccomp start (after them no file can be opened), so no import
+waits inside a function that runs while serving.  The guest is configured by
+the namespace helper (netns.TapHelper) while the daemon sets up.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +18,7 @@ import os
 import stat
 import sys
 
-from slirpd import cli, fdlimit, log as logmod, sandbox, seccomp, standalone
-from slirpd.api import Api, ApiServer
+from slirpd import cli, fdlimit, log as logmod
 from slirpd.dhcp import DhcpServer
 from slirpd.forward import Forwards
 from slirpd.notify import Notifier
@@ -96,13 +104,19 @@ def run(cfg: Config) -> int:
     _check_fd(cfg.exit_fd, "exit-fd")
     _check_fd(cfg.ready_fd, "ready-fd")
     if cfg.enable_seccomp:
+        from slirpd import seccomp
+
         seccomp.check_available()
     if cfg.enable_sandbox:
+        from slirpd import sandbox
+
         sandbox.check_resolv_conf()
     if cfg.target_type == "bess":
         return _run_bess(cfg)
     with contextlib.ExitStack() as cleanup:
         command = None
+        if cfg.command is not None or cfg.create_netns:
+            from slirpd import standalone
         if cfg.command is not None:
             command = standalone.Command(list(cfg.command))
             cleanup.callback(command.abort)
@@ -136,9 +150,13 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         dhcp = DhcpServer(cfg)
         api = None
         if cfg.api_socket:
+            from slirpd.api import Api, ApiServer
+
             api = ApiServer(cfg.api_socket, Api(forwards, dhcp))
             cleanup.callback(api.close)
         if cfg.enable_sandbox:
+            from slirpd import sandbox
+
             sandbox.enter(ns)  # closes ns: no namespace fd survives the pivot
             if resolver is not None:
                 resolver.reopen_dir()  # the sandbox's /etc: nothing outside the new root stays open
@@ -157,6 +175,8 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
                     forward_signals_to=command.pid if command else None, dhcp=dhcp, resolver=resolver)
     if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
+        from slirpd import seccomp
+
         seccomp.enter(command_pid=command.pid if command else None, create_netns=cfg.create_netns is not None,
                       resolv_dir_fd=resolver and resolver.dir_fd)
     helper.configured()  # the guest is configured: ready from now on
@@ -184,7 +204,7 @@ def _publish(cfg: Config, forwards: Forwards) -> None:
 def _run_bess(cfg: Config) -> int:
     """--target-type=bess: ready once listening, then serve the one peer
     (its socket file is removed once it is connected)."""
-    from slirpd import bess
+    from slirpd import bess, sandbox, seccomp
     from slirpd.daemon import Daemon
 
     listener = bess.listen(cfg.target)
