@@ -26,6 +26,9 @@ GATEWAY_MAC_PREFIX = b"\x52\x55"
 # --pcap-max-size: the capture file is always bounded
 DEFAULT_PCAP_MAX_SIZE = 100 << 20
 MIN_PCAP_MAX_SIZE = 1024
+# API socket clients served at once (api.py); fdlimit.py keeps a descriptor
+# for each.  Here, so that the descriptor budget needs no import of the API
+API_CLIENTS_MAX = 64
 
 
 def interface_ipv4(ifname: str) -> ipaddress.IPv4Address:
