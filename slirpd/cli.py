@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import sys
 import types
 
@@ -60,13 +59,22 @@ User-mode networking for unprivileged network namespaces.
 -v, --version            show version and exit
 """
 
-MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"  # patterns are compiled when first used (re caches them)
+MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 MIN_MTU_IPV6 = 1280  # RFC 8200: no IPv6 link is smaller
 MAX_PREFIXLEN = 25  # the guest's network+100 must fit in the network
 
 
 class UsageError(Exception):
     """A bad command line: the message is printed as one line, exit 1."""
+
+
+def _match(pattern: str, text: str):
+    """re.match(pattern, text): re is imported only when an option that
+    needs a pattern is given (with json gone from the daemon, nothing else
+    on the way to ready imports it)."""
+    import re
+
+    return re.match(pattern, text)
 
 
 # What an option takes: nothing (store_true), one argument (the last given
@@ -216,7 +224,7 @@ PUBLISH_RE = r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>\d+):(?P<
 def _publish(spec: str) -> tuple[str, str, int, int]:
     """--publish [HOSTADDR:]HOSTPORT:GUESTPORT[/udp] -> (proto, host_addr,
     host_port, guest_port); an IPv6 HOSTADDR goes in brackets."""
-    m = re.match(PUBLISH_RE, spec)
+    m = _match(PUBLISH_RE, spec)
     if not m:
         raise UsageError(f"--publish: expected [HOSTADDR:]HOSTPORT:GUESTPORT[/udp], got {spec!r}")
     host_addr = m["v6"] or m["v4"] or "0.0.0.0"
@@ -262,7 +270,7 @@ def _pcap_max_size(value: str | None, pcap: str | None) -> int:
         return DEFAULT_PCAP_MAX_SIZE
     if pcap is None:
         raise UsageError("--pcap-max-size needs --pcap")
-    m = re.match(SIZE_RE, value)
+    m = _match(SIZE_RE, value)
     if not m:
         raise UsageError(f"--pcap-max-size: expected bytes with an optional K, M or G suffix, got {value!r}")
     size = int(m[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[m[2].upper()]
@@ -330,7 +338,7 @@ def parse_args(argv: list[str]) -> Config | str:
     if ns.macaddress is not None:
         if not ns.configure:
             raise UsageError("--macaddress cannot be specified when --configure or -c is not specified")
-        if not re.match(MAC_RE, ns.macaddress) or int(ns.macaddress[:2], 16) & 1:
+        if not _match(MAC_RE, ns.macaddress) or int(ns.macaddress[:2], 16) & 1:
             raise UsageError(f"invalid --macaddress: {ns.macaddress!r} (expected a unicast xx:xx:xx:xx:xx:xx)")
     if ns.enable_ipv6 and _mtu(ns.mtu) < MIN_MTU_IPV6:
         raise UsageError(f"--enable-ipv6 needs an MTU of at least {MIN_MTU_IPV6}")
