@@ -32,6 +32,7 @@ NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
 TUNSETIFF = 0x400454CA
 TUNGETIFF = 0x800454D2  # _IOR('T', 210, unsigned int)
+TUNSETPERSIST = 0x400454CB  # _IOW('T', 203, int)
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
@@ -136,6 +137,20 @@ def _create_tap(name: str) -> int:
     return fd
 
 
+def _outlive_fd(fd: int) -> None:
+    """With `-- COMMAND` the namespaces are slirpd's own and end with the
+    command: a persistent TAP goes with its network namespace, which the
+    kernel tears down on its own after slirpd has exited.  Closing a TAP
+    that is not persistent unregisters the device there and then, which
+    waits for RCU grace periods: 15 ms of slirpd's exit here, a third of
+    what `slirpd -- true` may take (issue 19).  A kernel that refuses
+    keeps the TAP as it was."""
+    try:
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    except OSError:
+        pass
+
+
 def tap_has_vnet_hdr(fd: int) -> bool:
     """Whether a TAP fd carries virtio-net headers (IFF_VNET_HDR)."""
     ifr = fcntl.ioctl(fd, TUNGETIFF, b"\0" * 40)
@@ -154,6 +169,8 @@ def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socke
         except OSError as e:
             raise SetupError(f"cannot join the namespaces of {cfg.target}: {e.strerror}") from None
         tap_fd = _create_tap(cfg.tapname)
+        if cfg.command is not None:
+            _outlive_fd(tap_fd)
         socket.send_fds(sock, [TAP_ANSWER], [tap_fd])
         if cfg.configure:
             from slirpd.configure import configure_guest  # the helper's alone: the daemon never imports it
