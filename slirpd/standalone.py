@@ -193,6 +193,7 @@ class Command:
         unshared_r, unshared_w = os.pipe()
         self._go_r, self._go_w = os.pipe()
         parent = os.getpid()
+        libc()  # loaded once, here: the command's child and the namespace helper (netns.py) both need it
         self.pid = os.fork()
         if self.pid == 0:
             os.close(unshared_r)
