@@ -109,8 +109,8 @@ def ack_error(flags: int, payload: bytes) -> tuple[int, str | None]:
         raise ValueError(f"an acknowledgement of {len(payload)} bytes")
     (error,) = NLMSGERR.unpack_from(payload)
     offset = NLMSGERR.size + NLMSGHDR.size
-    if not flags & NLM_F_CAPPED:
-        offset = NLMSGERR.size + NLMSGHDR.unpack_from(payload, NLMSGERR.size)[0]
+    if not flags & NLM_F_CAPPED:  # the whole request came back, padded
+        offset = NLMSGERR.size + _align(NLMSGHDR.unpack_from(payload, NLMSGERR.size)[0])
     text = None
     while flags & NLM_F_ACK_TLVS and offset + RTATTR.size <= len(payload):
         length, kind = RTATTR.unpack_from(payload, offset)
