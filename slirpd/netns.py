@@ -137,7 +137,7 @@ def _create_tap(name: str) -> int:
     return fd
 
 
-def _outlive_fd(fd: int) -> None:
+def _make_persistent(fd: int) -> None:
     """With `-- COMMAND` the namespaces are slirpd's own and end with the
     command: a persistent TAP goes with its network namespace, which the
     kernel tears down on its own after slirpd has exited.  Closing a TAP
@@ -170,7 +170,7 @@ def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socke
             raise SetupError(f"cannot join the namespaces of {cfg.target}: {e.strerror}") from None
         tap_fd = _create_tap(cfg.tapname)
         if cfg.command is not None:
-            _outlive_fd(tap_fd)
+            _make_persistent(tap_fd)
         socket.send_fds(sock, [TAP_ANSWER], [tap_fd])
         if cfg.configure:
             from slirpd.configure import configure_guest  # the helper's alone: the daemon never imports it
