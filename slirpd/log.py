@@ -5,8 +5,8 @@ journal ($JOURNAL_STREAM names stderr's device and inode, as systemd sets it),
 each line starts with its syslog priority ("<4>...", sd-daemon(3)) instead of
 "slirpd: ", so journald files it at the right level and adds the rest.
 
-`log` has the calls of a logging.Logger that slirpd makes (debug, info,
-warning, error, with %-style arguments), but the daemon does not import the
+`log` has the calls of a logging.Logger that slirpd makes (debug, warning,
+error, with %-style arguments), but the daemon does not import the
 logging module: that, with what it imports, would cost a fifth of the time
 slirpd may take to be ready (issue 19).  Once setup() has run (the `slirpd`
 command does it first thing), a line is formatted and written here.  Before
@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 import sys
 
-DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40  # logging's levels
+DEBUG, WARNING, ERROR = 10, 30, 40  # logging's levels
 # levels -> syslog priorities (sd-daemon(3) prefixes)
-_PRIORITY = {ERROR: 3, WARNING: 4, INFO: 6, DEBUG: 7}
+_PRIORITY = {ERROR: 3, WARNING: 4, DEBUG: 7}
 
 
 def stderr_is_journal(environ=os.environ, stream=sys.stderr) -> bool:
@@ -72,9 +72,6 @@ class Log:
 
     def debug(self, msg: str, *args) -> None:
         self._log(DEBUG, msg, args)
-
-    def info(self, msg: str, *args) -> None:
-        self._log(INFO, msg, args)
 
     def warning(self, msg: str, *args) -> None:
         self._log(WARNING, msg, args)
