@@ -11,6 +11,8 @@ start on a fresh guest (bench/tools.py's Guest).  For each tool:
   the time it spent waiting for a CPU (/proc/PID/schedstat; for pasta the
   exited process's rusage, without the wait), since a loaded machine makes
   the wall time longer than the work;
+- the same time to ready with podman's options (PODMAN_OPTIONS: the sandbox
+  and seccomp included), slirp4netns and slirpd;
 - idle RSS and PSS of the serving process, IDLE_WAIT after ready;
 - `-- true` (slirpd and pasta, which make the namespaces themselves): the
   whole run's wall time and CPU time (every process of it) minus those of
@@ -42,11 +44,15 @@ from tools import Guest, ToolError, as_user, plain_user, wait_until
 IDLE_WAIT = 0.5  # seconds after ready before memory is read
 PASTA = "/tmp/pasta-anchor/passt-2c174f1/pasta"  # where ../shared/anchors/build-pasta.sh puts it
 READY_TIMEOUT = 20.0
+# What podman adds to -c -r FD PID tap0 (tests/test_podman.py): the sandbox
+# and seccomp are part of its start
+PODMAN_OPTIONS = ("--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6")
 # key, label, unit, format
 ROWS = [
     ("ready_ms", "time to ready (median)", "ms", "{:.1f}"),
     ("ready_cpu_ms", "CPU time until ready (median)", "ms", "{:.1f}"),
     ("ready_wait_ms", "waiting for a CPU until ready (median)", "ms", "{:.1f}"),
+    ("podman_ready_ms", "time to ready with podman's options (median)", "ms", "{:.1f}"),
     ("command_ms", "`-- true` minus `true` (median)", "ms", "{:.1f}"),
     ("command_cpu_ms", "`-- true` minus `true`: CPU time, all processes (median)", "ms", "{:.1f}"),
     ("python_ms", "floor: its Python doing nothing, minus `true` (median)", "ms", "{:.1f}"),
@@ -200,6 +206,13 @@ def command_ms(argv: list[str], user, runs: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+def started_once(start) -> float:
+    """start() a tool, stop it again. Return: its time to ready in ms."""
+    s = start()
+    s.stop()
+    return s.seconds * 1000
+
+
 def _median(values: list):
     """The median, None if a value is unknown."""
     return None if None in values else statistics.median(values)
@@ -228,6 +241,13 @@ def measure(name: str, binary: str, user, runs: int, instances: int, workdir: Pa
                  rss_mib=statistics.median(rss), pss_mib=statistics.median(pss))
     except ToolError as e:
         r.update({key: str(e) for key in ("ready_ms", "ready_cpu_ms", "ready_wait_ms", "rss_mib", "pss_mib")})
+    r["podman_ready_ms"] = None
+    if name != "pasta":
+        try:
+            r["podman_ready_ms"] = statistics.median(started_once(lambda: start_slirp(binary, user, PODMAN_OPTIONS))
+                                                     for _ in range(runs))
+        except ToolError as e:
+            r["podman_ready_ms"] = str(e)
     r["python_ms"] = r["python_cpu_ms"] = None
     if name == "slirpd":  # the floor: the interpreter slirpd's script runs on, doing nothing
         python = Path(binary).read_text().splitlines()[0].removeprefix("#!").strip()
