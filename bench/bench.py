@@ -12,7 +12,9 @@ with -6 over IPv6 (servers on the sandbox's ::1, reached at fd00::2; the
 forward from [::1] to the guest's IPv6 address).  Around each iperf3 run the daemon's CPU time
 (its process tree, /proc/PID/stat) is sampled; its VmRSS is read idle and with
 the 1,000 connections open.  The same iperf3 and tcpbench runs with client and
-server both on 127.0.0.1 give the loopback baseline.
+server both on 127.0.0.1 give the loopback baseline.  Then bench/startup.py
+times slirp4netns, slirpd and pasta to ready, reads their idle memory and the
+PSS of --instances of each at once (its own table).
 
 Every step has a timeout; a failed or hung step is reported in its table cell
 and the rest goes on.  Results: bench/results/latest.md and latest.png.
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 
 import report
+import startup
 from tools import FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, cpu_seconds, listening, plain_user, rss_mib
 
 HERE = Path(__file__).resolve().parent
@@ -65,6 +68,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rr-count", type=int, default=5000, help="ping-pongs for the latency test")
     p.add_argument("--conn-seconds", type=float, default=3, help="length of the connection-rate test")
     p.add_argument("--hold", type=int, default=1000, help="connections held open for the RSS test")
+    p.add_argument("--starts", type=int, default=10, help="starts per tool for the start-up table (its medians)")
+    p.add_argument("--instances", type=int, default=20, help="instances at once for the PSS sum")
     p.add_argument("--out", default=str(HERE / "results"))
     return p.parse_args()
 
@@ -296,6 +301,24 @@ def measure_daemon(daemon, args) -> dict:
     return r
 
 
+def measure_startup(binaries: dict[str, str], args, user) -> dict:
+    """bench/startup.py's rows for slirp4netns, slirpd and pasta (not their
+    -v6 runs), in a work directory of the plain user's."""
+    workdir = Path(tempfile.mkdtemp(prefix="slirpd-bench-startup-", dir="/tmp"))
+    os.chown(workdir, user.pw_uid, user.pw_gid)
+    try:
+        results = {}
+        for name, binary in binaries.items():
+            if name.endswith("-v6"):
+                continue
+            print(f"bench: {name} start-up", file=sys.stderr, flush=True)
+            results[name] = (startup.measure(name, binary, user, args.starts, args.instances, workdir) if binary
+                             else {key: "not available" for key, *_ in startup.ROWS})
+        return results
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def first_line(argv: list[str]) -> str:
     """First line of a command's output (its version), or why there is none."""
     try:
@@ -353,15 +376,16 @@ def main():
                     results[name][mtu] = {key: "not available" for key, *_ in report.METRICS}
     finally:
         stop(echo)
+    starts = measure_startup(binaries, args, user)
     notes = machine(binaries) + [f"iperf3 -t {args.seconds:g}, median of {args.repeat} runs; {args.rr_count} ping-pongs; "
                                  f"connections for {args.conn_seconds:g} s; {args.hold} held connections; "
                                  f"total {time.monotonic() - started:.0f} s"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    text = report.markdown(results, mtus, notes)
+    text = report.markdown(results, mtus, notes) + "\n" + startup.markdown(starts, args.starts, args.instances)
     print(text)
     (out / "latest.md").write_text(text)
-    (out / "results.json").write_text(json.dumps({"notes": notes, "results": results}, indent=1))
+    (out / "results.json").write_text(json.dumps({"notes": notes, "results": results, "startup": starts}, indent=1))
     report.chart(results, mtus, out / "latest.png")
     print(f"bench: wrote {out}/latest.md, latest.png, results.json", file=sys.stderr)
 

@@ -115,8 +115,9 @@ struct tap_offload {
  * @next_deadline_ms:	earliest flow deadline, 0 if none (flow.c)
  * @flows:		flow table, DP_FLOW_MAX slots (flow.c)
  * @flow_buckets:	hash buckets: index + 1 of the first flow, 0 if empty
- * @flow_free_head:	index + 1 of the first free slot, 0 if the table is full
- * @flow_high_water:	slots below this have been used at least once
+ * @flow_free_head:	index + 1 of the first freed slot, 0 if none is
+ * @flow_high_water:	slots below this have been used at least once; those
+ *			from it on are free, never written
  * @flow_count:		flows in use
  * @flow_seed:		random hash seed
  * @socks:		host sockets held, their budget, the recycling list

@@ -131,8 +131,6 @@ static void flow_socks_init(struct dp *dp)
  */
 int flow_table_init(struct dp *dp)
 {
-	uint32_t i;
-
 	dp->flows = calloc(DP_FLOW_MAX, sizeof(*dp->flows));
 	dp->flow_buckets = calloc(DP_FLOW_BUCKETS, sizeof(*dp->flow_buckets));
 	if (!dp->flows || !dp->flow_buckets) {
@@ -140,11 +138,10 @@ int flow_table_init(struct dp *dp)
 		return -1;
 	}
 
-	for (i = 0; i < DP_FLOW_MAX; i++) {
-		dp->flows[i].sock = -1;
-		dp->flows[i].hash_next = i + 2 <= DP_FLOW_MAX ? i + 2 : 0;
-	}
-	dp->flow_free_head = 1;
+	/* No slot is written now: calloc() gave zeroed pages the kernel has not
+	 * backed yet (the table is MiBs), and flow_alloc() takes slots above
+	 * flow_high_water, never used, when no freed one is waiting */
+	dp->flow_free_head = 0;
 	flow_socks_init(dp);
 
 	if (getrandom(&dp->flow_seed, sizeof(dp->flow_seed), 0) !=
@@ -235,6 +232,8 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 	struct flow *f;
 	uint32_t gen;
 
+	if (!idx && dp->flow_high_water < DP_FLOW_MAX)
+		idx = dp->flow_high_water + 1;	/* never used: zeroed, hash_next 0 */
 	if (!idx) {
 		DP_COUNT(dp, drop_flow_table_full);
 		return NULL;

@@ -40,13 +40,13 @@ import socket
 import time
 
 from slirpd.apijson import parse_request
+from slirpd.config import API_CLIENTS_MAX as CLIENTS_MAX
 from slirpd.log import log
 from slirpd.remover import SocketRemover
 from slirpd.unixsock import listen_unix
 
 REQUEST_MAX = 4096
 CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
-CLIENTS_MAX = 64
 # At most one new client per this many seconds: a client that asks back to
 # back gets its answers at that pace and cannot take the data plane's CPU
 ACCEPT_INTERVAL = 0.001

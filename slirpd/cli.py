@@ -3,15 +3,22 @@
 The --help text keeps slirp4netns's option strings verbatim, because podman and
 rootlesskit detect features by grepping it.  Errors are one line on stderr and
 exit status 1, as slirp4netns does.
+
+The options are parsed as argparse parses them (abbreviations, clustered short
+options and all).  Importing argparse and building its parser takes a good
+part of the time slirpd may take to be ready (issue 19), so the command
+lines clients really pass (every option spelled out, a value in the next
+word or after "=", the positionals in one run) are read by _parse_common()
+without it, to the same result; anything else goes to argparse, whose
+errors are the ones reported.  Both are built from one table, OPTIONS.
 """
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
-import re
 import sys
+import types
 
 from slirpd import __version__
 from slirpd.config import DEFAULT_CIDR, DEFAULT_MTU, DEFAULT_PCAP_MAX_SIZE, MAX_MTU, MIN_MTU, MIN_PCAP_MAX_SIZE, Config
@@ -52,7 +59,7 @@ User-mode networking for unprivileged network namespaces.
 -v, --version            show version and exit
 """
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 MIN_MTU_IPV6 = 1280  # RFC 8200: no IPv6 link is smaller
 MAX_PREFIXLEN = 25  # the guest's network+100 must fit in the network
 
@@ -61,39 +68,118 @@ class UsageError(Exception):
     """A bad command line: the message is printed as one line, exit 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+def _match(pattern: str, text: str):
+    """re.match(pattern, text): re is imported only when an option that
+    needs a pattern is given (with json gone from the daemon, nothing else
+    on the way to ready imports it)."""
+    import re
+
+    return re.match(pattern, text)
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, add_help=False)
-    p.add_argument("-c", "--configure", action="store_true")
-    p.add_argument("-e", "--exit-fd", dest="exit_fd")
-    p.add_argument("-r", "--ready-fd", dest="ready_fd")
-    p.add_argument("-m", "--mtu")
-    p.add_argument("-6", "--enable-ipv6", dest="enable_ipv6", action="store_true")
-    p.add_argument("-a", "--api-socket", dest="api_socket")
-    p.add_argument("--cidr")
-    p.add_argument("--disable-host-loopback", action="store_true")
-    p.add_argument("--netns-type")
-    p.add_argument("--userns-path")
-    p.add_argument("--enable-sandbox", action="store_true")
-    p.add_argument("--enable-seccomp", action="store_true")
-    p.add_argument("--outbound-addr")
-    p.add_argument("--outbound-addr6")
-    p.add_argument("--disable-dns", action="store_true")
-    p.add_argument("--macaddress")
-    p.add_argument("--target-type", default="netns")
-    p.add_argument("-p", "--publish", action="append", default=[])
-    p.add_argument("--create-netns")
-    p.add_argument("--pcap")
-    p.add_argument("--pcap-max-size")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("-h", "--help", action="store_true")
-    p.add_argument("-v", "--version", action="store_true")
+# What an option takes: nothing (store_true), one argument (the last given
+# counts), or one argument each time it is given (collected in a list)
+FLAG, VALUE, APPEND = "flag", "value", "append"
+# The options, in the order argparse gets them (its errors list ambiguous
+# matches in this order); the destination is the long option's name
+OPTIONS = (
+    (("-c", "--configure"), FLAG),
+    (("-e", "--exit-fd"), VALUE),
+    (("-r", "--ready-fd"), VALUE),
+    (("-m", "--mtu"), VALUE),
+    (("-6", "--enable-ipv6"), FLAG),
+    (("-a", "--api-socket"), VALUE),
+    (("--cidr",), VALUE),
+    (("--disable-host-loopback",), FLAG),
+    (("--netns-type",), VALUE),
+    (("--userns-path",), VALUE),
+    (("--enable-sandbox",), FLAG),
+    (("--enable-seccomp",), FLAG),
+    (("--outbound-addr",), VALUE),
+    (("--outbound-addr6",), VALUE),
+    (("--disable-dns",), FLAG),
+    (("--macaddress",), VALUE),
+    (("--target-type",), VALUE),
+    (("-p", "--publish"), APPEND),
+    (("--create-netns",), VALUE),
+    (("--pcap",), VALUE),
+    (("--pcap-max-size",), VALUE),
+    (("--debug",), FLAG),
+    (("-h", "--help"), FLAG),
+    (("-v", "--version"), FLAG),
+)
+VALUE_DEFAULTS = {"target_type": "netns"}  # other values default to None
+
+
+def _dest(strings: tuple[str, ...]) -> str:
+    """An option's destination, as argparse names it: its long name."""
+    return strings[-1].lstrip("-").replace("-", "_")
+
+
+_BY_STRING = {string: (_dest(strings), kind) for strings, kind in OPTIONS for string in strings}
+
+
+def _defaults() -> dict:
+    """What the parsed namespace holds for an option not given."""
+    return {_dest(strings): {FLAG: False, VALUE: VALUE_DEFAULTS.get(_dest(strings)), APPEND: []}[kind]
+            for strings, kind in OPTIONS}
+
+
+def _build_parser():
+    """The argparse parser for OPTIONS (the positionals in "positional")."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message)
+
+    p = Parser(prog=PROG, add_help=False)
+    defaults = _defaults()
+    for strings, kind in OPTIONS:
+        dest = _dest(strings)
+        action = {FLAG: "store_true", VALUE: "store", APPEND: "append"}[kind]
+        p.add_argument(*strings, dest=dest, action=action, **({} if kind == FLAG else {"default": defaults[dest]}))
     p.add_argument("positional", nargs="*")
     return p
+
+
+def _parse_common(argv: list[str]) -> types.SimpleNamespace | None:
+    """argv (without "--" and what follows) parsed as _build_parser()'s
+    parser parses it, if it is a common command line: each option an exact
+    option string; a flag alone; a value in the next word (not starting
+    with "-") or after "=" (a long option's, not empty); the positionals in
+    one run, before the options or after them.  None for anything else."""
+    parsed = _defaults()
+    positional: list[str] = []
+    closed = False  # an option came after the positionals: no more of them
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-"):
+            if closed:
+                return None
+            positional.append(arg)
+            continue
+        closed = bool(positional)
+        string, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if string not in _BY_STRING:
+            return None
+        dest, kind = _BY_STRING[string]
+        if kind == FLAG:
+            if eq:
+                return None
+            parsed[dest] = True
+            continue
+        if not eq:
+            if i == len(argv) or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+            i += 1
+        elif not value:
+            return None
+        parsed[dest] = parsed[dest] + [value] if kind == APPEND else value
+    return types.SimpleNamespace(**parsed, positional=positional)
 
 
 def _fd(value: str | None, name: str) -> int | None:
@@ -132,13 +218,13 @@ def _cidr(value: str | None) -> ipaddress.IPv4Network:
     return iface.network
 
 
-PUBLISH_RE = re.compile(r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$")
+PUBLISH_RE = r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
 
 
 def _publish(spec: str) -> tuple[str, str, int, int]:
     """--publish [HOSTADDR:]HOSTPORT:GUESTPORT[/udp] -> (proto, host_addr,
     host_port, guest_port); an IPv6 HOSTADDR goes in brackets."""
-    m = PUBLISH_RE.match(spec)
+    m = _match(PUBLISH_RE, spec)
     if not m:
         raise UsageError(f"--publish: expected [HOSTADDR:]HOSTPORT:GUESTPORT[/udp], got {spec!r}")
     host_addr = m["v6"] or m["v4"] or "0.0.0.0"
@@ -152,9 +238,10 @@ def _publish(spec: str) -> tuple[str, str, int, int]:
     return (m["proto"] or "tcp", host_addr, host_port, guest_port)
 
 
-def _standalone(ns: argparse.Namespace, command: list[str] | None) -> argparse.Namespace:
+def _standalone(ns, command: list[str] | None):
     """`-- COMMAND` and --create-netns make the namespace themselves: check
-    what they conflict with and fill in the target."""
+    what they conflict with and fill in the target.  ns: the parsed options
+    (changed and returned)."""
     mode = "-- COMMAND" if command is not None else "--create-netns"
     if command is not None and ns.create_netns:
         raise UsageError("--create-netns conflicts with -- COMMAND")
@@ -174,7 +261,7 @@ def _standalone(ns: argparse.Namespace, command: list[str] | None) -> argparse.N
     return ns
 
 
-SIZE_RE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
+SIZE_RE = r"(?i)^(\d+)([KMG]?)i?B?$"
 
 
 def _pcap_max_size(value: str | None, pcap: str | None) -> int:
@@ -183,7 +270,7 @@ def _pcap_max_size(value: str | None, pcap: str | None) -> int:
         return DEFAULT_PCAP_MAX_SIZE
     if pcap is None:
         raise UsageError("--pcap-max-size needs --pcap")
-    m = SIZE_RE.match(value)
+    m = _match(SIZE_RE, value)
     if not m:
         raise UsageError(f"--pcap-max-size: expected bytes with an optional K, M or G suffix, got {value!r}")
     size = int(m[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[m[2].upper()]
@@ -233,7 +320,7 @@ def parse_args(argv: list[str]) -> Config | str:
     if "--" in argv:
         split = argv.index("--")
         argv, command = argv[:split], argv[split + 1:] or [os.environ.get("SHELL") or "/bin/sh"]
-    ns = _build_parser().parse_args(argv)
+    ns = _parse_common(argv) or _build_parser().parse_args(argv)
     if ns.help:
         return HELP
     if ns.version:
@@ -251,7 +338,7 @@ def parse_args(argv: list[str]) -> Config | str:
     if ns.macaddress is not None:
         if not ns.configure:
             raise UsageError("--macaddress cannot be specified when --configure or -c is not specified")
-        if not MAC_RE.match(ns.macaddress) or int(ns.macaddress[:2], 16) & 1:
+        if not _match(MAC_RE, ns.macaddress) or int(ns.macaddress[:2], 16) & 1:
             raise UsageError(f"invalid --macaddress: {ns.macaddress!r} (expected a unicast xx:xx:xx:xx:xx:xx)")
     if ns.enable_ipv6 and _mtu(ns.mtu) < MIN_MTU_IPV6:
         raise UsageError(f"--enable-ipv6 needs an MTU of at least {MIN_MTU_IPV6}")

@@ -7,7 +7,7 @@ prefix fd00::/64, gateway fd00::2, DNS fd00::3.
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import ipaddress
 import types
 
@@ -26,6 +26,9 @@ GATEWAY_MAC_PREFIX = b"\x52\x55"
 # --pcap-max-size: the capture file is always bounded
 DEFAULT_PCAP_MAX_SIZE = 100 << 20
 MIN_PCAP_MAX_SIZE = 1024
+# API socket clients served at once (api.py); fdlimit.py keeps a descriptor
+# for each.  Here, so that the descriptor budget needs no import of the API
+API_CLIENTS_MAX = 64
 
 
 def interface_ipv4(ifname: str) -> ipaddress.IPv4Address:
@@ -71,35 +74,43 @@ def address_or_interface(value: str, version: int) -> ipaddress.IPv4Address | ip
         return of_interface(value)
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Everything the daemon was asked to do; built by cli.parse_args()."""
+# Config's fields after target, with their defaults (and types), in order
+_DEFAULTS = {
+    "tapname": "tap0",
+    "configure": False,
+    "exit_fd": None,  # int
+    "ready_fd": None,  # int
+    "mtu": DEFAULT_MTU,
+    "enable_ipv6": False,
+    "api_socket": None,  # str
+    "cidr": ipaddress.IPv4Network(DEFAULT_CIDR),
+    "disable_host_loopback": False,
+    "netns_type": "pid",
+    "userns_path": None,  # str
+    "enable_sandbox": False,
+    "enable_seccomp": False,
+    "outbound_addr": None,  # str
+    "outbound_addr6": None,  # str
+    "disable_dns": False,
+    "macaddress": None,  # str
+    "target_type": "netns",
+    "publish": (),  # (proto, host_addr, host_port, guest_port) each
+    "command": None,  # `-- COMMAND [ARGS]` as a tuple: run it in new namespaces
+    "create_netns": None,  # --create-netns=PATH
+    "pcap": None,  # --pcap=FILE
+    "pcap_max_size": DEFAULT_PCAP_MAX_SIZE,
+    "debug": False,
+}
 
-    target: str
-    tapname: str = "tap0"
-    configure: bool = False
-    exit_fd: int | None = None
-    ready_fd: int | None = None
-    mtu: int = DEFAULT_MTU
-    enable_ipv6: bool = False
-    api_socket: str | None = None
-    cidr: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULT_CIDR)
-    disable_host_loopback: bool = False
-    netns_type: str = "pid"
-    userns_path: str | None = None
-    enable_sandbox: bool = False
-    enable_seccomp: bool = False
-    outbound_addr: str | None = None
-    outbound_addr6: str | None = None
-    disable_dns: bool = False
-    macaddress: str | None = None
-    target_type: str = "netns"
-    publish: tuple = ()  # (proto, host_addr, host_port, guest_port) each
-    command: tuple | None = None  # `-- COMMAND [ARGS]`: run it in new namespaces
-    create_netns: str | None = None  # --create-netns=PATH
-    pcap: str | None = None  # --pcap=FILE
-    pcap_max_size: int = DEFAULT_PCAP_MAX_SIZE
-    debug: bool = False
+
+class Config(collections.namedtuple("Config", ("target", *_DEFAULTS), defaults=tuple(_DEFAULTS.values()))):
+    """Everything the daemon was asked to do; built by cli.parse_args().
+
+    Immutable; _replace() gives a changed copy.  A named tuple rather than a
+    dataclass: the dataclasses module (and inspect, which it imports) would
+    add a third of the time slirpd may take to be ready (issue 19)."""
+
+    __slots__ = ()
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:

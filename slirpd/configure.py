@@ -6,45 +6,48 @@ default route via fd00::2.  The address skips duplicate address detection: its
 it is usable at once, before the ready fd fires.  Router advertisements
 (answers to the guest's solicitations, ndp.c) add a SLAAC address beside it.
 
-Runs inside the guest's network namespace (in netns.py's forked helper), through
-pyroute2's netlink objects: the daemon never shells out to `ip`.
+Runs inside the guest's network namespace, in netns.py's forked helper, while
+the daemon goes on setting up; the requests go straight to the kernel
+(rtnl.py): the daemon never shells out to `ip`, and no netlink library is
+imported on the way to ready.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import secrets
-import socket
-
-from pyroute2 import IPRoute
+import os
 
 from slirpd.config import Config
+from slirpd.netns import SetupError
+from slirpd.rtnl import Rtnl, RtnlError
 
 
 def configure_guest(cfg: Config) -> None:
-    """Configure the namespace we are in for cfg (called after setns)."""
-    with IPRoute() as ipr:
-        (lo,) = ipr.link_lookup(ifname="lo")
-        ipr.link("set", index=lo, state="up")
-        (tap,) = ipr.link_lookup(ifname=cfg.tapname)
-        ipr.link("set", index=tap, mtu=cfg.mtu)
-        if cfg.macaddress:
-            ipr.link("set", index=tap, address=cfg.macaddress)
-        ipr.addr("replace", index=tap, address=str(cfg.guest), prefixlen=cfg.cidr.prefixlen)
-        ipr.link("set", index=tap, state="up")
-        ipr.route("replace", dst="0.0.0.0/0", gateway=str(cfg.gateway), oif=tap)
-        if cfg.enable_ipv6:
-            ipr.addr("replace", index=tap, address=str(random_guest6(cfg)), prefixlen=cfg.net6.prefixlen,
-                     family=socket.AF_INET6, flags=IFA_F_NODAD)
-            ipr.route("replace", dst="::/0", gateway=str(cfg.gateway6), oif=tap, family=socket.AF_INET6)
-
-
-IFA_F_NODAD = 0x02  # linux/if_addr.h
+    """Configure the namespace we are in for cfg (called after setns), in
+    this order: lo up; the TAP's MTU, MAC, IPv4 address; the TAP up; its
+    IPv4 default route; with -6 its IPv6 address and default route.
+    Raises SetupError, which says which step failed and why."""
+    tap = cfg.tapname
+    try:
+        with Rtnl() as nl:
+            nl.set_link("lo", up=True)
+            nl.set_link(tap, mtu=cfg.mtu)
+            if cfg.macaddress:
+                nl.set_link(tap, mac=cfg.macaddress)
+            nl.replace_address(tap, cfg.guest_interface)
+            nl.set_link(tap, up=True)
+            nl.replace_default_route(tap, cfg.gateway)
+            if cfg.enable_ipv6:
+                guest6 = ipaddress.IPv6Interface((random_guest6(cfg), cfg.net6.prefixlen))
+                nl.replace_address(tap, guest6, nodad=True)
+                nl.replace_default_route(tap, cfg.gateway6)
+    except RtnlError as e:
+        raise SetupError(str(e)) from None
 
 
 def random_guest6(cfg: Config) -> ipaddress.IPv6Address:
     """A random guest address in the IPv6 prefix (never ours)."""
     while True:
-        addr = cfg.net6.network_address + secrets.randbits(64)
+        addr = cfg.net6.network_address + int.from_bytes(os.urandom(8), "big")
         if cfg.is_guest_address6(addr):
             return addr

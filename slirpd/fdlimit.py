@@ -12,7 +12,7 @@ descriptors (stdio, the TAP, the two epoll sets, the notifier, the target's
 pidfd, the capture file, the signal wake-up pair, the API listener and its
 directory, the namespace descriptors during set-up: 12 with -a, --pcap and
 a forward, tests/test_sockets.py counts them) and one per API client
-(api.CLIENTS_MAX).
+(API_CLIENTS_MAX).
 The rest is the data plane's socket budget (dp_config.sock_budget, see
 csrc/flow.c, Host sockets), which its flows and forwards share, forwards
 with a reserve of their own (DP_SOCK_FWD_RESERVE).  Under a small limit,
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import resource
 
-from slirpd.api import CLIENTS_MAX
+from slirpd.config import API_CLIENTS_MAX
 from slirpd.log import log
 
 CONTROL_FDS = 32
-CONTROL_RESERVE = CONTROL_FDS + CLIENTS_MAX
+CONTROL_RESERVE = CONTROL_FDS + API_CLIENTS_MAX
 BUDGET_MAX = 1 << 30  # dp_config.sock_budget is a uint32_t; the flow table holds far fewer
 NR_OPEN = "/proc/sys/fs/nr_open"
 

@@ -10,24 +10,24 @@ appears to the guest as the gateway; any other client keeps its own address.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import socket
 
 from slirpd.config import Config
 
 
-@dataclasses.dataclass
 class Forward:
-    """One forwarded host port."""
+    """One forwarded host port: its id, "tcp" or "udp", the host address
+    and port, the guest address and port (addresses as ipaddress objects),
+    and the bound host socket."""
 
-    fwd_id: int
-    proto: str
-    host_addr: ipaddress.IPv4Address | ipaddress.IPv6Address
-    host_port: int
-    guest_addr: ipaddress.IPv4Address | ipaddress.IPv6Address
-    guest_port: int
-    sock: socket.socket
+    __slots__ = ("fwd_id", "proto", "host_addr", "host_port", "guest_addr", "guest_port", "sock")
+
+    def __init__(self, fwd_id: int, proto: str, host_addr, host_port: int, guest_addr, guest_port: int,
+                 sock: socket.socket):
+        self.fwd_id, self.proto, self.sock = fwd_id, proto, sock
+        self.host_addr, self.host_port = host_addr, host_port
+        self.guest_addr, self.guest_port = guest_addr, guest_port
 
     def entry(self) -> dict:
         """The list_hostfwd entry, keys in slirp4netns's order."""

@@ -4,18 +4,25 @@ Lines carry no timestamp of their own.  When stderr is connected to the
 journal ($JOURNAL_STREAM names stderr's device and inode, as systemd sets it),
 each line starts with its syslog priority ("<4>...", sd-daemon(3)) instead of
 "slirpd: ", so journald files it at the right level and adds the rest.
+
+`log` has the calls of a logging.Logger that slirpd makes (debug, warning,
+error, with %-style arguments), but the daemon does not import the
+logging module: that, with what it imports, would cost a fifth of the time
+slirpd may take to be ready (issue 19).  Once setup() has run (the `slirpd`
+command does it first thing), a line is formatted and written here.  Before
+that, as when slirpd's modules are used as a library or in tests, every
+call goes to the logging module's "slirpd" logger (imported then), so its
+handlers, levels and pytest's caplog see the records as they always did.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
-log = logging.getLogger("slirpd")
-
-# logging levels -> syslog priorities (sd-daemon(3) prefixes)
-_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+DEBUG, WARNING, ERROR = 10, 30, 40  # logging's levels
+# levels -> syslog priorities (sd-daemon(3) prefixes)
+_PRIORITY = {ERROR: 3, WARNING: 4, DEBUG: 7}
 
 
 def stderr_is_journal(environ=os.environ, stream=sys.stderr) -> bool:
@@ -30,27 +37,53 @@ def stderr_is_journal(environ=os.environ, stream=sys.stderr) -> bool:
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
-class _OneLine(logging.Formatter):
-    """One event, one line: line breaks in a message (or a traceback) are
-    kept visible as "\\n"; with journal, a priority prefix."""
+class Log:
+    """slirpd's logger (see the module doc)."""
 
-    def __init__(self, journal: bool):
-        super().__init__("%(message)s")
-        self.journal = journal
+    def __init__(self):
+        self.stream = None  # set by setup(); None: the logging module's logger
+        self.level = WARNING
+        self.journal = False
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record).replace("\n", "\\n")
-        if self.journal:
-            return f"<{_PRIORITY.get(record.levelno, 6)}>{text}"
-        return f"slirpd: {text}"
+    def setup(self, debug: bool, stream) -> None:
+        """Write to stream from now on, every event with debug, otherwise
+        warnings and errors only; priority prefixes when it is the journal."""
+        self.stream = stream
+        self.level = DEBUG if debug else WARNING
+        self.journal = stderr_is_journal(stream=stream)
+
+    def line(self, level: int, msg: str, args: tuple) -> str:
+        """One event, one line: line breaks in the message are kept visible
+        as "\\n"; a priority or "slirpd: " in front."""
+        text = (msg % args if args else msg).replace("\n", "\\n")
+        return f"<{_PRIORITY[level]}>{text}" if self.journal else f"slirpd: {text}"
+
+    def _log(self, level: int, msg: str, args: tuple) -> None:
+        if self.stream is None:
+            import logging
+
+            logging.getLogger("slirpd").log(level, msg, *args)
+        elif level >= self.level:
+            try:
+                self.stream.write(self.line(level, msg, args) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr is gone: nowhere to say so
+
+    def debug(self, msg: str, *args) -> None:
+        self._log(DEBUG, msg, args)
+
+    def warning(self, msg: str, *args) -> None:
+        self._log(WARNING, msg, args)
+
+    def error(self, msg: str, *args) -> None:
+        self._log(ERROR, msg, args)
+
+
+log = Log()
 
 
 def setup(debug: bool) -> None:
     """Send slirpd's log to stderr; debug shows every event, otherwise
     warnings and errors only."""
-    debug = debug or os.environ.get("SLIRPD_DEBUG", "") not in ("", "0")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLine(stderr_is_journal()))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if debug else logging.WARNING)
-    log.propagate = False
+    log.setup(debug or os.environ.get("SLIRPD_DEBUG", "") not in ("", "0"), sys.stderr)

@@ -1,23 +1,30 @@
-"""Entry point of the `slirpd` command: parse, set up, signal readiness, serve."""
+"""Entry point of the `slirpd` command: parse, set up, signal readiness, serve.
+
+Start-up time is every container's wait (issue 19), so modules are imported
+where they are needed: what a mode or an option alone uses (the sandbox,
+seccomp, `-- COMMAND`, the API socket, BESS, the subcommands) only when it is
+asked for.  Everything the serving daemon uses is imported before the
+sandbox and seccomp start (after them no file can be opened), so no import
+waits inside a function that runs while serving.  The guest is configured by
+the namespace helper (netns.TapHelper) while the daemon sets up.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import ipaddress
 import os
 import stat
 import sys
 
-from slirpd import cli, fdlimit, log as logmod, sandbox, seccomp, standalone
-from slirpd.api import Api, ApiServer
+from slirpd import cli, fdlimit, log as logmod
 from slirpd.dhcp import DhcpServer
 from slirpd.forward import Forwards
 from slirpd.notify import Notifier
 from slirpd.config import Config
 from slirpd.log import log
-from slirpd.netns import SetupError, TargetNamespaces, open_tap, tap_has_vnet_hdr
+from slirpd.netns import SetupError, TapHelper, TargetNamespaces, tap_has_vnet_hdr
 from slirpd.resolver import HostResolver
 
 
@@ -97,17 +104,23 @@ def run(cfg: Config) -> int:
     _check_fd(cfg.exit_fd, "exit-fd")
     _check_fd(cfg.ready_fd, "ready-fd")
     if cfg.enable_seccomp:
+        from slirpd import seccomp
+
         seccomp.check_available()
     if cfg.enable_sandbox:
+        from slirpd import sandbox
+
         sandbox.check_resolv_conf()
     if cfg.target_type == "bess":
         return _run_bess(cfg)
     with contextlib.ExitStack() as cleanup:
         command = None
+        if cfg.command is not None or cfg.create_netns:
+            from slirpd import standalone
         if cfg.command is not None:
             command = standalone.Command(list(cfg.command))
             cleanup.callback(command.abort)
-            cfg = dataclasses.replace(cfg, target=str(command.pid), netns_type="pid", configure=True)
+            cfg = cfg._replace(target=str(command.pid), netns_type="pid", configure=True)
         if cfg.create_netns:
             standalone.create_netns(cfg.create_netns)
             cleanup.callback(standalone.release_netns, cfg.create_netns)
@@ -118,15 +131,17 @@ def run(cfg: Config) -> int:
 def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     """Attach to cfg's target and serve it until told to stop (or, with a
     command, until it exits). Return: the daemon's exit status."""
-    from slirpd.daemon import Daemon
-
-    notifier = cleanup.enter_context(contextlib.closing(Notifier()))  # connected before the sandbox hides it
-    resolver = _resolver(cfg, cleanup)
-    pidfd = _target_pidfd(cfg)
-    if pidfd is not None:
-        cleanup.callback(os.close, pidfd)
     with TargetNamespaces(cfg) as ns:
-        tap_fd = open_tap(cfg, ns)
+        helper = TapHelper(cfg, ns)  # opens the TAP and configures the guest while the rest is set up
+        cleanup.callback(helper.close)
+        from slirpd.daemon import Daemon  # (the data plane too) imported while the helper works
+
+        notifier = cleanup.enter_context(contextlib.closing(Notifier()))  # connected before the sandbox hides it
+        resolver = _resolver(cfg, cleanup)
+        pidfd = _target_pidfd(cfg)
+        if pidfd is not None:
+            cleanup.callback(os.close, pidfd)
+        tap_fd = helper.tap_fd()
         dp = cleanup.enter_context(_dataplane(cfg, tap_fd, resolver, tap_has_vnet_hdr(tap_fd)))
         _start_pcap(cfg, dp)
         forwards = Forwards(cfg, dp)
@@ -135,9 +150,13 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         dhcp = DhcpServer(cfg)
         api = None
         if cfg.api_socket:
+            from slirpd.api import Api, ApiServer
+
             api = ApiServer(cfg.api_socket, Api(forwards, dhcp))
             cleanup.callback(api.close)
         if cfg.enable_sandbox:
+            from slirpd import sandbox
+
             sandbox.enter(ns)  # closes ns: no namespace fd survives the pivot
             if resolver is not None:
                 resolver.reopen_dir()  # the sandbox's /etc: nothing outside the new root stays open
@@ -156,8 +175,11 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
                     forward_signals_to=command.pid if command else None, dhcp=dhcp, resolver=resolver)
     if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
+        from slirpd import seccomp
+
         seccomp.enter(command_pid=command.pid if command else None, create_netns=cfg.create_netns is not None,
                       resolv_dir_fd=resolver and resolver.dir_fd)
+    helper.configured()  # the guest is configured: ready from now on
     return daemon.run(on_ready=on_ready)
 
 
@@ -182,7 +204,7 @@ def _publish(cfg: Config, forwards: Forwards) -> None:
 def _run_bess(cfg: Config) -> int:
     """--target-type=bess: ready once listening, then serve the one peer
     (its socket file is removed once it is connected)."""
-    from slirpd import bess
+    from slirpd import bess, sandbox, seccomp
     from slirpd.daemon import Daemon
 
     listener = bess.listen(cfg.target)

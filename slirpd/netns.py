@@ -2,11 +2,14 @@
 
 setns(2) into a user namespace needs a single-threaded process, and the daemon
 itself must stay in the host's namespaces (its sockets are the "outside").  So
-a child is forked: it joins the user namespace that owns the target network
-namespace (unless it is already ours), then the network namespace, opens
-/dev/net/tun, creates or attaches to the TAP, configures it when asked
-(configure.py), and sends the fd back over a SOCK_SEQPACKET pair with
-SCM_RIGHTS.  Errors travel back the same way as one line of text.
+a child is forked (TapHelper): it joins the user namespace that owns the
+target network namespace (unless it is already ours), then the network
+namespace, opens /dev/net/tun, creates or attaches to the TAP, and sends the
+fd back over a SOCK_SEQPACKET pair with SCM_RIGHTS.  Then, when asked, it
+configures the guest (configure.py) while the daemon goes on setting up its
+data plane, sockets, sandbox and seccomp filter, and says "ok" (or why not)
+as its second answer; the daemon waits for that just before it signals
+ready.  Errors travel back the same way as one line of text.
 
 The TAP is opened with IFF_VNET_HDR, so that the data plane can use checksum
 and segmentation offloads (csrc/tap.c); a kernel that refuses the flag gets a
@@ -15,7 +18,6 @@ TAP without it, and tap_has_vnet_hdr() tells the data plane which it got.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -30,21 +32,41 @@ NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
 TUNSETIFF = 0x400454CA
 TUNGETIFF = 0x800454D2  # _IOR('T', 210, unsigned int)
+TUNSETPERSIST = 0x400454CB  # _IOW('T', 203, int)
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 IFNAMSIZ = 16
 REPLY_MAX = 4096
+TAP_ANSWER = b"tap"  # the helper's first answer, with the TAP's fd
+OK_ANSWER = b"ok"  # its second: the guest is configured (or needed not be)
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = None  # see libc()
 
 
 class SetupError(Exception):
     """Setting up the namespace or the TAP failed; the message says why."""
 
 
+def libc():
+    """The C library through ctypes, loaded on first use: only set-up steps
+    that Python's os module lacks need it (ctypes is not imported before)."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
 def _setns(fd: int, nstype: int) -> None:
-    if _libc.setns(fd, nstype) != 0:
+    """setns(2); raises OSError."""
+    if hasattr(os, "setns"):  # Python 3.12 and later
+        os.setns(fd, nstype)
+        return
+    import ctypes
+
+    if libc().setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -115,6 +137,20 @@ def _create_tap(name: str) -> int:
     return fd
 
 
+def _make_persistent(fd: int) -> None:
+    """With `-- COMMAND` the namespaces are slirpd's own and end with the
+    command: a persistent TAP goes with its network namespace, which the
+    kernel tears down on its own after slirpd has exited.  Closing a TAP
+    that is not persistent unregisters the device there and then, which
+    waits for RCU grace periods: 15 ms of slirpd's exit here, a third of
+    what `slirpd -- true` may take (issue 19).  A kernel that refuses
+    keeps the TAP as it was."""
+    try:
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    except OSError:
+        pass
+
+
 def tap_has_vnet_hdr(fd: int) -> bool:
     """Whether a TAP fd carries virtio-net headers (IFF_VNET_HDR)."""
     ifr = fcntl.ioctl(fd, TUNGETIFF, b"\0" * 40)
@@ -122,7 +158,9 @@ def tap_has_vnet_hdr(fd: int) -> bool:
 
 
 def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socket) -> None:
-    """In the forked helper: join, open, configure, send.  Never returns."""
+    """In the forked helper: join, open and send the TAP; configure when
+    asked; answer "ok" or why not.  Never returns, whatever happens."""
+    status = 1
     try:
         try:
             if userns_fd is not None:
@@ -131,17 +169,29 @@ def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socke
         except OSError as e:
             raise SetupError(f"cannot join the namespaces of {cfg.target}: {e.strerror}") from None
         tap_fd = _create_tap(cfg.tapname)
+        if cfg.command is not None:
+            _make_persistent(tap_fd)
+        socket.send_fds(sock, [TAP_ANSWER], [tap_fd])
         if cfg.configure:
-            from slirpd.configure import configure_guest
+            from slirpd.configure import configure_guest  # the helper's alone: the daemon never imports it
 
             configure_guest(cfg)
-        socket.send_fds(sock, [b"ok"], [tap_fd])
-        os._exit(0)
+        sock.send(OK_ANSWER)
+        status = 0
     except SetupError as e:
-        sock.send(str(e).encode()[:REPLY_MAX])
+        _send_quietly(sock, str(e))
     except BaseException as e:  # anything else still becomes a clear message
-        sock.send(f"namespace setup failed: {type(e).__name__}: {e}".encode()[:REPLY_MAX])
-    os._exit(1)
+        _send_quietly(sock, f"namespace setup failed: {type(e).__name__}: {e}")
+    finally:
+        os._exit(status)
+
+
+def _send_quietly(sock: socket.socket, text: str) -> None:
+    """The helper's last word; a daemon that stopped listening is no error."""
+    try:
+        sock.send(text.encode()[:REPLY_MAX])
+    except OSError:
+        pass
 
 
 class TargetNamespaces:
@@ -178,23 +228,52 @@ class TargetNamespaces:
         self.close()
 
 
-def open_tap(cfg: Config, ns: TargetNamespaces) -> int:
-    """Create (or attach to) cfg.tapname inside the target's network namespace.
+class TapHelper:
+    """The forked helper at work for cfg's target: forked when made (see the
+    module doc).  tap_fd() and configured() wait for its two answers, in that
+    order; close() reaps it if configured() did not (also after a failure)."""
 
-    Return: the TAP fd, non-blocking, close-on-exec.  Raises SetupError.
-    """
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with parent, child:
-        pid = os.fork()
-        if pid == 0:
-            parent.close()
-            _child(cfg, ns.netns_fd, ns.userns_fd, child)
-        child.close()
-        msg, fds, _flags, _addr = socket.recv_fds(parent, REPLY_MAX, 1)
-        _, status = os.waitpid(pid, 0)
-    if msg == b"ok" and fds:
-        os.set_blocking(fds[0], False)
-        return fds[0]
-    for fd in fds:
-        os.close(fd)
-    raise SetupError(msg.decode(errors="replace") or f"namespace helper died (status {status})")
+    def __init__(self, cfg: Config, ns: TargetNamespaces):
+        self.pid: int | None = None
+        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        with child:
+            pid = os.fork()
+            if pid == 0:
+                self._sock.close()
+                _child(cfg, ns.netns_fd, ns.userns_fd, child)
+            self.pid = pid
+
+    def tap_fd(self) -> int:
+        """Wait for the TAP (created or attached to in the target's network
+        namespace).  Return: its fd, non-blocking, close-on-exec.  Raises
+        SetupError."""
+        msg, fds, _flags, _addr = socket.recv_fds(self._sock, REPLY_MAX, 1, socket.MSG_CMSG_CLOEXEC)
+        if msg == TAP_ANSWER and fds:
+            os.set_blocking(fds[0], False)
+            return fds[0]
+        for fd in fds:
+            os.close(fd)
+        raise self._failed(msg)
+
+    def configured(self) -> None:
+        """Wait until the helper has configured the guest (with --configure;
+        otherwise until it is done) and reap it.  Raises SetupError."""
+        msg = self._sock.recv(REPLY_MAX)
+        if msg != OK_ANSWER:
+            raise self._failed(msg)
+        self.close()
+
+    def _failed(self, msg: bytes) -> SetupError:
+        """The helper's failure, reaped, as the error to raise."""
+        status = self.close()
+        return SetupError(msg.decode(errors="replace") or f"namespace helper died (status {status})")
+
+    def close(self) -> int | None:
+        """Reap the helper (it ends by itself once it has answered, or sees
+        that nobody listens any more).  Return: its wait status, None if it
+        was reaped before."""
+        self._sock.close()
+        if self.pid is None:
+            return None
+        pid, self.pid = self.pid, None
+        return os.waitpid(pid, 0)[1]

@@ -18,15 +18,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pwd
-import shutil
 import signal
-import subprocess
-import tempfile
 
-from slirpd.netns import CLONE_NEWNET, CLONE_NEWUSER, SetupError
+from slirpd.netns import CLONE_NEWNET, CLONE_NEWUSER, SetupError, libc
 
 CLONE_NEWNS = 0x00020000
 MS_BIND = 0x1000
@@ -36,18 +32,20 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 RESOLV_CONF = "/etc/resolv.conf"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 def _check(rc: int, what: str) -> None:
     if rc != 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _mount(source: str | None, target: str, flags: int) -> None:
-    _check(_libc.mount(source.encode() if source else None, target.encode(), None, ctypes.c_ulong(flags), None),
-           f"mount {target}")
+def _mount(source: str | None, target: str, flags: int, fstype: str | None = None) -> None:
+    import ctypes
+
+    _check(libc().mount(source.encode() if source else None, target.encode(), fstype.encode() if fstype else None,
+                        ctypes.c_ulong(flags), None), f"mount {target}")
 
 
 # --create-netns
@@ -61,12 +59,13 @@ def create_netns(path: str) -> None:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
     except OSError as e:
         raise SetupError(f"--create-netns: {path}: {e.strerror}") from None
+    libc()  # loaded now: release_netns() runs at exit, when seccomp allows no file to be opened
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(err_r)
         try:
-            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            _check(libc().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
             _mount("/proc/self/ns/net", path, MS_BIND)
             os._exit(0)
         except OSError as e:
@@ -82,7 +81,7 @@ def create_netns(path: str) -> None:
 
 def release_netns(path: str) -> None:
     """Undo create_netns(): the namespace goes away with its last user."""
-    _libc.umount2(path.encode(), MNT_DETACH)
+    libc().umount2(path.encode(), MNT_DETACH)
 
 
 # -- COMMAND
@@ -109,11 +108,20 @@ def _write_id_maps(pid: int) -> None:
     except KeyError:
         user = str(uid)
     subuid, subgid = _subid_range("/etc/subuid", user, uid), _subid_range("/etc/subgid", user, uid)
-    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
-    if uid != 0 and subuid and subgid and all(tools):
-        subprocess.run([tools[0], str(pid), "0", str(uid), "1", "1", str(subuid[0]), str(subuid[1])], check=True)
-        subprocess.run([tools[1], str(pid), "0", str(gid), "1", "1", str(subgid[0]), str(subgid[1])], check=True)
-        return
+    if uid != 0 and subuid and subgid:
+        import shutil
+        import subprocess
+
+        tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+        if all(tools):
+            try:
+                subprocess.run([tools[0], str(pid), "0", str(uid), "1", "1", str(subuid[0]), str(subuid[1])],
+                               check=True)
+                subprocess.run([tools[1], str(pid), "0", str(gid), "1", "1", str(subgid[0]), str(subgid[1])],
+                               check=True)
+            except subprocess.CalledProcessError as e:
+                raise OSError(str(e)) from None
+            return
     with open(f"/proc/{pid}/setgroups", "w") as f:
         f.write("deny")
     with open(f"/proc/{pid}/uid_map", "w") as f:
@@ -127,7 +135,7 @@ def _die_with_parent(parent: int) -> None:
     included): it would be left in namespaces without a network.  The
     kernel sends it SIGKILL when slirpd dies (PR_SET_PDEATHSIG survives
     unshare and exec); a parent already gone by now is checked by hand."""
-    _check(_libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    _check(libc().prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:
         os._exit(127)
 
@@ -147,9 +155,11 @@ def _child(argv: list[str], parent: int, unshared_w: int, go_r: int) -> None:
     try:
         _die_with_parent(parent)
         _default_signals()
-        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS), "unshare")
+        _check(libc().unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS), "unshare")
         os.write(unshared_w, b"u")
         os.close(unshared_w)
+        import tempfile  # while slirpd sets up, not after it said go
+
         resolv = b""
         while chunk := os.read(go_r, 4096):
             resolv += chunk
@@ -158,7 +168,7 @@ def _child(argv: list[str], parent: int, unshared_w: int, go_r: int) -> None:
             os._exit(127)  # slirpd gave up: it reports why
         _mount(None, "/", MS_REC | MS_PRIVATE)
         try:  # a /sys that shows the new network namespace's interfaces
-            _check(_libc.mount(b"sysfs", b"/sys", b"sysfs", ctypes.c_ulong(0), None), "mount /sys")
+            _mount("sysfs", "/sys", 0, "sysfs")
         except OSError:
             pass
         if resolv != b"-":
@@ -183,6 +193,7 @@ class Command:
         unshared_r, unshared_w = os.pipe()
         self._go_r, self._go_w = os.pipe()
         parent = os.getpid()
+        libc()  # loaded once, here: the command's child and the namespace helper (netns.py) both need it
         self.pid = os.fork()
         if self.pid == 0:
             os.close(unshared_r)
@@ -194,7 +205,7 @@ class Command:
             if os.read(unshared_r, 1) != b"u":
                 raise SetupError("the command's namespaces could not be created")
             _write_id_maps(self.pid)
-        except (OSError, subprocess.CalledProcessError) as e:
+        except OSError as e:
             self.abort()
             raise SetupError(f"cannot map ids for the command's namespace: {e}") from None
         finally:

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from conftest import SLIRPD, have
+from slirpd import cli
 
 # Every option string podman and rootlesskit may grep for in --help.
 OPTION_STRINGS = [
@@ -135,3 +136,53 @@ def test_exit_fd_not_open():
     res = slirpd("--exit-fd=987", "1")
     assert res.returncode == 1
     assert "exit-fd 987 is not an open file descriptor" in res.stderr
+
+
+# The command lines clients pass, read without argparse (cli._parse_common,
+# issue 19): podman's and rootlesskit's (tests/test_podman.py), the suite's
+COMMON_COMMAND_LINES = [
+    ["--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6", "-c",
+     "-r", "3", "-e", "4", "--netns-type=path", "/run/user/1000/netns/cni-1", "tap0"],
+    ["--api-socket", "/run/user/1000/api.sock", "--cidr", "10.0.5.0/24", "--disable-host-loopback", "--mtu=65520",
+     "-c", "-r", "3", "-e", "4", "--netns-type=path", "/run/user/1000/netns/cni-1", "tap0"],
+    ["--configure", "--mtu=65520", "--ready-fd", "3", "4242"],
+    ["-c", "-6", "--macaddress=02:11:22:33:44:55", "-p", "8080:80", "--publish=[::1]:8443:443/udp", "4242", "eth7"],
+    ["4242", "tap0", "-c", "--debug"],
+    ["--target-type=bess", "/tmp/bess.sock"],
+    ["--create-netns", "/tmp/ns", "--pcap=/tmp/x.pcap", "--pcap-max-size=1M"],
+    ["--userns-path=/proc/1/ns/user", "--outbound-addr", "10.0.0.1", "--outbound-addr6=::1", "--disable-dns",
+     "--netns-type", "pid", "-a", "", "1"],
+    [], ["-h"], ["--version"], ["1"],
+]
+
+
+def _every_option_alone():
+    """Each option string in each form _parse_common() reads, with the
+    positionals before and after it."""
+    for strings, kind in cli.OPTIONS:
+        for string in strings:
+            forms = [[string]] if kind == cli.FLAG else [[string, "x"]] + ([[f"{string}=x"]] if string[1] == "-" else [])
+            for form in forms:
+                yield [*form, "1", "tap0"]
+                yield ["1", "tap0", *form]
+                yield [*form, *form, "1"]
+
+
+@pytest.mark.parametrize("argv", COMMON_COMMAND_LINES + list(_every_option_alone()), ids=" ".join)
+def test_common_command_line_parsed_as_argparse_parses_it(argv):
+    fast = cli._parse_common(argv)
+    assert fast is not None
+    assert vars(fast) == vars(cli._build_parser().parse_args(argv))
+
+
+# Left to argparse, which accepts or refuses them in its own way
+UNCOMMON_COMMAND_LINES = [
+    ["-c6", "1"], ["--conf", "1"], ["--mt=1500", "1"], ["-m1500", "1"], ["-r=3", "1"], ["--mtu=", "1"],
+    ["-r", "-1", "1"], ["--mtu", "-5", "1"], ["1", "-c", "tap0"], ["--disable-dns=x", "1"], ["-", "1"],
+    ["--no-such-option", "1"], ["-x", "1"], ["--mtu"], ["-p"],
+]
+
+
+@pytest.mark.parametrize("argv", UNCOMMON_COMMAND_LINES, ids=" ".join)
+def test_uncommon_command_line_left_to_argparse(argv):
+    assert cli._parse_common(argv) is None
