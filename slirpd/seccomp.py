@@ -98,14 +98,48 @@ MNT_DETACH = 2
 DEFAULT_ACTION_ERRNO = errno.EPERM
 
 
+# The libraries pyseccomp loads, by soname: glibc's (the wheel is manylinux)
+# and libseccomp 2.x's
+SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+
+
 def _import_pyseccomp():
-    """pyseccomp, or a SetupError naming the missing piece."""
+    """pyseccomp, or a SetupError naming the missing piece.
+
+    pyseccomp finds libc and libseccomp with ctypes.util.find_library() when
+    it is imported, and that costs most of a sandboxed start-up (issue 19):
+    ctypes.util imports shutil, subprocess and re, and find_library() runs
+    `ldconfig -p` once per library, 25 ms in all here.  The sonames are
+    known: pyseccomp's import sees a ctypes.util whose find_library()
+    answers from SONAMES (and asks the real one for any other name), and the
+    real module stays as it was for everybody else."""
+    import ctypes
+    import sys
+    import types
+
+    def find_library(name: str) -> str | None:
+        if name in SONAMES:
+            return SONAMES[name]
+        import importlib
+        return importlib.import_module("ctypes.util").find_library(name)
+
+    if "pyseccomp" in sys.modules:
+        return sys.modules["pyseccomp"]
+    shim = types.ModuleType("ctypes.util")
+    shim.find_library = find_library
+    real = sys.modules.pop("ctypes.util", None)
+    sys.modules["ctypes.util"], ctypes.util = shim, shim
     try:
         import pyseccomp
     except ImportError:
         raise SetupError("--enable-seccomp: the pyseccomp module is not installed") from None
     except (OSError, RuntimeError) as e:  # pyseccomp loads libseccomp when imported
         raise SetupError(f"--enable-seccomp: libseccomp is not available ({e})") from None
+    finally:
+        if real is None:
+            del sys.modules["ctypes.util"], ctypes.util
+        else:
+            sys.modules["ctypes.util"], ctypes.util = real, real
     return pyseccomp
 
 
@@ -118,17 +152,13 @@ def library_version() -> str:
     """libseccomp's version ("2.5.4"), for --version; "not available" when it
     cannot be loaded."""
     import ctypes
-    import ctypes.util
 
     class Version(ctypes.Structure):
         _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
-    name = ctypes.util.find_library("seccomp")
     try:
-        lib = ctypes.CDLL(name) if name else None
+        lib = ctypes.CDLL(SONAMES["seccomp"])
     except OSError:
-        lib = None
-    if lib is None:
         return "not available"
     lib.seccomp_version.restype = ctypes.POINTER(Version)
     v = lib.seccomp_version().contents
