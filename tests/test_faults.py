@@ -601,53 +601,41 @@ print(n)
 """
 
 
-RUNS = 5
 
 
-def timed_download(guest, port: int) -> tuple[list[str], float]:
-    start = time.monotonic()
-    out = guest.python(GUEST_RECV, str(port), timeout=120).stdout.split()
-    return out, time.monotonic() - start
+FLOOD_SECONDS = 2.0
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
-                    reason="a rate ratio says nothing about slirpd under AddressSanitizer (make test-asan)")
-def test_api_flood_keeps_transfer_rate(guest, start_slirpd, user_tmp):
-    """A client asking list_hostfwd back to back for the whole transfer leaves
-    it at 80% of its rate or more: the fastest of five runs each way,
-    interleaved.  Load from elsewhere on a busy 2-core machine only ever slows
-    a run down, so the fastest run is the least disturbed measure of what the
-    daemon does (the median, used before, fell below 80% once in 39 rounds
-    of the soak at load 4, with the fastest runs at 92%); the flood runs
-    during every busy run, so its cost is in the fastest one too."""
+@pytest.mark.timeout(180)
+def test_api_flood_costs_the_daemon_little(guest, start_slirpd, user_tmp):
+    """A client asking list_hostfwd back to back is answered at the API's
+    pace (a new client a millisecond at most) and takes little of the
+    daemon: over FLOOD_SECONDS of flood, the daemon's own CPU time (from
+    /proc, which other load on the machine can only lower) is under a third
+    of those seconds, so the data plane keeps the rest of its CPU; a
+    download during the flood arrives whole.  How fast that download goes,
+    with and without a flood, is a speed: measured by the benchmark, not
+    asserted here."""
     path = str(user_tmp / "api.sock")
     d = start_slirpd("--configure", f"--api-socket={path}", str(guest.pid))
-    size = 4 * BULK    # a second or more per run, at GSO speeds
-    quiet, busy, requests = [], [], []
-    with Server(source(size)) as srv:
-        for _ in range(RUNS):
-            out, secs = timed_download(guest, srv.port)
-            assert int(out[0]) == size
-            quiet.append(size / secs)
-
-            flood = subprocess.Popen([sys.executable, "-c", FLOOD, path],
-                                     stdout=subprocess.PIPE, text=True, **as_user(guest.user))
-            try:
-                time.sleep(0.2)
-                out, secs = timed_download(guest, srv.port)
-            finally:
-                flood.terminate()
-                requests.append(int(flood.communicate(timeout=10)[0]))
-            assert int(out[0]) == size
-            busy.append(size / secs)
-        srv.wait(2 * RUNS, timeout=30)
-        assert not srv.errors
-    quiet.sort()
-    busy.sort()
-    print("rates MiB/s quiet", [round(q / MIB) for q in quiet], "busy", [round(b / MIB) for b in busy], "requests", requests)
-    assert min(requests) > 20, requests
-    assert busy[-1] >= 0.8 * quiet[-1], ([q / MIB for q in quiet], [b / MIB for b in busy], requests)
+    flood = subprocess.Popen([sys.executable, "-c", FLOOD, path], stdout=subprocess.PIPE, text=True,
+                             **as_user(guest.user))
+    try:
+        wait_for(lambda: d.cpu_ticks() > 0, 10, "the flood to start")
+        ticks, start = d.cpu_ticks(), time.monotonic()
+        time.sleep(FLOOD_SECONDS)
+        cpu = (d.cpu_ticks() - ticks) / os.sysconf("SC_CLK_TCK")
+        wall = time.monotonic() - start
+        with Server(source(BULK)) as srv:
+            out = guest.python(GUEST_RECV, str(srv.port), timeout=120).stdout.split()
+            srv.wait(1, timeout=30)
+            assert not srv.errors and (int(out[0]), out[1]) == srv.results[0]
+    finally:
+        flood.terminate()
+        requests = int(flood.communicate(timeout=10)[0])
+    print(f"flood: {requests} requests, daemon CPU {cpu:.2f} s in {wall:.2f} s")
+    assert requests > 100, requests
+    assert cpu < wall / 3, (cpu, wall, requests)
     assert d.proc.poll() is None
 
 
