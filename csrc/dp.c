@@ -93,6 +93,7 @@ _Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) ==
  */
 static bool dp_config_valid(const struct dp_config *cfg)
 {
+	static const uint8_t zero16[16];
 	const uint8_t zero[DP_MAC_LEN] = { 0 };
 
 	if (mac_is_multicast(cfg->gw_mac) ||
@@ -103,12 +104,10 @@ static bool dp_config_valid(const struct dp_config *cfg)
 		return false;
 
 	if (cfg->enable_ipv6 && (cfg->mtu < DP_MTU_MIN_IP6 ||
-				 !memcmp(cfg->gw6, cfg->dns6, 16) ||
-				 memcmp(cfg->gw6, cfg->net6, 8) ||
-				 memcmp(cfg->dns6, cfg->net6, 8)))
+				 !memcmp(cfg->gw6, zero16, 16)))
 		return false;
 
-	return cfg->gw4 != 0;
+	return (cfg->gw4 != 0 || cfg->enable_ipv6) && fwd_rules_valid(cfg);
 }
 
 /**
@@ -140,6 +139,7 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	dp->cfg = *cfg;
 	dp->tap_fd = tap_fd;
 	dp->epoll_fd = -1;
+	dp->host_lo_open = fwd_host_lo_open(dp);
 
 	fwd_init(dp);
 	pcap_init(dp);

@@ -131,6 +131,8 @@ struct tap_offload {
  * @notices_raised:	DP_NOTICE_* bits ever raised: each is raised once
  * @tcp:		TCP state beside the flows: deferred work, counts (tcp.c)
  * @fwd:		forwarded host sockets (fwd.c)
+ * @host_lo_open:	a rule leads the guest to the host's loopback
+ *			(fwd_host_lo_open(), set by dp_new())
  * @dns_gen:		generation of the host's nameserver, never 0: bumped by
  *			dp_dns_upstream(), kept by UDP flows to the DNS address
  * @dns_notice_ms:	when DP_NOTICE_DNS_USED was last raised, 0 never (fwd.c)
@@ -185,6 +187,7 @@ struct dp {
 	uint32_t notices_raised;
 	struct tcp_ctx tcp;
 	struct fwd_listener fwd[DP_FWD_MAX];
+	bool host_lo_open;
 	uint32_t dns_gen;
 	uint64_t dns_notice_ms;
 	uint64_t fwd_deadline_ms;
@@ -409,7 +412,9 @@ void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 
 /* fwd.c */
 bool fwd_ip4_is_loopback(uint32_t addr);
-bool fwd_in_net6(const struct dp *dp, const union inany_addr *addr);
+bool fwd_rules_valid(const struct dp_config *cfg);
+bool fwd_is_local(const struct dp *dp, const union inany_addr *addr);
+bool fwd_host_lo_open(const struct dp *dp);
 int fwd_guest_to_host(struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,
 		      struct sockaddr_storage *sa, socklen_t *sa_len);

@@ -48,6 +48,7 @@
 	X(drop_ndp_malformed)	/* hop limit not 255, short, bad option */ \
 	X(drop_ndp_not_for_us)	/* solicitation for another address (DAD) */ \
 	X(drop_ndp_type)	/* advertisements, redirects from the guest */ \
+	X(drop_ndp_no_ra)	/* router solicitation with no_ra set */ \
 	/* ICMP */							\
 	X(drop_icmp_malformed)	/* shorter than an ICMP header */	\
 	X(drop_icmp_checksum)						\

@@ -46,9 +46,10 @@
  * - life: a flow lives while datagrams pass in either direction and is closed
  *   DP_UDP_IDLE_MS after the last one (DP_UDP_DNS_IDLE_MS for port 53, where a
  *   query rarely has a follow-up), or cfg.udp_idle_ms if set; forwarded flows
- *   alike, without the DNS case, except that with host loopback disabled a
- *   forwarded flow of a client on the host's loopback lives on the client's
- *   datagrams only: else the guest alone could keep a way to 127.0.0.1:PORT
+ *   alike, without the DNS case, except that when no rule leads the guest to
+ *   the host's loopback (fwd_host_lo_open(): --disable-host-loopback,
+ *   pasta's --no-map-gw) a forwarded flow of a client on the host's
+ *   loopback lives on the client's datagrams only: else the guest alone could keep a way to 127.0.0.1:PORT
  *   open for as long as it likes, whoever has that port by then.  The timer is armed once and checked against
  *   the last activity when it fires, so traffic does not touch the timer.
  *
@@ -592,7 +593,7 @@ static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
 		f->udp.fwd_sock = l->sock;
 		memcpy(&f->udp.peer, sa, sa_len);
 		f->udp.peer_len = sa_len;
-		f->udp.client_lo = dp->cfg.disable_host_loopback &&
+		f->udp.client_lo = !dp->host_lo_open &&
 				   fwd_sa_is_loopback(sa);
 	}
 	return f;

@@ -10,7 +10,10 @@
  * Input encoding (every read past the end yields zeros, so any input is
  * valid):
  *   byte 0:	configuration bits: 1 vnet_hdr, 2 disable_dns,
- *		4 disable_host_loopback, 8 DNS upstream set, 16 outbound address
+ *		4 disable_host_loopback, 8 DNS upstream set, 16 outbound address,
+ *		32 IPv6, 64 IPv6 DNS upstream, 128 pasta's network model
+ *		(harness_rules(): neigh_all, a --dns-forward and a
+ *		--map-guest-addr address; 4 is --no-map-gw then, 2 --no-ra)
  *   byte 1:	bits 0-2 MTU choice (harness_mtus[]), bits 3-5 socket budget
  *		(harness_budgets[]), bits 6-7 descriptor limit of the fake
  *		kernel (harness_fd_limits[]: socket() and accept4() say EMFILE
@@ -428,6 +431,74 @@ static void quiesce(struct harness *h)
 }
 
 /**
+ * harness_rule() - fill one address rule
+ * @cfg:	configuration, @n_rules counts it
+ * @addr:	address, 16 bytes
+ * @prefix_len:	of the 16-byte form
+ * @kind:	DP_RULE_*
+ * @flags:	DP_RULE_F_*
+ * @to:		DP_RULE_REDIRECT's target, 16 bytes, or NULL
+ */
+static void harness_rule(struct dp_config *cfg, const uint8_t *addr,
+			 uint8_t prefix_len, uint8_t kind, uint8_t flags,
+			 const uint8_t *to)
+{
+	struct dp_rule *r = &cfg->rules[cfg->n_rules++];
+
+	memcpy(r->addr, addr, sizeof(r->addr));
+	r->prefix_len = prefix_len;
+	r->kind = kind;
+	r->flags = flags;
+	if (to)
+		memcpy(r->to, to, sizeof(r->to));
+}
+
+/**
+ * harness_rules() - the address rules of either model, as Python sets them
+ * (slirpd/netmodel.py, slirpd/pasta/net.py)
+ * @cfg:	configuration, addresses set
+ * @bits:	byte 0 of the input
+ */
+static void harness_rules(struct dp_config *cfg, uint8_t bits)
+{
+	static const uint8_t lo4[16] = { [10] = 0xff, [11] = 0xff, 127, 0, 0, 1 };
+	static const uint8_t host4[16] = { [10] = 0xff, [11] = 0xff,
+					   198, 51, 100, 1 };
+	static const uint8_t lo6[16] = { [15] = 1 };
+	uint8_t gw4[16] = { [10] = 0xff, [11] = 0xff, 10, 0, 2, 2 };
+	uint8_t dns4[16] = { [10] = 0xff, [11] = 0xff, 10, 0, 2, 3 };
+	uint8_t gw6[16], dns6[16];
+	bool lo = !(bits & 4);
+
+	memcpy(gw6, cfg->gw6, 16);
+	memcpy(dns6, harness_net6, 16);
+	dns6[15] = 3;
+	if (bits & 128) {	/* pasta: 169.254.1.1 DNS, .2 the host */
+		dns4[12] = 169, dns4[13] = 254, dns4[14] = 1, dns4[15] = 1;
+		harness_rule(cfg, dns4, 128, DP_RULE_DNS, 0, NULL);
+		dns4[15] = 2;
+		harness_rule(cfg, dns4, 128, DP_RULE_REDIRECT, 0, host4);
+		if (lo)
+			harness_rule(cfg, gw4, 128, DP_RULE_REDIRECT, 0, lo4);
+		if (cfg->enable_ipv6 && lo)
+			harness_rule(cfg, gw6, 128, DP_RULE_REDIRECT, 0, lo6);
+		return;
+	}
+	harness_rule(cfg, gw4, 128, lo ? DP_RULE_REDIRECT : DP_RULE_BLOCK,
+		     DP_RULE_F_LOCAL, lo ? lo4 : NULL);
+	harness_rule(cfg, dns4, 128, bits & 2 ? DP_RULE_BLOCK : DP_RULE_DNS,
+		     DP_RULE_F_LOCAL | DP_RULE_F_DNS_ONLY, NULL);
+	harness_rule(cfg, gw4, 120, DP_RULE_BLOCK, 0, NULL);
+	if (!cfg->enable_ipv6)
+		return;
+	harness_rule(cfg, gw6, 128, lo ? DP_RULE_REDIRECT : DP_RULE_BLOCK,
+		     DP_RULE_F_LOCAL, lo ? lo6 : NULL);
+	harness_rule(cfg, dns6, 128, bits & 2 ? DP_RULE_BLOCK : DP_RULE_DNS,
+		     DP_RULE_F_LOCAL | DP_RULE_F_DNS_ONLY, NULL);
+	harness_rule(cfg, harness_net6, 64, DP_RULE_BLOCK, 0, NULL);
+}
+
+/**
  * harness_config() - the data plane configuration the input chooses
  * @in:		input
  * @cfg:	filled
@@ -442,25 +513,28 @@ static void harness_config(struct input *in, struct dp_config *cfg)
 	cfg->net4 = htonl(0x0a000200);
 	cfg->mask4 = htonl(0xffffff00);
 	cfg->gw4 = htonl(0x0a000202);
-	cfg->dns4 = htonl(0x0a000203);
 	cfg->guest4 = htonl(0x0a000264);
 	limits = take8(in);
 	cfg->mtu = harness_mtus[limits & 7];
 	cfg->sock_budget = harness_budgets[limits >> 3 & 7];
 	fk.fd_limit = harness_fd_limits[limits >> 6];
 	cfg->vnet_hdr = bits & 1;
-	cfg->disable_dns = !!(bits & 2);
-	cfg->disable_host_loopback = !!(bits & 4);
 	cfg->dns_upstream4 = bits & 8 ? htonl(0x7f000035) : 0;
 	cfg->outbound4 = bits & 16 ? htonl(0xc6336401) : 0;
 	cfg->enable_ipv6 = bits & 32 && cfg->mtu >= 1280;
 	memcpy(cfg->net6, harness_net6, sizeof(cfg->net6));
 	memcpy(cfg->gw6, harness_net6, sizeof(cfg->gw6));
 	cfg->gw6[15] = 2;
-	memcpy(cfg->dns6, harness_net6, sizeof(cfg->dns6));
-	cfg->dns6[15] = 3;
+	if (!(bits & 2) && !(bits & 128)) {
+		memcpy(cfg->rdnss6, harness_net6, sizeof(cfg->rdnss6));
+		cfg->rdnss6[15] = 3;
+	}
+	memcpy(cfg->guest6, harness_guest6, sizeof(cfg->guest6));
 	if (bits & 64)
 		cfg->dns_upstream6[15] = 1;	/* ::1 */
+	cfg->neigh_all = !!(bits & 128);
+	cfg->no_ra = bits & 128 && bits & 2;
+	harness_rules(cfg, bits);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
