@@ -17,6 +17,10 @@
  *   host socket -> tcp.c, udp.c, icmp.c -> ip4.c (ip_tx_*()) -> eth.c
  *               -> tap.c (transmit queue) -> TAP
  *
+ * Besides the TAP, sockets inside the guest's namespace (pasta's -T and -U:
+ * its loopback to the host's) go host socket to host socket: splice.c for
+ * TCP, udp.c for UDP.
+ *
  * With --pcap, tap.c also hands each batch, both ways, to pcap.c.
  *
  * One struct dp holds all state: the TAP descriptor, an epoll descriptor that
@@ -141,10 +145,9 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	dp->epoll_fd = -1;
 	dp->host_lo_open = fwd_host_lo_open(dp);
 
-	fwd_init(dp);
 	pcap_init(dp);
-	if (tap_init(dp) || flow_table_init(dp) || frag_init(dp) ||
-	    udp_init(dp) || ctl_init(dp))
+	if (fwd_init(dp) || tap_init(dp) || flow_table_init(dp) ||
+	    frag_init(dp) || udp_init(dp) || ctl_init(dp))
 		goto fail;
 
 	dp->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -167,6 +170,7 @@ fail:
 	ctl_cleanup(dp);
 	pcap_cleanup(dp);
 	tap_cleanup(dp);
+	fwd_cleanup(dp);
 	free(dp);
 	errno = err;
 	return NULL;
@@ -190,6 +194,7 @@ void dp_free(struct dp *dp)
 	ctl_cleanup(dp);
 	pcap_cleanup(dp);
 	tap_cleanup(dp);
+	fwd_cleanup(dp);
 	free(dp);
 }
 
@@ -293,6 +298,9 @@ static void dp_flow_event(struct dp *dp, uint64_t ref, uint32_t events)
 	case FLOW_PING:
 		ping_sock_event(dp, f, events);
 		break;
+	case FLOW_SPLICE:
+		splice_sock_event(dp, f, SPLICE_NS, events);
+		break;
 	}
 }
 
@@ -332,6 +340,13 @@ static int dp_dispatch(struct dp *dp, int budget, int wait_ms, bool *outer)
 			done++;
 		} else if (kind == EPOLL_REF_OUTER) {
 			*outer = true;
+		} else if (kind == EPOLL_REF_SPLICE) {
+			struct flow *f = flow_from_epoll(dp, ev[i].data.u64);
+
+			if (f && f->type == FLOW_SPLICE)
+				splice_sock_event(dp, f, SPLICE_HOST,
+						  ev[i].events);
+			done++;
 		} else {
 			dp_flow_event(dp, ev[i].data.u64, ev[i].events);
 			done++;

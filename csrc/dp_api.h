@@ -173,6 +173,8 @@ int dp_wait(struct dp *dp, int budget, int max_ms);
 int dp_timeout_ms(struct dp *dp);
 int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
 	       const uint8_t *guest_addr, uint16_t guest_port);
+int dp_fwd_add_splice(struct dp *dp, int id, int sock, int proto,
+		      const uint8_t *host_addr, uint16_t host_port);
 int dp_fwd_remove(struct dp *dp, int id);
 int64_t dp_fwd_connections(struct dp *dp, int id);
 int dp_counter_count(void);

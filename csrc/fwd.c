@@ -17,8 +17,10 @@
  *   loopback (systemd-resolved's 127.0.0.53, dnsmasq's 127.0.0.1): podman
  *   and rootlesskit, which leave the host's loopback closed otherwise,
  *   depend on it.  Other ports reach nothing with DP_RULE_F_DNS_ONLY
- *   (slirp4netns's DNS address), else the address itself (pasta's
- *   --dns-forward).  The host socket's family need not be the guest's;
+ *   (slirp4netns's DNS address); else the rules after it decide, as if it
+ *   were not there (pasta's --dns-forward, and its gateway, whose port 53
+ *   is the host's nameserver and the rest the host's loopback).  The host
+ *   socket's family need not be the guest's;
  * - DP_RULE_BLOCK: nothing (slirp4netns's virtual network, the gateway
  *   with --disable-host-loopback).
  *
@@ -51,7 +53,10 @@
  * batch and opened into the guest by tcp.c (tcp_conn_from_host()); a UDP
  * listener's datagrams go to udp.c (udp_fwd_input(), which counts the flows
  * it starts in the listener's @connections, as fwd.c counts accepted
- * connections).
+ * connections).  A listener registered with dp_fwd_add_splice() instead is a
+ * socket inside the guest's namespace (pasta's -T and -U), whose @guest is
+ * the host address it leads to: its connections are spliced to the host
+ * (splice.c), its datagrams relayed there (udp.c, udp_splice_input()).
  *
  * Limits
  * ------
@@ -73,6 +78,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -143,6 +149,29 @@ static bool fwd_prefix_holds(const uint8_t *prefix, unsigned len,
 }
 
 /**
+ * fwd_rule_after() - the next rule that holds an address
+ * @dp:		data plane
+ * @addr:	address, either family
+ * @prev:	a rule of @dp's, to look after; NULL to look from the first
+ *
+ * Return: the first rule after @prev whose prefix holds @addr, or NULL
+ */
+static const struct dp_rule *fwd_rule_after(const struct dp *dp,
+					    const union inany_addr *addr,
+					    const struct dp_rule *prev)
+{
+	uint32_t i = prev ? (uint32_t)(prev - dp->cfg.rules) + 1 : 0;
+
+	for (; i < dp->cfg.n_rules; i++) {
+		const struct dp_rule *r = &dp->cfg.rules[i];
+
+		if (fwd_prefix_holds(r->addr, r->prefix_len, addr))
+			return r;
+	}
+	return NULL;
+}
+
+/**
  * fwd_rule() - the rule that decides where an address leads
  * @dp:		data plane
  * @addr:	address, either family
@@ -152,15 +181,7 @@ static bool fwd_prefix_holds(const uint8_t *prefix, unsigned len,
 static const struct dp_rule *fwd_rule(const struct dp *dp,
 				      const union inany_addr *addr)
 {
-	uint32_t i;
-
-	for (i = 0; i < dp->cfg.n_rules; i++) {
-		const struct dp_rule *r = &dp->cfg.rules[i];
-
-		if (fwd_prefix_holds(r->addr, r->prefix_len, addr))
-			return r;
-	}
-	return NULL;
+	return fwd_rule_after(dp, addr, NULL);
 }
 
 /**
@@ -311,8 +332,8 @@ static bool fwd_unroutable(const union inany_addr *addr)
  * @sa:		filled
  * @sa_len:	filled with the length of @sa
  */
-static void fwd_sockaddr(const union inany_addr *addr, uint16_t port,
-			 struct sockaddr_storage *sa, socklen_t *sa_len)
+void fwd_sockaddr(const union inany_addr *addr, uint16_t port,
+		  struct sockaddr_storage *sa, socklen_t *sa_len)
 {
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
 	struct sockaddr_in *sin = (struct sockaddr_in *)sa;
@@ -354,7 +375,14 @@ int fwd_guest_to_host(struct dp *dp, const union inany_addr *remote,
 	if (!inany_is_v4(remote) && !dp->cfg.enable_ipv6)
 		return -1;
 
-	r = fwd_rule(dp, remote);
+	/* a DNS rule lets other ports through to the rules after it */
+	for (r = fwd_rule(dp, remote); r && r->kind == DP_RULE_DNS;
+	     r = fwd_rule_after(dp, remote, r)) {
+		if (port == DNS_PORT && !icmp)
+			return fwd_dns_upstream(dp, sa, sa_len);
+		if (r->flags & DP_RULE_F_DNS_ONLY)
+			return -1;
+	}
 	if (r && r->kind == DP_RULE_BLOCK)
 		return -1;
 	if (r && r->kind == DP_RULE_REDIRECT) {
@@ -363,12 +391,6 @@ int fwd_guest_to_host(struct dp *dp, const union inany_addr *remote,
 		memcpy(to.a, r->to, sizeof(to.a));
 		fwd_sockaddr(&to, port, sa, sa_len);
 		return 0;
-	}
-	if (r && r->kind == DP_RULE_DNS) {
-		if (port == DNS_PORT && !icmp)
-			return fwd_dns_upstream(dp, sa, sa_len);
-		if (r->flags & DP_RULE_F_DNS_ONLY)
-			return -1;
 	}
 
 	if (fwd_unroutable(remote) ||
@@ -479,16 +501,34 @@ static struct fwd_listener *fwd_find(struct dp *dp, int id)
 }
 
 /**
- * fwd_init() - mark every listener slot free
+ * fwd_init() - allocate the listener slots, every one free
  * @dp:		data plane
+ *
+ * Return: 0, or -1 with errno ENOMEM
  */
-void fwd_init(struct dp *dp)
+int fwd_init(struct dp *dp)
 {
 	int i;
 
+	dp->dns_gen = 1;
+	dp->fwd = calloc(DP_FWD_MAX, sizeof(*dp->fwd));
+	if (!dp->fwd) {
+		errno = ENOMEM;
+		return -1;
+	}
 	for (i = 0; i < DP_FWD_MAX; i++)
 		dp->fwd[i].sock = -1;
-	dp->dns_gen = 1;
+	return 0;
+}
+
+/**
+ * fwd_cleanup() - free the listener slots (Python closes the sockets)
+ * @dp:		data plane, possibly only partly set up
+ */
+void fwd_cleanup(struct dp *dp)
+{
+	free(dp->fwd);
+	dp->fwd = NULL;
 }
 
 /**
@@ -510,35 +550,25 @@ static int fwd_epoll_add(struct dp *dp, const struct fwd_listener *l)
 }
 
 /**
- * dp_fwd_add() - forward a bound host socket into the guest
+ * fwd_add() - take a listener slot for a socket
  * @dp:		data plane
- * @id:		forward id (Python's), unique
- * @sock:	bound host socket, listening for TCP; Python keeps owning it and
- *		closes it after dp_fwd_remove()
+ * @id:		forward id, unique
+ * @sock:	the socket
  * @proto:	IPPROTO_TCP or IPPROTO_UDP
- * @guest_addr:	guest address, 16 bytes: IPv6, or IPv4-mapped for IPv4 (an
- *		IPv6 one only with cfg.enable_ipv6)
- * @guest_port:	guest port, host byte order
+ * @to:		where it leads: a guest address, or with @splice a host one
+ * @to_port:	port there, host byte order
+ * @splice:	a socket of the guest's namespace, spliced to the host
  *
- * Return: 0, or -1 with errno set (EINVAL, ENOSPC if DP_FWD_MAX are in use,
- *	   EEXIST for a duplicate id, or epoll's error)
+ * Return: as dp_fwd_add()
  */
-int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
-	       const uint8_t *guest_addr, uint16_t guest_port)
+static int fwd_add(struct dp *dp, int id, int sock, int proto,
+		   const union inany_addr *to, uint16_t to_port, bool splice)
 {
 	struct fwd_listener *l = NULL;
-	union inany_addr guest;
 	int i;
 
-	if (!dp || !guest_addr) {
-		errno = EINVAL;
-		return -1;
-	}
-	memcpy(guest.a, guest_addr, sizeof(guest.a));
 	if (sock < 0 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
-	    !guest_port || inany_is_unspecified(&guest) ||
-	    (!inany_is_v4(&guest) && (!dp->cfg.enable_ipv6 ||
-				      inany_is_multicast6(&guest)))) {
+	    !to_port || inany_is_unspecified(to)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -563,12 +593,72 @@ int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
 
 	l->id = id;
 	l->proto = (uint8_t)proto;
-	l->guest = guest;
-	l->guest_port = guest_port;
+	l->guest = *to;
+	l->guest_port = to_port;
+	l->splice = splice;
 	l->connections = 0;
 	l->paused_until_ms = 0;
 	flow_sock_adopt(dp);
 	return 0;
+}
+
+/**
+ * dp_fwd_add() - forward a bound host socket into the guest
+ * @dp:		data plane
+ * @id:		forward id (Python's), unique
+ * @sock:	bound host socket, listening for TCP; Python keeps owning it and
+ *		closes it after dp_fwd_remove()
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @guest_addr:	guest address, 16 bytes: IPv6, or IPv4-mapped for IPv4 (an
+ *		IPv6 one only with cfg.enable_ipv6)
+ * @guest_port:	guest port, host byte order
+ *
+ * Return: 0, or -1 with errno set (EINVAL, ENOSPC if DP_FWD_MAX are in use,
+ *	   EEXIST for a duplicate id, or epoll's error)
+ */
+int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
+	       const uint8_t *guest_addr, uint16_t guest_port)
+{
+	union inany_addr guest;
+
+	if (!dp || !guest_addr) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(guest.a, guest_addr, sizeof(guest.a));
+	if (!inany_is_v4(&guest) && (!dp->cfg.enable_ipv6 ||
+				     inany_is_multicast6(&guest))) {
+		errno = EINVAL;
+		return -1;
+	}
+	return fwd_add(dp, id, sock, proto, &guest, guest_port, false);
+}
+
+/**
+ * dp_fwd_add_splice() - splice a socket of the guest's namespace to the host
+ * @dp:		data plane
+ * @id:		forward id (Python's), unique
+ * @sock:	socket bound in the guest's namespace (its loopback), listening
+ *		for TCP; Python keeps owning it and closes it after
+ *		dp_fwd_remove()
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @host_addr:	the host address it leads to, 16 bytes as for dp_fwd_add()
+ *		(the host's loopback, for pasta's -T and -U)
+ * @host_port:	the host port, host byte order
+ *
+ * Return: as dp_fwd_add()
+ */
+int dp_fwd_add_splice(struct dp *dp, int id, int sock, int proto,
+		      const uint8_t *host_addr, uint16_t host_port)
+{
+	union inany_addr host;
+
+	if (!dp || !host_addr) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(host.a, host_addr, sizeof(host.a));
+	return fwd_add(dp, id, sock, proto, &host, host_port, true);
 }
 
 /**
@@ -669,6 +759,27 @@ static bool fwd_guest_reaches(const struct dp *dp, const union inany_addr *a)
 }
 
 /**
+ * fwd_sa_to_inany() - a socket address as a 128-bit address and a port
+ * @sa:		socket address, AF_INET or AF_INET6
+ * @addr:	set to the address (IPv4-mapped for IPv4)
+ * @port:	set to the port, host byte order
+ */
+void fwd_sa_to_inany(const struct sockaddr_storage *sa,
+		     union inany_addr *addr, uint16_t *port)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+	if (sa->ss_family == AF_INET) {
+		*port = ntohs(sin->sin_port);
+		inany_from_v4(addr, sin->sin_addr.s_addr);
+	} else {
+		*port = ntohs(sin6->sin6_port);
+		memcpy(addr->a, &sin6->sin6_addr, sizeof(addr->a));
+	}
+}
+
+/**
  * fwd_guest_view() - the address and port a host client has in the guest
  * @dp:		data plane
  * @sa:		the client's socket address
@@ -683,18 +794,9 @@ void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
 		    const union inany_addr *guest, union inany_addr *addr,
 		    uint16_t *port)
 {
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
 	union inany_addr a;
 
-	if (sa->ss_family == AF_INET) {
-		*port = ntohs(sin->sin_port);
-		inany_from_v4(&a, sin->sin_addr.s_addr);
-	} else {
-		*port = ntohs(sin6->sin6_port);
-		memcpy(a.a, &sin6->sin6_addr, sizeof(a.a));
-	}
-
+	fwd_sa_to_inany(sa, &a, port);
 	if (fwd_redirected_from(dp, &a, guest, addr))
 		return;
 	if (inany_is_v4(&a) != inany_is_v4(guest) ||
@@ -710,7 +812,7 @@ void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
  * @dp:		data plane, @now_ms current
  * @l:		TCP listener, in the epoll set
  */
-static void fwd_pause(struct dp *dp, struct fwd_listener *l)
+void fwd_pause(struct dp *dp, struct fwd_listener *l)
 {
 	epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
 	l->paused_until_ms = dp->now_ms + DP_FWD_ACCEPT_PAUSE_MS;
@@ -764,6 +866,13 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 		return;
 	l = &dp->fwd[index];
 
+	if (l->splice) {
+		if (l->proto == IPPROTO_UDP)
+			udp_splice_input(dp, l);
+		else
+			splice_accept(dp, l);
+		return;
+	}
 	if (l->proto == IPPROTO_UDP) {
 		udp_fwd_input(dp, l);
 		return;

@@ -96,7 +96,8 @@ class Config:
     disable_dns: bool = False
     macaddress: str | None = None
     target_type: str = "netns"
-    publish: tuple = ()  # (proto, host_addr, host_port, guest_port) each
+    publish: tuple = ()  # (proto, portspec.PortMap) each
+    auto_publish: object = None  # --publish auto: a portspec.Spec of mode "auto", or None
     command: tuple | None = None  # `-- COMMAND [ARGS]`: run it in new namespaces
     create_netns: str | None = None  # --create-netns=PATH
     pcap: str | None = None  # --pcap=FILE
@@ -147,6 +148,8 @@ class Config:
     @property
     def gateway_mac(self) -> bytes:
         """slirpd's MAC address on the TAP link."""
+        if self.model is not None and self.model.mac is not None:
+            return self.model.mac
         return GATEWAY_MAC_PREFIX + self.gateway.packed
 
     @property

@@ -226,6 +226,16 @@ class Dataplane:
             err = ffi.errno
             raise OSError(err, os.strerror(err))
 
+    def add_splice(self, fwd_id: int, sock_fd: int, proto: str, host_addr, host_port: int) -> None:
+        """Splice a socket bound in the guest's namespace (listening, for
+        TCP) to host_addr:host_port on the host (pasta's -T and -U: its
+        loopback).  Ownership and removal as for add_forward().  Raises
+        OSError."""
+        proto_num = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}[proto]
+        if lib.dp_fwd_add_splice(self._handle(), fwd_id, sock_fd, proto_num, _addr16(host_addr), host_port) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+
     def remove_forward(self, fwd_id: int) -> None:
         """Stop forwarding (connections already open stay). Raises OSError."""
         if lib.dp_fwd_remove(self._handle(), fwd_id) != 0:

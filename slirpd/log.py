@@ -34,23 +34,30 @@ class _OneLine(logging.Formatter):
     """One event, one line: line breaks in a message (or a traceback) are
     kept visible as "\\n"; with journal, a priority prefix."""
 
-    def __init__(self, journal: bool):
+    def __init__(self, journal: bool, prefix: str = "slirpd: "):
         super().__init__("%(message)s")
         self.journal = journal
+        self.prefix = prefix
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record).replace("\n", "\\n")
         if self.journal:
             return f"<{_PRIORITY.get(record.levelno, 6)}>{text}"
-        return f"slirpd: {text}"
+        return f"{self.prefix}{text}"
 
 
-def setup(debug: bool) -> None:
-    """Send slirpd's log to stderr; debug shows every event, otherwise
-    warnings and errors only."""
+def setup(debug: bool, prefix: str = "slirpd: ", path: str | None = None) -> None:
+    """Send slirpd's log to stderr, or to the file at path (opened now,
+    appended to); lines start with prefix (pasta's have none).  debug shows
+    every event, otherwise warnings and errors only.  Raises OSError for a
+    file that cannot be opened."""
     debug = debug or os.environ.get("SLIRPD_DEBUG", "") not in ("", "0")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLine(stderr_is_journal()))
+    if path is not None:
+        handler = logging.StreamHandler(open(path, "a", buffering=1, encoding="utf-8"))
+        handler.setFormatter(_OneLine(False, prefix))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLine(stderr_is_journal(), prefix))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if debug else logging.WARNING)
     log.propagate = False

@@ -13,8 +13,11 @@ import sys
 from slirpd import cli, fdlimit, log as logmod, sandbox, seccomp, standalone
 from slirpd.api import Api, ApiServer
 from slirpd.dhcp import DhcpServer
+from slirpd.autofwd import AutoForwarder, PortWatcher
 from slirpd.forward import Forwards
 from slirpd.notify import Notifier
+from slirpd.nsports import NamespaceSockets
+from slirpd.portspec import Spec
 from slirpd.config import Config
 from slirpd.log import log
 from slirpd.netns import SetupError, TargetNamespaces, open_tap, tap_has_vnet_hdr
@@ -125,22 +128,25 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     pidfd = _target_pidfd(cfg)
     if pidfd is not None:
         cleanup.callback(os.close, pidfd)
+    nsocks = NamespaceSockets(Spec("none"), Spec("none"), False, diag=True) if cfg.auto_publish else None
     with TargetNamespaces(cfg) as ns:
-        tap_fd = open_tap(cfg, ns)
-        dp = cleanup.enter_context(_dataplane(cfg, tap_fd, resolver, tap_has_vnet_hdr(tap_fd)))
-        _start_pcap(cfg, dp)
-        forwards = Forwards(cfg, dp)
-        cleanup.callback(forwards.close)
+        dp, forwards, diag_fd = attach(cfg, cleanup, ns, resolver, nsocks)
         _publish(cfg, forwards)
+        tasks = []
+        if diag_fd is not None:
+            auto = AutoForwarder(PortWatcher(diag_fd), forwards, ("tcp", "udp"),
+                                 [(ipaddress.IPv4Address("0.0.0.0"), cfg.guest, False)],
+                                 {"tcp": cfg.auto_publish.exclude, "udp": cfg.auto_publish.exclude})
+            cleanup.callback(auto.close)
+            tasks.append(auto)
         dhcp = DhcpServer(cfg)
         api = None
         if cfg.api_socket:
             api = ApiServer(cfg.api_socket, Api(forwards, dhcp))
+            if tasks:
+                api.api.stats_sections["auto"] = tasks[0].stats
             cleanup.callback(api.close)
-        if cfg.enable_sandbox:
-            sandbox.enter(ns)  # closes ns: no namespace fd survives the pivot
-            if resolver is not None:
-                resolver.reopen_dir()  # the sandbox's /etc: nothing outside the new root stays open
+        lock_down(cfg, ns, resolver)
     status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
     if cfg.enable_ipv6:
         status += f"; IPv6 {cfg.net6}, gateway {cfg.gateway6}, DNS {cfg.dns6}"
@@ -154,11 +160,53 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         notifier.send("READY=1", f"STATUS={status}")
 
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
-                    forward_signals_to=command.pid if command else None, dhcp=dhcp, resolver=resolver)
+                    forward_signals_to=command.pid if command else None, dhcp=dhcp, resolver=resolver, tasks=tasks)
     if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
         seccomp.enter(command_pid=command.pid if command else None, create_netns=cfg.create_netns is not None,
                       resolv_dir_fd=resolver and resolver.dir_fd)
     return daemon.run(on_ready=on_ready)
+
+
+def attach(cfg: Config, cleanup: contextlib.ExitStack, ns: TargetNamespaces, resolver, nsocks=None,
+           configure=None, freebind: bool = False):
+    """Open cfg's TAP in the target's namespaces ns, and there run
+    configure() and open nsocks' sockets (nsports.NamespaceSockets); start
+    the data plane on the TAP (capturing with --pcap) and the table of
+    forwards (freebind: pasta's --freebind), all undone by cleanup; register
+    nsocks' sockets.  Return: (data plane, forwards, nsocks' sock_diag fd or
+    None)."""
+    def in_namespace():
+        if configure is not None:
+            configure()
+        return nsocks.open() if nsocks is not None else []
+
+    tap_fd, ns_fds = open_tap(cfg, ns, in_namespace, nsocks.count if nsocks is not None else 0)
+    if nsocks is not None:
+        cleanup.callback(nsocks.close)  # after the data plane is gone
+    try:
+        dp = cleanup.enter_context(_dataplane(cfg, tap_fd, resolver, tap_has_vnet_hdr(tap_fd)))
+    except BaseException:
+        for fd in ns_fds:
+            os.close(fd)
+        raise
+    _start_pcap(cfg, dp)
+    forwards = Forwards(cfg, dp, freebind)
+    cleanup.callback(forwards.close)
+    diag_fd = nsocks.attach(dp, ns_fds, forwards.reserve_ids(len(ns_fds))) if nsocks is not None else None
+    if diag_fd is not None:
+        cleanup.callback(os.close, diag_fd)  # until PortWatcher takes it
+    return dp, forwards, diag_fd
+
+
+def lock_down(cfg: Config, ns: TargetNamespaces, resolver) -> None:
+    """--enable-sandbox, the last step inside the target's namespaces: it
+    closes ns (no namespace fd survives the pivot), and the resolver's
+    directory is opened again inside (the sandbox's /etc: nothing outside
+    the new root stays open)."""
+    if cfg.enable_sandbox:
+        sandbox.enter(ns)
+        if resolver is not None:
+            resolver.reopen_dir()
 
 
 def _resolver(cfg: Config, cleanup: contextlib.ExitStack) -> HostResolver | None:
@@ -172,11 +220,12 @@ def _resolver(cfg: Config, cleanup: contextlib.ExitStack) -> HostResolver | None
 
 def _publish(cfg: Config, forwards: Forwards) -> None:
     """--publish: the forwards asked for on the command line."""
-    for proto, host_addr, host_port, guest_port in cfg.publish:
+    for proto, pmap in cfg.publish:
         try:
-            forwards.add(proto, ipaddress.ip_address(host_addr), host_port, cfg.guest, guest_port)
+            forwards.add(proto, pmap.addr, pmap.ports, cfg.guest, pmap.to_first)
         except OSError as e:
-            raise SetupError(f"--publish {host_addr}:{host_port}:{guest_port}/{proto}: {e.strerror}") from None
+            port = f" (port {e.filename})" if len(pmap.ports) > 1 else ""
+            raise SetupError(f"--publish {pmap.addr}:{pmap.ports}:{pmap.to}/{proto}: {e.strerror}{port}") from None
 
 
 def _run_bess(cfg: Config) -> int:
@@ -215,8 +264,18 @@ def _run_bess(cfg: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `slirpd` command. Return: the process exit status."""
+    """The `slirpd` command, or pasta's when called by that name (a link
+    named pasta) or as `slirpd pasta ARGS...`. Return: the process exit
+    status."""
+    if argv is None and os.path.basename(sys.argv[0]) == "pasta":
+        from slirpd.pasta.main import main as pasta_main
+
+        return pasta_main(sys.argv[1:], sys.argv[0])
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pasta"]:
+        from slirpd.pasta.main import main as pasta_main
+
+        return pasta_main(argv[1:])
     if argv[:1] == ["ctl"]:
         from slirpd import ctl
 

@@ -31,8 +31,8 @@ class Rule:
     """A special address (or prefix) of the guest's network.
 
     kind: "block" (reaches nothing), "dns" (port 53 reaches the host's
-    nameserver; other ports the address itself, or nothing with dns_only)
-    or "redirect" (every port reaches the host address `to`; a loopback one
+    nameserver; for other ports the rules after it decide, or with dns_only
+    they reach nothing) or "redirect" (every port reaches the host address `to`; a loopback one
     is the host's loopback).  local: the address is ours on the link (ARP,
     NDP and echo requests answered, never a source the guest may use)."""
 
@@ -67,7 +67,8 @@ class GuestNetwork:
     (None: no IPv6); rdnss6: the DNS address they announce; neigh_all: ARP
     and NDP answer for every address but the guest's (pasta) instead of for
     the local rules only (slirp4netns); no_ra: router solicitations go
-    unanswered."""
+    unanswered; mac: ours on the link (None: slirp4netns's, made from the
+    gateway's address)."""
 
     guest4: ipaddress.IPv4Interface | None
     gateway4: ipaddress.IPv4Address | None
@@ -78,6 +79,7 @@ class GuestNetwork:
     rules: tuple[Rule, ...] = ()
     neigh_all: bool = False
     no_ra: bool = False
+    mac: bytes | None = None
 
     @property
     def ipv6(self) -> bool:

@@ -121,8 +121,9 @@ def tap_has_vnet_hdr(fd: int) -> bool:
     return bool(struct.unpack_from("H", ifr, IFNAMSIZ)[0] & IFF_VNET_HDR)
 
 
-def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socket) -> None:
-    """In the forked helper: join, open, configure, send.  Never returns."""
+def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socket, in_namespace=None) -> None:
+    """In the forked helper: join, open, configure, send (the TAP, then what
+    in_namespace() returns).  Never returns."""
     try:
         try:
             if userns_fd is not None:
@@ -135,7 +136,8 @@ def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socke
             from slirpd.configure import configure_guest
 
             configure_guest(cfg)
-        socket.send_fds(sock, [b"ok"], [tap_fd])
+        extra = in_namespace() if in_namespace else []
+        socket.send_fds(sock, [b"ok"], [tap_fd, *extra])
         os._exit(0)
     except SetupError as e:
         sock.send(str(e).encode()[:REPLY_MAX])
@@ -178,23 +180,28 @@ class TargetNamespaces:
         self.close()
 
 
-def open_tap(cfg: Config, ns: TargetNamespaces) -> int:
-    """Create (or attach to) cfg.tapname inside the target's network namespace.
+def open_tap(cfg: Config, ns: TargetNamespaces, in_namespace=None, extra_max: int = 0) -> tuple[int, list[int]]:
+    """Create (or attach to) cfg.tapname inside the target's network
+    namespace, configure it with --configure, then run in_namespace() there
+    if given: it may configure the namespace and return at most extra_max
+    descriptors opened there (sockets of that namespace), sent back with the
+    TAP; raising SetupError fails the whole.
 
-    Return: the TAP fd, non-blocking, close-on-exec.  Raises SetupError.
+    Return: (the TAP fd, non-blocking, close-on-exec; those descriptors, in
+    order).  Raises SetupError.
     """
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with parent, child:
         pid = os.fork()
         if pid == 0:
             parent.close()
-            _child(cfg, ns.netns_fd, ns.userns_fd, child)
+            _child(cfg, ns.netns_fd, ns.userns_fd, child, in_namespace)
         child.close()
-        msg, fds, _flags, _addr = socket.recv_fds(parent, REPLY_MAX, 1)
+        msg, fds, _flags, _addr = socket.recv_fds(parent, REPLY_MAX, 1 + extra_max)
         _, status = os.waitpid(pid, 0)
     if msg == b"ok" and fds:
         os.set_blocking(fds[0], False)
-        return fds[0]
+        return fds[0], fds[1:]
     for fd in fds:
         os.close(fd)
     raise SetupError(msg.decode(errors="replace") or f"namespace helper died (status {status})")

@@ -115,6 +115,15 @@ def check_available() -> None:
     _import_pyseccomp()
 
 
+def available() -> bool:
+    """Whether the filter can be built (pasta mode filters when it can)."""
+    try:
+        _import_pyseccomp()
+    except SetupError:
+        return False
+    return True
+
+
 def library_version() -> str:
     """libseccomp's version ("2.5.4"), for --version; "not available" when it
     cannot be loaded."""
