@@ -173,8 +173,8 @@ def attach(cfg: Config, cleanup: contextlib.ExitStack, ns: TargetNamespaces, res
     configure() and open nsocks' sockets (nsports.NamespaceSockets); start
     the data plane on the TAP (capturing with --pcap) and the table of
     forwards (freebind: pasta's --freebind), all undone by cleanup; register
-    nsocks' sockets.  Return: (data plane, forwards, nsocks' sock_diag fd or
-    None)."""
+    nsocks' sockets.  Return: (data plane, forwards, nsocks' sock_diag fd,
+    the caller's to close, or None)."""
     def in_namespace():
         if configure is not None:
             configure()
@@ -192,10 +192,7 @@ def attach(cfg: Config, cleanup: contextlib.ExitStack, ns: TargetNamespaces, res
     _start_pcap(cfg, dp)
     forwards = Forwards(cfg, dp, freebind)
     cleanup.callback(forwards.close)
-    diag_fd = nsocks.attach(dp, ns_fds, forwards.reserve_ids(len(ns_fds))) if nsocks is not None else None
-    if diag_fd is not None:
-        cleanup.callback(os.close, diag_fd)  # until PortWatcher takes it
-    return dp, forwards, diag_fd
+    return dp, forwards, nsocks.attach(dp, ns_fds, forwards.reserve_ids(len(ns_fds))) if nsocks else None
 
 
 def lock_down(cfg: Config, ns: TargetNamespaces, resolver) -> None:

@@ -17,6 +17,7 @@ removed, the PID gone, SIGTERM.
 from __future__ import annotations
 
 import os
+import socket
 import shutil
 import signal
 import subprocess
@@ -114,3 +115,190 @@ def test_podman_default(pasta, guest, netns, resolver):
     with HostEcho("127.0.0.1") as lo:  # the gateway is the real one, not the host's loopback
         assert guest_connect(guest, GATEWAY4, lo.port, timeout=2) == "TimeoutError"
         assert lo.peers == []
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", HOST4, "::1", HOST6])
+def test_podman_publish_tcp(pasta, guest, netns, addr):
+    """podman run -p 8080:80 (podman writes -t 8080-8080:80-80): every host
+    address, both families, reaches the container's port 80; a client on
+    the host's loopback shows as the gateway (--no-map-gw), one from the
+    host's own address (which the container has too) as 169.254.1.2."""
+    start_ok(pasta, podman_argv(netns, "-t", "18080-18080:80-80"))
+    server = GuestServer(guest, "::", "tcp", 80)
+    try:
+        seen = {"127.0.0.1": GATEWAY4, HOST4: MAP_GUEST, "::1": GATEWAY6, HOST6: GATEWAY6}[addr]
+        assert host_tcp(addr, 18080) == f"80 {seen if ':' in seen else '::ffff:' + seen} hello".encode()
+    finally:
+        server.close()
+
+
+def test_podman_publish_udp_loopback(pasta, guest, netns):
+    """podman run -p 127.0.0.1:8080:80/udp (-u 127.0.0.1/8080-8080:80-80):
+    datagrams, a zero-length one too, reach the container and its answers
+    come back; the port is bound on 127.0.0.1 only."""
+    start_ok(pasta, podman_argv(netns, "-u", "127.0.0.1/18080-18080:80-80"))
+    server = GuestServer(guest, "0.0.0.0", "udp", 80)
+    try:
+        assert host_udp("127.0.0.1", 18080, b"ping") == f"80 {GATEWAY4} ping".encode()
+        assert host_udp("127.0.0.1", 18080, b"") == f"80 {GATEWAY4} ".encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((HOST4, 18080))  # free: only 127.0.0.1:18080 is pasta's
+    finally:
+        server.close()
+
+
+def test_podman_port_range(pasta, guest, netns):
+    """podman run -p 18000-18002:9000-9002: each port to its own."""
+    start_ok(pasta, podman_argv(netns, "-t", "18000-18002:9000-9002"))
+    server = GuestServer(guest, "0.0.0.0", "tcp", 9000, 9001, 9002)
+    try:
+        for offset in range(3):
+            assert host_tcp("127.0.0.1", 18000 + offset).startswith(f"{9000 + offset} ".encode())
+    finally:
+        server.close()
+
+
+def test_podman_ipv6_host_address(pasta, guest, netns):
+    """podman run -p [::1]:8080:80: podman writes the address unbracketed
+    (-t ::1/8080-8080:80-80); only ::1 is bound."""
+    start_ok(pasta, podman_argv(netns, "-t", "::1/18080-18080:80-80"))
+    server = GuestServer(guest, "::", "tcp", 80)
+    try:
+        assert host_tcp("::1", 18080) == f"80 {GATEWAY6} hello".encode()
+        with pytest.raises(ConnectionRefusedError):
+            host_tcp("127.0.0.1", 18080)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("options, check", [
+    (["-a", "192.0.2.2", "-g", "192.0.2.1"],
+     lambda g: (addresses(guest_link(g, "up0"), "inet"), default_gateways(g)) == (["192.0.2.2/24"], ["192.0.2.1"])),
+    (["-a", "2001:db8::2", "-g", "2001:db8::1"],
+     lambda g: (addresses(guest_link(g, "up0"), "inet6"), default_gateways(g, "-6")) ==
+     (["2001:db8::2/64"], ["2001:db8::1"])),
+    (["-m", "1280"], lambda g: guest_link(g, "up0")["mtu"] == 1280),
+    (["-4"], lambda g: addresses(guest_link(g, "up0"), "inet6") == [] and default_gateways(g, "-6") == []),
+    (["-6"], lambda g: addresses(guest_link(g, "up0"), "inet") == [] and default_gateways(g) == []),
+    (["-I", "myname", "--ns-mac-addr", "9a:dd:31:ea:92:98"],
+     lambda g: guest_link(g, "myname")["address"] == "9a:dd:31:ea:92:98"),
+], ids=["address-gateway", "address-gateway-ipv6", "mtu", "ipv4-only", "ipv6-only", "ifname-mac"])
+def test_podman_pasta_options(pasta, guest, netns, options, check):
+    """podman run --network pasta:OPTS (podman puts them after
+    --config-net), as 505-networking-pasta.bats uses them."""
+    start_ok(pasta, podman_argv(netns, extra=options))
+    assert check(guest), ip_json(guest, "addr", "show")
+
+
+def test_podman_rootless_netns_pid(pasta, guest, netns, user_tmp):
+    """The rootless netns of bridge networks: --pid FILE holds the daemon's pid."""
+    pid_file = user_tmp / "rootless-netns-conn.pid"
+    start_ok(pasta, podman_argv(netns, extra=["--pid", str(pid_file)]))
+    assert int(pid_file.read_text()) == pasta.alive()[0]
+
+
+@pytest.mark.parametrize("version", ["5.0", "5.1"])
+def test_podman_50_52(pasta, guest, netns, resolver, version):
+    """podman 5.0 passes --dns none (no forwarding), 5.1 and 5.2
+    --dns-forward 169.254.0.1; neither --map-guest-addr."""
+    start_ok(pasta, podman_argv(netns, v50=version == "5.0", v51=version == "5.1"))
+    if version == "5.0":
+        assert lookup(guest, DNS_FORWARD) == "TimeoutError" and resolver.queries == 0
+    else:
+        assert lookup(guest, "169.254.0.1") == ADDR
+    with HostEcho() as echo:  # 169.254.1.2 is itself, out of the sandbox's up0: no answer, or unreachable
+        assert guest_connect(guest, MAP_GUEST, echo.port, timeout=2) in ("TimeoutError", "OSError")
+        assert echo.peers == []
+
+
+@pytest.mark.parametrize("option", ["--host-lo-to-ns-lo", "--runas=1000", "-F"])
+def test_unsupported_option_fails(pasta, option):
+    """An option slirpd does not implement fails as pasta fails on one it
+    does not know: getopt's message, exit 1, no daemon (rootlesskit probes
+    --host-lo-to-ns-lo --version by its exit status)."""
+    res = pasta.start([option, "--version"])
+    word = option.split("=")[0]
+    expected = f"invalid option -- '{option[1]}'" if len(word) == 2 else f"unrecognized option '{option}'"
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr == f"{pasta.link}: {expected}\n"
+    assert pasta.alive() == []
+
+
+def test_namespace_file_removed(pasta, guest, netns):
+    """podman unmounts and removes the namespace file: the daemon is gone
+    within 5 s (505-networking-pasta.bats, "pasta(1) quits when the
+    namespace is gone"), though its TAP keeps the namespace itself."""
+    start_ok(pasta, podman_argv(netns))
+    guest.run(f"umount {netns} && rm {netns}")
+    pasta.wait_gone(GONE_TIMEOUT)
+
+
+def test_sigterm(pasta, guest, netns):
+    start_ok(pasta, podman_argv(netns))
+    os.kill(pasta.alive()[0], signal.SIGTERM)
+    pasta.wait_gone(GONE_TIMEOUT)
+
+
+ROOTLESSKIT_CHILD = ("ip link set tap0 up && ip link set dev tap0 mtu 65520 && ip addr add 10.0.2.100/24 dev tap0"
+                     " && ip route add default via 10.0.2.2 dev tap0")
+
+
+def rootlesskit_child(pasta, guest, ports: str) -> subprocess.Popen:
+    """rootlesskit 2.0's way: pasta in the foreground on the child's PID,
+    the child waits for tap0 and configures it (rootlesskit's activateDev)."""
+    proc = pasta.start_foreground(rootlesskit_argv(guest.pid, ports))
+    wait_for(lambda: proc.poll() is not None or guest.run("ip link show tap0", check=False).returncode == 0, 20,
+             "tap0 in the child's namespace")
+    assert proc.poll() is None, proc.stdout.read()
+    guest.run(ROOTLESSKIT_CHILD)
+    return proc
+
+
+def test_rootlesskit_implicit(pasta, guest, resolver):
+    """rootlesskit 2.0 --net=pasta --port-driver=implicit: DNS through
+    10.0.2.3; a port bound inside later is reached from the host within
+    about a second (-t auto, -u auto), and goes when it is closed; the
+    daemon ends with its PID target."""
+    proc = rootlesskit_child(pasta, guest, "auto")
+    assert lookup(guest, "10.0.2.3") == ADDR
+    server = GuestServer(guest, "0.0.0.0", "tcp", 18200)
+    try:
+        reply = wait_for(lambda: _try_tcp("127.0.0.1", 18200), 5, "port 18200 forwarded automatically")
+        assert reply.startswith(b"18200 ")
+    finally:
+        server.close()
+    wait_for(lambda: _refused("127.0.0.1", 18200), 5, "the automatic forward to go")
+    guest.stop()
+    assert proc.wait(timeout=GONE_TIMEOUT) == 0, proc.stdout.read()
+
+
+def test_rootlesskit_none(pasta, guest):
+    """--port-driver=none: --tcp-ports=none --udp-ports=none, nothing is forwarded."""
+    proc = rootlesskit_child(pasta, guest, "none")
+    server = GuestServer(guest, "0.0.0.0", "tcp", 18201)
+    try:
+        time.sleep(2.5)  # two scans of automatic forwarding, had it been on
+        assert _refused("127.0.0.1", 18201)
+    finally:
+        server.close()
+    proc.terminate()
+    assert proc.wait(timeout=GONE_TIMEOUT) == 0
+
+
+def _try_tcp(addr: str, port: int) -> bytes | None:
+    try:
+        return host_tcp(addr, port, timeout=3)
+    except OSError:
+        return None
+
+
+def _refused(addr: str, port: int) -> bool:
+    """Whether nothing listens on the host's addr:port (a forward whose guest
+    port is closed resets instead)."""
+    try:
+        socket.create_connection((addr, port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        pass
+    return False

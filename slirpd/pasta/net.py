@@ -27,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import errno
 import ipaddress
+import os
+import pickle
 import socket
 
 from slirpd.netmodel import GuestNetwork, Rule
@@ -39,6 +41,7 @@ LOCAL_GW4 = ipaddress.IPv4Address("169.254.2.2")
 IFA_F_NODAD, IFA_F_DEPRECATED = 0x02, 0x20
 IFF_UP, IFF_NOARP = 0x1, 0x80
 RT_TABLE_MAIN, RT_SCOPE_LINK = 254, 253
+TEMPLATE_MAX = 1 << 20  # bytes of a pickled Template, at most
 ROUTE_PASSES = 4  # routes whose gateway is not reachable yet are tried again after the others
 ROUTE_FIELDS = ("dst_len", "proto", "scope", "type")
 ROUTE_ATTRS = {"RTA_DST": "dst", "RTA_GATEWAY": "gateway", "RTA_PRIORITY": "priority"}
@@ -100,7 +103,35 @@ def _routes(ipr, family: int, index: int) -> list[dict]:
 
 def read_template(interface: str | None, ipv4: bool, ipv6: bool) -> Template:
     """The host's template interface(s), read by netlink in the host's
-    network namespace (before any namespace is joined)."""
+    network namespace (before any namespace is joined), in a forked child:
+    the daemon never loads pyroute2, whose asyncio state would outlive the
+    call (and trip the seccomp filter when the daemon exits).  Raises
+    SetupError."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            data = pickle.dumps(_read_template(interface, ipv4, ipv6))
+        except BaseException as e:  # anything becomes the parent's one line
+            data = pickle.dumps(f"cannot read the host's interfaces: {type(e).__name__}: {e}")
+        os.write(w, data)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read(TEMPLATE_MAX)
+    os.waitpid(pid, 0)
+    try:
+        tpl = pickle.loads(data)
+    except (pickle.UnpicklingError, EOFError, ValueError):
+        tpl = "cannot read the host's interfaces: the helper died"
+    if isinstance(tpl, str):
+        raise SetupError(tpl)
+    return tpl
+
+
+def _read_template(interface: str | None, ipv4: bool, ipv6: bool) -> Template:
+    """read_template()'s work, in the child."""
     from pyroute2 import IPRoute
 
     tpl = Template()
