@@ -68,6 +68,7 @@ class PortMap:
     to_first: int
     addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     ifname: str | None = None
+    spec: str | None = None  # the spec it came from, as given (for messages)
 
     def pairs(self):
         """(host port, guest port) for each port."""
@@ -165,14 +166,14 @@ def pasta_spec(spec: str, with_address: bool = True) -> Spec:
             else:
                 host, _, guest = chunk.partition(":")
                 ports, to_first = parse_mapping(host, guest if ":" in chunk else None)
-                maps.append(PortMap(ports, to_first, addr, ifname))
+                maps.append(PortMap(ports, to_first, addr, ifname, spec))
     except ValueError as e:
         if str(e).startswith("Overlapping"):
             raise
         raise ValueError(f"Invalid port specifier {spec}") from None
     if not maps:  # exclusions only: every other non-ephemeral port
         ephemeral = ephemeral_ports()
-        maps = [PortMap(r, r.first, addr, ifname) for r in _complement(ephemeral)]
+        maps = [PortMap(r, r.first, addr, ifname, spec) for r in _complement(ephemeral)]
     return Spec("ports", tuple(run for m in maps for run in m.without(exclude)))
 
 

@@ -18,7 +18,7 @@ import re
 import socket
 
 from slirpd import __version__
-from slirpd.pasta.getopt import GetoptError, Option, getopt
+from slirpd.pasta.getopt import Getopt, GetoptError, Option
 from slirpd.portspec import Spec, pasta_spec
 
 MTU_MIN, MTU_MAX = 68, 65521  # the TAP driver's bounds (pasta's -m takes up to 65535)
@@ -153,6 +153,7 @@ class PastaArgs:
     netns_quit: bool = True
     config_net: bool = False
     ns_mac: str | None = None
+    ns_specs: list = dataclasses.field(default_factory=list)  # -T, -U: (option, SPEC) until ns_ports()
 
 
 def _addr(text: str, what: str, allow_loopback: bool = False):
@@ -220,6 +221,8 @@ def _ports(args: PastaArgs, field: str, letter: str, text: str) -> None:
         spec = pasta_spec(text, with_address=letter in "tu")
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if spec.mode == "ports" and not spec.maps:
+        raise UsageError(f"Failed to bind any port for '-{letter} {text}'")
     if letter in "TU" and spec.mode == "auto":
         raise UsageError(f"-{letter} auto is not supported by slirpd: give the ports")
     old = getattr(args, field)
@@ -333,21 +336,32 @@ def parse(argv: list[str], prog: str = "pasta") -> PastaArgs | str:
     """Parse pasta's argv (without the program name); prog is argv[0], as
     getopt's messages show it.  Return: PastaArgs, or a text to print before
     exiting 0 (--help, --version).  Raises UsageError."""
+    args, ports = PastaArgs(), []
+    options = Getopt(argv, OPTIONS, prog)
     try:
-        found, rest = getopt(argv, OPTIONS, prog)
-    except GetoptError as e:
-        raise UsageError(str(e)) from None
-    args = PastaArgs()
-    for name, value in found:
-        if name not in PORT_OPTIONS:
+        for name, value in options:
+            if name in PORT_OPTIONS:
+                ports.append((name, value))
+                continue
             text = _option(args, name, value)
             if text is not None:
                 return text
-    for name, value in found:  # after the addresses, as pasta does
-        if name in PORT_OPTIONS:
+    except GetoptError as e:
+        raise UsageError(str(e)) from None
+    for name, value in ports:  # after the addresses, as pasta does; -T and -U
+        if name in ("tcp-ports", "udp-ports"):  # once the target is known (ns_ports())
             _ports(args, *PORT_OPTIONS[name], value)
-    _target(args, rest)
+        else:
+            args.ns_specs.append((name, value))
+    _target(args, options.rest)
     return args
+
+
+def ns_ports(args: PastaArgs) -> None:
+    """-T and -U, parsed where pasta parses them: after the target's
+    namespaces were opened (their errors come first).  Raises UsageError."""
+    for name, value in args.ns_specs:
+        _ports(args, *PORT_OPTIONS[name], value)
 
 
 def _target(args: PastaArgs, rest: list[str]) -> None:

@@ -37,44 +37,54 @@ class Option:
     arg: bool = False
 
 
-def getopt(argv: list[str], options: list[Option], prog: str) -> tuple[list[tuple[str, str | None]], list[str]]:
+class Getopt:
     """Parse argv (without the program name) as getopt_long does with a "+"
-    optstring.  Return: ([(long name, argument or None)] in order, the
-    remaining arguments).  Raises GetoptError."""
-    longs = {o.name: o for o in options}
-    shorts = {o.short: o for o in options if o.short}
-    found, i = [], 0
-    while i < len(argv):
-        word = argv[i]
-        if word == "--":
-            return found, argv[i + 1:]
-        if not word.startswith("-") or word == "-":
-            break
-        i += 1
-        if word.startswith("--"):
-            option, value = _long(word[2:], longs, prog)
-            if option.arg and value is None:
-                if i == len(argv):
-                    raise GetoptError(f"{prog}: option '--{option.name}' requires an argument")
-                value, i = argv[i], i + 1
-            found.append((option.name, value))
-            continue
-        letters = word[1:]
-        while letters:
-            letter, letters = letters[0], letters[1:]
-            option = shorts.get(letter)
-            if option is None:
-                raise GetoptError(f"{prog}: invalid option -- '{letter}'")
-            value = None
-            if option.arg:
-                if letters:
-                    value, letters = letters, ""
-                elif i < len(argv):
+    optstring: iterate for (long name, argument or None), in order, as
+    getopt_long returns them (an error is raised, GetoptError, when parsing
+    reaches it: what comes before it is seen first, as pasta sees an early
+    --version); then rest holds the arguments after the options."""
+
+    def __init__(self, argv: list[str], options: list[Option], prog: str):
+        self.argv = argv
+        self.longs = {o.name: o for o in options}
+        self.shorts = {o.short: o for o in options if o.short}
+        self.prog = prog
+        self.rest: list[str] = []
+
+    def __iter__(self):
+        argv, i = self.argv, 0
+        while i < len(argv):
+            word = argv[i]
+            if word == "--":
+                i += 1
+                break
+            if not word.startswith("-") or word == "-":
+                break
+            i += 1
+            if word.startswith("--"):
+                option, value = _long(word[2:], self.longs, self.prog)
+                if option.arg and value is None:
+                    if i == len(argv):
+                        raise GetoptError(f"{self.prog}: option '--{option.name}' requires an argument")
                     value, i = argv[i], i + 1
-                else:
-                    raise GetoptError(f"{prog}: option requires an argument -- '{letter}'")
-            found.append((option.name, value))
-    return found, argv[i:]
+                yield option.name, value
+                continue
+            letters = word[1:]
+            while letters:
+                letter, letters = letters[0], letters[1:]
+                option = self.shorts.get(letter)
+                if option is None:
+                    raise GetoptError(f"{self.prog}: invalid option -- '{letter}'")
+                value = None
+                if option.arg:
+                    if letters:
+                        value, letters = letters, ""
+                    elif i < len(argv):
+                        value, i = argv[i], i + 1
+                    else:
+                        raise GetoptError(f"{self.prog}: option requires an argument -- '{letter}'")
+                yield option.name, value
+        self.rest = argv[i:]
 
 
 def _long(text: str, longs: dict[str, Option], prog: str) -> tuple[Option, str | None]:

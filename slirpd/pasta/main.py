@@ -70,6 +70,19 @@ def _daemonize(pid_fd: int | None) -> None:
     os.close(devnull)
 
 
+def _check_target(args: cli.PastaArgs) -> None:
+    """Fail as pasta fails on a target whose namespaces it cannot open: a
+    PID's user namespace (unless --userns), --netns PATH."""
+    paths = [(args.netns, "network")] if args.netns is not None else []
+    if args.pid is not None and args.userns is None:
+        paths.append((f"/proc/{args.pid}/ns/user", "user"))
+    for path, kind in paths:
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as e:
+            raise SetupError(f"Couldn't open {kind} namespace {path}: {e.strerror}") from None
+
+
 def _resolver(args: cli.PastaArgs, cleanup: contextlib.ExitStack):
     """The host's nameserver for --dns-forward: --dns-host's, or the
     resolv.conf's, followed; None with -D none."""
@@ -115,8 +128,7 @@ def _forward_in(args: cli.PastaArgs, network, forwards) -> None:
             if len(errors) == len(versions):
                 port, why = (errors[0].filename, errors[0].strerror) if errors else \
                     (pmap.ports.first, "the guest has no address of that family")
-                raise SetupError(f"Failed to bind port {port} ({why}) for option "
-                                 f"'-{proto[0]} {pmap.ports}:{pmap.to}', exiting")
+                raise SetupError(f"Failed to bind port {port} ({why}) for option '-{proto[0]} {pmap.spec}'")
 
 
 def _auto(args: cli.PastaArgs, network, forwards, diag_fd: int | None, nsocks: NamespaceSockets):
@@ -134,6 +146,11 @@ def run(args: cli.PastaArgs) -> int:
     from slirpd.daemon import Daemon
     from slirpd.main import _target_pidfd, attach, lock_down
 
+    _check_target(args)
+    try:
+        cli.ns_ports(args)
+    except cli.UsageError as e:
+        raise SetupError(str(e)) from None
     with contextlib.ExitStack() as cleanup:
         pid_fd = _open_pid_file(args.pid_file)
         resolver = _resolver(args, cleanup)

@@ -40,7 +40,7 @@ LOCAL4 = ipaddress.IPv4Interface("169.254.2.1/16")  # local mode
 LOCAL_GW4 = ipaddress.IPv4Address("169.254.2.2")
 IFA_F_NODAD, IFA_F_DEPRECATED = 0x02, 0x20
 IFF_UP, IFF_NOARP = 0x1, 0x80
-RT_TABLE_MAIN, RT_SCOPE_LINK = 254, 253
+RT_TABLE_MAIN, RT_SCOPE_LINK, RTPROT_BOOT = 254, 253, 3
 TEMPLATE_MAX = 1 << 20  # bytes of a pickled Template, at most
 ROUTE_PASSES = 4  # routes whose gateway is not reachable yet are tried again after the others
 ROUTE_FIELDS = ("dst_len", "proto", "scope", "type")
@@ -237,8 +237,8 @@ def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
                        rdnss6=None if args.dns_none else rdnss6,
                        rules=_rules(args, guest4, gateway4, guest6, gateway6, upstream),
                        neigh_all=True, no_ra=args.no_ra or args.config_net)
-    gw_route = [{"dst": "0.0.0.0", "dst_len": 0, "gateway": str(gateway4)}] if gateway4 else []
-    gw_route6 = [{"dst": "::", "dst_len": 0, "gateway": str(gateway6)}] if gateway6 else []
+    gw_route = [{"dst": "0.0.0.0", "dst_len": 0, "gateway": str(gateway4), "proto": RTPROT_BOOT}] if gateway4 else []
+    gw_route6 = [{"dst": "::", "dst_len": 0, "gateway": str(gateway6), "proto": RTPROT_BOOT}] if gateway6 else []
     setup = Setup(ifname=ifname, config_net=args.config_net, mtu=DEFAULT_MTU if args.mtu is None else args.mtu or None,
                   ns_mac=args.ns_mac, addr4=guest4, addr6=guest6,
                   routes4=gw_route if (args.gateway4 or local) else tpl.routes4 if guest4 else [],
