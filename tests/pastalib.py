@@ -105,10 +105,18 @@ class Pasta:
         self.daemons += [p for p in session_processes(self.user) if p not in before and self._is_pasta(p)]
         return res
 
-    def start_foreground(self, argv: list[str]) -> subprocess.Popen:
-        """rootlesskit's way: pasta stays in the foreground, output to a pipe."""
+    def start_foreground(self, argv: list[str], ready_in: Path | None = None) -> subprocess.Popen:
+        """rootlesskit's way: pasta stays in the foreground, output to a pipe;
+        with ready_in, --pid ready_in is added and awaited (written once set up)."""
+        if ready_in is not None:
+            argv = ["--pid", str(ready_in), *argv]
         self.proc = subprocess.Popen([self.link, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, **as_user(self.user))
+        if ready_in is not None:
+            wait_for(lambda: self.proc.poll() is not None or (ready_in.exists() and ready_in.read_text()), 20,
+                     "pasta to be set up")
+            if self.proc.poll() is not None:
+                pytest.fail(f"pasta exited {self.proc.returncode}: {self.proc.stdout.read()}")
         return self.proc
 
     @staticmethod
