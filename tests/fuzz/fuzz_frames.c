@@ -49,7 +49,10 @@
 #define HARNESS_OPS_MAX		4096	/* operations run per input */
 #define HARNESS_QUIET_POLLS	32	/* polls without input to go idle */
 #define HARNESS_TIMER_POLLS	4	/* polls for a due timer to be run */
-#define HARNESS_LISTENERS	2	/* forward 1: TCP, forward 2: UDP */
+#define HARNESS_LISTENERS	4	/* forward 1: TCP, forward 2: UDP, forward 3:
+				 * TCP spliced, forward 4: UDP spliced (a
+				 * socket in the guest's namespace, pasta's
+				 * -T and -U) */
 
 enum op {
 	OP_FRAME,	/* u16 length, frame bytes: queued on the TAP */
@@ -64,6 +67,8 @@ enum op {
 	OP_FWD,		/* u8 what: forwards removed and added back */
 	OP_API,		/* u8 what: timeouts, counters, notices, the host
 			 * resolver changing (dp_dns_upstream()) */
+	OP_NS_CONNECT,	/* a client in the guest's namespace connects to
+			 * the spliced TCP socket (forward 3) */
 	OP_COUNT
 };
 
@@ -144,7 +149,8 @@ static const uint8_t *take_bytes(struct input *in, size_t *len)
 /**
  * struct harness - one run's data plane and the harness's own descriptors
  * @dp:		data plane
- * @listener:	forward listeners, -1 when removed: [0] TCP, [1] UDP
+ * @listener:	forward listeners, -1 when removed: [0] TCP, [1] UDP, [2] TCP
+ *		spliced, [3] UDP spliced (not there until OP_FWD adds them)
  * @tap_gone:	dp_poll() said DP_POLL_TAP_GONE
  * @vnet:	frames carry a virtio-net header
  */
@@ -234,13 +240,20 @@ static void check_timers(struct harness *h)
 /**
  * fwd_add() - open a listener for forward @i and hand it to the data plane
  * @h:		harness
- * @i:		0 for TCP (id 1), 1 for UDP (id 2)
- * @port:	guest port
+ * @i:		0 for TCP (id 1), 1 for UDP (id 2), 2 and 3 for a spliced TCP
+ *		and UDP socket of the guest's namespace (ids 3 and 4: to the
+ *		host's loopback, dp_fwd_add_splice())
+ * @port:	guest port (host port for 2 and 3); bit 0: an IPv6 socket, bit
+ *		1: to the guest's IPv6 address (to ::1 for 2 and 3)
  */
 static void fwd_add(struct harness *h, int i, uint16_t port)
 {
+	static const uint8_t lo4[16] = { [10] = 0xff, [11] = 0xff, 127, 0, 0,
+					 1 };
+	static const uint8_t lo6[16] = { [15] = 1 };
+	bool udp = i & 1, v6 = port & 2;
 	struct fake_fd *d;
-	int fd;
+	int fd, rc;
 
 	if (h->listener[i] >= 0)
 		return;
@@ -250,11 +263,17 @@ static void fwd_add(struct harness *h, int i, uint16_t port)
 	d = fake_fd_get(fd);
 	d->owner_harness = true;
 	d->family = port & 1 ? AF_INET6 : AF_INET;
-	d->type = i ? SOCK_DGRAM : SOCK_STREAM;
+	d->type = udp ? SOCK_DGRAM : SOCK_STREAM;
 	d->listening = true;
-	if (dp_fwd_add(h->dp, i + 1, fd, i ? IPPROTO_UDP : IPPROTO_TCP,
-		       port & 2 ? harness_guest6 : harness_guest4,
-		       port ? port : 80)) {
+	if (i < 2)
+		rc = dp_fwd_add(h->dp, i + 1, fd, udp ? IPPROTO_UDP : IPPROTO_TCP,
+				v6 ? harness_guest6 : harness_guest4,
+				port ? port : 80);
+	else
+		rc = dp_fwd_add_splice(h->dp, i + 1, fd,
+				       udp ? IPPROTO_UDP : IPPROTO_TCP,
+				       v6 ? lo6 : lo4, port ? port : 9001);
+	if (rc) {
 		fake_fd_close_harness(fd);
 		return;
 	}
@@ -264,7 +283,7 @@ static void fwd_add(struct harness *h, int i, uint16_t port)
 /**
  * fwd_remove() - remove forward @i, then close its listener, as Python does
  * @h:		harness
- * @i:		0 or 1
+ * @i:		0 to 3
  */
 static void fwd_remove(struct harness *h, int i)
 {
@@ -382,6 +401,8 @@ static void run_op(struct harness *h, struct input *in)
 		p = take_bytes(in, &len);
 		if (sel == 0xff && h->listener[1] >= 0)
 			fake_dgram_push(h->listener[1], p, len, what);
+		else if (sel == 0xfe && h->listener[3] >= 0)
+			fake_dgram_push(h->listener[3], p, len, what);
 		else
 			fake_dgram_push(fake_sock_pick(sel, false), p, len,
 					what);
@@ -404,12 +425,16 @@ static void run_op(struct harness *h, struct input *in)
 	case OP_FWD:
 		what = take8(in);
 		if (what & 1)
-			fwd_remove(h, (what >> 1) & 1);
+			fwd_remove(h, (what >> 1) & 3);
 		else
-			fwd_add(h, (what >> 1) & 1, take16(in));
+			fwd_add(h, (what >> 1) & 3, take16(in));
 		break;
 	case OP_API:
 		op_api(h, in);
+		break;
+	case OP_NS_CONNECT:
+		if (h->listener[2] >= 0)
+			fake_listener_accept(h->listener[2]);
 		break;
 	}
 }
@@ -540,7 +565,7 @@ static void harness_config(struct input *in, struct dp_config *cfg)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct input in = { data, size };
-	struct harness h = { .listener = { -1, -1 } };
+	struct harness h = { .listener = { -1, -1, -1, -1 } };
 	struct dp_config cfg;
 	int tap, ops, i;
 
