@@ -445,8 +445,7 @@ void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
 void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 			uint16_t src_port, const union inany_addr *guest,
 			uint16_t guest_port);
-void udp_fwd_input(struct dp *dp, struct fwd_listener *l);
-void udp_splice_input(struct dp *dp, struct fwd_listener *l);
+void udp_listener_input(struct dp *dp, struct fwd_listener *l);
 void udp_fwd_forget(struct dp *dp, int sock);
 
 #endif /* DP_H */

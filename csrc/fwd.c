@@ -51,12 +51,12 @@
  * with dp_fwd_add(): up to DP_FWD_MAX listeners, each in the epoll set as
  * EPOLL_REF_LISTEN.  A TCP listener's new connections are accepted in a
  * batch and opened into the guest by tcp.c (tcp_conn_from_host()); a UDP
- * listener's datagrams go to udp.c (udp_fwd_input(), which counts the flows
+ * listener's datagrams go to udp.c (udp_listener_input(), which counts the flows
  * it starts in the listener's @connections, as fwd.c counts accepted
  * connections).  A listener registered with dp_fwd_add_splice() instead is a
  * socket inside the guest's namespace (pasta's -T and -U), whose @guest is
  * the host address it leads to: its connections are spliced to the host
- * (splice.c), its datagrams relayed there (udp.c, udp_splice_input()).
+ * (splice.c), its datagrams relayed there (udp.c, udp_listener_input()).
  *
  * Limits
  * ------
@@ -866,15 +866,12 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 		return;
 	l = &dp->fwd[index];
 
-	if (l->splice) {
-		if (l->proto == IPPROTO_UDP)
-			udp_splice_input(dp, l);
-		else
-			splice_accept(dp, l);
+	if (l->proto == IPPROTO_UDP) {
+		udp_listener_input(dp, l);
 		return;
 	}
-	if (l->proto == IPPROTO_UDP) {
-		udp_fwd_input(dp, l);
+	if (l->splice) {
+		splice_accept(dp, l);
 		return;
 	}
 

@@ -31,9 +31,10 @@
  *   needed is not relayed: we reassemble and fragment for the guest, its path
  *   MTU is not the host's.
  * - port forwarding (add_hostfwd, --publish): Python binds an unconnected
- *   host socket per UDP forward and owns it; fwd.c calls udp_fwd_input() when
- *   it is readable.  It reads DP_UDP_RECV_BATCH datagrams per recvmmsg(), with
- *   their sources, and relays each to the forward's guest address and port.
+ *   host socket per UDP forward and owns it; fwd.c calls
+ *   udp_listener_input() when it is readable.  It reads DP_UDP_RECV_BATCH
+ *   datagrams per recvmmsg(), with their sources, and relays each to the
+ *   forward's guest address and port.
  *   Each host client (source address and port) is a flow keyed as the guest
  *   sees it (fwd_guest_view(): the host's loopback is the gateway, other
  *   addresses of the guest's family stay themselves) and counted in the forward's
@@ -45,7 +46,7 @@
  *   udp_fwd_forget() frees its flows before Python closes it.
  * - the guest's loopback to the host's (pasta's -U): a socket bound inside
  *   the guest's namespace is registered like a forward (splice set, fwd.c);
- *   udp_splice_input() reads its datagrams with their sources and sends each
+ *   udp_listener_input() reads its datagrams with their sources and sends each
  *   on the flow of its client: a connected host socket to the host address
  *   and port of the forward (the host's loopback), counted in the forwards'
  *   share of the socket budget.  The host's answers on that socket go back
@@ -642,69 +643,6 @@ static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
 }
 
 /**
- * udp_fwd_input() - relay datagrams from a forwarded host UDP port to the guest
- * @dp:		data plane
- * @l:		the forward, its socket readable
- *
- * Reads up to DP_UDP_RECV_BATCH datagrams with their sources per recvmmsg(),
- * DP_UDP_RECV_ROUNDS times, and sends each to the forward's guest address and
- * port from its client's flow (udp_fwd_flow()).
- */
-void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
-{
-	struct sockaddr_storage names[DP_UDP_RECV_BATCH];
-	socklen_t name_lens[DP_UDP_RECV_BATCH];
-	int round, i, n;
-
-	for (round = 0; round < DP_UDP_RECV_ROUNDS; round++) {
-		n = udp_recv_batch_from(dp, l->sock, names, name_lens);
-		if (n < 0) {
-			udp_clear_error(l->sock);
-			break;
-		}
-
-		for (i = 0; i < n; i++) {
-			struct flow *f;
-
-			if (dp->udp_rx_len[i] == SIZE_MAX)
-				continue;
-			f = udp_fwd_flow(dp, l, &names[i], name_lens[i]);
-			if (!f)
-				continue;
-			f->udp.last_ms = dp->now_ms;
-			flow_touch(dp, f);
-			DP_COUNT(dp, fwd_udp_datagrams);
-			udp_tx_guest(dp, f, udp_rx_data(dp, i),
-				     dp->udp_rx_len[i]);
-		}
-
-		if (n < DP_UDP_RECV_BATCH)
-			break;
-	}
-}
-
-/**
- * udp_fwd_forget() - a forwarded host UDP socket goes away: free its flows
- * @dp:		data plane
- * @sock:	its descriptor, still open (Python closes it afterwards)
- *
- * Every flow whose replies leave by @sock is freed; none owns @sock, so
- * flow_free() closes nothing of it (a spliced flow's own host socket goes).
- */
-void udp_fwd_forget(struct dp *dp, int sock)
-{
-	uint32_t i;
-
-	for (i = 0; i < dp->flow_high_water; i++) {
-		struct flow *f = &dp->flows[i];
-
-		if (f->type == FLOW_UDP && (f->sock < 0 || f->udp.splice) &&
-		    f->udp.fwd_sock == sock)
-			flow_free(dp, f);
-	}
-}
-
-/**
  * udp_splice_flow() - the flow of a datagram from a client in the guest's
  * namespace, on a spliced socket (pasta's -U)
  * @dp:		data plane
@@ -776,16 +714,17 @@ static struct flow *udp_splice_flow(struct dp *dp, struct fwd_listener *l,
 }
 
 /**
- * udp_splice_input() - relay datagrams from a socket in the guest's
- * namespace to the host (pasta's -U)
+ * udp_listener_input() - relay the datagrams waiting on a forward's socket
  * @dp:		data plane
- * @l:		the forward, @splice set, its socket readable
+ * @l:		the forward, its socket readable
  *
- * Reads up to DP_UDP_RECV_BATCH datagrams with their sources per
- * recvmmsg(), DP_UDP_RECV_ROUNDS times, and sends each on its client's flow
- * (udp_splice_flow()).
+ * Reads up to DP_UDP_RECV_BATCH datagrams with their sources per recvmmsg(),
+ * DP_UDP_RECV_ROUNDS times.  A forwarded host port's (udp_fwd_flow()) go to
+ * the guest from their client's flow; a spliced socket's, in the guest's
+ * namespace (udp_splice_flow()), to the host through their client's flow's
+ * socket.
  */
-void udp_splice_input(struct dp *dp, struct fwd_listener *l)
+void udp_listener_input(struct dp *dp, struct fwd_listener *l)
 {
 	struct sockaddr_storage names[DP_UDP_RECV_BATCH];
 	socklen_t name_lens[DP_UDP_RECV_BATCH];
@@ -799,23 +738,53 @@ void udp_splice_input(struct dp *dp, struct fwd_listener *l)
 		}
 
 		for (i = 0; i < n; i++) {
+			uint8_t *data = udp_rx_data(dp, i);
+			size_t len = dp->udp_rx_len[i];
 			struct flow *f;
 
-			if (dp->udp_rx_len[i] == SIZE_MAX)
+			if (len == SIZE_MAX)
 				continue;
-			f = udp_splice_flow(dp, l, &names[i], name_lens[i]);
+			f = l->splice ? udp_splice_flow(dp, l, &names[i],
+							name_lens[i]) :
+					udp_fwd_flow(dp, l, &names[i],
+						     name_lens[i]);
 			if (!f)
 				continue;
 			f->udp.last_ms = dp->now_ms;
 			flow_touch(dp, f);
-			if (send(f->sock, udp_rx_data(dp, i), dp->udp_rx_len[i],
-				 MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			if (!l->splice) {
+				DP_COUNT(dp, fwd_udp_datagrams);
+				udp_tx_guest(dp, f, data, len);
+			} else if (send(f->sock, data, len,
+					MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 				DP_COUNT(dp, drop_udp_send);
-			else
+			} else {
 				DP_COUNT(dp, splice_udp_datagrams);
+			}
 		}
 
 		if (n < DP_UDP_RECV_BATCH)
 			break;
+	}
+}
+
+/**
+ * udp_fwd_forget() - a forwarded host UDP socket goes away: free its flows
+ * @dp:		data plane
+ * @sock:	its descriptor, still open (Python closes it afterwards)
+ *
+ * Every flow whose replies leave by @sock is freed; none owns @sock, so
+ * flow_free() closes nothing of it (a spliced flow's own host socket goes).
+ */
+void udp_fwd_forget(struct dp *dp, int sock)
+{
+	uint32_t i;
+
+	for (i = 0; i < dp->flow_high_water; i++) {
+		struct flow *f = &dp->flows[i];
+
+		if (f->type == FLOW_UDP && (f->sock < 0 || f->udp.splice) &&
+		    f->udp.fwd_sock == sock)
+			flow_free(dp, f);
 	}
 }

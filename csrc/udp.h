@@ -27,7 +27,7 @@ struct l4_pkt;
  *		loopback open)
  * @splice:	a flow of pasta's -U: from a client of @fwd_sock, a socket
  *		bound in the guest's namespace, to the host's loopback through
- *		@sock (udp_splice_input()); replies go back by @fwd_sock to @peer
+ *		@sock (udp_listener_input()); replies go back by @fwd_sock to @peer
  * @dns_gen:	for a flow to the DNS address, the generation of the host's
  *		nameserver it was opened for (struct dp's @dns_gen); 0 for
  *		other flows

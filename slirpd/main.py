@@ -45,7 +45,7 @@ def _signal_ready(fd: int | None) -> None:
         os.close(fd)
 
 
-def _target_pidfd(cfg: Config) -> int | None:
+def target_pidfd(cfg: Config) -> int | None:
     """In pid mode, a pidfd that becomes readable when the target exits."""
     if cfg.target_type != "netns" or cfg.netns_type != "pid":
         return None
@@ -125,7 +125,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
 
     notifier = cleanup.enter_context(contextlib.closing(Notifier()))  # connected before the sandbox hides it
     resolver = _resolver(cfg, cleanup)
-    pidfd = _target_pidfd(cfg)
+    pidfd = target_pidfd(cfg)
     if pidfd is not None:
         cleanup.callback(os.close, pidfd)
     nsocks = NamespaceSockets(Spec("none"), Spec("none"), False, diag=True) if cfg.auto_publish else None
@@ -290,8 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(parsed)
         return 0
     logmod.setup(parsed.debug)
+    return run_or_fail(run, parsed)
+
+
+def run_or_fail(run_fn, cfg) -> int:
+    """run_fn(cfg)'s exit status; a SetupError is one line on the log and
+    status 1, an interrupt during setup status 0."""
     try:
-        return run(parsed)
+        return run_fn(cfg)
     except SetupError as e:
         log.error("%s", e)
         return 1

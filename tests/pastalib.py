@@ -119,6 +119,15 @@ class Pasta:
                 pytest.fail(f"pasta exited {self.proc.returncode}: {self.proc.stdout.read()}")
         return self.proc
 
+    def counters(self) -> dict:
+        """The foreground daemon's counters: SIGUSR1 writes them as one line
+        ("counters {...}") to its output, which the test reads."""
+        self.proc.send_signal(signal.SIGUSR1)
+        for line in self.proc.stdout:
+            if line.startswith("counters "):
+                return json.loads(line[len("counters "):])
+        return {}
+
     @staticmethod
     def _is_pasta(pid: int) -> bool:
         try:

@@ -12,38 +12,17 @@ and excluded ones are left alone.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from conftest import wait_for
-from pastalib import GuestServer, Pasta, host_tcp, host_udp, pasta_link
+from pastalib import GuestServer, host_tcp, host_udp
 from test_podman import api
 
 pytestmark = pytest.mark.timeout(120)
 
 FOLLOW = 5  # seconds a change may take to show (a scan a second, a loaded machine)
-
-
-@pytest.fixture(scope="module")
-def link():
-    directory = Path(tempfile.mkdtemp(prefix="slirpd-pasta-", dir="/tmp"))
-    yield pasta_link(directory)
-    shutil.rmtree(directory)
-
-
-@pytest.fixture
-def pasta(guest, link, user_tmp):
-    p = Pasta(guest, link)
-
-    def start(*options):
-        p.start_foreground(["-f", "--config-net", *options, str(guest.pid)], ready_in=user_tmp / "pasta.pid")
-        return p
-    yield start
-    p.stop()
 
 
 def reachable(addr: str, port: int) -> bytes | None:
@@ -63,9 +42,9 @@ def closed(addr: str, port: int) -> bool:
     return False
 
 
-def test_follows_bind_rebind_close(pasta, guest):
+def test_follows_bind_rebind_close(pasta_fg, guest):
     """-t auto: bound, closed, bound again on another address family, closed."""
-    pasta("-t", "auto", "-u", "none")
+    pasta_fg("-t", "auto", "-u", "none")
     for addr in ("0.0.0.0", "::"):
         server = GuestServer(guest, addr, "tcp", 18300)
         try:
@@ -76,9 +55,9 @@ def test_follows_bind_rebind_close(pasta, guest):
         wait_for(lambda: closed("127.0.0.1", 18300), FOLLOW, "the forward of 18300 to go")
 
 
-def test_udp_and_tcp_twin(pasta, guest):
+def test_udp_and_tcp_twin(pasta_fg, guest):
     """-u auto: a bound UDP port, and the UDP twin of a listening TCP port."""
-    pasta("-t", "none", "-u", "auto")
+    pasta_fg("-t", "none", "-u", "auto")
     udp = GuestServer(guest, "0.0.0.0", "udp", 18310)
     tcp_only = GuestServer(guest, "0.0.0.0", "tcp", 18311)
     try:
@@ -92,11 +71,11 @@ def test_udp_and_tcp_twin(pasta, guest):
         tcp_only.close()
 
 
-def test_other_direction_left_alone(pasta, guest):
+def test_other_direction_left_alone(pasta_fg, guest):
     """A -T socket inside the namespace listens there, but is slirpd's own:
     not forwarded back to the host."""
     with socket.create_server(("127.0.0.1", 0)) as host_side:
-        pasta("-t", "auto", "-u", "none", "-T", f"18320:{host_side.getsockname()[1]}")
+        pasta_fg("-t", "auto", "-u", "none", "-T", f"18320:{host_side.getsockname()[1]}")
         marker = GuestServer(guest, "0.0.0.0", "tcp", 18321)  # proves a scan happened
         try:
             wait_for(lambda: reachable("127.0.0.1", 18321), FOLLOW, "18321 forwarded")

@@ -18,9 +18,9 @@ import threading
 
 import pytest
 
-from clients import IMAGE, RESOLVER
-from test_clients import matches
-from test_dns import ADDR, ADDR6, NAME, DnsServer
+from clients import IMAGE
+from test_clients import matches, resolver  # noqa: F401 (a fixture)
+from test_dns import ADDR, ADDR6, NAME
 
 IMPLS = ["slirpd", "pasta"]
 NETNS = re.compile(r"/run/user/1500/netns/netns-[0-9a-f-]+")
@@ -29,14 +29,6 @@ PODMAN_TAIL = ["--dns-forward", "169.254.1.1", "-t", "none", "-u", "none", "-T",
                "--quiet", "--netns", NETNS, "--map-guest-addr", "169.254.1.2"]
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def resolver():
-    """The host's resolver: DNS on the sandbox's 127.0.0.53:53, UDP and TCP."""
-    srv = DnsServer(RESOLVER)
-    yield srv
-    srv.close()
 
 
 class HostWeb:

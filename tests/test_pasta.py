@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import os
 import socket
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +28,7 @@ from conftest import wait_for
 from pastalib import (DNS_FORWARD, GATEWAY4, GATEWAY6, GONE_TIMEOUT, HOST4, HOST6, MAP_GUEST, GuestServer, HostEcho,
                       Pasta, addresses, bind_netns, default_gateways, guest_connect, guest_link, host_tcp, host_udp,
                       ip_json, pasta_link, podman_argv, rootlesskit_argv)
-from test_dns import ADDR, NAME, DnsServer
+from test_dns import ADDR, NAME, host_resolver
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,35 +44,16 @@ LOOKUP = ("import socket, struct, sys\n"
           "    print(type(e).__name__)\n")
 
 
-@pytest.fixture(scope="module")
-def link():
-    """A `pasta` link to the slirpd under test, where the plain user can run it."""
-    directory = Path(tempfile.mkdtemp(prefix="slirpd-pasta-", dir="/tmp"))
-    yield pasta_link(directory)
-    shutil.rmtree(directory)
-
-
 @pytest.fixture
 def resolver(tmp_path):
-    """The host's resolver on 127.0.0.53 (resolv.conf bind-mounted to name
-    it, in the harness's mount namespace: guests made after see it)."""
-    conf = tmp_path / "resolv.conf"
-    conf.write_text(f"nameserver {RESOLVER}\noptions edns0 trust-ad\n")
-    os.chmod(tmp_path, 0o755)
-    subprocess.run(["mount", "--bind", str(conf), "/etc/resolv.conf"], check=True)
-    srv = None
-    try:
-        srv = DnsServer(RESOLVER)
+    """The host's resolver on 127.0.0.53, as systemd-resolved's stub."""
+    with host_resolver(tmp_path, RESOLVER, "options edns0 trust-ad\n") as srv:
         yield srv
-    finally:
-        if srv:
-            srv.close()
-        subprocess.run(["umount", "/etc/resolv.conf"], check=True)
 
 
 @pytest.fixture
-def pasta(resolver, guest, link):
-    p = Pasta(guest, link)
+def pasta(resolver, guest, pasta_bin):
+    p = Pasta(guest, pasta_bin)
     yield p
     p.stop()
 

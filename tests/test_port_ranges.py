@@ -7,14 +7,11 @@ pasta's ADDR%IF/PORTS (SO_BINDTODEVICE).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from pastalib import GuestServer, Pasta, host_tcp, pasta_link
+from pastalib import GuestServer, host_tcp
 from test_podman import api
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,19 +63,6 @@ def test_add_hostfwd_range(guest, start_slirpd, user_tmp, args, reply):
             host_tcp("127.0.0.1", port)
 
 
-@pytest.fixture
-def pasta(guest, user_tmp):
-    directory = Path(tempfile.mkdtemp(prefix="slirpd-pasta-", dir="/tmp"))
-    p = Pasta(guest, pasta_link(directory))
-
-    def start(*options):
-        p.start_foreground(["-f", "--config-net", *options, str(guest.pid)], ready_in=user_tmp / "pasta.pid")
-        return p
-    yield start
-    p.stop()
-    shutil.rmtree(directory)
-
-
 def listening(port: int) -> list[str]:
     """Local addresses of the host's TCP listeners on port, as ss shows them
     (ADDR%IF for one bound to an interface)."""
@@ -86,10 +70,10 @@ def listening(port: int) -> list[str]:
     return sorted(line.split()[3] for line in out.splitlines())
 
 
-def test_interface_bound(pasta, guest):
+def test_interface_bound(pasta_fg, guest):
     """pasta's -t ADDR%IF/PORT and %IF/PORT: the host socket is bound to the
     interface (SO_BINDTODEVICE), and carries data."""
-    pasta("-t", "127.0.0.1%lo/18420:80", "-t", "%up0/18421:81", "-u", "none")
+    pasta_fg("-t", "127.0.0.1%lo/18420:80", "-t", "%up0/18421:81", "-u", "none")
     assert listening(18420) == ["127.0.0.1%lo:18420"]
     assert listening(18421) == ["0.0.0.0%up0:18421", "[::]%up0:18421"]
     server = GuestServer(guest, "::", "tcp", 80, 81)

@@ -26,6 +26,7 @@ from slirpd import log as logmod, seccomp, standalone
 from slirpd.autofwd import AutoForwarder, PortWatcher
 from slirpd.config import Config
 from slirpd.log import log
+from slirpd.main import attach, lock_down, run_or_fail, target_pidfd
 from slirpd.netns import SetupError, TargetNamespaces
 from slirpd.nsports import NamespaceSockets
 from slirpd.nswatch import NamespaceFileWatch
@@ -144,7 +145,6 @@ def _auto(args: cli.PastaArgs, network, forwards, diag_fd: int | None, nsocks: N
 def run(args: cli.PastaArgs) -> int:
     """Set up, signal readiness as pasta does, serve. Return: exit status."""
     from slirpd.daemon import Daemon
-    from slirpd.main import _target_pidfd, attach, lock_down
 
     _check_target(args)
     try:
@@ -161,7 +161,7 @@ def run(args: cli.PastaArgs) -> int:
             command = standalone.Command(args.command)
             cleanup.callback(command.abort)
         cfg = _config(args, network, setup, command)
-        pidfd = _target_pidfd(cfg)
+        pidfd = target_pidfd(cfg)
         watch = None
         if pidfd is not None:
             cleanup.callback(os.close, pidfd)
@@ -208,10 +208,4 @@ def main(argv: list[str], prog: str = "pasta") -> int:
     except OSError as e:
         print(f"Couldn't open log file {parsed.log_file}: {e.strerror}", file=sys.stderr)
         return 1
-    try:
-        return run(parsed)
-    except SetupError as e:
-        log.error("%s", e)
-        return 1
-    except KeyboardInterrupt:
-        return 0
+    return run_or_fail(run, parsed)

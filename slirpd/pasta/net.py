@@ -137,20 +137,16 @@ def _read_template(interface: str | None, ipv4: bool, ipv6: bool) -> Template:
     tpl = Template()
     with IPRoute() as ipr:
         wanted = socket.if_nametoindex(interface) if interface else 0
-        if ipv4:
-            tpl.index4, tpl.gateway4 = _default_route(ipr, socket.AF_INET, wanted)
-            if interface and not tpl.index4:
-                tpl.index4 = wanted
-            if tpl.index4:
-                tpl.addrs4 = _addresses(ipr, socket.AF_INET, tpl.index4)
-                tpl.routes4 = _routes(ipr, socket.AF_INET, tpl.index4)
-        if ipv6:
-            tpl.index6, tpl.gateway6 = _default_route(ipr, socket.AF_INET6, wanted)
-            if interface and not tpl.index6:
-                tpl.index6 = wanted
-            if tpl.index6:
-                tpl.addrs6 = _addresses(ipr, socket.AF_INET6, tpl.index6)
-                tpl.routes6 = _routes(ipr, socket.AF_INET6, tpl.index6)
+        for version, family, on in ((4, socket.AF_INET, ipv4), (6, socket.AF_INET6, ipv6)):
+            if not on:
+                continue
+            index, gateway = _default_route(ipr, family, wanted)
+            index = index or wanted
+            setattr(tpl, f"index{version}", index)
+            setattr(tpl, f"gateway{version}", gateway)
+            if index:
+                setattr(tpl, f"addrs{version}", _addresses(ipr, family, index))
+                setattr(tpl, f"routes{version}", _routes(ipr, family, index))
     if tpl.index4 or tpl.index6:
         tpl.ifname = socket.if_indextoname(tpl.index4 or tpl.index6)
     return tpl
