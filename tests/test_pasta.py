@@ -16,15 +16,17 @@ removed, the PID gone, SIGTERM.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import as_user, wait_for
 from pastalib import (DNS_FORWARD, GATEWAY4, GATEWAY6, GONE_TIMEOUT, HOST4, HOST6, MAP_GUEST, GuestServer, HostEcho,
                       Pasta, addresses, bind_netns, default_gateways, guest_connect, guest_link, host_tcp, host_udp,
                       ip_json, pasta_link, podman_argv, rootlesskit_argv)
@@ -280,3 +282,54 @@ def _refused(addr: str, port: int) -> bool:
     except OSError:
         pass
     return False
+
+
+LARGE_TCP = 10 << 20  # 505-networking-pasta.bats's "large transfer", TCP
+LARGE_UDP = 53248  # its UDP one: wmem_default / 4 here (212992)
+
+GUEST_SINK = """
+import hashlib, socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+proto = sys.argv[2]
+s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 80))
+if proto == "tcp":
+    s.listen(1)
+print("ready", flush=True)
+if proto == "tcp":
+    c, _ = s.accept()
+    data = b""
+    while chunk := c.recv(1 << 20):
+        data += chunk
+else:
+    data, _ = s.recvfrom(65536)
+print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+@pytest.mark.parametrize("addr", ["127.0.0.1", HOST4, "::1", HOST6])
+def test_podman_large_transfer(pasta, guest, netns, proto, addr):
+    """505-networking-pasta.bats's large transfers: 10 MiB over TCP, a
+    53,248-byte datagram over UDP, to a -t/-u port, through the host's
+    loopback and its own address ("loopback" and "tap" there), both families."""
+    start_ok(pasta, podman_argv(netns, f"-{proto[0]}", "18090:80"))
+    data = os.urandom(LARGE_TCP if proto == "tcp" else LARGE_UDP)
+    enter = ["nsenter", f"--target={guest.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
+    sink = subprocess.Popen([*enter, sys.executable, "-c", GUEST_SINK, "::" if ":" in addr else "0.0.0.0", proto],
+                            stdout=subprocess.PIPE, text=True, **as_user(guest.user))
+    try:
+        assert sink.stdout.readline() == "ready\n"
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        if proto == "tcp":
+            with socket.create_connection((addr, 18090), timeout=30) as c:
+                c.sendall(data)
+        else:
+            with socket.socket(family, socket.SOCK_DGRAM) as c:
+                c.sendto(data, (addr, 18090))
+        got = sink.stdout.readline().split()
+        assert got == [str(len(data)), hashlib.sha256(data).hexdigest()]
+    finally:
+        sink.kill()
+        sink.wait(timeout=10)
