@@ -186,7 +186,7 @@ print("done")
 
 
 def test_descriptors_flat(spliced, guest):
-    """3,000 connections one after another: each is six descriptors while
+    """10,000 connections one after another: each is six descriptors while
     it lasts (two sockets, two pipes), none is left after."""
     server = HostServer(lambda conn: conn.sendall(recv_all(conn)))
     try:
@@ -195,7 +195,7 @@ def test_descriptors_flat(spliced, guest):
         # one connection first: the daemon is serving (its setup's descriptors closed)
         assert guest.python(GUEST_MANY, str(NS_PORT), "1").stdout.strip() == "done"
         before = fds()
-        assert guest.python(GUEST_MANY, str(NS_PORT), "3000", timeout=150).stdout.strip() == "done"
+        assert guest.python(GUEST_MANY, str(NS_PORT), "10000", timeout=150).stdout.strip() == "done"
         deadline = time.monotonic() + 10
         while fds() != before and time.monotonic() < deadline:
             time.sleep(0.05)
