@@ -92,6 +92,8 @@ def test_podman_default(pasta, guest, netns, resolver):
     assert lookup(guest, DNS_FORWARD) == ADDR and resolver.queries == 1
     with HostEcho() as echo:  # the host's service sees the host's own address as the client
         assert guest_connect(guest, MAP_GUEST, echo.port) == f"{HOST4} hello"
+    # the world is behind pasta's MAC address
+    assert [n["lladdr"] for n in ip_json(guest, "neigh", "show", GATEWAY4)] == ["9a:55:9a:55:9a:55"]
     with HostEcho("127.0.0.1") as lo:  # the gateway is the real one, not the host's loopback
         assert guest_connect(guest, GATEWAY4, lo.port, timeout=2) == "TimeoutError"
         assert lo.peers == []

@@ -89,20 +89,24 @@ def test_accepted_alike(both, argv):
         assert got["slirpd"][0] == got["pasta"][0] == 0, got
 
 
-SHOW = "ip -j addr show; echo; ip -j -4 route show; echo; ip -j -6 route show"
+SHOW = ("ping -c 1 -W 1 192.0.2.77 >/dev/null 2>&1; ip -j addr show; echo; ip -j -4 route show; echo;"
+        " ip -j -6 route show; echo; ip -j -4 neigh show")
 
 
 def namespace(stdout: str) -> dict:
-    """`SHOW`'s output, less what the kernel makes up (MAC addresses,
-    link-local addresses and their route, lifetimes)."""
-    addrs, routes4, routes6 = (json.loads(part) for part in stdout.strip().split("\n\n"))
+    """`SHOW`'s output, less what the kernel makes up (the guest's MAC
+    address, link-local addresses and their route, lifetimes); the
+    neighbours: the gateway, resolved by a ping through it, and its MAC
+    address (pasta's)."""
+    addrs, routes4, routes6, neigh = (json.loads(part) for part in stdout.strip().split("\n\n"))
     links = {a["ifname"]: {"mtu": a["mtu"], "up": "UP" in a["flags"],
                            "addrs": sorted(f"{i['local']}/{i['prefixlen']}" for i in a["addr_info"]
                                            if i.get("scope") != "link")} for a in addrs}
     keep = ("dst", "gateway", "dev", "protocol", "scope", "metric", "prefsrc")
     route = lambda r: json.dumps({k: r[k] for k in keep if k in r}, sort_keys=True)  # noqa: E731
     return {"links": links, "routes4": sorted(map(route, routes4)),
-            "routes6": sorted(route(r) for r in routes6 if not r["dst"].startswith("fe80:"))}
+            "routes6": sorted(route(r) for r in routes6 if not r["dst"].startswith("fe80:")),
+            "neighbours": sorted((n["dst"], n.get("lladdr")) for n in neigh)}
 
 
 @pytest.mark.parametrize("options", ["", "-a 192.0.2.1", "-a 192.0.2.2 -g 192.0.2.1", "-a 192.0.2.2 -n 16",

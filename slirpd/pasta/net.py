@@ -232,7 +232,8 @@ def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
                        prefix6=guest6.network if guest6 is not None else None,
                        rdnss6=None if args.dns_none else rdnss6,
                        rules=_rules(args, guest4, gateway4, guest6, gateway6, upstream),
-                       neigh_all=True, no_ra=args.no_ra or args.config_net)
+                       neigh_all=True, no_ra=args.no_ra or args.config_net,
+                       mac=bytes.fromhex((args.mac or PASTA_MAC).replace(":", "")))
     gw_route = [{"dst": "0.0.0.0", "dst_len": 0, "gateway": str(gateway4), "proto": RTPROT_BOOT}] if gateway4 else []
     gw_route6 = [{"dst": "::", "dst_len": 0, "gateway": str(gateway6), "proto": RTPROT_BOOT}] if gateway6 else []
     setup = Setup(ifname=ifname, config_net=args.config_net, mtu=DEFAULT_MTU if args.mtu is None else args.mtu or None,
