@@ -428,7 +428,7 @@ bool fwd_is_dns(const struct dp *dp, const union inany_addr *addr,
  * @addr6:	16 bytes, its IPv6 address (used without an IPv4 one), all
  *		zero for none; NULL for none
  *
- * New flows to the DNS address go there.  So do the next queries of UDP
+ * New flows to a DNS rule's address go there.  So do the next queries of UDP
  * flows already open: such a flow is closed and opened anew when the guest
  * sends on it again (udp.c), so that answers already on their way from the
  * old nameserver still reach the guest.  TCP connections already open stay

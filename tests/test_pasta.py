@@ -29,7 +29,7 @@ import pytest
 from conftest import as_user, wait_for
 from pastalib import (DNS_FORWARD, GATEWAY4, GATEWAY6, GONE_TIMEOUT, HOST4, HOST6, MAP_GUEST, GuestServer, HostEcho,
                       Pasta, addresses, bind_netns, default_gateways, guest_connect, guest_link, host_tcp, host_udp,
-                      ip_json, pasta_link, podman_argv, rootlesskit_argv)
+                      ip_json, podman_argv, rootlesskit_argv)
 from test_dns import ADDR, NAME, host_resolver
 
 pytestmark = pytest.mark.timeout(120)
