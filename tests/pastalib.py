@@ -262,6 +262,26 @@ def host_tcp(addr: str, port: int, data: bytes = b"hello", timeout: float = 10) 
     return got
 
 
+def reachable(addr: str, port: int) -> bytes | None:
+    """host_tcp()'s answer, or None if nothing answers (yet)."""
+    try:
+        return host_tcp(addr, port, timeout=3)
+    except OSError:
+        return None
+
+
+def closed(addr: str, port: int) -> bool:
+    """Whether nothing listens on the host's addr:port (a forward whose guest
+    port is closed resets instead)."""
+    try:
+        socket.create_connection((addr, port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
 def host_udp(addr: str, port: int, data: bytes = b"hello", timeout: float = 5) -> bytes:
     """Send one datagram from the host, return the answer."""
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET

@@ -17,29 +17,12 @@ import socket
 import pytest
 
 from conftest import wait_for
-from pastalib import GuestServer, host_tcp, host_udp
+from pastalib import GuestServer, closed, host_udp, reachable
 from test_podman import api
 
 pytestmark = pytest.mark.timeout(120)
 
 FOLLOW = 5  # seconds a change may take to show (a scan a second, a loaded machine)
-
-
-def reachable(addr: str, port: int) -> bytes | None:
-    try:
-        return host_tcp(addr, port, timeout=3)
-    except OSError:
-        return None
-
-
-def closed(addr: str, port: int) -> bool:
-    try:
-        socket.create_connection((addr, port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        pass
-    return False
 
 
 def test_follows_bind_rebind_close(pasta_fg, guest):

@@ -29,7 +29,7 @@ import pytest
 from conftest import as_user, wait_for
 from pastalib import (DNS_FORWARD, GATEWAY4, GATEWAY6, GONE_TIMEOUT, HOST4, HOST6, MAP_GUEST, GuestServer, HostEcho,
                       Pasta, addresses, bind_netns, default_gateways, guest_connect, guest_link, host_tcp, host_udp,
-                      ip_json, podman_argv, rootlesskit_argv)
+                      closed, reachable, ip_json, podman_argv, rootlesskit_argv)
 from test_dns import ADDR, NAME, host_resolver
 
 pytestmark = pytest.mark.timeout(120)
@@ -245,11 +245,11 @@ def test_rootlesskit_implicit(pasta, guest, resolver):
     assert lookup(guest, "10.0.2.3") == ADDR
     server = GuestServer(guest, "0.0.0.0", "tcp", 18200)
     try:
-        reply = wait_for(lambda: _try_tcp("127.0.0.1", 18200), 5, "port 18200 forwarded automatically")
+        reply = wait_for(lambda: reachable("127.0.0.1", 18200), 5, "port 18200 forwarded automatically")
         assert reply.startswith(b"18200 ")
     finally:
         server.close()
-    wait_for(lambda: _refused("127.0.0.1", 18200), 5, "the automatic forward to go")
+    wait_for(lambda: closed("127.0.0.1", 18200), 5, "the automatic forward to go")
     guest.stop()
     assert proc.wait(timeout=GONE_TIMEOUT) == 0, proc.stdout.read()
 
@@ -260,30 +260,11 @@ def test_rootlesskit_none(pasta, guest):
     server = GuestServer(guest, "0.0.0.0", "tcp", 18201)
     try:
         time.sleep(2.5)  # two scans of automatic forwarding, had it been on
-        assert _refused("127.0.0.1", 18201)
+        assert closed("127.0.0.1", 18201)
     finally:
         server.close()
     proc.terminate()
     assert proc.wait(timeout=GONE_TIMEOUT) == 0
-
-
-def _try_tcp(addr: str, port: int) -> bytes | None:
-    try:
-        return host_tcp(addr, port, timeout=3)
-    except OSError:
-        return None
-
-
-def _refused(addr: str, port: int) -> bool:
-    """Whether nothing listens on the host's addr:port (a forward whose guest
-    port is closed resets instead)."""
-    try:
-        socket.create_connection((addr, port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        pass
-    return False
 
 
 LARGE_TCP = 10 << 20  # 505-networking-pasta.bats's "large transfer", TCP
