@@ -7,7 +7,10 @@ guest we run iperf3 towards the host (both directions, through the gateway
 address) and from the host through a forwarded port, each --repeat times (the
 table shows the median); then bench/tcpbench.py
 measures 1-byte request/response latency, short connections per second and
-holds 1,000 connections open.  slirp4netns-v6 and slirpd-v6 are the same runs
+holds 1,000 connections open.  pasta and slirpd-pasta (slirpd run as pasta,
+through a link of that name) get pasta's argv, and also the time from exec
+until pasta's readiness (its parent exits 0 once the namespace is
+configured), in podman's mode.  slirp4netns-v6 and slirpd-v6 are the same runs
 with -6 over IPv6 (servers on the sandbox's ::1, reached at fd00::2; the
 forward from [::1] to the guest's IPv6 address).  Around each iperf3 run the daemon's CPU time
 (its process tree, /proc/PID/stat) is sampled; its VmRSS is read idle and with
@@ -60,7 +63,7 @@ def parse_args() -> argparse.Namespace:
                    help="venv whose bin/slirpd and bin/python are used (default: this interpreter's)")
     p.add_argument("--pasta", default=os.environ.get("PASTA"),
                    help="pasta binary (default: build it with shared/anchors/build-pasta.sh)")
-    p.add_argument("--tools", default="slirp4netns,slirpd,pasta,slirp4netns-v6,slirpd-v6")
+    p.add_argument("--tools", default="slirp4netns,slirpd,pasta,slirpd-pasta,slirp4netns-v6,slirpd-v6")
     p.add_argument("--mtus", default="1500,65520")
     p.add_argument("--seconds", type=float, default=5, help="length of each iperf3 run")
     p.add_argument("--repeat", type=int, default=3,
@@ -93,6 +96,8 @@ def find_binaries(args, user) -> dict[str, str]:
             found[name] = str(path) if path.exists() else ""
         elif name == "pasta":
             found[name] = args.pasta or build_pasta(user)
+        elif name == "slirpd-pasta":
+            found[name] = pasta_link(Path(args.venv) / "bin" / "slirpd")
         else:
             found[name] = ""
         if not found[name]:
@@ -112,6 +117,17 @@ def build_pasta(user) -> str:
         print(f"bench: pasta build failed: {res.stderr.strip()}", file=sys.stderr)
         return ""
     return res.stdout.strip()
+
+
+def pasta_link(slirpd: Path) -> str:
+    """A link named pasta to slirpd (slirpd takes pasta's command line by
+    that name), in a directory of its own; "" without slirpd."""
+    if not slirpd.exists():
+        return ""
+    directory = Path(tempfile.mkdtemp(prefix="slirpd-bench-pasta-", dir="/tmp"))
+    os.chmod(directory, 0o755)
+    (directory / "pasta").symlink_to(slirpd)
+    return str(directory / "pasta")
 
 
 def run(argv: list[str], timeout: float, guest: Guest | None = None) -> str:
@@ -268,6 +284,8 @@ def measure_daemon(daemon, args) -> dict:
     python = str(Path(args.venv) / "bin" / "python")
     guest, gw, pid = daemon.guest, daemon.gateway, daemon.proc.pid
     r: dict = {}
+    if hasattr(daemon, "time_to_ready"):
+        attempt(r, "ready_ms", lambda: median_of(args.repeat, daemon.time_to_ready) * 1000)
     attempt(r, "rss_idle", lambda: rss_mib(pid), daemon)
     cpu, moved = 0.0, 0
 
@@ -340,7 +358,7 @@ def machine(binaries: dict[str, str]) -> list[str]:
             lines.append(f"{name}: not available")
         elif name.endswith("-v6") and name.removesuffix("-v6") in binaries:
             continue  # the same binary, described once
-        elif name.removesuffix("-v6") == "slirpd":
+        elif name.removesuffix("-v6") == "slirpd" or name == "slirpd-pasta":
             lines.append(f"slirpd: {first_line([binary, '--version'])}, git {git} ({binary})")
         elif name.removesuffix("-v6") == "slirp4netns":
             libslirp = [ln for ln in subprocess.run([binary, "--version"], capture_output=True, text=True,

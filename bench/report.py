@@ -20,6 +20,7 @@ METRICS = [
     ("cpu_per_gib", "daemon CPU per GiB (the iperf3 runs)", "s/GiB", "{:.2f}"),
     ("rss_idle", "daemon RSS, idle", "MiB", "{:.1f}"),
     ("rss_1k", "daemon RSS, 1,000 open connections", "MiB", "{:.1f}"),
+    ("ready_ms", "exec until the namespace is configured (pasta's readiness)", "ms", "{:.0f}"),
 ]
 # chart panels: y label, then (metric, bar label)
 CHARTED = [("iperf3, Gbit/s", [("g2h", "guest→host"), ("h2g", "host→guest (-R)"), ("fwd", "forwarded port")]),
@@ -45,16 +46,23 @@ def ratio(value, base) -> str:
     return ""
 
 
-def tool_cell(value, fmt: str, s4n, lo) -> str:
-    """A tool's cell: the value and its ratios to slirp4netns and loopback."""
-    ratios = [f"{r} s4n" for r in [ratio(value, s4n)] if r] + [f"{r} lo" for r in [ratio(value, lo)] if r]
+def tool_cell(value, fmt: str, base, base_label: str, lo) -> str:
+    """A tool's cell: the value and its ratios to its base tool and loopback."""
+    ratios = [f"{r} {base_label}" for r in [ratio(value, base)] if r] + [f"{r} lo" for r in [ratio(value, lo)] if r]
     return cell(value, fmt) + (f" ({', '.join(ratios)})" if ratios else "")
 
 
+def base_tool(tool: str) -> tuple[str, str]:
+    """The tool a tool's cell is compared with, and its label: pasta for
+    slirpd-pasta, slirp4netns-v6 for the -v6 runs, slirp4netns for the rest."""
+    if tool == "slirpd-pasta":
+        return "pasta", "pasta"
+    return ("slirp4netns-v6" if tool.endswith("-v6") else "slirp4netns"), "s4n"
+
+
 def base_value(results: dict, tool: str, mtu: int, key: str):
-    """The slirp4netns value a tool's cell is compared with: slirp4netns-v6's
-    for the -v6 runs, slirp4netns's for the others, None for themselves."""
-    base = "slirp4netns-v6" if tool.endswith("-v6") else "slirp4netns"
+    """The base tool's value (base_tool()), None for the base itself."""
+    base, _ = base_tool(tool)
     if tool == base:
         return None
     return results.get(base, {}).get(mtu, {}).get(key)
@@ -68,7 +76,7 @@ def markdown(results: dict, mtus: list[int], notes: list[str]) -> str:
     for key, label, unit, fmt in METRICS:
         for mtu in mtus:
             lo = results["loopback"][mtu].get(key)
-            cells = [tool_cell(results[t][mtu].get(key), fmt, base_value(results, t, mtu, key), lo)
+            cells = [tool_cell(results[t][mtu].get(key), fmt, base_value(results, t, mtu, key), base_tool(t)[1], lo)
                      for t in tools]
             lines.append(f"| {label}, {unit} | {mtu} | {cell(lo, fmt)} | " + " | ".join(cells) + " |")
     lines += ["", "Ratios: the tool's value divided by slirp4netns's (s4n) and by the loopback baseline (lo), "
@@ -80,7 +88,8 @@ def markdown(results: dict, mtus: list[int], notes: list[str]) -> str:
               "at fd00::2, forward from [::1] to the guest's IPv6 address (slirp4netns's API refuses it), "
               "ratios to slirp4netns-v6.  pasta: gateway = the host's default "
               "gateway, copied (--map-host-loopback default), forward by -t; a connection from the host's "
-              "loopback to a -t port is spliced socket to socket, not sent over the tap.", ""]
+              "loopback to a -t port is spliced socket to socket, not sent over the tap.  slirpd-pasta: slirpd run as "
+              "pasta, with pasta's argv, ratios to pasta (through the tap both ways).", ""]
     lines += [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 

@@ -320,12 +320,16 @@ class Pasta(Daemon):
 
     name = "pasta"
 
+    def argv(self, guest: Guest, *extra: str, forward: str = f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}") -> list[str]:
+        """pasta's command line on guest, with only one TCP forward (ours, or
+        none)."""
+        return [self.binary, *extra, "--config-net", "--mtu", str(self.mtu), "--ipv4-only",
+                "-t", forward, "-u", "none", "-T", "none", "-U", "none", str(guest.pid)]
+
     def start(self):
-        """Start in the foreground with only our one TCP forward; ready once the
-        guest has a default route and the host port listens."""
-        self._spawn([self.binary, "--foreground", "--config-net", "--mtu", str(self.mtu), "--ipv4-only",
-                     "-t", f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}", "-u", "none", "-T", "none", "-U", "none",
-                     str(self.guest.pid)])
+        """Start in the foreground; ready once the guest has a default route
+        and the host port listens."""
+        self._spawn(self.argv(self.guest, "--foreground"))
         try:
             wait_until(lambda: not self.alive() or listening(os.getpid(), FWD_HOST_PORT), START_TIMEOUT,
                        "pasta's forwarded port")
@@ -336,5 +340,37 @@ class Pasta(Daemon):
             self.stop()
             raise
 
+    def time_to_ready(self) -> float:
+        """Seconds from exec until pasta's readiness, in the mode podman uses
+        (no --foreground): its parent exits 0 once the namespace is
+        configured (no port forwarded: ours is taken).  On a fresh guest of its own; the
+        daemon it leaves (its --pid file) is stopped after."""
+        guest = Guest(self.guest.user)
+        pid_file = self.workdir / f"{self.name}-ready.pid"
+        try:
+            start = time.monotonic()
+            res = subprocess.run(self.argv(guest, "--quiet", "--pid", str(pid_file), forward="none"), capture_output=True,
+                                 text=True, timeout=START_TIMEOUT, **as_user(guest.user))
+            elapsed = time.monotonic() - start
+            if res.returncode != 0:
+                raise ToolError(f"exited {res.returncode}: {(res.stderr.strip().splitlines() or [''])[-1]}")
+            if not guest.default_gateway():
+                raise ToolError("exited 0 before the namespace was configured")
+            return elapsed
+        except subprocess.TimeoutExpired:
+            raise ToolError(f"timeout ({START_TIMEOUT:.0f}s)") from None
+        finally:
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+            guest.stop()
 
-TOOLS = {cls.name: cls for cls in (Slirp4netns, Slirpd, Pasta, Slirp4netns6, Slirpd6)}
+
+class SlirpdPasta(Pasta):
+    """slirpd run as pasta (a link named pasta to it), with pasta's argv."""
+
+    name = "slirpd-pasta"
+
+
+TOOLS = {cls.name: cls for cls in (Slirp4netns, Slirpd, Pasta, SlirpdPasta, Slirp4netns6, Slirpd6)}

@@ -2,12 +2,17 @@
  *
  * Theory of operation
  * -------------------
- * The guest resolves the gateway and the DNS forwarder with ARP before
- * sending them anything.  Both live behind our single MAC address
- * (cfg->gw_mac), so a request for either gets a reply from that address, as
- * slirp4netns does.  Requests for any other address are the guest probing
- * for its own address (duplicate address detection), announcing itself, or
- * looking for hosts that do not exist on this link: no reply, counted.
+ * The guest resolves the addresses on its link with ARP before sending them
+ * anything.  Ours all live behind our single MAC address (cfg->gw_mac), so a
+ * request for one gets a reply from that address.  Which addresses are ours
+ * depends on the model (fwd.c): slirp4netns's are the rules marked
+ * DP_RULE_F_LOCAL (its gateway and DNS address); with cfg->neigh_all,
+ * pasta's, every address but the guest's own (cfg->guest4), since the
+ * guest's link holds copies of the host's addresses and the rest of the
+ * world is behind us.  Requests for any other address are the guest probing
+ * for its own address (duplicate address detection), announcing itself
+ * (sender and target the same), or looking for hosts that do not exist on
+ * this link: no reply, counted.
  *
  * Only Ethernet/IPv4 ARP is understood (28 bytes after the Ethernet header).
  * Replies and other operations are counted drops: we learn nothing from them,
@@ -33,6 +38,20 @@
 #define ARP_OFF_SPA		14
 #define ARP_OFF_THA		18
 #define ARP_OFF_TPA		24
+
+/**
+ * arp_is_ours() - tell whether we answer ARP requests for an address
+ * @dp:		data plane
+ * @tpa:	target address of the request, network byte order
+ *
+ * Return: true for one of our addresses, see the theory above
+ */
+static bool arp_is_ours(const struct dp *dp, uint32_t tpa)
+{
+	if (dp->cfg.neigh_all)
+		return tpa && tpa != dp->cfg.guest4;
+	return ip4_is_local(dp, tpa);
+}
 
 /**
  * arp_input() - handle one ARP packet from the guest
@@ -62,7 +81,7 @@ void arp_input(struct dp *dp, const uint8_t *pkt, size_t len)
 
 	spa = rd32n(pkt + ARP_OFF_SPA);
 	tpa = rd32n(pkt + ARP_OFF_TPA);
-	if (!ip4_is_local(dp, tpa) || spa == tpa) {
+	if (!arp_is_ours(dp, tpa) || spa == tpa) {
 		DP_COUNT(dp, drop_arp_not_for_us);
 		return;
 	}

@@ -17,6 +17,10 @@
  *   host socket -> tcp.c, udp.c, icmp.c -> ip4.c (ip_tx_*()) -> eth.c
  *               -> tap.c (transmit queue) -> TAP
  *
+ * Besides the TAP, sockets inside the guest's namespace (pasta's -T and -U:
+ * its loopback to the host's) go host socket to host socket: splice.c for
+ * TCP, udp.c for UDP.
+ *
  * With --pcap, tap.c also hands each batch, both ways, to pcap.c.
  *
  * One struct dp holds all state: the TAP descriptor, an epoll descriptor that
@@ -93,6 +97,7 @@ _Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) ==
  */
 static bool dp_config_valid(const struct dp_config *cfg)
 {
+	static const uint8_t zero16[16];
 	const uint8_t zero[DP_MAC_LEN] = { 0 };
 
 	if (mac_is_multicast(cfg->gw_mac) ||
@@ -103,12 +108,10 @@ static bool dp_config_valid(const struct dp_config *cfg)
 		return false;
 
 	if (cfg->enable_ipv6 && (cfg->mtu < DP_MTU_MIN_IP6 ||
-				 !memcmp(cfg->gw6, cfg->dns6, 16) ||
-				 memcmp(cfg->gw6, cfg->net6, 8) ||
-				 memcmp(cfg->dns6, cfg->net6, 8)))
+				 !memcmp(cfg->gw6, zero16, 16)))
 		return false;
 
-	return cfg->gw4 != 0;
+	return (cfg->gw4 != 0 || cfg->enable_ipv6) && fwd_rules_valid(cfg);
 }
 
 /**
@@ -140,11 +143,11 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	dp->cfg = *cfg;
 	dp->tap_fd = tap_fd;
 	dp->epoll_fd = -1;
+	dp->host_lo_open = fwd_host_lo_open(dp);
 
-	fwd_init(dp);
 	pcap_init(dp);
-	if (tap_init(dp) || flow_table_init(dp) || frag_init(dp) ||
-	    udp_init(dp) || ctl_init(dp))
+	if (fwd_init(dp) || tap_init(dp) || flow_table_init(dp) ||
+	    frag_init(dp) || udp_init(dp) || ctl_init(dp))
 		goto fail;
 
 	dp->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -167,6 +170,7 @@ fail:
 	ctl_cleanup(dp);
 	pcap_cleanup(dp);
 	tap_cleanup(dp);
+	fwd_cleanup(dp);
 	free(dp);
 	errno = err;
 	return NULL;
@@ -190,6 +194,7 @@ void dp_free(struct dp *dp)
 	ctl_cleanup(dp);
 	pcap_cleanup(dp);
 	tap_cleanup(dp);
+	fwd_cleanup(dp);
 	free(dp);
 }
 
@@ -293,6 +298,9 @@ static void dp_flow_event(struct dp *dp, uint64_t ref, uint32_t events)
 	case FLOW_PING:
 		ping_sock_event(dp, f, events);
 		break;
+	case FLOW_SPLICE:
+		splice_sock_event(dp, f, SPLICE_NS, events);
+		break;
 	}
 }
 
@@ -332,6 +340,13 @@ static int dp_dispatch(struct dp *dp, int budget, int wait_ms, bool *outer)
 			done++;
 		} else if (kind == EPOLL_REF_OUTER) {
 			*outer = true;
+		} else if (kind == EPOLL_REF_SPLICE) {
+			struct flow *f = flow_from_epoll(dp, ev[i].data.u64);
+
+			if (f && f->type == FLOW_SPLICE)
+				splice_sock_event(dp, f, SPLICE_HOST,
+						  ev[i].events);
+			done++;
 		} else {
 			dp_flow_event(dp, ev[i].data.u64, ev[i].events);
 			done++;

@@ -33,20 +33,52 @@
 #define DP_PCAP_ON   1	/* capturing */
 #define DP_PCAP_FULL 2	/* stopped: the file reached its size limit */
 
+/* The address rules of struct dp_config (fwd.c): what a rule's address is */
+#define DP_RULES_MAX 16		/* the size of dp_config.rules[] */
+#define DP_RULE_BLOCK 0		/* reaches nothing */
+#define DP_RULE_DNS 1		/* port 53, UDP and TCP: the host's nameserver */
+#define DP_RULE_REDIRECT 2	/* the host address @to, every port */
+/* dp_rule.flags */
+#define DP_RULE_F_LOCAL 1	/* ours on the link: ARP and NDP answered,
+				 * echo requests answered by us, never a
+				 * source the guest may use */
+#define DP_RULE_F_DNS_ONLY 2	/* DP_RULE_DNS: other ports reach nothing
+				 * (else they reach the address itself) */
+
+/**
+ * struct dp_rule - one special address (or prefix) of the guest's network
+ * @addr:	address, 16 bytes: IPv6, or IPv4-mapped for IPv4
+ * @prefix_len:	bits of @addr that count, of the 16-byte form (96 + N for an
+ *		IPv4 /N); DP_RULE_DNS and DP_RULE_REDIRECT rules are single
+ *		addresses (128)
+ * @kind:	DP_RULE_BLOCK, DP_RULE_DNS or DP_RULE_REDIRECT
+ * @flags:	DP_RULE_F_* bits
+ * @to:		DP_RULE_REDIRECT: the host address, 16 bytes as @addr (a
+ *		loopback one is the host's loopback)
+ */
+struct dp_rule {
+	uint8_t addr[16];
+	uint8_t prefix_len;
+	uint8_t kind;
+	uint8_t flags;
+	uint8_t to[16];
+};
+
 /**
  * struct dp_config - what the data plane needs to know, filled by Python
  * @gw_mac:	our MAC address, source of every frame we send to the guest
  * @net4:	IPv4 network, network byte order
  * @mask4:	IPv4 netmask, network byte order
- * @gw4:	gateway (host) address, network byte order
- * @dns4:	DNS forwarder address, network byte order
- * @guest4:	address the guest gets with --configure, network byte order
+ * @gw4:	our IPv4 address on the link, network byte order: the guest's
+ *		gateway, source of the ICMP errors we send and of host clients
+ *		the guest could not answer (fwd.c)
+ * @guest4:	the guest's IPv4 address, network byte order (0 if unknown):
+ *		never answered for in ARP with @neigh_all; a host client with
+ *		it is shown as a rule's or the gateway's address (fwd.c)
  * @mtu:	MTU of the TAP link (68..65521)
  * @vnet_hdr:	non-zero if the TAP fd carries a virtio-net header: checksum
  *		and TCP segmentation offloads are then used both ways (tap.c)
- * @disable_host_loopback:	non-zero to refuse reaching the host's loopback
- * @disable_dns:	non-zero to turn off the DNS forwarder
- * @dns_upstream4:	nameserver the DNS address forwards to (the host's first
+ * @dns_upstream4:	nameserver the DNS rules forward to (the host's first
  *			IPv4 nameserver), network byte order, 0 for none
  * @udp_idle_ms:	idle timeout of UDP flows in milliseconds, 0 for the
  *			default (DP_UDP_IDLE_MS, DP_UDP_DNS_IDLE_MS for DNS);
@@ -55,11 +87,15 @@
  *		(--outbound-addr), network byte order, 0 for the kernel's choice
  * @enable_ipv6:	non-zero to serve IPv6 (-6): NDP, router advertisements,
  *			translation; without it IPv6 frames are counted drops
- * @net6:	IPv6 prefix, a /64 (only its first 8 bytes count)
- * @gw6:	IPv6 gateway (host) address, inside @net6
- * @dns6:	IPv6 DNS forwarder address, inside @net6
+ * @net6:	IPv6 prefix router advertisements announce, a /64 (only its
+ *		first 8 bytes count)
+ * @gw6:	our IPv6 address on the link (the guest's gateway), not zero
+ *		with @enable_ipv6
+ * @guest6:	the guest's IPv6 address, all zero if unknown (as @guest4)
+ * @rdnss6:	the DNS address router advertisements announce, all zero
+ *		for none
  * @dns_upstream6:	first IPv6 nameserver of the host, all zero for none;
- *			the DNS addresses use it when there is no @dns_upstream4
+ *			the DNS rules use it when there is no @dns_upstream4
  * @outbound6:	source address host IPv6 sockets bind to before connecting
  *		(--outbound-addr6), all zero for the kernel's choice
  * @ra_interval_ms:	interval of unsolicited router advertisements once the
@@ -69,29 +105,40 @@
  *			(listeners included), 0 for no bound but the kernel's;
  *			Python leaves the rest of RLIMIT_NOFILE to itself
  *			(flow.c, Host sockets)
+ * @neigh_all:	non-zero to answer ARP requests and neighbour solicitations
+ *		for every address but the guest's (pasta's model: the whole
+ *		world is behind our MAC address); zero to answer only for the
+ *		addresses of rules marked DP_RULE_F_LOCAL (slirp4netns's)
+ * @no_ra:	non-zero to leave router solicitations unanswered
+ * @n_rules:	rules used in @rules, at most DP_RULES_MAX
+ * @rules:	the special addresses of the guest's network (fwd.c): the
+ *		first rule whose prefix holds a destination decides where it
+ *		leads
  */
 struct dp_config {
 	uint8_t gw_mac[6];
 	uint32_t net4;
 	uint32_t mask4;
 	uint32_t gw4;
-	uint32_t dns4;
 	uint32_t guest4;
 	uint32_t mtu;
 	int vnet_hdr;
-	int disable_host_loopback;
-	int disable_dns;
 	uint32_t dns_upstream4;
 	uint32_t udp_idle_ms;
 	uint32_t outbound4;
 	int enable_ipv6;
 	uint8_t net6[16];
 	uint8_t gw6[16];
-	uint8_t dns6[16];
+	uint8_t guest6[16];
+	uint8_t rdnss6[16];
 	uint8_t dns_upstream6[16];
 	uint8_t outbound6[16];
 	uint32_t ra_interval_ms;
 	uint32_t sock_budget;
+	int neigh_all;
+	int no_ra;
+	uint32_t n_rules;
+	struct dp_rule rules[16];
 };
 
 /**
@@ -126,6 +173,8 @@ int dp_wait(struct dp *dp, int budget, int max_ms);
 int dp_timeout_ms(struct dp *dp);
 int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
 	       const uint8_t *guest_addr, uint16_t guest_port);
+int dp_fwd_add_splice(struct dp *dp, int id, int sock, int proto,
+		      const uint8_t *host_addr, uint16_t host_port);
 int dp_fwd_remove(struct dp *dp, int id);
 int64_t dp_fwd_connections(struct dp *dp, int id);
 int dp_counter_count(void);

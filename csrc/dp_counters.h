@@ -48,6 +48,7 @@
 	X(drop_ndp_malformed)	/* hop limit not 255, short, bad option */ \
 	X(drop_ndp_not_for_us)	/* solicitation for another address (DAD) */ \
 	X(drop_ndp_type)	/* advertisements, redirects from the guest */ \
+	X(drop_ndp_no_ra)	/* router solicitation with no_ra set */ \
 	/* ICMP */							\
 	X(drop_icmp_malformed)	/* shorter than an ICMP header */	\
 	X(drop_icmp_checksum)						\
@@ -92,6 +93,17 @@
 	X(fwd_accept_paused)	/* listener paused: no descriptor for it */ \
 	X(fwd_udp_flows)	/* flows started by forwarded datagrams */ \
 	X(fwd_udp_datagrams)	/* forwarded datagrams sent to the guest */ \
+	/* the guest's loopback to the host's (splice.c, udp.c) */	\
+	X(splice_accepted)	/* connections accepted in the namespace */ \
+	X(splice_conn_opened)	/* connect() to the host's loopback done */ \
+	X(splice_conn_failed)	/* connect() to the host's loopback failed */ \
+	X(splice_conn_closed)	/* both FINs passed on, flow released */ \
+	X(splice_resets)	/* reset both ways: an error, a timeout */ \
+	X(splice_timeouts)	/* connect() or idle timeout */		\
+	X(splice_bytes)		/* bytes moved, both directions */	\
+	X(drop_splice_fds)	/* no descriptors for the connection: reset */ \
+	X(splice_udp_datagrams)	/* datagrams from the namespace to the host */ \
+	X(splice_udp_replies)	/* the host's answers back into the namespace */ \
 	/* control frames for Python (ctl.c) */				\
 	X(ctl_frames)		/* queued: DHCP requests */		\
 	X(drop_ctl_too_big)						\

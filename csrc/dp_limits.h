@@ -130,14 +130,20 @@
 #define DP_TCP_CONNECT_TIMEOUT_MS	20000
 #define DP_TCP_FIN_TIMEOUT_MS		60000
 #define DP_TCP_IDLE_TIMEOUT_MS		7200000
-/* Port forwarding (fwd.c): forwarded host sockets, and connections accepted
+/* Port forwarding (fwd.c): forwarded host sockets (a port range is a socket
+ * per port; the slots are allocated in dp_new()), and connections accepted
  * from one of them per wake-up.  A TCP listener that cannot accept for want
  * of descriptors (the budget below, or EMFILE/ENFILE) leaves the epoll set
  * for DP_FWD_ACCEPT_PAUSE_MS, then tries again: level-triggered, it would
  * otherwise wake the loop at once, forever */
-#define DP_FWD_MAX		256
+#define DP_FWD_MAX		4096
 #define DP_FWD_ACCEPT_BATCH	64
 #define DP_FWD_ACCEPT_PAUSE_MS	100
+
+/* Spliced connections (splice.c): rounds of splice() per direction and
+ * event, and the size asked for each pipe (the kernel may give less) */
+#define DP_SPLICE_ROUNDS	8
+#define DP_SPLICE_PIPE_SIZE	(256 << 10)
 
 /* Host sockets (flow.c).  cfg.sock_budget bounds the sockets flows and
  * forwards hold together (listeners included; 0: no bound but the kernel's).

@@ -30,7 +30,8 @@
  *
  * Host sockets
  * ------------
- * Every flow but a forwarded UDP one holds a host socket, and the process has
+ * Every flow but a forwarded UDP one holds a host socket (a spliced TCP
+ * connection six: two sockets and two pipes, splice.c), and the process has
  * only so many descriptors.  Python raises RLIMIT_NOFILE to its hard limit
  * and keeps a reserve for itself (its own descriptors, API clients); the rest
  * is cfg.sock_budget, what flows and forwards may hold together:
@@ -40,7 +41,9 @@
  *   Forwards (listeners, accepted connections) may use the whole budget; the
  *   flows the guest starts all of it but DP_SOCK_FWD_RESERVE (at most
  *   1/DP_SOCK_FWD_RESERVE_DIV of it), so that forwarded ports keep accepting
- *   when the guest's flows have used up theirs.  flow_free() gives a flow's
+ *   when the guest's flows have used up theirs.  Descriptors a flow opens
+ *   beside its socket (a spliced connection's) are counted with
+ *   flow_fds_take() and given back with flow_fds_give().  flow_free() gives a flow's
  *   socket back; flow_sock_close() one that never became a flow's.
  * - recycling: UDP and ping flows with a socket of their own are threaded on
  *   a list through the table, most recently used first; flow_touch() moves
@@ -161,6 +164,8 @@ void flow_table_cleanup(struct dp *dp)
 
 	if (dp->flows) {
 		for (i = 0; i < dp->flow_high_water; i++) {
+			if (dp->flows[i].type == FLOW_SPLICE)
+				splice_release(dp, &dp->flows[i]);
 			if (dp->flows[i].sock >= 0)
 				close(dp->flows[i].sock);
 		}
@@ -299,6 +304,8 @@ void flow_free(struct dp *dp, struct flow *f)
 
 	if (f->lru_on)
 		flow_lru_unlink(dp, f);
+	if (f->type == FLOW_SPLICE)
+		splice_release(dp, f);
 	if (f->sock >= 0)
 		flow_sock_close(dp, f->sock, f->sock_share);
 
@@ -324,14 +331,30 @@ void flow_free(struct dp *dp, struct flow *f)
 static int flow_epoll_ctl(struct dp *dp, struct flow *f, int op,
 			  uint32_t events)
 {
-	uint32_t idx = (uint32_t)(f - dp->flows);
 	struct epoll_event ev = {
 		.events = events,
-		.data.u64 = (uint64_t)EPOLL_REF_FLOW << REF_KIND_SHIFT |
-			    (uint64_t)f->gen << REF_GEN_SHIFT | idx,
+		.data.u64 = flow_epoll_ref(dp, f, EPOLL_REF_FLOW),
 	};
 
 	return epoll_ctl(dp->epoll_fd, op, f->sock, &ev);
+}
+
+/**
+ * flow_epoll_ref() - the epoll reference of one of a flow's sockets
+ * @dp:		data plane
+ * @f:		flow
+ * @kind:	EPOLL_REF_FLOW for @sock, EPOLL_REF_SPLICE for a spliced flow's
+ *		host socket
+ *
+ * Return: epoll_event.data.u64 with @kind, the generation and the slot
+ */
+uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
+			unsigned kind)
+{
+	uint32_t idx = (uint32_t)(f - dp->flows);
+
+	return (uint64_t)kind << REF_KIND_SHIFT |
+	       (uint64_t)f->gen << REF_GEN_SHIFT | idx;
 }
 
 /**
@@ -446,6 +469,9 @@ void flow_timers_run(struct dp *dp)
 				break;
 			case FLOW_PING:
 				ping_timer(dp, f);
+				break;
+			case FLOW_SPLICE:
+				splice_timer(dp, f);
 				break;
 			}
 		}
@@ -606,9 +632,26 @@ static int flow_sock_refused(struct dp *dp, int err)
  */
 int flow_sock_open(struct dp *dp, int domain, int type, int protocol)
 {
+	return flow_sock_open_in(dp, FLOW_SOCK_GUEST, domain, type, protocol);
+}
+
+/**
+ * flow_sock_open_in() - flow_sock_open(), counted against a given share
+ * @dp:		data plane, @now_ms current
+ * @share:	FLOW_SOCK_GUEST, or FLOW_SOCK_FWD for a forward's flow (a
+ *		spliced UDP flow's host socket, udp.c)
+ * @domain:	as for socket()
+ * @type:	as for socket()
+ * @protocol:	as for socket()
+ *
+ * Return: as flow_sock_open()
+ */
+int flow_sock_open_in(struct dp *dp, enum flow_sock_share share, int domain,
+		      int type, int protocol)
+{
 	int s, err, tries = 0;
 
-	if (!flow_sock_room(dp, FLOW_SOCK_GUEST))
+	if (!flow_sock_room(dp, share))
 		return flow_sock_refused(dp, EMFILE);
 
 	while ((s = socket(domain, type, protocol)) < 0) {
@@ -619,8 +662,51 @@ int flow_sock_open(struct dp *dp, int domain, int type, int protocol)
 			return flow_sock_refused(dp, err);
 	}
 
-	dp->socks.guest++;
+	if (share == FLOW_SOCK_FWD)
+		dp->socks.fwd++;
+	else
+		dp->socks.guest++;
 	return s;
+}
+
+/**
+ * flow_fds_take() - count descriptors a flow is about to open against a
+ * share, if they all fit (a spliced connection's host socket and pipes)
+ * @dp:		data plane
+ * @share:	the share they count against
+ * @n:		how many
+ *
+ * No flow is recycled for them: the caller refuses the connection instead.
+ *
+ * Return: 0 if counted, -1 (sock_refused counted) if they do not fit
+ */
+int flow_fds_take(struct dp *dp, enum flow_sock_share share, unsigned n)
+{
+	struct flow_socks *s = &dp->socks;
+
+	if (s->budget && (s->guest + s->fwd + n > s->budget ||
+			  (share == FLOW_SOCK_GUEST &&
+			   s->guest + n > s->guest_max))) {
+		flow_sock_refused(dp, EMFILE);
+		return -1;
+	}
+	if (share == FLOW_SOCK_FWD)
+		s->fwd += n;
+	else
+		s->guest += n;
+	return 0;
+}
+
+/**
+ * flow_fds_give() - give back descriptors counted with flow_fds_take()
+ * @dp:		data plane
+ * @share:	the share they counted against
+ * @n:		how many
+ */
+void flow_fds_give(struct dp *dp, enum flow_sock_share share, unsigned n)
+{
+	while (n--)
+		flow_sock_release(dp, share);
 }
 
 /**

@@ -11,11 +11,13 @@
 #include "tcp.h"
 #include "udp.h"
 #include "icmp.h"
+#include "splice.h"
 
 struct dp;
 
 /* What a flow translates; FLOW_FREE marks an unused slot */
-#define FLOW_TYPES(X)	X(FLOW_FREE) X(FLOW_TCP) X(FLOW_UDP) X(FLOW_PING)
+#define FLOW_TYPES(X)	X(FLOW_FREE) X(FLOW_TCP) X(FLOW_UDP) X(FLOW_PING) \
+			X(FLOW_SPLICE)
 
 #define FLOW_TYPE_ENUM(name)	name,
 enum flow_type {
@@ -92,6 +94,8 @@ struct flow_socks {
  * @tcp:		TCP state (tcp.h), when @type is FLOW_TCP
  * @udp:		UDP state (udp.h), when @type is FLOW_UDP
  * @ping:		ping state (icmp.h), when @type is FLOW_PING
+ * @splice:		spliced connection state (splice.h), when @type is
+ *			FLOW_SPLICE (its host socket is the second one)
  */
 struct flow {
 	uint8_t type;
@@ -109,6 +113,7 @@ struct flow {
 		struct tcp_flow tcp;
 		struct udp_flow udp;
 		struct ping_flow ping;
+		struct splice_flow splice;
 	};
 };
 
@@ -117,6 +122,7 @@ struct flow {
 #define EPOLL_REF_FLOW		1
 #define EPOLL_REF_LISTEN	2
 #define EPOLL_REF_OUTER		3	/* the caller's descriptor, dp_watch_fd() */
+#define EPOLL_REF_SPLICE	4	/* a spliced flow's host socket (splice.c) */
 
 int flow_table_init(struct dp *dp);
 void flow_table_cleanup(struct dp *dp);
@@ -126,11 +132,17 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 void flow_free(struct dp *dp, struct flow *f);
 int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events);
 int flow_epoll_rearm(struct dp *dp, struct flow *f);
+uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
+			unsigned kind);
 struct flow *flow_from_epoll(struct dp *dp, uint64_t ref);
 void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms);
 void flow_timers_run(struct dp *dp);
 unsigned flow_count(const struct dp *dp);
 int flow_sock_open(struct dp *dp, int domain, int type, int protocol);
+int flow_sock_open_in(struct dp *dp, enum flow_sock_share share, int domain,
+		      int type, int protocol);
+int flow_fds_take(struct dp *dp, enum flow_sock_share share, unsigned n);
+void flow_fds_give(struct dp *dp, enum flow_sock_share share, unsigned n);
 int flow_sock_accept(struct dp *dp, int lsock, struct sockaddr *sa,
 		     socklen_t *sa_len, bool waiting);
 void flow_sock_close(struct dp *dp, int fd, enum flow_sock_share share);

@@ -2,69 +2,83 @@
  *
  * Theory of operation
  * -------------------
- * The guest sees a small virtual network (slirp4netns's, by default
- * 10.0.2.0/24) in which two addresses are special.  Translation happens when
- * a flow opens its host socket, and only there; every frame to the guest keeps
- * the address the guest used, so the guest never sees the host's addresses:
+ * Translation happens when a flow opens its host socket, and only there; every
+ * frame to the guest keeps the address the guest used, so the guest never
+ * sees what an address stands for on the host.  Where a destination leads is
+ * decided by a small table of rules that Python sets (cfg.rules, at most
+ * DP_RULES_MAX): the first rule whose prefix holds the address says
  *
- * - the gateway (network+2) is the host itself: its 127.0.0.1, unless the
- *   configuration disables host loopback, in which case it reaches nothing.
- * - the DNS address (network+3), port 53, UDP and TCP, is the first
- *   nameserver of the host's /etc/resolv.conf (cfg.dns_upstream4, found by
- *   Python), also when that nameserver is on the host's loopback
- *   (systemd-resolved's 127.0.0.53, dnsmasq's 127.0.0.1) and host loopback
- *   is disabled: slirp4netns forwards DNS there too, and podman and
- *   rootlesskit, which pass --disable-host-loopback by default, depend on
- *   it.  That one port of that one address is the only way to the host's
- *   loopback the flag leaves open.  Other ports of the DNS address reach
- *   nothing.
- * - any other address in the virtual network, loopback, multicast,
- *   broadcast, "this network" (0/8) and class E reach nothing.
- * - everything else is itself: the host connects to it.
+ * - DP_RULE_REDIRECT: the host address @to, same port: slirp4netns's gateway
+ *   is the host's 127.0.0.1 (::1 over IPv6), pasta's --map-host-loopback
+ *   likewise, pasta's --map-guest-addr the host's own address;
+ * - DP_RULE_DNS: port 53, UDP and TCP, is the host's first nameserver
+ *   (cfg.dns_upstream4, else cfg.dns_upstream6, found by Python and changed
+ *   with dp_dns_upstream()), also when that nameserver is on the host's
+ *   loopback (systemd-resolved's 127.0.0.53, dnsmasq's 127.0.0.1): podman
+ *   and rootlesskit, which leave the host's loopback closed otherwise,
+ *   depend on it.  Other ports reach nothing with DP_RULE_F_DNS_ONLY
+ *   (slirp4netns's DNS address); else the rules after it decide, as if it
+ *   were not there (pasta's --dns-forward, and its gateway, whose port 53
+ *   is the host's nameserver and the rest the host's loopback).  The host
+ *   socket's family need not be the guest's;
+ * - DP_RULE_BLOCK: nothing (slirp4netns's virtual network, the gateway
+ *   with --disable-host-loopback).
  *
- * With -6 the IPv6 addresses work the same way: the IPv6 gateway (fd00::2)
- * is the host's ::1 unless host loopback is disabled, the IPv6 DNS address
- * (fd00::3) port 53 is the host's nameserver, and the rest of the prefix,
- * ::, ::1, multicast, link-local, IPv4-mapped and IPv4-compatible addresses
- * reach nothing.  Either DNS address forwards to the first IPv4 nameserver
- * (cfg.dns_upstream4), or if there is none to the first IPv6 one
- * (cfg.dns_upstream6): the host socket's family need not be the guest's.
+ * A destination no rule holds is itself, unless it is loopback, multicast,
+ * broadcast, "this network" (0/8) or class E, or for IPv6 ::, ::1, the
+ * IPv4-compatible ::/96, link-local or multicast: those reach nothing.
+ *
+ * Rules marked DP_RULE_F_LOCAL are addresses we own on the link: ARP and
+ * NDP answer for them and echo requests to them are answered here
+ * (icmp.c), as slirp4netns's gateway and DNS address are.  With
+ * cfg.neigh_all (pasta's model) ARP and NDP answer for every address but
+ * the guest's (ip4.c, ndp.c), and echo requests go out like the rest.
+ *
+ * The other way, a host client of a forwarded port appears in the guest as
+ * fwd_guest_view() says: the address of the redirect whose target it is
+ * (the host's 127.0.0.1 as slirp4netns's gateway, the host's own address
+ * as pasta's --map-guest-addr); the gateway (cfg.gw4, cfg.gw6) if the
+ * guest could not answer it as it is (loopback, unspecified, the guest's own
+ * address, a blocked one, IPv6 link-local, the other family); else itself,
+ * so that servers in the guest see real client addresses.
  *
  * Host sockets that flows open bind first to cfg.outbound4 (IPv4 sockets,
  * --outbound-addr) or cfg.outbound6 (IPv6, --outbound-addr6) when set:
  * fwd_bind_outbound().
  *
  * Port forwarding goes the other way.  Python binds a host socket for each
- * forward (add_hostfwd, --publish) and registers it here with dp_fwd_add():
- * up to DP_FWD_MAX listeners, each in the epoll set as EPOLL_REF_LISTEN.  A
- * TCP listener's new connections are accepted in a batch and opened into the
- * guest by tcp.c (tcp_conn_from_host()); a UDP listener's datagrams go to
- * udp.c (udp_fwd_input(), which counts the flows it starts in the listener's
- * @connections, as fwd.c counts accepted connections).  The guest sees the
- * host client as the gateway when it is on the host's loopback, and with its
- * own address otherwise, so servers in the guest see real client addresses.
- * A forward into an IPv6 guest address shows clients it could not answer
- * directly (IPv4 ones, link-local ones) as the IPv6 gateway; one into an IPv4
- * address shows IPv6 clients as the IPv4 gateway.
+ * forward (add_hostfwd, --publish, pasta's -t and -u) and registers it here
+ * with dp_fwd_add(): up to DP_FWD_MAX listeners, each in the epoll set as
+ * EPOLL_REF_LISTEN.  A TCP listener's new connections are accepted in a
+ * batch and opened into the guest by tcp.c (tcp_conn_from_host()); a UDP
+ * listener's datagrams go to udp.c (udp_listener_input(), which counts the flows
+ * it starts in the listener's @connections, as fwd.c counts accepted
+ * connections).  A listener registered with dp_fwd_add_splice() instead is a
+ * socket inside the guest's namespace (pasta's -T and -U), whose @guest is
+ * the host address it leads to: its connections are spliced to the host
+ * (splice.c), its datagrams relayed there (udp.c, udp_listener_input()).
  *
  * Limits
  * ------
- * DP_FWD_MAX listeners; DP_FWD_ACCEPT_BATCH connections accepted from one per
- * wake-up.  Listeners and accepted connections count against the forwards'
- * share of the socket budget (flow.c, Host sockets), which keeps
- * DP_SOCK_FWD_RESERVE sockets that the guest's own flows cannot take.  When
- * no descriptor can be had for a connection even after recycling an idle
- * flow (the budget is used up, or accept4() says EMFILE or ENFILE, and the
- * connection stays in the listen backlog), the listener leaves the epoll set
- * for DP_FWD_ACCEPT_PAUSE_MS (fwd_accept_paused) and fwd_timer() puts it
- * back: level-triggered, it would otherwise wake the loop at once, forever.
- * Only the first accept of a wake-up, for the connection epoll reported,
- * may recycle a flow or pause; a later one that finds no room ends the
- * batch, and the next wake-up starts afresh.
+ * DP_RULES_MAX rules, looked at once per new flow (not per packet) and per
+ * ARP, NDP or ICMP request; DP_FWD_MAX listeners; DP_FWD_ACCEPT_BATCH
+ * connections accepted from one per wake-up.  Listeners and accepted
+ * connections count against the forwards' share of the socket budget
+ * (flow.c, Host sockets), which keeps DP_SOCK_FWD_RESERVE sockets that the
+ * guest's own flows cannot take.  When no descriptor can be had for a
+ * connection even after recycling an idle flow (the budget is used up, or
+ * accept4() says EMFILE or ENFILE, and the connection stays in the listen
+ * backlog), the listener leaves the epoll set for DP_FWD_ACCEPT_PAUSE_MS
+ * (fwd_accept_paused) and fwd_timer() puts it back: level-triggered, it
+ * would otherwise wake the loop at once, forever.  Only the first accept of
+ * a wake-up, for the connection epoll reported, may recycle a flow or
+ * pause; a later one that finds no room ends the batch, and the next
+ * wake-up starts afresh.
  */
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -76,6 +90,8 @@
 #define IP4_BLOCK_MULTICAST	0xe0000000U, 0xf0000000U	/* 224/4 */
 #define IP4_BLOCK_RESERVED	0xf0000000U, 0xf0000000U	/* 240/4 */
 #define DNS_PORT		53
+/* Bits of the 16-byte form before an IPv4-mapped address's own */
+#define INANY_V4_PREFIX		96
 
 /**
  * ip4_in() - tell whether an address is in a block
@@ -102,15 +118,137 @@ bool fwd_ip4_is_loopback(uint32_t addr)
 }
 
 /**
- * fwd_in_net6() - tell whether an address is inside the guest's IPv6 prefix
- * @dp:		data plane
- * @addr:	IPv6 address
+ * fwd_is_loopback() - tell whether an address, either family, is loopback
+ * @addr:	address
  *
- * Return: true if its first 64 bits are cfg.net6's
+ * Return: true for 127/8 (IPv4-mapped) and ::1
  */
-bool fwd_in_net6(const struct dp *dp, const union inany_addr *addr)
+static bool fwd_is_loopback(const union inany_addr *addr)
 {
-	return !memcmp(addr->a, dp->cfg.net6, 8);
+	return inany_is_v4(addr) ? fwd_ip4_is_loopback(inany_v4(addr)) :
+				   inany_is_loopback6(addr);
+}
+
+/**
+ * fwd_prefix_holds() - tell whether a prefix holds an address
+ * @prefix:	prefix address, 16 bytes
+ * @len:	its length in bits, at most 128
+ * @addr:	address
+ *
+ * Return: true if the first @len bits are the same
+ */
+static bool fwd_prefix_holds(const uint8_t *prefix, unsigned len,
+			     const union inany_addr *addr)
+{
+	unsigned whole = len / 8, rest = len % 8;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+	if (memcmp(prefix, addr->a, whole))
+		return false;
+	return !rest || !((prefix[whole] ^ addr->a[whole]) & mask);
+}
+
+/**
+ * fwd_rule_after() - the next rule that holds an address
+ * @dp:		data plane
+ * @addr:	address, either family
+ * @prev:	a rule of @dp's, to look after; NULL to look from the first
+ *
+ * Return: the first rule after @prev whose prefix holds @addr, or NULL
+ */
+static const struct dp_rule *fwd_rule_after(const struct dp *dp,
+					    const union inany_addr *addr,
+					    const struct dp_rule *prev)
+{
+	uint32_t i = prev ? (uint32_t)(prev - dp->cfg.rules) + 1 : 0;
+
+	for (; i < dp->cfg.n_rules; i++) {
+		const struct dp_rule *r = &dp->cfg.rules[i];
+
+		if (fwd_prefix_holds(r->addr, r->prefix_len, addr))
+			return r;
+	}
+	return NULL;
+}
+
+/**
+ * fwd_rule() - the rule that decides where an address leads
+ * @dp:		data plane
+ * @addr:	address, either family
+ *
+ * Return: the first rule whose prefix holds @addr, or NULL
+ */
+static const struct dp_rule *fwd_rule(const struct dp *dp,
+				      const union inany_addr *addr)
+{
+	return fwd_rule_after(dp, addr, NULL);
+}
+
+/**
+ * fwd_rules_valid() - check the rules of a configuration from Python
+ * @cfg:	configuration
+ *
+ * Return: true if every rule is one fwd.c understands: a known kind, a
+ *	   prefix of at most 128 bits (96 at least for an IPv4-mapped one),
+ *	   single addresses for DNS and redirects, a redirect's target not
+ *	   unspecified
+ */
+bool fwd_rules_valid(const struct dp_config *cfg)
+{
+	uint32_t i;
+
+	if (cfg->n_rules > DP_RULES_MAX)
+		return false;
+	for (i = 0; i < cfg->n_rules; i++) {
+		const struct dp_rule *r = &cfg->rules[i];
+		union inany_addr a, to;
+
+		memcpy(a.a, r->addr, sizeof(a.a));
+		memcpy(to.a, r->to, sizeof(to.a));
+		if (r->prefix_len > 128 ||
+		    (inany_is_v4(&a) && r->prefix_len < INANY_V4_PREFIX) ||
+		    r->kind > DP_RULE_REDIRECT ||
+		    (r->kind != DP_RULE_BLOCK && r->prefix_len != 128) ||
+		    (r->kind == DP_RULE_REDIRECT && inany_is_unspecified(&to)))
+			return false;
+	}
+	return true;
+}
+
+/**
+ * fwd_is_local() - tell whether an address is one of ours on the link
+ * @dp:		data plane
+ * @addr:	address, either family
+ *
+ * Return: true if the rule that holds it is marked DP_RULE_F_LOCAL
+ */
+bool fwd_is_local(const struct dp *dp, const union inany_addr *addr)
+{
+	const struct dp_rule *r = fwd_rule(dp, addr);
+
+	return r && (r->flags & DP_RULE_F_LOCAL);
+}
+
+/**
+ * fwd_host_lo_open() - tell whether a rule leads the guest to the host's
+ * loopback (slirp4netns's gateway, pasta's --map-host-loopback)
+ * @dp:		data plane
+ *
+ * Return: true if some redirect's target is a loopback address
+ */
+bool fwd_host_lo_open(const struct dp *dp)
+{
+	uint32_t i;
+
+	for (i = 0; i < dp->cfg.n_rules; i++) {
+		const struct dp_rule *r = &dp->cfg.rules[i];
+		union inany_addr to;
+
+		memcpy(to.a, r->to, sizeof(to.a));
+		if (r->kind == DP_RULE_REDIRECT && fwd_is_loopback(&to))
+			return true;
+	}
+	return false;
 }
 
 /**
@@ -132,7 +270,7 @@ void fwd_dns_query(struct dp *dp)
 
 /**
  * fwd_dns_upstream() - the host's nameserver as a socket address, for a new
- * flow to the DNS address
+ * flow to a DNS rule's address
  * @dp:		data plane
  * @sa:		filled with the nameserver's address, port 53
  * @sa_len:	filled with the length of @sa
@@ -168,51 +306,50 @@ static int fwd_dns_upstream(struct dp *dp, struct sockaddr_storage *sa,
 }
 
 /**
- * fwd_guest_to_host6() - translate a guest's IPv6 destination to a host
- * socket address
- * @dp:		data plane
- * @remote:	destination as the guest addressed it, not IPv4-mapped
- * @port:	destination port, host byte order (0 for ICMPv6)
- * @proto:	IPPROTO_TCP, IPPROTO_UDP or IPPROTO_ICMPV6
- * @sa:		filled with the host address to connect or send to
- * @sa_len:	filled with the length of @sa
+ * fwd_unroutable() - tell whether no rule-free destination may be this one
+ * @addr:	destination on the host, either family
  *
- * Return: 0 if the destination is reachable, -1 if not
+ * Return: true for IPv4 0/8, loopback, multicast and class E; for IPv6
+ *	   multicast, link-local, ::1 and ::/96 (:: and IPv4-compatible)
  */
-static int fwd_guest_to_host6(struct dp *dp,
-			      const union inany_addr *remote, uint16_t port,
-			      uint8_t proto, struct sockaddr_storage *sa,
-			      socklen_t *sa_len)
+static bool fwd_unroutable(const union inany_addr *addr)
 {
-	static const union inany_addr loopback = { .a = { [15] = 1 } };
+	static const union inany_addr loopback6 = { .a = { [15] = 1 } };
+	uint32_t h;
+
+	if (!inany_is_v4(addr))
+		return inany_is_multicast6(addr) || inany_is_linklocal6(addr) ||
+		       !memcmp(addr->a, loopback6.a, 12);
+	h = ntohl(inany_v4(addr));
+	return ip4_in(h, IP4_BLOCK_THIS_NET) || ip4_in(h, IP4_BLOCK_LOOPBACK) ||
+	       ip4_in(h, IP4_BLOCK_MULTICAST) || ip4_in(h, IP4_BLOCK_RESERVED);
+}
+
+/**
+ * fwd_sockaddr() - a host socket address for an address and a port
+ * @addr:	address, either family
+ * @port:	port, host byte order
+ * @sa:		filled
+ * @sa_len:	filled with the length of @sa
+ */
+void fwd_sockaddr(const union inany_addr *addr, uint16_t port,
+		  struct sockaddr_storage *sa, socklen_t *sa_len)
+{
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
-	const struct dp_config *c = &dp->cfg;
-	union inany_addr daddr = *remote;
-
-	if (!c->enable_ipv6)
-		return -1;
-
-	if (!memcmp(remote->a, c->gw6, sizeof(remote->a))) {
-		if (c->disable_host_loopback)
-			return -1;
-		daddr = loopback;
-	} else if (!memcmp(remote->a, c->dns6, sizeof(remote->a))) {
-		if (c->disable_dns || port != DNS_PORT ||
-		    proto == IPPROTO_ICMPV6)
-			return -1;
-		return fwd_dns_upstream(dp, sa, sa_len);
-	} else if (fwd_in_net6(dp, remote) || inany_is_multicast6(remote) ||
-		   inany_is_linklocal6(remote) || inany_is_loopback6(remote) ||
-		   !memcmp(remote->a, loopback.a, 12)) {
-		return -1;	/* the last: ::/96, :: and IPv4-compatible */
-	}
+	struct sockaddr_in *sin = (struct sockaddr_in *)sa;
 
 	memset(sa, 0, sizeof(*sa));
+	if (inany_is_v4(addr)) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		sin->sin_addr.s_addr = inany_v4(addr);
+		*sa_len = sizeof(*sin);
+		return;
+	}
 	sin6->sin6_family = AF_INET6;
 	sin6->sin6_port = htons(port);
-	memcpy(&sin6->sin6_addr, daddr.a, sizeof(daddr.a));
+	memcpy(&sin6->sin6_addr, addr->a, sizeof(addr->a));
 	*sa_len = sizeof(*sin6);
-	return 0;
 }
 
 /**
@@ -232,59 +369,56 @@ int fwd_guest_to_host(struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,
 		      struct sockaddr_storage *sa, socklen_t *sa_len)
 {
-	struct sockaddr_in *sin = (struct sockaddr_in *)sa;
-	const struct dp_config *c = &dp->cfg;
-	uint32_t daddr, h;
+	const struct dp_rule *r;
+	bool icmp = proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
 
-	if (!inany_is_v4(remote))
-		return fwd_guest_to_host6(dp, remote, port, proto, sa, sa_len);
-
-	daddr = inany_v4(remote);
-	h = ntohl(daddr);
-
-	if (daddr == c->gw4) {
-		if (c->disable_host_loopback)
-			return -1;
-		daddr = htonl(INADDR_LOOPBACK);
-	} else if (daddr == c->dns4) {
-		if (c->disable_dns || port != DNS_PORT || proto == IPPROTO_ICMP)
-			return -1;
-		return fwd_dns_upstream(dp, sa, sa_len);
-	} else if ((daddr & c->mask4) == c->net4 ||
-		   ip4_in(h, IP4_BLOCK_THIS_NET) ||
-		   ip4_in(h, IP4_BLOCK_LOOPBACK) ||
-		   ip4_in(h, IP4_BLOCK_MULTICAST) ||
-		   ip4_in(h, IP4_BLOCK_RESERVED)) {
+	if (!inany_is_v4(remote) && !dp->cfg.enable_ipv6)
 		return -1;
+
+	/* a DNS rule lets other ports through to the rules after it */
+	for (r = fwd_rule(dp, remote); r && r->kind == DP_RULE_DNS;
+	     r = fwd_rule_after(dp, remote, r)) {
+		if (port == DNS_PORT && !icmp)
+			return fwd_dns_upstream(dp, sa, sa_len);
+		if (r->flags & DP_RULE_F_DNS_ONLY)
+			return -1;
+	}
+	if (r && r->kind == DP_RULE_BLOCK)
+		return -1;
+	if (r && r->kind == DP_RULE_REDIRECT) {
+		union inany_addr to;
+
+		memcpy(to.a, r->to, sizeof(to.a));
+		fwd_sockaddr(&to, port, sa, sa_len);
+		return 0;
 	}
 
-	memset(sa, 0, sizeof(*sa));
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(port);
-	sin->sin_addr.s_addr = daddr;
-	*sa_len = sizeof(*sin);
+	if (fwd_unroutable(remote) ||
+	    (inany_is_v4(remote) &&
+	     inany_v4(remote) == (dp->cfg.net4 | ~dp->cfg.mask4)))
+		return -1;
+	fwd_sockaddr(remote, port, sa, sa_len);
 	return 0;
 }
 
 /**
- * fwd_is_dns() - tell whether a guest destination is the DNS forwarder
+ * fwd_is_dns() - tell whether a guest destination is a DNS forwarder
  * @dp:		data plane
  * @addr:	destination address as the guest wrote it
  * @port:	destination port, host byte order
  *
- * Return: true for port 53 of the DNS address (IPv4, or IPv6 with -6),
- *	   unless the forwarder is disabled
+ * Return: true for port 53 of a DP_RULE_DNS rule's address (an IPv6 one
+ *	   only with -6)
  */
 bool fwd_is_dns(const struct dp *dp, const union inany_addr *addr,
 		uint16_t port)
 {
-	const struct dp_config *c = &dp->cfg;
+	const struct dp_rule *r;
 
-	if (port != DNS_PORT || c->disable_dns)
+	if (port != DNS_PORT || (!inany_is_v4(addr) && !dp->cfg.enable_ipv6))
 		return false;
-	if (inany_is_v4(addr))
-		return inany_v4(addr) == c->dns4;
-	return c->enable_ipv6 && !memcmp(addr->a, c->dns6, sizeof(addr->a));
+	r = fwd_rule(dp, addr);
+	return r && r->kind == DP_RULE_DNS;
 }
 
 /**
@@ -294,7 +428,7 @@ bool fwd_is_dns(const struct dp *dp, const union inany_addr *addr,
  * @addr6:	16 bytes, its IPv6 address (used without an IPv4 one), all
  *		zero for none; NULL for none
  *
- * New flows to the DNS address go there.  So do the next queries of UDP
+ * New flows to a DNS rule's address go there.  So do the next queries of UDP
  * flows already open: such a flow is closed and opened anew when the guest
  * sends on it again (udp.c), so that answers already on their way from the
  * old nameserver still reach the guest.  TCP connections already open stay
@@ -367,16 +501,34 @@ static struct fwd_listener *fwd_find(struct dp *dp, int id)
 }
 
 /**
- * fwd_init() - mark every listener slot free
+ * fwd_init() - allocate the listener slots, every one free
  * @dp:		data plane
+ *
+ * Return: 0, or -1 with errno ENOMEM
  */
-void fwd_init(struct dp *dp)
+int fwd_init(struct dp *dp)
 {
 	int i;
 
+	dp->dns_gen = 1;
+	dp->fwd = calloc(DP_FWD_MAX, sizeof(*dp->fwd));
+	if (!dp->fwd) {
+		errno = ENOMEM;
+		return -1;
+	}
 	for (i = 0; i < DP_FWD_MAX; i++)
 		dp->fwd[i].sock = -1;
-	dp->dns_gen = 1;
+	return 0;
+}
+
+/**
+ * fwd_cleanup() - free the listener slots (Python closes the sockets)
+ * @dp:		data plane, possibly only partly set up
+ */
+void fwd_cleanup(struct dp *dp)
+{
+	free(dp->fwd);
+	dp->fwd = NULL;
 }
 
 /**
@@ -398,35 +550,25 @@ static int fwd_epoll_add(struct dp *dp, const struct fwd_listener *l)
 }
 
 /**
- * dp_fwd_add() - forward a bound host socket into the guest
+ * fwd_add() - take a listener slot for a socket
  * @dp:		data plane
- * @id:		forward id (Python's), unique
- * @sock:	bound host socket, listening for TCP; Python keeps owning it and
- *		closes it after dp_fwd_remove()
+ * @id:		forward id, unique
+ * @sock:	the socket
  * @proto:	IPPROTO_TCP or IPPROTO_UDP
- * @guest_addr:	guest address, 16 bytes: IPv6, or IPv4-mapped for IPv4 (an
- *		IPv6 one only with cfg.enable_ipv6)
- * @guest_port:	guest port, host byte order
+ * @to:		where it leads: a guest address, or with @splice a host one
+ * @to_port:	port there, host byte order
+ * @splice:	a socket of the guest's namespace, spliced to the host
  *
- * Return: 0, or -1 with errno set (EINVAL, ENOSPC if DP_FWD_MAX are in use,
- *	   EEXIST for a duplicate id, or epoll's error)
+ * Return: as dp_fwd_add()
  */
-int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
-	       const uint8_t *guest_addr, uint16_t guest_port)
+static int fwd_add(struct dp *dp, int id, int sock, int proto,
+		   const union inany_addr *to, uint16_t to_port, bool splice)
 {
 	struct fwd_listener *l = NULL;
-	union inany_addr guest;
 	int i;
 
-	if (!dp || !guest_addr) {
-		errno = EINVAL;
-		return -1;
-	}
-	memcpy(guest.a, guest_addr, sizeof(guest.a));
 	if (sock < 0 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
-	    !guest_port || inany_is_unspecified(&guest) ||
-	    (!inany_is_v4(&guest) && (!dp->cfg.enable_ipv6 ||
-				      inany_is_multicast6(&guest)))) {
+	    !to_port || inany_is_unspecified(to)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -451,12 +593,72 @@ int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
 
 	l->id = id;
 	l->proto = (uint8_t)proto;
-	l->guest = guest;
-	l->guest_port = guest_port;
+	l->guest = *to;
+	l->guest_port = to_port;
+	l->splice = splice;
 	l->connections = 0;
 	l->paused_until_ms = 0;
 	flow_sock_adopt(dp);
 	return 0;
+}
+
+/**
+ * dp_fwd_add() - forward a bound host socket into the guest
+ * @dp:		data plane
+ * @id:		forward id (Python's), unique
+ * @sock:	bound host socket, listening for TCP; Python keeps owning it and
+ *		closes it after dp_fwd_remove()
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @guest_addr:	guest address, 16 bytes: IPv6, or IPv4-mapped for IPv4 (an
+ *		IPv6 one only with cfg.enable_ipv6)
+ * @guest_port:	guest port, host byte order
+ *
+ * Return: 0, or -1 with errno set (EINVAL, ENOSPC if DP_FWD_MAX are in use,
+ *	   EEXIST for a duplicate id, or epoll's error)
+ */
+int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
+	       const uint8_t *guest_addr, uint16_t guest_port)
+{
+	union inany_addr guest;
+
+	if (!dp || !guest_addr) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(guest.a, guest_addr, sizeof(guest.a));
+	if (!inany_is_v4(&guest) && (!dp->cfg.enable_ipv6 ||
+				     inany_is_multicast6(&guest))) {
+		errno = EINVAL;
+		return -1;
+	}
+	return fwd_add(dp, id, sock, proto, &guest, guest_port, false);
+}
+
+/**
+ * dp_fwd_add_splice() - splice a socket of the guest's namespace to the host
+ * @dp:		data plane
+ * @id:		forward id (Python's), unique
+ * @sock:	socket bound in the guest's namespace (its loopback), listening
+ *		for TCP; Python keeps owning it and closes it after
+ *		dp_fwd_remove()
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @host_addr:	the host address it leads to, 16 bytes as for dp_fwd_add()
+ *		(the host's loopback, for pasta's -T and -U)
+ * @host_port:	the host port, host byte order
+ *
+ * Return: as dp_fwd_add()
+ */
+int dp_fwd_add_splice(struct dp *dp, int id, int sock, int proto,
+		      const uint8_t *host_addr, uint16_t host_port)
+{
+	union inany_addr host;
+
+	if (!dp || !host_addr) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(host.a, host_addr, sizeof(host.a));
+	return fwd_add(dp, id, sock, proto, &host, host_port, true);
 }
 
 /**
@@ -507,39 +709,101 @@ bool fwd_sa_is_loopback(const struct sockaddr_storage *sa)
 }
 
 /**
+ * fwd_redirected_from() - the address of the redirect whose target a host
+ * address is
+ * @dp:		data plane
+ * @host:	address on the host
+ * @like:	an address of the family wanted
+ * @from:	set to the rule's address
+ *
+ * Return: true if a redirect of that family leads to @host
+ */
+static bool fwd_redirected_from(const struct dp *dp,
+				const union inany_addr *host,
+				const union inany_addr *like,
+				union inany_addr *from)
+{
+	uint32_t i;
+
+	for (i = 0; i < dp->cfg.n_rules; i++) {
+		const struct dp_rule *r = &dp->cfg.rules[i];
+
+		memcpy(from->a, r->addr, sizeof(from->a));
+		if (r->kind == DP_RULE_REDIRECT &&
+		    !memcmp(r->to, host->a, sizeof(host->a)) &&
+		    inany_is_v4(from) == inany_is_v4(like))
+			return true;
+	}
+	return false;
+}
+
+/**
+ * fwd_guest_reaches() - tell whether the guest can answer a host address as
+ * it is
+ * @dp:		data plane
+ * @a:		the address, of the guest's family
+ *
+ * Return: false for loopback, unspecified, the guest's own address, IPv6
+ *	   link-local and blocked addresses
+ */
+static bool fwd_guest_reaches(const struct dp *dp, const union inany_addr *a)
+{
+	const struct dp_rule *r = fwd_rule(dp, a);
+
+	if (fwd_is_loopback(a) || inany_is_unspecified(a) ||
+	    (r && r->kind == DP_RULE_BLOCK))
+		return false;
+	if (inany_is_v4(a))
+		return inany_v4(a) != dp->cfg.guest4;
+	return !inany_is_linklocal6(a) && memcmp(a->a, dp->cfg.guest6, 16);
+}
+
+/**
+ * fwd_sa_to_inany() - a socket address as a 128-bit address and a port
+ * @sa:		socket address, AF_INET or AF_INET6
+ * @addr:	set to the address (IPv4-mapped for IPv4)
+ * @port:	set to the port, host byte order
+ */
+void fwd_sa_to_inany(const struct sockaddr_storage *sa,
+		     union inany_addr *addr, uint16_t *port)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+	if (sa->ss_family == AF_INET) {
+		*port = ntohs(sin->sin_port);
+		inany_from_v4(addr, sin->sin_addr.s_addr);
+	} else {
+		*port = ntohs(sin6->sin6_port);
+		memcpy(addr->a, &sin6->sin6_addr, sizeof(addr->a));
+	}
+}
+
+/**
  * fwd_guest_view() - the address and port a host client has in the guest
  * @dp:		data plane
  * @sa:		the client's socket address
  * @guest:	the forward's guest address: the view is of its family
- * @addr:	set to the address the guest sees: the gateway for the host's
- *		loopback and for clients the guest could not answer directly
- *		(the other family, IPv6 link-local), else the client's own
+ * @addr:	set to the address the guest sees: a redirect's address if the
+ *		client is its target, the gateway if the guest could not answer
+ *		the client as it is (fwd_guest_reaches(), or the other family),
+ *		else the client's own
  * @port:	set to the client's port, host byte order
  */
 void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
 		    const union inany_addr *guest, union inany_addr *addr,
 		    uint16_t *port)
 {
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
 	union inany_addr a;
 
-	if (sa->ss_family == AF_INET) {
-		*port = ntohs(sin->sin_port);
-		inany_from_v4(&a, sin->sin_addr.s_addr);
-	} else {
-		*port = ntohs(sin6->sin6_port);
-		memcpy(a.a, &sin6->sin6_addr, sizeof(a.a));
-	}
-
-	if (inany_is_v4(guest)) {
-		if (!inany_is_v4(&a) || fwd_ip4_is_loopback(inany_v4(&a)))
-			inany_from_v4(&a, dp->cfg.gw4);
-	} else if (inany_is_v4(&a) || inany_is_loopback6(&a) ||
-		   inany_is_linklocal6(&a) || fwd_in_net6(dp, &a)) {
-		memcpy(a.a, dp->cfg.gw6, sizeof(a.a));
-	}
-	*addr = a;
+	fwd_sa_to_inany(sa, &a, port);
+	if (fwd_redirected_from(dp, &a, guest, addr))
+		return;
+	if (inany_is_v4(&a) != inany_is_v4(guest) ||
+	    !fwd_guest_reaches(dp, &a))
+		ip_gateway(dp, guest, addr);
+	else
+		*addr = a;
 }
 
 /**
@@ -548,7 +812,7 @@ void fwd_guest_view(const struct dp *dp, const struct sockaddr_storage *sa,
  * @dp:		data plane, @now_ms current
  * @l:		TCP listener, in the epoll set
  */
-static void fwd_pause(struct dp *dp, struct fwd_listener *l)
+void fwd_pause(struct dp *dp, struct fwd_listener *l)
 {
 	epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
 	l->paused_until_ms = dp->now_ms + DP_FWD_ACCEPT_PAUSE_MS;
@@ -603,7 +867,11 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 	l = &dp->fwd[index];
 
 	if (l->proto == IPPROTO_UDP) {
-		udp_fwd_input(dp, l);
+		udp_listener_input(dp, l);
+		return;
+	}
+	if (l->splice) {
+		splice_accept(dp, l);
 		return;
 	}
 

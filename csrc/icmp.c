@@ -3,7 +3,8 @@
  *
  * Theory of operation
  * -------------------
- * Echo to the gateway or the DNS address: the guest pings its gateway to
+ * Echo to one of our addresses (a rule marked DP_RULE_F_LOCAL, fwd.c:
+ * slirp4netns's gateway or DNS address): the guest pings its gateway to
  * check the link.  Such a request (ip4.c filters on the destination) is
  * answered here, with the identifier, sequence number and payload copied and
  * the checksum computed afresh.  The reply's source is the address that was
@@ -13,7 +14,8 @@
  * Echo to anything else goes through the host's unprivileged ICMP sockets
  * (socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)), no privilege needed.  Each
  * (guest, echo identifier, destination) is a flow (flow.c) with its own
- * socket, connected to where fwd.c maps the destination.  The kernel picks the
+ * socket, connected to where fwd.c maps the destination (pasta's mapped
+ * gateway: the host's loopback).  The kernel picks the
  * identifier of a ping socket itself and rewrites it in what we send, so
  * replies get the guest's identifier (the flow key) back, and a fresh
  * checksum, before they go to the guest from the destination as the guest

@@ -13,16 +13,16 @@
  * - DHCP: UDP to port 67, unfragmented, goes to the control plane (ctl.c)
  *   before the next check, as a DHCP client's source is 0.0.0.0.
  * - martian source: the guest may not claim a loopback, multicast, broadcast,
- *   class E or "this network" source address, nor the gateway's or the DNS
- *   forwarder's.
+ *   class E or "this network" source address, nor one of ours (a rule marked
+ *   DP_RULE_F_LOCAL, fwd.c: slirp4netns's gateway and DNS address).
  * - fragment: a set More Fragments flag or a non-zero offset hands the packet
  *   to frag.c, which reassembles it and, once complete, passes the whole
  *   datagram to ip4_l4_input() like any unfragmented packet.
  * - protocol: TCP and UDP go to tcp.c and udp.c, whatever the destination
  *   (fwd.c decides later where, if anywhere, it maps to on the host).  ICMP
- *   to the gateway or the DNS address is answered by icmp.c itself; ICMP to
- *   anything else goes through a ping socket (icmp.c too).  Other protocols
- *   are dropped.
+ *   to one of our addresses is answered by icmp.c itself; ICMP to anything
+ *   else goes through a ping socket (icmp.c too).  Other protocols are
+ *   dropped.
  *
  * Packets we originate get a fresh 20-byte header from ip4_hdr_fill(): no
  * options, TTL DP_IP4_TTL, an identification that counts up.  TCP builds its
@@ -70,11 +70,15 @@
  * @dp:		data plane
  * @addr:	IPv4 address, network byte order
  *
- * Return: true for the gateway and the DNS forwarder addresses
+ * Return: true for the addresses of rules marked DP_RULE_F_LOCAL
+ *	   (slirp4netns's gateway and DNS address, fwd.c)
  */
 bool ip4_is_local(const struct dp *dp, uint32_t addr)
 {
-	return addr == dp->cfg.gw4 || addr == dp->cfg.dns4;
+	union inany_addr a;
+
+	inany_from_v4(&a, addr);
+	return fwd_is_local(dp, &a);
 }
 
 /**
@@ -276,8 +280,8 @@ size_t ip_hdr_len(const union inany_addr *addr)
  * @dp:		data plane
  * @addr:	address, either family
  *
- * Return: true for the gateway and DNS addresses of either family (and our
- *	   IPv6 link-local address)
+ * Return: true for the rules marked DP_RULE_F_LOCAL of either family (and
+ *	   our IPv6 link-local address)
  */
 bool ip_is_local(const struct dp *dp, const union inany_addr *addr)
 {

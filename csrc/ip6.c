@@ -36,8 +36,9 @@
  *   addresses and sends the rest through ping sockets.  Other protocols,
  *   "no next header" included, are dropped.
  *
- * Our addresses are the gateway (cfg.gw6, the host), the DNS forwarder
- * (cfg.dns6) and the link-local fe80::2 that router advertisements come from.
+ * Our addresses are those of the rules marked DP_RULE_F_LOCAL (fwd.c:
+ * slirp4netns's gateway and DNS address) and the link-local fe80::2 that
+ * router advertisements come from.
  * Packets we originate get a 40-byte header from ip6_hdr_fill() (traffic
  * class and flow label 0); ip4.c's ip_tx_*() choose it by address family.
  */
@@ -73,15 +74,14 @@
  * @dp:		data plane
  * @addr:	IPv6 address
  *
- * Return: true for the gateway, the DNS forwarder and fe80::2
+ * Return: true for the rules marked DP_RULE_F_LOCAL (slirp4netns's gateway
+ *	   and DNS address, fwd.c) and fe80::2
  */
 bool ip6_is_local(const struct dp *dp, const union inany_addr *addr)
 {
 	static const union inany_addr ll = DP_LL6_ADDR;
 
-	return !memcmp(addr->a, dp->cfg.gw6, sizeof(addr->a)) ||
-	       !memcmp(addr->a, dp->cfg.dns6, sizeof(addr->a)) ||
-	       inany_equal(addr, &ll);
+	return fwd_is_local(dp, addr) || inany_equal(addr, &ll);
 }
 
 /**

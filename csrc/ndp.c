@@ -5,11 +5,14 @@
  * With -6 the guest needs three things from its link to use IPv6 (RFC 4861):
  *
  * - the link-layer address of our addresses.  A neighbour solicitation for
- *   the gateway (cfg.gw6), the DNS forwarder (cfg.dns6) or our link-local
- *   fe80::2 gets a neighbour advertisement with our MAC address, the Router,
- *   Solicited and Override flags set, back to the soliciting node (to all
- *   nodes, ff02::1, if it solicited from :: during duplicate address
- *   detection: that address is ours, the guest must not take it).
+ *   one of them (a rule marked DP_RULE_F_LOCAL, fwd.c: slirp4netns's gateway
+ *   and DNS address; our link-local fe80::2) gets a neighbour advertisement
+ *   with our MAC address, the Router, Solicited and Override flags set, back
+ *   to the soliciting node (to all nodes, ff02::1, if it solicited from ::
+ *   during duplicate address detection: that address is ours, the guest must
+ *   not take it).  With cfg.neigh_all (pasta's model) every address is ours
+ *   but the guest's own (cfg.guest6) and those the guest probes for from ::
+ *   (duplicate address detection of its own addresses), as with pasta.
  *   Solicitations for any other address are not ours to answer: in
  *   particular the guest's own duplicate address detection, for its
  *   link-local and SLAAC addresses, goes unanswered and succeeds.  They are
@@ -19,8 +22,10 @@
  *   us as default router for DP_NDP_ROUTER_LIFETIME_S, with the options
  *   source link-layer address, MTU (cfg.mtu), prefix information (cfg.net6,
  *   /64, on-link and autonomous, so SLAAC gives the guest an address) and,
- *   unless DNS is disabled, RDNSS (RFC 8106) naming cfg.dns6.  The answer
- *   goes to the soliciting address, or to all nodes from ::.
+ *   when cfg.rdnss6 is set, RDNSS (RFC 8106) naming it.  The answer goes to
+ *   the soliciting address, or to all nodes from ::.  With cfg.no_ra
+ *   (pasta's --no-ra, and its --config-net, which sets addresses and routes
+ *   itself) solicitations are counted under drop_ndp_no_ra, unanswered.
  * - nothing else: router and neighbour advertisements and redirects from the
  *   guest are dropped (drop_ndp_type); we learn the guest's MAC address from
  *   every frame it sends (eth.c) and never need its neighbour entries.
@@ -77,6 +82,9 @@
 #define NDP_PREFIX_ONLINK	0x80
 #define NDP_PREFIX_AUTO		0x40
 #define NDP_PREFIX_LEN		64
+
+/* The unspecified address, ::, also "not set" in struct dp_config */
+static const union inany_addr ndp_unspecified;
 
 /* All nodes (ff02::1), and as an Ethernet multicast address */
 static const union inany_addr ndp_all_nodes = { .a = { 0xff, 0x02, [15] = 1 } };
@@ -189,6 +197,25 @@ static void ndp_put_lladdr(const struct dp *dp, uint8_t *opt, uint8_t type)
 }
 
 /**
+ * ndp_is_ours() - tell whether we answer neighbour solicitations for an
+ * address
+ * @dp:		data plane
+ * @p:		the solicitation (its source tells duplicate address detection)
+ * @target:	its target address
+ *
+ * Return: true for one of our addresses, see the theory above
+ */
+static bool ndp_is_ours(const struct dp *dp, const struct l4_pkt *p,
+			const union inany_addr *target)
+{
+	if (!dp->cfg.neigh_all)
+		return ip6_is_local(dp, target);
+	return !inany_is_unspecified(&p->src) &&
+	       !inany_is_multicast6(target) && !inany_is_unspecified(target) &&
+	       memcmp(target->a, dp->cfg.guest6, sizeof(target->a));
+}
+
+/**
  * ndp_neigh_sol() - answer a neighbour solicitation for one of our addresses
  * @dp:		data plane
  * @p:		the solicitation, options checked
@@ -200,7 +227,7 @@ static void ndp_neigh_sol(struct dp *dp, const struct l4_pkt *p)
 	union inany_addr target, dst;
 
 	memcpy(target.a, p->l4 + NDP_NS_OFF_TARGET, sizeof(target.a));
-	if (!ip6_is_local(dp, &target)) {
+	if (!ndp_is_ours(dp, p, &target)) {
 		DP_COUNT(dp, drop_ndp_not_for_us);
 		return;
 	}
@@ -250,11 +277,11 @@ static void ndp_send_ra(struct dp *dp, const union inany_addr *dst,
 	memcpy(o + 16, dp->cfg.net6, NDP_PREFIX_LEN / 8);
 	o += NDP_OPT_PREFIX_LEN;
 
-	if (!dp->cfg.disable_dns) {
+	if (memcmp(dp->cfg.rdnss6, ndp_unspecified.a, 16)) {
 		o[0] = NDP_OPT_RDNSS;
 		o[1] = NDP_OPT_RDNSS_LEN / NDP_OPT_UNIT;
 		wr32(o + 4, DP_NDP_RDNSS_LIFETIME_S);
-		memcpy(o + 8, dp->cfg.dns6, 16);
+		memcpy(o + 8, dp->cfg.rdnss6, 16);
 		o += NDP_OPT_RDNSS_LEN;
 	}
 
@@ -300,7 +327,9 @@ void ndp_input(struct dp *dp, const struct l4_pkt *p, uint8_t hop_limit)
 		return;
 	}
 
-	if (type == NDP_RS) {
+	if (type == NDP_RS && dp->cfg.no_ra) {
+		DP_COUNT(dp, drop_ndp_no_ra);
+	} else if (type == NDP_RS) {
 		union inany_addr dst;
 		uint8_t eth_dst[DP_MAC_LEN];
 

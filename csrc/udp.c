@@ -31,9 +31,10 @@
  *   needed is not relayed: we reassemble and fragment for the guest, its path
  *   MTU is not the host's.
  * - port forwarding (add_hostfwd, --publish): Python binds an unconnected
- *   host socket per UDP forward and owns it; fwd.c calls udp_fwd_input() when
- *   it is readable.  It reads DP_UDP_RECV_BATCH datagrams per recvmmsg(), with
- *   their sources, and relays each to the forward's guest address and port.
+ *   host socket per UDP forward and owns it; fwd.c calls
+ *   udp_listener_input() when it is readable.  It reads DP_UDP_RECV_BATCH
+ *   datagrams per recvmmsg(), with their sources, and relays each to the
+ *   forward's guest address and port.
  *   Each host client (source address and port) is a flow keyed as the guest
  *   sees it (fwd_guest_view(): the host's loopback is the gateway, other
  *   addresses of the guest's family stay themselves) and counted in the forward's
@@ -43,12 +44,21 @@
  *   forward's socket, so the client hears them from the port it sent to.
  *   Nothing here closes that socket; when the forward is removed,
  *   udp_fwd_forget() frees its flows before Python closes it.
+ * - the guest's loopback to the host's (pasta's -U): a socket bound inside
+ *   the guest's namespace is registered like a forward (splice set, fwd.c);
+ *   udp_listener_input() reads its datagrams with their sources and sends each
+ *   on the flow of its client: a connected host socket to the host address
+ *   and port of the forward (the host's loopback), counted in the forwards'
+ *   share of the socket budget.  The host's answers on that socket go back
+ *   with sendto() through the namespace's socket, to the client, from the
+ *   port it sent to; no frame crosses the TAP either way.
  * - life: a flow lives while datagrams pass in either direction and is closed
  *   DP_UDP_IDLE_MS after the last one (DP_UDP_DNS_IDLE_MS for port 53, where a
  *   query rarely has a follow-up), or cfg.udp_idle_ms if set; forwarded flows
- *   alike, without the DNS case, except that with host loopback disabled a
- *   forwarded flow of a client on the host's loopback lives on the client's
- *   datagrams only: else the guest alone could keep a way to 127.0.0.1:PORT
+ *   alike, without the DNS case, except that when no rule leads the guest to
+ *   the host's loopback (fwd_host_lo_open(): --disable-host-loopback,
+ *   pasta's --no-map-gw) a forwarded flow of a client on the host's
+ *   loopback lives on the client's datagrams only: else the guest alone could keep a way to 127.0.0.1:PORT
  *   open for as long as it likes, whoever has that port by then.  The timer is armed once and checked against
  *   the last activity when it fires, so traffic does not touch the timer.
  *
@@ -491,6 +501,23 @@ static void udp_sock_errors(struct dp *dp, struct flow *f)
 }
 
 /**
+ * udp_splice_reply() - pass a host answer of a spliced flow back into the
+ * guest's namespace
+ * @dp:		data plane
+ * @f:		spliced UDP flow
+ * @i:		datagram of the last udp_recv_batch()
+ */
+static void udp_splice_reply(struct dp *dp, const struct flow *f, int i)
+{
+	if (sendto(f->udp.fwd_sock, udp_rx_data(dp, i), dp->udp_rx_len[i],
+		   MSG_DONTWAIT | MSG_NOSIGNAL, &f->udp.peer.sa,
+		   f->udp.peer_len) < 0)
+		DP_COUNT(dp, drop_udp_send);
+	else
+		DP_COUNT(dp, splice_udp_replies);
+}
+
+/**
  * udp_sock_event() - handle readiness of a flow's socket
  * @dp:		data plane
  * @f:		UDP flow
@@ -512,7 +539,11 @@ void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 			break;	/* a pending error comes again as EPOLLERR */
 
 		for (i = 0; i < n; i++) {
-			if (dp->udp_rx_len[i] != SIZE_MAX)
+			if (dp->udp_rx_len[i] == SIZE_MAX)
+				continue;
+			if (f->udp.splice)
+				udp_splice_reply(dp, f, i);
+			else
 				udp_tx_guest(dp, f, udp_rx_data(dp, i),
 					     dp->udp_rx_len[i]);
 		}
@@ -537,6 +568,19 @@ void udp_timer(struct dp *dp, struct flow *f)
 		flow_free(dp, f);
 	else
 		flow_timer_set(dp, f, end);
+}
+
+/**
+ * udp_clear_error() - clear a socket's pending error, so that epoll does not
+ * report it again and again
+ * @sock:	a forward's socket whose recvmmsg() failed
+ */
+static void udp_clear_error(int sock)
+{
+	socklen_t sl = sizeof(int);
+	int err;
+
+	getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &sl);
 }
 
 /**
@@ -592,22 +636,95 @@ static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
 		f->udp.fwd_sock = l->sock;
 		memcpy(&f->udp.peer, sa, sa_len);
 		f->udp.peer_len = sa_len;
-		f->udp.client_lo = dp->cfg.disable_host_loopback &&
+		f->udp.client_lo = !dp->host_lo_open &&
 				   fwd_sa_is_loopback(sa);
 	}
 	return f;
 }
 
 /**
- * udp_fwd_input() - relay datagrams from a forwarded host UDP port to the guest
+ * udp_splice_flow() - the flow of a datagram from a client in the guest's
+ * namespace, on a spliced socket (pasta's -U)
+ * @dp:		data plane
+ * @l:		the forward: its socket in the namespace, the host address
+ * @sa:		the datagram's source, the client
+ * @sa_len:	length of @sa
+ *
+ * A new flow gets a host socket connected to the forward's host address and
+ * port, counted in the forwards' share.
+ *
+ * Return: the flow, or NULL if the datagram is dropped (counted)
+ */
+static struct flow *udp_splice_flow(struct dp *dp, struct fwd_listener *l,
+				    const struct sockaddr_storage *sa,
+				    socklen_t sa_len)
+{
+	struct sockaddr_storage to;
+	union inany_addr peer;
+	struct flow_key key;
+	socklen_t to_len;
+	uint16_t port;
+	struct flow *f;
+	int s;
+
+	if (sa_len > sizeof(f->udp.peer) ||
+	    (sa->ss_family != AF_INET && sa->ss_family != AF_INET6)) {
+		DP_COUNT(dp, drop_udp_malformed);
+		return NULL;
+	}
+	fwd_sa_to_inany(sa, &peer, &port);
+	flow_key_fill(&key, IPPROTO_UDP, &peer, port, &l->guest,
+		      l->guest_port);
+	f = flow_lookup(dp, &key);
+	if (f)
+		return f;
+
+	fwd_sockaddr(&l->guest, l->guest_port, &to, &to_len);
+	s = flow_sock_open_in(dp, FLOW_SOCK_FWD, to.ss_family,
+			      SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			      IPPROTO_UDP);
+	if (s < 0) {
+		DP_COUNT(dp, drop_udp_socket);
+		return NULL;
+	}
+	if (connect(s, (struct sockaddr *)&to, to_len)) {
+		DP_COUNT(dp, drop_udp_socket);
+		flow_sock_close(dp, s, FLOW_SOCK_FWD);
+		return NULL;
+	}
+	f = flow_alloc(dp, FLOW_UDP, &key);
+	if (!f) {
+		flow_sock_close(dp, s, FLOW_SOCK_FWD);
+		return NULL;
+	}
+	f->sock = s;
+	f->sock_share = FLOW_SOCK_FWD;
+	f->udp.splice = true;
+	f->udp.fwd_sock = l->sock;
+	memcpy(&f->udp.peer, sa, sa_len);
+	f->udp.peer_len = sa_len;
+	if (flow_epoll_set(dp, f, EPOLLIN)) {
+		DP_COUNT(dp, drop_udp_socket);
+		flow_free(dp, f);
+		return NULL;
+	}
+	udp_flow_idle_start(dp, f, false);
+	l->connections++;
+	return f;
+}
+
+/**
+ * udp_listener_input() - relay the datagrams waiting on a forward's socket
  * @dp:		data plane
  * @l:		the forward, its socket readable
  *
  * Reads up to DP_UDP_RECV_BATCH datagrams with their sources per recvmmsg(),
- * DP_UDP_RECV_ROUNDS times, and sends each to the forward's guest address and
- * port from its client's flow (udp_fwd_flow()).
+ * DP_UDP_RECV_ROUNDS times.  A forwarded host port's (udp_fwd_flow()) go to
+ * the guest from their client's flow; a spliced socket's, in the guest's
+ * namespace (udp_splice_flow()), to the host through their client's flow's
+ * socket.
  */
-void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
+void udp_listener_input(struct dp *dp, struct fwd_listener *l)
 {
 	struct sockaddr_storage names[DP_UDP_RECV_BATCH];
 	socklen_t name_lens[DP_UDP_RECV_BATCH];
@@ -616,27 +733,34 @@ void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
 	for (round = 0; round < DP_UDP_RECV_ROUNDS; round++) {
 		n = udp_recv_batch_from(dp, l->sock, names, name_lens);
 		if (n < 0) {
-			int err;
-			socklen_t sl = sizeof(err);
-
-			/* clear a pending error so epoll does not spin */
-			getsockopt(l->sock, SOL_SOCKET, SO_ERROR, &err, &sl);
+			udp_clear_error(l->sock);
 			break;
 		}
 
 		for (i = 0; i < n; i++) {
+			uint8_t *data = udp_rx_data(dp, i);
+			size_t len = dp->udp_rx_len[i];
 			struct flow *f;
 
-			if (dp->udp_rx_len[i] == SIZE_MAX)
+			if (len == SIZE_MAX)
 				continue;
-			f = udp_fwd_flow(dp, l, &names[i], name_lens[i]);
+			f = l->splice ? udp_splice_flow(dp, l, &names[i],
+							name_lens[i]) :
+					udp_fwd_flow(dp, l, &names[i],
+						     name_lens[i]);
 			if (!f)
 				continue;
 			f->udp.last_ms = dp->now_ms;
 			flow_touch(dp, f);
-			DP_COUNT(dp, fwd_udp_datagrams);
-			udp_tx_guest(dp, f, udp_rx_data(dp, i),
-				     dp->udp_rx_len[i]);
+			if (!l->splice) {
+				DP_COUNT(dp, fwd_udp_datagrams);
+				udp_tx_guest(dp, f, data, len);
+			} else if (send(f->sock, data, len,
+					MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+				DP_COUNT(dp, drop_udp_send);
+			} else {
+				DP_COUNT(dp, splice_udp_datagrams);
+			}
 		}
 
 		if (n < DP_UDP_RECV_BATCH)
@@ -650,7 +774,7 @@ void udp_fwd_input(struct dp *dp, struct fwd_listener *l)
  * @sock:	its descriptor, still open (Python closes it afterwards)
  *
  * Every flow whose replies leave by @sock is freed; none owns @sock, so
- * flow_free() closes nothing.
+ * flow_free() closes nothing of it (a spliced flow's own host socket goes).
  */
 void udp_fwd_forget(struct dp *dp, int sock)
 {
@@ -659,7 +783,7 @@ void udp_fwd_forget(struct dp *dp, int sock)
 	for (i = 0; i < dp->flow_high_water; i++) {
 		struct flow *f = &dp->flows[i];
 
-		if (f->type == FLOW_UDP && f->sock < 0 &&
+		if (f->type == FLOW_UDP && (f->sock < 0 || f->udp.splice) &&
 		    f->udp.fwd_sock == sock)
 			flow_free(dp, f);
 	}

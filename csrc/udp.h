@@ -25,6 +25,9 @@ struct l4_pkt;
  *		loopback is disabled, so only the client's datagrams keep the
  *		flow alive (the guest's alone must not keep a way to the host's
  *		loopback open)
+ * @splice:	a flow of pasta's -U: from a client of @fwd_sock, a socket
+ *		bound in the guest's namespace, to the host's loopback through
+ *		@sock (udp_listener_input()); replies go back by @fwd_sock to @peer
  * @dns_gen:	for a flow to the DNS address, the generation of the host's
  *		nameserver it was opened for (struct dp's @dns_gen); 0 for
  *		other flows
@@ -40,6 +43,7 @@ struct udp_flow {
 	} peer;
 	uint32_t peer_len;
 	bool client_lo;
+	bool splice;
 	uint32_t dns_gen;
 };
 

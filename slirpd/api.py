@@ -42,6 +42,7 @@ import time
 from slirpd.apijson import parse_request
 from slirpd.config import API_CLIENTS_MAX as CLIENTS_MAX
 from slirpd.log import log
+from slirpd.portspec import parse_mapping, parse_range
 from slirpd.remover import SocketRemover
 from slirpd.unixsock import listen_unix
 
@@ -87,6 +88,18 @@ def _is_json(data: bytes) -> bool:
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _ports(value, name: str) -> str:
+    """A port argument as text for portspec: a number 1..65535, as
+    slirp4netns takes it, or (a slirpd extension) a range "FIRST-LAST" (of
+    the same length for host_port and guest_port)."""
+    if _is_int(value) and 1 <= value <= 65535:
+        return str(value)
+    value = _c_string(value)
+    if isinstance(value, str) and "-" in value:
+        return value
+    raise BadRequest(f"bad arguments.{name}")
 
 
 def _pcap_state(state: int) -> str:
@@ -149,9 +162,11 @@ class Api:
             host_ip = ipaddress.ip_address(host_addr or "0.0.0.0")
         except ValueError:
             raise BadRequest("bad arguments.host_addr") from None
-        host_port = args.get("host_port")
-        if not _is_int(host_port) or not 1 <= host_port <= 65535:
-            raise BadRequest("bad arguments.host_port")
+        host_port = _ports(args.get("host_port"), "host_port")
+        try:
+            parse_range(host_port)
+        except ValueError:
+            raise BadRequest("bad arguments.host_port") from None
         guest_addr = _c_string(args.get("guest_addr", ""))
         if not isinstance(guest_addr, str):
             raise BadRequest("bad arguments.guest_addr")
@@ -159,13 +174,15 @@ class Api:
             guest_ip = self.forwards.guest_address(guest_addr)
         except ValueError:
             raise BadRequest("bad arguments.guest_addr") from None
-        guest_port = args.get("guest_port")
-        if not _is_int(guest_port) or not 1 <= guest_port <= 65535:
-            raise BadRequest("bad arguments.guest_port")
+        guest_port = _ports(args.get("guest_port"), "guest_port")
         try:
-            fwd_id = self.forwards.add(proto, host_ip, host_port, guest_ip, guest_port)
+            host_ports, guest_first = parse_mapping(host_port, guest_port)
+        except ValueError:
+            raise BadRequest("bad arguments.guest_port") from None
+        try:
+            fwd_id = self.forwards.add(proto, host_ip, host_ports, guest_ip, guest_first)
         except OSError as e:
-            log.warning("add_hostfwd %s %s:%d: %s", proto, host_ip, host_port, e.strerror)
+            log.warning("add_hostfwd %s %s:%s: %s", proto, host_ip, e.filename or host_port, e.strerror)
             raise BadRequest("slirp_add_hostfwd failed") from None
         return {"return": {"id": fwd_id}}
 

@@ -30,6 +30,7 @@ Usage: {PROG} [OPTION]... PID|PATH [TAPNAME]
        {PROG} [OPTION]... -- [COMMAND [ARG]...]
        {PROG} [OPTION]... --create-netns=PATH [TAPNAME]
        {PROG} ctl|install-unit|enter ...   (see: {PROG} COMMAND --help)
+       {PROG} pasta [PASTA OPTION]...      (pasta's command line, as a link named pasta)
 User-mode networking for unprivileged network namespaces.
 
 -c, --configure          bring up the interface
@@ -52,8 +53,11 @@ User-mode networking for unprivileged network namespaces.
 --create-netns=PATH      create a network namespace bound to PATH and serve it
 --pcap=FILE              capture every frame on the TAP, both ways, into FILE (pcap format)
 --pcap-max-size=SIZE     stop capturing before FILE grows past SIZE bytes (K, M, G suffixes; default=100M)
--p, --publish=[HOSTADDR:]HOSTPORT:GUESTPORT[/udp]
-                         forward a host port to the guest at start-up (repeatable)
+-p, --publish=[HOSTADDR:]HOSTPORT[-LAST]:GUESTPORT[-LAST][/udp]
+                         forward a host port (or range) to the guest at start-up (repeatable)
+-p, --publish=auto[,~PORT[-LAST]]...
+                         forward every port a server binds in the guest, TCP and UDP,
+                         while it is bound (but the ~excluded ones)
 --debug                  log every event (also: SLIRPD_DEBUG=1)
 -h, --help               show this help and exit
 -v, --version            show version and exit
@@ -218,24 +222,27 @@ def _cidr(value: str | None) -> ipaddress.IPv4Network:
     return iface.network
 
 
-PUBLISH_RE = r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
+def _publish(specs: list[str]) -> tuple[tuple, object]:
+    """--publish, each [HOSTADDR:]HOSTPORT[-LAST]:GUESTPORT[-LAST][/udp] (an
+    IPv6 HOSTADDR in brackets) or auto[,~EXCLUDED...] (portspec.py) ->
+    ((proto, PortMap) for each, the auto portspec.Spec or None)."""
+    if not specs:
+        return (), None
+    from slirpd.portspec import publish_spec
 
-
-def _publish(spec: str) -> tuple[str, str, int, int]:
-    """--publish [HOSTADDR:]HOSTPORT:GUESTPORT[/udp] -> (proto, host_addr,
-    host_port, guest_port); an IPv6 HOSTADDR goes in brackets."""
-    m = _match(PUBLISH_RE, spec)
-    if not m:
-        raise UsageError(f"--publish: expected [HOSTADDR:]HOSTPORT:GUESTPORT[/udp], got {spec!r}")
-    host_addr = m["v6"] or m["v4"] or "0.0.0.0"
-    try:
-        ipaddress.ip_address(host_addr)
-    except ValueError:
-        raise UsageError(f"--publish: bad host address in {spec!r}") from None
-    host_port, guest_port = int(m["host"]), int(m["guest"])
-    if not (1 <= host_port <= 65535 and 1 <= guest_port <= 65535):
-        raise UsageError(f"--publish: ports must be 1..65535 in {spec!r}")
-    return (m["proto"] or "tcp", host_addr, host_port, guest_port)
+    maps, auto = [], None
+    for spec in specs:
+        try:
+            proto, parsed = publish_spec(spec)
+        except ValueError as e:
+            raise UsageError(f"--publish: {e}") from None
+        if proto != "auto":
+            maps.append((proto, parsed.maps[0]))
+        elif auto is not None:
+            raise UsageError("--publish auto given twice")
+        else:
+            auto = parsed
+    return tuple(maps), auto
 
 
 def _standalone(ns, command: list[str] | None):
@@ -342,6 +349,7 @@ def parse_args(argv: list[str]) -> Config | str:
             raise UsageError(f"invalid --macaddress: {ns.macaddress!r} (expected a unicast xx:xx:xx:xx:xx:xx)")
     if ns.enable_ipv6 and _mtu(ns.mtu) < MIN_MTU_IPV6:
         raise UsageError(f"--enable-ipv6 needs an MTU of at least {MIN_MTU_IPV6}")
+    publish, auto_publish = _publish(ns.publish)
     if command is not None or ns.create_netns:
         ns = _standalone(ns, command)
     if not 1 <= len(ns.positional) <= 2:
@@ -373,7 +381,8 @@ def parse_args(argv: list[str]) -> Config | str:
         enable_ipv6=ns.enable_ipv6,
         command=tuple(command) if command is not None else None,
         create_netns=ns.create_netns,
-        publish=tuple(_publish(spec) for spec in ns.publish),
+        publish=publish,
+        auto_publish=auto_publish,
         macaddress=ns.macaddress.lower() if ns.macaddress else None,
         target_type=ns.target_type,
         pcap=ns.pcap or None,

@@ -11,6 +11,8 @@ import collections
 import ipaddress
 import types
 
+from slirpd.netmodel import GuestNetwork, slirp_network
+
 DEFAULT_CIDR = "10.0.2.0/24"
 DEFAULT_MTU = 1500
 MIN_MTU = 68
@@ -94,12 +96,14 @@ _DEFAULTS = {
     "disable_dns": False,
     "macaddress": None,  # str
     "target_type": "netns",
-    "publish": (),  # (proto, host_addr, host_port, guest_port) each
+    "publish": (),  # (proto, portspec.PortMap) each
+    "auto_publish": None,  # --publish auto: a portspec.Spec of mode "auto", or None
     "command": None,  # `-- COMMAND [ARGS]` as a tuple: run it in new namespaces
     "create_netns": None,  # --create-netns=PATH
     "pcap": None,  # --pcap=FILE
     "pcap_max_size": DEFAULT_PCAP_MAX_SIZE,
     "debug": False,
+    "model": None,  # pasta's network model, a GuestNetwork (slirpd/pasta/net.py); None: slirp4netns's
 }
 
 
@@ -155,6 +159,8 @@ class Config(collections.namedtuple("Config", ("target", *_DEFAULTS), defaults=t
     @property
     def gateway_mac(self) -> bytes:
         """slirpd's MAC address on the TAP link."""
+        if self.model is not None and self.model.mac is not None:
+            return self.model.mac
         return GATEWAY_MAC_PREFIX + self.gateway.packed
 
     @property
@@ -169,6 +175,15 @@ class Config(collections.namedtuple("Config", ("target", *_DEFAULTS), defaults=t
         interface's IPv4 address (read now, at start-up)."""
         return None if self.outbound_addr is None else address_or_interface(self.outbound_addr, 4)
 
+    @property
+    def network(self) -> GuestNetwork:
+        """The guest's network as the data plane serves it: pasta's model
+        when set, else slirp4netns's, from --cidr, -6 and the flags."""
+        if self.model is not None:
+            return self.model
+        return slirp_network(self.gateway, self.dns, self.cidr, self.guest, not self.disable_host_loopback,
+                             not self.disable_dns, *((self.net6, self.gateway6, self.dns6) if self.enable_ipv6 else ()))
+
     def dataplane_params(self, vnet_hdr: bool = False, dns_upstream: tuple = (None, None)) -> types.SimpleNamespace:
         """The subset of the settings the data plane (dataplane.Dataplane)
         reads; vnet_hdr: the TAP carries virtio-net headers (offloads);
@@ -176,21 +191,11 @@ class Config(collections.namedtuple("Config", ("target", *_DEFAULTS), defaults=t
         (resolver.HostResolver.upstream), either None."""
         return types.SimpleNamespace(
             gw_mac=self.gateway_mac,
-            net4=self.cidr.network_address,
-            mask4=self.cidr.netmask,
-            gw4=self.gateway,
-            dns4=self.dns,
-            guest4=self.guest,
+            network=self.network,
             mtu=self.mtu,
             vnet_hdr=vnet_hdr,
-            disable_host_loopback=self.disable_host_loopback,
-            disable_dns=self.disable_dns,
             dns_upstream4=None if self.disable_dns else dns_upstream[0],
             outbound4=self.outbound4,
-            enable_ipv6=self.enable_ipv6,
-            net6=self.net6.network_address,
-            gw6=self.gateway6,
-            dns6=self.dns6,
             dns_upstream6=None if self.disable_dns else dns_upstream[1],
             outbound6=self.outbound6,
         )

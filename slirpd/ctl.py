@@ -15,7 +15,8 @@ import os
 import socket
 import sys
 
-from slirpd.cli import UsageError, _publish
+from slirpd.cli import UsageError
+from slirpd.portspec import publish_spec
 
 TIMEOUT = 10.0
 
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the raw JSON reply")
     sub = p.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add-hostfwd", help="forward a host port into the guest")
-    add.add_argument("spec", metavar="[HOSTADDR:]HOSTPORT:GUESTPORT")
+    add.add_argument("spec", metavar="[HOSTADDR:]HOSTPORT[-LAST]:GUESTPORT[-LAST]")
     add.add_argument("--udp", action="store_true")
     add.add_argument("--guest-addr", default="")
     sub.add_parser("list", help="list the forwards")
@@ -54,11 +55,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _port(ports):
+    """A port for the API: a number, or a range as "FIRST-LAST" (slirpd's extension)."""
+    return ports.first if len(ports) == 1 else str(ports)
+
+
 def _message(ns) -> dict:
     if ns.command == "add-hostfwd":
-        proto, host_addr, host_port, guest_port = _publish(ns.spec + ("/udp" if ns.udp else ""))
-        return {"execute": "add_hostfwd", "arguments": {"proto": proto, "host_addr": host_addr,
-                "host_port": host_port, "guest_addr": ns.guest_addr, "guest_port": guest_port}}
+        try:
+            proto, spec = publish_spec(ns.spec + ("/udp" if ns.udp else ""))
+        except ValueError as e:
+            raise UsageError(f"add-hostfwd: {e}") from None
+        if proto == "auto":
+            raise UsageError("add-hostfwd: auto is a start-up option of slirpd (--publish auto)")
+        (m,) = spec.maps
+        return {"execute": "add_hostfwd", "arguments": {"proto": proto, "host_addr": str(m.addr),
+                "host_port": _port(m.ports), "guest_addr": ns.guest_addr, "guest_port": _port(m.to)}}
     if ns.command == "remove":
         return {"execute": "remove_hostfwd", "arguments": {"id": ns.id}}
     return {"execute": {"list": "list_hostfwd", "stats": "get_stats"}[ns.command]}

@@ -6,12 +6,14 @@ counter, and the host sockets' state, to stderr as one JSON line ("slirpd:
 counters {...}").
 
 Python's control fds (the exit fd, a signal wake-up pipe, the target
-process's pidfd, the API sockets) live in an epoll selector whose own fd is
+process's pidfd or a watch on the target's namespace file, the API sockets)
+live in an epoll selector whose own fd is
 handed to the data plane (dp.watch()).  The loop blocks in C (dp.wait()),
 which serves frames, host sockets and flow timers by itself, wake-up after
 wake-up, and comes back only when Python has work: one of its fds is
 readable, a signal arrived, the data plane raised a notice, or a deadline of
-the API or the notifier is due.  A packet's way through slirpd costs no
+the API, the notifier or another task (automatic forwarding's scans) is
+due.  A packet's way through slirpd costs no
 Python.  Nothing here touches a frame.
 """
 
@@ -52,8 +54,15 @@ class Daemon:
     """Serves one TAP until a signal, the exit fd, or the guest goes away."""
 
     def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None,
-                 notifier=None, forward_signals_to: int | None = None, dhcp=None, resolver=None):
+                 notifier=None, forward_signals_to: int | None = None, dhcp=None, resolver=None, tasks=(),
+                 target_watch=None):
+        """tasks: objects with timeout() (seconds until due, or None) and
+        expire() (run if due), called between batches; target_watch: an
+        object with fileno() and gone() (True once the target went away,
+        checked when the fd is readable)."""
         self.dp = dp
+        self.tasks = tuple(tasks)
+        self.target_watch = target_watch
         self.dhcp = dhcp
         self.resolver = resolver
         self.forward_signals_to = forward_signals_to
@@ -73,6 +82,8 @@ class Daemon:
             self.sel.register(exit_fd, selectors.EVENT_READ, self._on_exit_fd)
         if target_pidfd is not None:
             self.sel.register(target_pidfd, selectors.EVENT_READ, self._on_target_exit)
+        if target_watch is not None:
+            self.sel.register(target_watch.fileno(), selectors.EVENT_READ, self._on_target_watch)
         if api is not None:
             api.attach(self.sel)
 
@@ -141,6 +152,11 @@ class Daemon:
             log.warning("the target process exited: exiting")
         self.stopping = True
 
+    def _on_target_watch(self) -> None:
+        if self.target_watch.gone():
+            log.warning("the target's namespace file is gone: exiting")
+            self.stopping = True
+
     def _on_dump_signal(self, _signum, _frame) -> None:
         self.dump_requested = True
 
@@ -176,6 +192,8 @@ class Daemon:
                     self.api.expire()
                 if self.notifier is not None:
                     self.notifier.ping_if_due()
+                for task in self.tasks:
+                    task.expire()
                 for key, _events in events:
                     key.data()
                     if self.stopping:
@@ -204,10 +222,11 @@ class Daemon:
 
     def _timeout(self) -> float | None:
         """How long the data plane may serve before Python's next deadline:
-        an API client's, or the notifier's watchdog ping (the data plane
-        keeps its own timers)."""
+        an API client's, the notifier's watchdog ping, a task's (the data
+        plane keeps its own timers)."""
         timeouts = [t for t in (self.api.timeout() if self.api else None,
-                                self.notifier.timeout() if self.notifier else None) if t is not None]
+                                self.notifier.timeout() if self.notifier else None,
+                                *(task.timeout() for task in self.tasks)) if t is not None]
         return min(timeouts) if timeouts else None
 
     def close(self) -> None:

@@ -60,15 +60,47 @@ def _addr4(value) -> int:
     return int.from_bytes(ipaddress.IPv4Address(value).packed, sys.byteorder)
 
 
+_RULE_KINDS = {"block": lib.DP_RULE_BLOCK, "dns": lib.DP_RULE_DNS, "redirect": lib.DP_RULE_REDIRECT}
+
+
+def _network_config(c, net) -> None:
+    """Fill the address fields and rules of a struct dp_config from a
+    netmodel.GuestNetwork.  Raises OSError (EINVAL) for more rules than the
+    data plane holds."""
+    if net.guest4 is not None:
+        c.net4 = _addr4(net.guest4.network.network_address)
+        c.mask4 = _addr4(net.guest4.network.netmask)
+        c.guest4 = _addr4(net.guest4.ip)
+    if net.gateway4 is not None:
+        c.gw4 = _addr4(net.gateway4)
+    c.enable_ipv6 = int(net.ipv6)
+    for name, value in (("net6", net.prefix6 and net.prefix6.network_address), ("gw6", net.gateway6),
+                        ("guest6", net.guest6 and net.guest6.ip), ("rdnss6", net.rdnss6)):
+        if value is not None:
+            setattr(c, name, list(value.packed))
+    c.neigh_all = int(net.neigh_all)
+    c.no_ra = int(net.no_ra)
+    if len(net.rules) > lib.DP_RULES_MAX:
+        raise OSError(22, f"at most {lib.DP_RULES_MAX} address rules, got {len(net.rules)}")
+    for i, rule in enumerate(net.rules):
+        r = c.rules[i]
+        r.addr = list(_addr16(rule.net.network_address))
+        r.prefix_len = rule.net.prefixlen + (96 if rule.net.version == 4 else 0)
+        r.kind = _RULE_KINDS[rule.kind]
+        r.flags = (lib.DP_RULE_F_LOCAL if rule.local else 0) | (lib.DP_RULE_F_DNS_ONLY if rule.dns_only else 0)
+        if rule.to is not None:
+            r.to = list(_addr16(rule.to))
+    c.n_rules = len(net.rules)
+
+
 class Dataplane:
     """One data plane on a TAP descriptor.
 
-    cfg is any object with the attributes gw_mac (6 bytes), net4, mask4, gw4,
-    dns4, guest4 (IPv4 addresses), dns_upstream4 and outbound4 (IPv4 address
-    or None), mtu (int), vnet_hdr, disable_host_loopback and disable_dns
-    (bool), and optionally udp_idle_ms (int, 0 for the data plane's default)
-    and the IPv6 settings: enable_ipv6 (bool), net6, gw6, dns6 (IPv6
-    addresses), dns_upstream6 and outbound6 (IPv6 address or None),
+    cfg is any object with the attributes gw_mac (6 bytes), network (a
+    netmodel.GuestNetwork: our addresses and the guest's, the address
+    rules), dns_upstream4 and outbound4 (IPv4 address or None), mtu (int),
+    vnet_hdr (bool), and optionally udp_idle_ms (int, 0 for the data plane's
+    default), dns_upstream6 and outbound6 (IPv6 address or None),
     ra_interval_ms (int, 0 for the default), and sock_budget (int: host
     sockets flows and forwards may hold together, 0 or absent for no bound
     but the kernel's; see slirpd/fdlimit.py).
@@ -84,22 +116,15 @@ class Dataplane:
 
         c = ffi.new("struct dp_config *")
         c.gw_mac = list(gw_mac)
-        c.net4 = _addr4(cfg.net4)
-        c.mask4 = _addr4(cfg.mask4)
-        c.gw4 = _addr4(cfg.gw4)
-        c.dns4 = _addr4(cfg.dns4)
-        c.guest4 = _addr4(cfg.guest4)
+        _network_config(c, cfg.network)
         c.mtu = int(cfg.mtu)
         c.vnet_hdr = int(bool(cfg.vnet_hdr))
-        c.disable_host_loopback = int(bool(cfg.disable_host_loopback))
-        c.disable_dns = int(bool(cfg.disable_dns))
         c.dns_upstream4 = _addr4(cfg.dns_upstream4) if cfg.dns_upstream4 is not None else 0
         c.udp_idle_ms = int(getattr(cfg, "udp_idle_ms", 0) or 0)  # tests shorten it
         c.outbound4 = _addr4(cfg.outbound4) if cfg.outbound4 is not None else 0
-        c.enable_ipv6 = int(bool(getattr(cfg, "enable_ipv6", False)))
         c.ra_interval_ms = int(getattr(cfg, "ra_interval_ms", 0) or 0)  # tests shorten it
         c.sock_budget = int(getattr(cfg, "sock_budget", 0) or 0)
-        for name in ("net6", "gw6", "dns6", "dns_upstream6", "outbound6"):
+        for name in ("dns_upstream6", "outbound6"):
             value = getattr(cfg, name, None)
             if value is not None:
                 setattr(c, name, list(ipaddress.IPv6Address(value).packed))
@@ -198,6 +223,16 @@ class Dataplane:
         Raises OSError."""
         proto_num = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}[proto]
         if lib.dp_fwd_add(self._handle(), fwd_id, sock_fd, proto_num, _addr16(guest_addr), guest_port) != 0:
+            err = ffi.errno
+            raise OSError(err, os.strerror(err))
+
+    def add_splice(self, fwd_id: int, sock_fd: int, proto: str, host_addr, host_port: int) -> None:
+        """Splice a socket bound in the guest's namespace (listening, for
+        TCP) to host_addr:host_port on the host (pasta's -T and -U: its
+        loopback).  Ownership and removal as for add_forward().  Raises
+        OSError."""
+        proto_num = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}[proto]
+        if lib.dp_fwd_add_splice(self._handle(), fwd_id, sock_fd, proto_num, _addr16(host_addr), host_port) != 0:
             err = ffi.errno
             raise OSError(err, os.strerror(err))
 

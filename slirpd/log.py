@@ -44,19 +44,22 @@ class Log:
         self.stream = None  # set by setup(); None: the logging module's logger
         self.level = WARNING
         self.journal = False
+        self.prefix = "slirpd: "
 
-    def setup(self, debug: bool, stream) -> None:
+    def setup(self, debug: bool, stream, prefix: str = "slirpd: ") -> None:
         """Write to stream from now on, every event with debug, otherwise
-        warnings and errors only; priority prefixes when it is the journal."""
+        warnings and errors only; priority prefixes when it is the journal,
+        else prefix in front of each line (pasta's have none)."""
         self.stream = stream
         self.level = DEBUG if debug else WARNING
         self.journal = stderr_is_journal(stream=stream)
+        self.prefix = prefix
 
     def line(self, level: int, msg: str, args: tuple) -> str:
         """One event, one line: line breaks in the message are kept visible
-        as "\\n"; a priority or "slirpd: " in front."""
+        as "\\n"; a priority or the prefix in front."""
         text = (msg % args if args else msg).replace("\n", "\\n")
-        return f"<{_PRIORITY[level]}>{text}" if self.journal else f"slirpd: {text}"
+        return f"<{_PRIORITY[level]}>{text}" if self.journal else f"{self.prefix}{text}"
 
     def _log(self, level: int, msg: str, args: tuple) -> None:
         if self.stream is None:
@@ -83,7 +86,10 @@ class Log:
 log = Log()
 
 
-def setup(debug: bool) -> None:
-    """Send slirpd's log to stderr; debug shows every event, otherwise
-    warnings and errors only."""
-    log.setup(debug or os.environ.get("SLIRPD_DEBUG", "") not in ("", "0"), sys.stderr)
+def setup(debug: bool, prefix: str = "slirpd: ", path: str | None = None) -> None:
+    """Send slirpd's log to stderr, or to the file at path (opened now,
+    appended to); lines start with prefix (pasta's have none).  debug shows
+    every event, otherwise warnings and errors only.  Raises OSError for a
+    file that cannot be opened."""
+    stream = sys.stderr if path is None else open(path, "a", buffering=1, encoding="utf-8")
+    log.setup(debug or os.environ.get("SLIRPD_DEBUG", "") not in ("", "0"), stream, prefix)

@@ -49,7 +49,7 @@ def _signal_ready(fd: int | None) -> None:
         os.close(fd)
 
 
-def _target_pidfd(cfg: Config) -> int | None:
+def target_pidfd(cfg: Config) -> int | None:
     """In pid mode, a pidfd that becomes readable when the target exits."""
     if cfg.target_type != "netns" or cfg.netns_type != "pid":
         return None
@@ -131,35 +131,42 @@ def run(cfg: Config) -> int:
 def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
     """Attach to cfg's target and serve it until told to stop (or, with a
     command, until it exits). Return: the daemon's exit status."""
+    nsocks = None
+    if cfg.auto_publish:
+        from slirpd.nsports import NamespaceSockets
+        from slirpd.portspec import Spec
+
+        nsocks = NamespaceSockets(Spec("none"), Spec("none"), False, diag=True)
     with TargetNamespaces(cfg) as ns:
-        helper = TapHelper(cfg, ns)  # opens the TAP and configures the guest while the rest is set up
-        cleanup.callback(helper.close)
+        helper = tap_helper(cfg, cleanup, ns, nsocks)  # configures the guest while the rest is set up
         from slirpd.daemon import Daemon  # (the data plane too) imported while the helper works
 
         notifier = cleanup.enter_context(contextlib.closing(Notifier()))  # connected before the sandbox hides it
         resolver = _resolver(cfg, cleanup)
-        pidfd = _target_pidfd(cfg)
+        pidfd = target_pidfd(cfg)
         if pidfd is not None:
             cleanup.callback(os.close, pidfd)
-        tap_fd = helper.tap_fd()
-        dp = cleanup.enter_context(_dataplane(cfg, tap_fd, resolver, tap_has_vnet_hdr(tap_fd)))
-        _start_pcap(cfg, dp)
-        forwards = Forwards(cfg, dp)
-        cleanup.callback(forwards.close)
+        dp, forwards, diag_fd = attach(cfg, cleanup, helper, resolver, nsocks)
         _publish(cfg, forwards)
+        tasks = []
+        if diag_fd is not None:
+            from slirpd.autofwd import AutoForwarder, PortWatcher
+
+            auto = AutoForwarder(PortWatcher(diag_fd), forwards, ("tcp", "udp"),
+                                 [(ipaddress.IPv4Address("0.0.0.0"), cfg.guest, False)],
+                                 {"tcp": cfg.auto_publish.exclude, "udp": cfg.auto_publish.exclude})
+            cleanup.callback(auto.close)
+            tasks.append(auto)
         dhcp = DhcpServer(cfg)
         api = None
         if cfg.api_socket:
             from slirpd.api import Api, ApiServer
 
             api = ApiServer(cfg.api_socket, Api(forwards, dhcp))
+            if tasks:
+                api.api.stats_sections["auto"] = tasks[0].stats
             cleanup.callback(api.close)
-        if cfg.enable_sandbox:
-            from slirpd import sandbox
-
-            sandbox.enter(ns)  # closes ns: no namespace fd survives the pivot
-            if resolver is not None:
-                resolver.reopen_dir()  # the sandbox's /etc: nothing outside the new root stays open
+        lock_down(cfg, ns, resolver)
     status = f"serving {cfg.tapname} of {cfg.target}: {cfg.cidr}, gateway {cfg.gateway}, DNS {cfg.dns}, MTU {cfg.mtu}"
     if cfg.enable_ipv6:
         status += f"; IPv6 {cfg.net6}, gateway {cfg.gateway6}, DNS {cfg.dns6}"
@@ -173,7 +180,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
         notifier.send("READY=1", f"STATUS={status}")
 
     daemon = Daemon(dp, exit_fd=cfg.exit_fd, target_pidfd=pidfd, api=api, notifier=notifier,
-                    forward_signals_to=command.pid if command else None, dhcp=dhcp, resolver=resolver)
+                    forward_signals_to=command.pid if command else None, dhcp=dhcp, resolver=resolver, tasks=tasks)
     if cfg.enable_seccomp:  # the last setup step: nothing is set up after this
         from slirpd import seccomp
 
@@ -181,6 +188,54 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
                       resolv_dir_fd=resolver and resolver.dir_fd)
     helper.configured()  # the guest is configured: ready from now on
     return daemon.run(on_ready=on_ready)
+
+
+def tap_helper(cfg: Config, cleanup: contextlib.ExitStack, ns: TargetNamespaces, nsocks=None,
+                configure=None) -> TapHelper:
+    """The namespace helper for cfg's target (netns.TapHelper), at work from
+    now on: in the target's namespaces it opens the TAP, configures the
+    guest with --configure, then runs configure() and opens nsocks'
+    sockets (nsports.NamespaceSockets), if given.  Reaped by cleanup."""
+    def in_namespace():
+        if configure is not None:
+            configure()
+        return nsocks.open() if nsocks is not None else []
+
+    helper = TapHelper(cfg, ns, in_namespace, nsocks.count if nsocks is not None else 0)
+    cleanup.callback(helper.close)
+    return helper
+
+
+def attach(cfg: Config, cleanup: contextlib.ExitStack, helper: TapHelper, resolver, nsocks=None,
+           freebind: bool = False):
+    """Start the data plane on the TAP the namespace helper opens (capturing
+    with --pcap) and the table of forwards (freebind: pasta's --freebind),
+    all undone by cleanup; with nsocks, wait for the helper to be done and
+    register the sockets it opened in the namespace.  Return: (data plane,
+    forwards, nsocks' sock_diag fd, the caller's to close, or None)."""
+    tap_fd = helper.tap_fd()
+    dp = cleanup.enter_context(_dataplane(cfg, tap_fd, resolver, tap_has_vnet_hdr(tap_fd)))
+    _start_pcap(cfg, dp)
+    forwards = Forwards(cfg, dp, freebind)
+    cleanup.callback(forwards.close)
+    if nsocks is None:
+        return dp, forwards, None
+    cleanup.callback(nsocks.close)
+    ns_fds = helper.configured()
+    return dp, forwards, nsocks.attach(dp, ns_fds, forwards.reserve_ids(len(ns_fds)))
+
+
+def lock_down(cfg: Config, ns: TargetNamespaces, resolver) -> None:
+    """--enable-sandbox, the last step inside the target's namespaces: it
+    closes ns (no namespace fd survives the pivot), and the resolver's
+    directory is opened again inside (the sandbox's /etc: nothing outside
+    the new root stays open)."""
+    if cfg.enable_sandbox:
+        from slirpd import sandbox
+
+        sandbox.enter(ns)
+        if resolver is not None:
+            resolver.reopen_dir()
 
 
 def _resolver(cfg: Config, cleanup: contextlib.ExitStack) -> HostResolver | None:
@@ -194,11 +249,12 @@ def _resolver(cfg: Config, cleanup: contextlib.ExitStack) -> HostResolver | None
 
 def _publish(cfg: Config, forwards: Forwards) -> None:
     """--publish: the forwards asked for on the command line."""
-    for proto, host_addr, host_port, guest_port in cfg.publish:
+    for proto, pmap in cfg.publish:
         try:
-            forwards.add(proto, ipaddress.ip_address(host_addr), host_port, cfg.guest, guest_port)
+            forwards.add(proto, pmap.addr, pmap.ports, cfg.guest, pmap.to_first)
         except OSError as e:
-            raise SetupError(f"--publish {host_addr}:{host_port}:{guest_port}/{proto}: {e.strerror}") from None
+            port = f" (port {e.filename})" if len(pmap.ports) > 1 else ""
+            raise SetupError(f"--publish {pmap.addr}:{pmap.ports}:{pmap.to}/{proto}: {e.strerror}{port}") from None
 
 
 def _run_bess(cfg: Config) -> int:
@@ -237,8 +293,18 @@ def _run_bess(cfg: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `slirpd` command. Return: the process exit status."""
+    """The `slirpd` command, or pasta's when called by that name (a link
+    named pasta) or as `slirpd pasta ARGS...`. Return: the process exit
+    status."""
+    if argv is None and os.path.basename(sys.argv[0]) == "pasta":
+        from slirpd.pasta.main import main as pasta_main
+
+        return pasta_main(sys.argv[1:], sys.argv[0])
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pasta"]:
+        from slirpd.pasta.main import main as pasta_main
+
+        return pasta_main(argv[1:])
     if argv[:1] == ["ctl"]:
         from slirpd import ctl
 
@@ -256,8 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(parsed)
         return 0
     logmod.setup(parsed.debug)
+    return run_or_fail(run, parsed)
+
+
+def run_or_fail(run_fn, cfg) -> int:
+    """run_fn(cfg)'s exit status; a SetupError is one line on the log and
+    status 1, an interrupt during setup status 0."""
     try:
-        return run(parsed)
+        return run_fn(cfg)
     except SetupError as e:
         log.error("%s", e)
         return 1

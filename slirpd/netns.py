@@ -157,9 +157,10 @@ def tap_has_vnet_hdr(fd: int) -> bool:
     return bool(struct.unpack_from("H", ifr, IFNAMSIZ)[0] & IFF_VNET_HDR)
 
 
-def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socket) -> None:
+def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socket, in_namespace=None) -> None:
     """In the forked helper: join, open and send the TAP; configure when
-    asked; answer "ok" or why not.  Never returns, whatever happens."""
+    asked, run in_namespace() there; answer "ok" with what it returned (or
+    why not).  Never returns, whatever happens."""
     status = 1
     try:
         try:
@@ -176,7 +177,11 @@ def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socke
             from slirpd.configure import configure_guest  # the helper's alone: the daemon never imports it
 
             configure_guest(cfg)
-        sock.send(OK_ANSWER)
+        extra = in_namespace() if in_namespace else []
+        if extra:
+            socket.send_fds(sock, [OK_ANSWER], extra)
+        else:
+            sock.send(OK_ANSWER)
         status = 0
     except SetupError as e:
         _send_quietly(sock, str(e))
@@ -230,17 +235,24 @@ class TargetNamespaces:
 
 class TapHelper:
     """The forked helper at work for cfg's target: forked when made (see the
-    module doc).  tap_fd() and configured() wait for its two answers, in that
-    order; close() reaps it if configured() did not (also after a failure)."""
+    module doc).  in_namespace, if given, runs in the helper inside the
+    target's namespaces once the TAP is sent and the guest configured: it
+    may configure the namespace further and return at most extra_max
+    descriptors opened there (sockets of that namespace); raising
+    SetupError fails the whole.  tap_fd() and configured() wait for the two
+    answers, in that order; close() reaps the helper if configured() did
+    not (also after a failure)."""
 
-    def __init__(self, cfg: Config, ns: TargetNamespaces):
+    def __init__(self, cfg: Config, ns: TargetNamespaces, in_namespace=None, extra_max: int = 0):
         self.pid: int | None = None
+        self.extra_max = extra_max
+        self.extra: list[int] | None = None  # what configured() brought back
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         with child:
             pid = os.fork()
             if pid == 0:
                 self._sock.close()
-                _child(cfg, ns.netns_fd, ns.userns_fd, child)
+                _child(cfg, ns.netns_fd, ns.userns_fd, child, in_namespace)
             self.pid = pid
 
     def tap_fd(self) -> int:
@@ -255,13 +267,21 @@ class TapHelper:
             os.close(fd)
         raise self._failed(msg)
 
-    def configured(self) -> None:
+    def configured(self) -> list[int]:
         """Wait until the helper has configured the guest (with --configure;
-        otherwise until it is done) and reap it.  Raises SetupError."""
-        msg = self._sock.recv(REPLY_MAX)
+        otherwise until it is done) and reap it; idempotent.  Return: the
+        descriptors in_namespace() opened (close-on-exec), in order, the
+        caller's.  Raises SetupError."""
+        if self.extra is not None:
+            return self.extra
+        msg, fds, _flags, _addr = socket.recv_fds(self._sock, REPLY_MAX, self.extra_max, socket.MSG_CMSG_CLOEXEC)
         if msg != OK_ANSWER:
+            for fd in fds:
+                os.close(fd)
             raise self._failed(msg)
         self.close()
+        self.extra = fds
+        return fds
 
     def _failed(self, msg: bytes) -> SetupError:
         """The helper's failure, reaped, as the error to raise."""

@@ -142,3 +142,24 @@ class HostResolver:
         if self.dir_fd is not None:
             os.close(self.dir_fd)
             self.dir_fd = None
+
+
+class FixedResolver:
+    """A nameserver given on the command line (pasta's --dns-host): the
+    HostResolver interface, with nothing to read and nothing that changes."""
+
+    def __init__(self, upstream4: ipaddress.IPv4Address | None, upstream6: ipaddress.IPv6Address | None):
+        self.upstream = (upstream4, upstream6)
+        self.dir_fd: int | None = None
+
+    def refresh(self) -> bool:
+        return False
+
+    def reopen_dir(self) -> None:
+        """Nothing to reopen."""
+
+    def describe(self) -> str:
+        return str(self.upstream[0] or self.upstream[1])
+
+    def close(self) -> None:
+        """Nothing to close."""

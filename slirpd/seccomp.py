@@ -60,7 +60,17 @@ calls already allowed, same fds); epoll_pwait (a libc may implement
 epoll_wait with it); clock_gettime (the vDSO's fallback); fstat (what an
 older libc calls for Python's os.fstat()); sched_yield (dp_wait()'s busy
 poll gives the CPU away between polls, see csrc/dp.c).  Then the suite ran
-again with the real filter.  IPv6 (being added) uses the same calls with
+again with the real filter.
+
+Added for the pasta interface (slirpd/pasta/), which always runs filtered:
+splice and pipe2 (the guest's loopback spliced to the host's, pasta's -T:
+each connection moves its bytes with splice(2) through a pair of pipes it
+opens when accepted, csrc/splice.c; pipe2 makes no file of the host's).
+Automatic forwarding (autofwd.py) needs nothing new: its sock_diag socket
+is opened inside the guest's namespace at setup, and once serving it only
+sends and receives on it and binds AF_INET/AF_INET6 sockets; the watch on
+a namespace file (nswatch.py) is an inotify descriptor made at setup and
+read.  IPv6 (being added) uses the same calls with
 AF_INET6; TAP offload adds ioctls at setup only, before the filter.
 """
 
@@ -82,6 +92,8 @@ SYSCALLS = (
     "close", "fcntl",
     # --pcap: a failed write cuts the file back to its last whole record
     "ftruncate",
+    # pasta's -T: spliced connections (csrc/splice.c)
+    "splice", "pipe2",
     # host sockets of flows and forwards (socket() itself: families below)
     "connect", "bind", "listen", "accept4", "getsockname", "setsockopt", "getsockopt", "shutdown",
     # memory (mmap and mprotect: not executable, below)
@@ -146,6 +158,15 @@ def _import_pyseccomp():
 def check_available() -> None:
     """Fail early (before any setup) when the filter could not be built."""
     _import_pyseccomp()
+
+
+def available() -> bool:
+    """Whether the filter can be built (pasta mode filters when it can)."""
+    try:
+        _import_pyseccomp()
+    except SetupError:
+        return False
+    return True
 
 
 def library_version() -> str:

@@ -51,6 +51,7 @@ PODU_UIDS = {PODU_UID, *range(300000, 300000 + 65536)}  # podu and its subordina
 IMAGE = "bb"
 SLIRPD = "/mnt/slirpd/bin/slirpd"  # in the root
 SLIRP4NETNS = "/usr/bin/slirp4netns"  # Debian 13's, in the root
+PASTA = "/usr/bin/pasta"  # Debian 13's (passt 2025-05-03), in the root
 RESOLVER = "127.0.0.53"
 # systemd-resolved's files: the stub that /etc/resolv.conf links to, and the
 # upstream servers, which podman gives a container when /etc/resolv.conf
@@ -129,16 +130,19 @@ def busybox_rootfs(tar_path: Path) -> None:
 
 
 class LoggedCommand:
-    """A wrapper script in the root that appends its argv to a log, one line
-    per call, and execs binary: what a client passes to its network command
-    (no argument here holds a space)."""
+    """A wrapper script in the root, /mnt/DIRECTORY/NAME, that appends its
+    argv to a log, one line per call, and execs binary: what a client passes
+    to its network command (no argument here holds a space)."""
 
-    def __init__(self, work: Path, name: str, binary: str):
-        self.path = f"/mnt/bin/{name}"
-        self.log = work / "log" / f"{name}.argv"
+    def __init__(self, work: Path, name: str, binary: str, directory: str = "bin"):
+        self.dir = f"/mnt/{directory}"
+        self.path = f"{self.dir}/{name}"
+        log = f"{directory}-{name}.argv"
+        self.log = work / "log" / log
         self.log.unlink(missing_ok=True)
-        script = work / "bin" / name
-        script.write_text(f'#!/bin/sh\necho "$*" >> /mnt/log/{name}.argv\nexec {binary} "$@"\n')
+        (work / directory).mkdir(exist_ok=True)
+        script = work / directory / name
+        script.write_text(f'#!/bin/sh\necho "$*" >> /mnt/log/{log}\nexec {binary} "$@"\n')
         script.chmod(0o755)
 
     def calls(self) -> list[list[str]]:
@@ -198,6 +202,20 @@ class ClientsRoot:
     def logged(self, name: str) -> LoggedCommand:
         """slirpd or slirp4netns behind a LoggedCommand of that name."""
         return LoggedCommand(self.mnt, name, {"slirpd": SLIRPD, "slirp4netns": SLIRP4NETNS}[name])
+
+    def logged_pasta(self, impl: str) -> LoggedCommand:
+        """A LoggedCommand named pasta, in a directory of its own
+        (/mnt/pasta-IMPL: podman's $CONTAINERS_HELPER_BINARY_DIR) that runs
+        impl: "slirpd", through a link named pasta (slirpd takes pasta's
+        command line by that name), or "pasta", Debian 13's."""
+        binary = PASTA
+        if impl == "slirpd":
+            link = self.mnt / "lib" / "pasta"
+            link.parent.mkdir(exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(SLIRPD)
+            binary = "/mnt/lib/pasta"
+        return LoggedCommand(self.mnt, "pasta", binary, f"pasta-{impl}")
 
     def run(self, command: str, as_root: bool = False, binds: tuple[str, ...] = (),
             timeout: float = 120) -> subprocess.CompletedProcess:

@@ -366,5 +366,34 @@ def clients_root(wheel, tmp_path_factory):
     root.close()
 
 
+@pytest.fixture(scope="session")
+def pasta_bin():
+    """A `pasta` link to the slirpd under test (what users put in podman's
+    helper_binaries_dir), in a directory the plain user may read."""
+    import tempfile
+
+    from pastalib import pasta_link
+
+    directory = Path(tempfile.mkdtemp(prefix="slirpd-pasta-", dir="/tmp"))
+    yield pasta_link(directory)
+    shutil.rmtree(directory)
+
+
+@pytest.fixture
+def pasta_fg(guest, pasta_bin, user_tmp):
+    """start(*options): slirpd as pasta in the foreground on the guest's PID
+    (--config-net and options), returned once set up (pastalib.Pasta);
+    stopped at teardown."""
+    from pastalib import Pasta
+
+    p = Pasta(guest, pasta_bin)
+
+    def start(*options):
+        p.start_foreground(["-f", "--config-net", *options, str(guest.pid)], ready_in=user_tmp / "pasta.pid")
+        return p
+    yield start
+    p.stop()
+
+
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None

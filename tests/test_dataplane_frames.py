@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import pytest
 
 from slirpd.dataplane import Dataplane, TapGone, counter_names
+from slirpd.netmodel import slirp_network
 
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
@@ -54,11 +55,18 @@ _tap_seq = itertools.count()
 
 
 def make_cfg(**over):
-    """A configuration object as Python's Config would give the data plane."""
-    cfg = dict(gw_mac=GW_MAC, net4=ipaddress.IPv4Address("10.0.2.0"),
-               mask4=ipaddress.IPv4Address("255.255.255.0"), gw4=GW4, dns4=DNS4,
-               guest4=GUEST4, mtu=MTU, vnet_hdr=False, disable_host_loopback=False,
-               disable_dns=False, dns_upstream4=None, outbound4=None)
+    """A configuration object as Python's Config would give the data plane:
+    slirp4netns's network model (netmodel.slirp_network()) from the knobs
+    gw4, dns4, guest4, cidr, disable_host_loopback, disable_dns and, with
+    enable_ipv6, net6, gw6 and dns6, unless network= gives one; the rest as
+    given."""
+    knobs = dict(gw4=GW4, dns4=DNS4, guest4=GUEST4, cidr=ipaddress.IPv4Network("10.0.2.0/24"),
+                 disable_host_loopback=False, disable_dns=False, enable_ipv6=False, net6=None, gw6=None, dns6=None)
+    knobs.update({k: over.pop(k) for k in list(over) if k in knobs})
+    v6 = (ipaddress.IPv6Network(f"{knobs['net6']}/64"), knobs["gw6"], knobs["dns6"]) if knobs["enable_ipv6"] else ()
+    network = slirp_network(knobs["gw4"], knobs["dns4"], knobs["cidr"], knobs["guest4"],
+                            not knobs["disable_host_loopback"], not knobs["disable_dns"], *v6)
+    cfg = dict(gw_mac=GW_MAC, network=network, mtu=MTU, vnet_hdr=False, dns_upstream4=None, outbound4=None)
     cfg.update(over)
     return SimpleNamespace(**cfg)
 

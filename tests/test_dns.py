@@ -8,6 +8,7 @@ private mount namespace before slirpd starts.  No real resolver is ever used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import socketserver
@@ -113,23 +114,32 @@ class DnsServer:
             s.server_close()
 
 
-@pytest.fixture
-def dns_server(tmp_path):
-    """The responder, and /etc/resolv.conf naming it (bind mount, undone at
-    teardown).  Use before starting slirpd: it reads resolv.conf at start."""
+@contextlib.contextmanager
+def host_resolver(tmp_path, addr: str = "127.0.0.1", extra: str = ""):
+    """A DnsServer on addr, and /etc/resolv.conf naming it (a bind mount in
+    the harness's mount namespace, which guests made later see; undone when
+    done)."""
     conf = tmp_path / "resolv.conf"
-    conf.write_text("# slirpd tests\nnameserver 127.0.0.1\n")
+    conf.write_text(f"# slirpd tests\nnameserver {addr}\n{extra}")
     os.chmod(tmp_path, 0o755)
     os.chmod(conf, 0o644)
     subprocess.run(["mount", "--bind", str(conf), "/etc/resolv.conf"], check=True)
     srv = None
     try:
-        srv = DnsServer()
+        srv = DnsServer(addr)
         yield srv
     finally:
         if srv:
             srv.close()
         subprocess.run(["umount", "/etc/resolv.conf"], check=True)
+
+
+@pytest.fixture
+def dns_server(tmp_path):
+    """The responder, and /etc/resolv.conf naming it.  Use before starting
+    slirpd: it reads resolv.conf at start."""
+    with host_resolver(tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -353,7 +353,7 @@ def test_command_keeps_callers_soft_limit(plain_user):
 
 # --- theory comments -----------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["flow.c", "udp.c", "icmp.c", "fwd.c", "dp.c"])
+@pytest.mark.parametrize("name", ["flow.c", "udp.c", "icmp.c", "fwd.c", "dp.c", "splice.c", "arp.c", "ndp.c"])
 def test_theory_comment_names_exist(name):
     """Every DP_ or FLOW_ constant the theory comment of a file names is
     defined in csrc/."""

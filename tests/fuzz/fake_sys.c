@@ -12,7 +12,11 @@
  *   registrations; EPOLLERR and EPOLLHUP are always reported;
  * - EPOLL_CTL_ADD of a registered descriptor fails with EEXIST, MOD and DEL
  *   of an unregistered one with ENOENT, closing removes the registration;
- * - EINTR is returned at most once in a row, as a real signal would.
+ * - EINTR is returned at most once in a row, as a real signal would;
+ * - a pipe (pipe2()) is a count of bytes in its read end and a capacity
+ *   (F_SETPIPE_SZ, F_GETPIPE_SZ); splice() moves a stream socket's bytes
+ *   into a pipe, or a pipe's into a stream socket (as send() takes them),
+ *   non-blocking only, and aborts on any other pairing.
  * It also checks every frame written to the TAP (fake_check_frame()): length
  * within the MTU, IPv4 header and transport checksums right.  A broken rule
  * aborts, which the fuzzer reports as a crash.
@@ -596,15 +600,77 @@ int fake_ioctl(int fd, unsigned long req, ...)
 	return fake_fail(ENOTTY);
 }
 
+/**
+ * fake_pipe_read_end() - the read end of a pipe, whichever end is given
+ * @d:		a pipe descriptor
+ *
+ * Return: the read end, which holds the pipe's state
+ */
+static struct fake_fd *fake_pipe_read_end(struct fake_fd *d)
+{
+	struct fake_fd *r = d->pipe_write ? fake_fd_get(d->pipe_peer) : d;
+
+	if (!r)
+		fake_die("a pipe's other end is closed before it");
+	return r;
+}
+
 int fake_fcntl(int fd, int cmd, ...)
 {
-	if (!fake_fd_get(fd))
+	struct fake_fd *d = fake_fd_get(fd);
+	va_list ap;
+	long arg;
+
+	if (!d)
 		return fake_fail(EBADF);
 	if (cmd == F_GETFL)
 		return O_RDWR;
 	if (cmd == F_SETFL)
 		return 0;
+	if (d->kind == FAKE_PIPE && cmd == F_GETPIPE_SZ)
+		return (int)fake_pipe_read_end(d)->pipe_cap;
+	if (d->kind == FAKE_PIPE && cmd == F_SETPIPE_SZ) {
+		struct fake_fd *r = fake_pipe_read_end(d);
+
+		va_start(ap, cmd);
+		arg = va_arg(ap, long);
+		va_end(ap);
+		if (arg > FAKE_PIPE_CAP_MAX)
+			return fake_fail(EPERM);
+		if (arg < (long)r->pipe_len)
+			return fake_fail(EBUSY);
+		r->pipe_cap = arg < 4096 ? 4096 : (size_t)arg;
+		return (int)r->pipe_cap;
+	}
 	return fake_fail(EINVAL);
+}
+
+int fake_pipe2(int fds[2], int flags)
+{
+	struct fake_fd *r, *w;
+	int rfd, wfd;
+
+	if (!(flags & O_NONBLOCK))
+		fake_die("pipe2() without O_NONBLOCK: a splice would block");
+	if (fake_fds_full())
+		return fake_fail(EMFILE);
+	rfd = fake_fd_open(FAKE_PIPE);
+	if (rfd < 0)
+		return -1;
+	wfd = fake_fd_open(FAKE_PIPE);
+	if (wfd < 0) {
+		fake_fd_release(fake_fd_get(rfd));
+		return -1;
+	}
+	r = fake_fd_get(rfd);
+	w = fake_fd_get(wfd);
+	r->pipe_peer = wfd;
+	r->pipe_cap = FAKE_PIPE_CAP;
+	w->pipe_write = true;
+	w->pipe_peer = rfd;
+	fds[0] = rfd;
+	fds[1] = wfd;
+	return 0;
 }
 
 /**
@@ -924,6 +990,57 @@ int fake_recvmmsg(int fd, struct mmsghdr *mm, unsigned int vlen, int flags,
 	memmove(d->dgrams, d->dgrams + n, (d->ndgrams - n) * sizeof(*d->dgrams));
 	d->ndgrams -= n;
 	return (int)n;
+}
+
+ssize_t fake_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
+		    size_t len, unsigned int flags)
+{
+	struct fake_fd *in = fake_fd_get(fd_in), *out = fake_fd_get(fd_out);
+	struct fake_fd *pipe;
+	ssize_t sent;
+	size_t n;
+	int e;
+
+	if (!in || !out)
+		return fake_fail(EBADF);
+	if (off_in || off_out || !(flags & SPLICE_F_NONBLOCK))
+		fake_die("splice(%d, %d) with offsets or blocking", fd_in,
+			 fd_out);
+
+	if (in->kind == FAKE_SOCK && out->kind == FAKE_PIPE &&
+	    out->pipe_write) {	/* a stream socket into a pipe */
+		if (in->type != SOCK_STREAM)
+			fake_die("splice(%d) from a datagram socket", fd_in);
+		pipe = fake_pipe_read_end(out);
+		e = fake_stream_err(in);
+		if (e)
+			return fake_fail(e);
+		if (pipe->pipe_len >= pipe->pipe_cap)
+			return fake_fail(EAGAIN);
+		if (!in->rx_len)
+			return in->peer_eof ? 0 : fake_fail(EAGAIN);
+		n = len < in->rx_len ? len : in->rx_len;
+		if (n > pipe->pipe_cap - pipe->pipe_len)
+			n = pipe->pipe_cap - pipe->pipe_len;
+		memmove(in->rx, in->rx + n, in->rx_len - n);
+		in->rx_len -= n;
+		pipe->pipe_len += n;
+		return (ssize_t)n;
+	}
+	if (in->kind == FAKE_PIPE && !in->pipe_write &&
+	    out->kind == FAKE_SOCK) {	/* a pipe into a stream socket */
+		if (out->type != SOCK_STREAM)
+			fake_die("splice(%d) into a datagram socket", fd_out);
+		if (!in->pipe_len)
+			return fake_fail(EAGAIN);
+		sent = fake_stream_send(out, len < in->pipe_len ? len :
+							    in->pipe_len);
+		if (sent > 0)
+			in->pipe_len -= (size_t)sent;
+		return sent;
+	}
+	fake_die("splice(%d, %d): not socket to pipe nor pipe to socket",
+		 fd_in, fd_out);
 }
 
 int fake_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)

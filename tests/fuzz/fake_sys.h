@@ -34,7 +34,11 @@ enum fake_kind {
 	FAKE_TAP,
 	FAKE_EPOLL,
 	FAKE_SOCK,
+	FAKE_PIPE,
 };
+
+#define FAKE_PIPE_CAP		65536		/* a new pipe's capacity */
+#define FAKE_PIPE_CAP_MAX	(1 << 20)	/* F_SETPIPE_SZ's limit */
 
 /* Knobs: how the fake kernel answers, set by the input (enum order is the
  * input's encoding) */
@@ -89,6 +93,10 @@ struct fake_dgram {
  * @recverr:	IP_RECVERR (or IPV6_RECVERR) is on: ICMP errors are queued
  * @errq:	ICMP errors waiting on the error queue
  * @accepts:	connections waiting on a listener
+ * @pipe_write:	a pipe's write end; @pipe_peer is its read end
+ * @pipe_peer:	the other end of a pipe (descriptor number)
+ * @pipe_len:	a read end's bytes waiting (only a count: the fake moves no data)
+ * @pipe_cap:	a read end's capacity (F_SETPIPE_SZ)
  */
 struct fake_fd {
 	enum fake_kind kind;
@@ -116,6 +124,10 @@ struct fake_fd {
 	bool recverr;
 	unsigned errq;
 	unsigned accepts;
+	bool pipe_write;
+	int pipe_peer;
+	size_t pipe_len;
+	size_t pipe_cap;
 };
 
 /**

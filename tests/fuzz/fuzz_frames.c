@@ -10,7 +10,10 @@
  * Input encoding (every read past the end yields zeros, so any input is
  * valid):
  *   byte 0:	configuration bits: 1 vnet_hdr, 2 disable_dns,
- *		4 disable_host_loopback, 8 DNS upstream set, 16 outbound address
+ *		4 disable_host_loopback, 8 DNS upstream set, 16 outbound address,
+ *		32 IPv6, 64 IPv6 DNS upstream, 128 pasta's network model
+ *		(harness_rules(): neigh_all, a --dns-forward and a
+ *		--map-guest-addr address; 4 is --no-map-gw then, 2 --no-ra)
  *   byte 1:	bits 0-2 MTU choice (harness_mtus[]), bits 3-5 socket budget
  *		(harness_budgets[]), bits 6-7 descriptor limit of the fake
  *		kernel (harness_fd_limits[]: socket() and accept4() say EMFILE
@@ -46,7 +49,10 @@
 #define HARNESS_OPS_MAX		4096	/* operations run per input */
 #define HARNESS_QUIET_POLLS	32	/* polls without input to go idle */
 #define HARNESS_TIMER_POLLS	4	/* polls for a due timer to be run */
-#define HARNESS_LISTENERS	2	/* forward 1: TCP, forward 2: UDP */
+#define HARNESS_LISTENERS	4	/* forward 1: TCP, forward 2: UDP, forward 3:
+				 * TCP spliced, forward 4: UDP spliced (a
+				 * socket in the guest's namespace, pasta's
+				 * -T and -U) */
 
 enum op {
 	OP_FRAME,	/* u16 length, frame bytes: queued on the TAP */
@@ -61,6 +67,8 @@ enum op {
 	OP_FWD,		/* u8 what: forwards removed and added back */
 	OP_API,		/* u8 what: timeouts, counters, notices, the host
 			 * resolver changing (dp_dns_upstream()) */
+	OP_NS_CONNECT,	/* a client in the guest's namespace connects to
+			 * the spliced TCP socket (forward 3) */
 	OP_COUNT
 };
 
@@ -141,7 +149,8 @@ static const uint8_t *take_bytes(struct input *in, size_t *len)
 /**
  * struct harness - one run's data plane and the harness's own descriptors
  * @dp:		data plane
- * @listener:	forward listeners, -1 when removed: [0] TCP, [1] UDP
+ * @listener:	forward listeners, -1 when removed: [0] TCP, [1] UDP, [2] TCP
+ *		spliced, [3] UDP spliced (not there until OP_FWD adds them)
  * @tap_gone:	dp_poll() said DP_POLL_TAP_GONE
  * @vnet:	frames carry a virtio-net header
  */
@@ -231,13 +240,20 @@ static void check_timers(struct harness *h)
 /**
  * fwd_add() - open a listener for forward @i and hand it to the data plane
  * @h:		harness
- * @i:		0 for TCP (id 1), 1 for UDP (id 2)
- * @port:	guest port
+ * @i:		0 for TCP (id 1), 1 for UDP (id 2), 2 and 3 for a spliced TCP
+ *		and UDP socket of the guest's namespace (ids 3 and 4: to the
+ *		host's loopback, dp_fwd_add_splice())
+ * @port:	guest port (host port for 2 and 3); bit 0: an IPv6 socket, bit
+ *		1: to the guest's IPv6 address (to ::1 for 2 and 3)
  */
 static void fwd_add(struct harness *h, int i, uint16_t port)
 {
+	static const uint8_t lo4[16] = { [10] = 0xff, [11] = 0xff, 127, 0, 0,
+					 1 };
+	static const uint8_t lo6[16] = { [15] = 1 };
+	bool udp = i & 1, v6 = port & 2;
 	struct fake_fd *d;
-	int fd;
+	int fd, rc;
 
 	if (h->listener[i] >= 0)
 		return;
@@ -247,11 +263,17 @@ static void fwd_add(struct harness *h, int i, uint16_t port)
 	d = fake_fd_get(fd);
 	d->owner_harness = true;
 	d->family = port & 1 ? AF_INET6 : AF_INET;
-	d->type = i ? SOCK_DGRAM : SOCK_STREAM;
+	d->type = udp ? SOCK_DGRAM : SOCK_STREAM;
 	d->listening = true;
-	if (dp_fwd_add(h->dp, i + 1, fd, i ? IPPROTO_UDP : IPPROTO_TCP,
-		       port & 2 ? harness_guest6 : harness_guest4,
-		       port ? port : 80)) {
+	if (i < 2)
+		rc = dp_fwd_add(h->dp, i + 1, fd, udp ? IPPROTO_UDP : IPPROTO_TCP,
+				v6 ? harness_guest6 : harness_guest4,
+				port ? port : 80);
+	else
+		rc = dp_fwd_add_splice(h->dp, i + 1, fd,
+				       udp ? IPPROTO_UDP : IPPROTO_TCP,
+				       v6 ? lo6 : lo4, port ? port : 9001);
+	if (rc) {
 		fake_fd_close_harness(fd);
 		return;
 	}
@@ -261,7 +283,7 @@ static void fwd_add(struct harness *h, int i, uint16_t port)
 /**
  * fwd_remove() - remove forward @i, then close its listener, as Python does
  * @h:		harness
- * @i:		0 or 1
+ * @i:		0 to 3
  */
 static void fwd_remove(struct harness *h, int i)
 {
@@ -379,6 +401,8 @@ static void run_op(struct harness *h, struct input *in)
 		p = take_bytes(in, &len);
 		if (sel == 0xff && h->listener[1] >= 0)
 			fake_dgram_push(h->listener[1], p, len, what);
+		else if (sel == 0xfe && h->listener[3] >= 0)
+			fake_dgram_push(h->listener[3], p, len, what);
 		else
 			fake_dgram_push(fake_sock_pick(sel, false), p, len,
 					what);
@@ -401,12 +425,16 @@ static void run_op(struct harness *h, struct input *in)
 	case OP_FWD:
 		what = take8(in);
 		if (what & 1)
-			fwd_remove(h, (what >> 1) & 1);
+			fwd_remove(h, (what >> 1) & 3);
 		else
-			fwd_add(h, (what >> 1) & 1, take16(in));
+			fwd_add(h, (what >> 1) & 3, take16(in));
 		break;
 	case OP_API:
 		op_api(h, in);
+		break;
+	case OP_NS_CONNECT:
+		if (h->listener[2] >= 0)
+			fake_listener_accept(h->listener[2]);
 		break;
 	}
 }
@@ -428,6 +456,74 @@ static void quiesce(struct harness *h)
 }
 
 /**
+ * harness_rule() - fill one address rule
+ * @cfg:	configuration, @n_rules counts it
+ * @addr:	address, 16 bytes
+ * @prefix_len:	of the 16-byte form
+ * @kind:	DP_RULE_*
+ * @flags:	DP_RULE_F_*
+ * @to:		DP_RULE_REDIRECT's target, 16 bytes, or NULL
+ */
+static void harness_rule(struct dp_config *cfg, const uint8_t *addr,
+			 uint8_t prefix_len, uint8_t kind, uint8_t flags,
+			 const uint8_t *to)
+{
+	struct dp_rule *r = &cfg->rules[cfg->n_rules++];
+
+	memcpy(r->addr, addr, sizeof(r->addr));
+	r->prefix_len = prefix_len;
+	r->kind = kind;
+	r->flags = flags;
+	if (to)
+		memcpy(r->to, to, sizeof(r->to));
+}
+
+/**
+ * harness_rules() - the address rules of either model, as Python sets them
+ * (slirpd/netmodel.py, slirpd/pasta/net.py)
+ * @cfg:	configuration, addresses set
+ * @bits:	byte 0 of the input
+ */
+static void harness_rules(struct dp_config *cfg, uint8_t bits)
+{
+	static const uint8_t lo4[16] = { [10] = 0xff, [11] = 0xff, 127, 0, 0, 1 };
+	static const uint8_t host4[16] = { [10] = 0xff, [11] = 0xff,
+					   198, 51, 100, 1 };
+	static const uint8_t lo6[16] = { [15] = 1 };
+	uint8_t gw4[16] = { [10] = 0xff, [11] = 0xff, 10, 0, 2, 2 };
+	uint8_t dns4[16] = { [10] = 0xff, [11] = 0xff, 10, 0, 2, 3 };
+	uint8_t gw6[16], dns6[16];
+	bool lo = !(bits & 4);
+
+	memcpy(gw6, cfg->gw6, 16);
+	memcpy(dns6, harness_net6, 16);
+	dns6[15] = 3;
+	if (bits & 128) {	/* pasta: 169.254.1.1 DNS, .2 the host */
+		dns4[12] = 169, dns4[13] = 254, dns4[14] = 1, dns4[15] = 1;
+		harness_rule(cfg, dns4, 128, DP_RULE_DNS, 0, NULL);
+		dns4[15] = 2;
+		harness_rule(cfg, dns4, 128, DP_RULE_REDIRECT, 0, host4);
+		if (lo)
+			harness_rule(cfg, gw4, 128, DP_RULE_REDIRECT, 0, lo4);
+		if (cfg->enable_ipv6 && lo)
+			harness_rule(cfg, gw6, 128, DP_RULE_REDIRECT, 0, lo6);
+		return;
+	}
+	harness_rule(cfg, gw4, 128, lo ? DP_RULE_REDIRECT : DP_RULE_BLOCK,
+		     DP_RULE_F_LOCAL, lo ? lo4 : NULL);
+	harness_rule(cfg, dns4, 128, bits & 2 ? DP_RULE_BLOCK : DP_RULE_DNS,
+		     DP_RULE_F_LOCAL | DP_RULE_F_DNS_ONLY, NULL);
+	harness_rule(cfg, gw4, 120, DP_RULE_BLOCK, 0, NULL);
+	if (!cfg->enable_ipv6)
+		return;
+	harness_rule(cfg, gw6, 128, lo ? DP_RULE_REDIRECT : DP_RULE_BLOCK,
+		     DP_RULE_F_LOCAL, lo ? lo6 : NULL);
+	harness_rule(cfg, dns6, 128, bits & 2 ? DP_RULE_BLOCK : DP_RULE_DNS,
+		     DP_RULE_F_LOCAL | DP_RULE_F_DNS_ONLY, NULL);
+	harness_rule(cfg, harness_net6, 64, DP_RULE_BLOCK, 0, NULL);
+}
+
+/**
  * harness_config() - the data plane configuration the input chooses
  * @in:		input
  * @cfg:	filled
@@ -442,31 +538,34 @@ static void harness_config(struct input *in, struct dp_config *cfg)
 	cfg->net4 = htonl(0x0a000200);
 	cfg->mask4 = htonl(0xffffff00);
 	cfg->gw4 = htonl(0x0a000202);
-	cfg->dns4 = htonl(0x0a000203);
 	cfg->guest4 = htonl(0x0a000264);
 	limits = take8(in);
 	cfg->mtu = harness_mtus[limits & 7];
 	cfg->sock_budget = harness_budgets[limits >> 3 & 7];
 	fk.fd_limit = harness_fd_limits[limits >> 6];
 	cfg->vnet_hdr = bits & 1;
-	cfg->disable_dns = !!(bits & 2);
-	cfg->disable_host_loopback = !!(bits & 4);
 	cfg->dns_upstream4 = bits & 8 ? htonl(0x7f000035) : 0;
 	cfg->outbound4 = bits & 16 ? htonl(0xc6336401) : 0;
 	cfg->enable_ipv6 = bits & 32 && cfg->mtu >= 1280;
 	memcpy(cfg->net6, harness_net6, sizeof(cfg->net6));
 	memcpy(cfg->gw6, harness_net6, sizeof(cfg->gw6));
 	cfg->gw6[15] = 2;
-	memcpy(cfg->dns6, harness_net6, sizeof(cfg->dns6));
-	cfg->dns6[15] = 3;
+	if (!(bits & 2) && !(bits & 128)) {
+		memcpy(cfg->rdnss6, harness_net6, sizeof(cfg->rdnss6));
+		cfg->rdnss6[15] = 3;
+	}
+	memcpy(cfg->guest6, harness_guest6, sizeof(cfg->guest6));
 	if (bits & 64)
 		cfg->dns_upstream6[15] = 1;	/* ::1 */
+	cfg->neigh_all = !!(bits & 128);
+	cfg->no_ra = bits & 128 && bits & 2;
+	harness_rules(cfg, bits);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct input in = { data, size };
-	struct harness h = { .listener = { -1, -1 } };
+	struct harness h = { .listener = { -1, -1, -1, -1 } };
 	struct dp_config cfg;
 	int tap, ops, i;
 

@@ -25,7 +25,9 @@ import subprocess
 import sys
 
 OP_FRAME, OP_POLL, OP_TIME, OP_STREAM, OP_DGRAM, OP_SOCK_EVENT, OP_KNOB, OP_ACCEPT, \
-    OP_CTL, OP_FWD, OP_API = range(11)
+    OP_CTL, OP_FWD, OP_API, OP_NS_CONNECT = range(12)
+FWD_SPLICE_TCP, FWD_SPLICE_UDP = 2, 3  # fuzz_frames.c's listener slots: OP_FWD adds slot N with N << 1
+PASTA_MODEL = 128  # byte 0: pasta's network model (harness_rules())
 EV_EOF, EV_RESET, EV_CONNECTED, EV_REFUSED, EV_DRAINED, EV_ICMP, EV_ERROR = range(7)
 
 GW_MAC = bytes.fromhex("525500000202")
@@ -281,6 +283,32 @@ def scenarios(binary: str) -> dict[str, Seed]:
     s.op(OP_KNOB, KNOB_SOCKET_ERR, ERRNO_ENFILE).frame(udp(REMOTE4, 43000, 9, b"x"))
     s.op(OP_KNOB, KNOB_ACCEPT_ERR, 0, OP_KNOB, KNOB_SOCKET_ERR, 0).time(0, 150).poll()
     out["accept-no-fd"] = s.time(2, 70).poll()
+
+    # the guest's loopback spliced to the host's (pasta's -T): a client in the
+    # namespace connects, the host side's connect() completes, bytes both
+    # ways through the pipes, the host fills up and drains, FINs both ways;
+    # a second connection is reset by the host, a third refused
+    s = Seed().op(OP_FWD, FWD_SPLICE_TCP << 1, 0x23, 0x29).op(OP_NS_CONNECT).poll()
+    s.event(EV_CONNECTED, sel=1).stream(b"to the host" * 100, sel=0).stream(b"to the namespace", sel=1)
+    s.op(OP_KNOB, 3, 1).stream(b"z" * 5000, sel=0).event(EV_DRAINED, sel=1).op(OP_KNOB, 3, 0)
+    s.event(EV_EOF, sel=0).event(EV_EOF, sel=1)
+    s.op(OP_NS_CONNECT).poll().event(EV_CONNECTED, sel=1).stream(b"x", sel=0).event(EV_RESET, sel=1)
+    s.op(OP_NS_CONNECT).poll().event(EV_REFUSED, sel=1)
+    out["splice-tcp"] = s.time(2, 70).poll()
+
+    # pasta's -U: datagrams from two clients in the namespace, the host's
+    # answers back; then idle
+    s = Seed().op(OP_FWD, FWD_SPLICE_UDP << 1, 0x23, 0x2a)
+    s.dgram(b"query", sel=0xFE, origin=0).dgram(b"", sel=0xFE, origin=1).dgram(b"answer", sel=0)
+    out["splice-udp"] = s.event(EV_ERROR, sel=0).time(2, 70).poll()
+
+    # pasta's network model: ARP for any address but the guest's, DNS to the
+    # --dns-forward address, a connection to the --map-guest-addr address,
+    # ping of the gateway (the host's loopback)
+    s = Seed(config=PASTA_MODEL | 8).frame(arp_request("10.0.2.77")).frame(arp_request(GUEST4))
+    s.frame(udp("169.254.1.1", 33334, 53, bytes.fromhex("1234010000010000000000000378797a0000010001")))
+    s.frame(tcp("169.254.1.2", 40020, 80, 1, 0, "S")).event(EV_CONNECTED).frame(icmp_echo(GW4))
+    out["pasta-model"] = s.time(2, 70).poll()
     return out
 
 

@@ -1,0 +1,212 @@
+"""slirpd as pasta: `pasta ARGS...` (a link named pasta to slirpd) or
+`slirpd pasta ARGS...`.
+
+Readiness is pasta's: everything is set up first (the namespace joined, the
+TAP made and with --config-net configured, the host ports bound), then
+slirpd forks; the parent writes --pid FILE and exits 0, and the daemon, a
+new session with stdin, stdout and stderr on /dev/null (podman reads them to
+EOF), serves.  With --foreground (rootlesskit) or a COMMAND there is no fork.
+A failure before that is one line on stderr and exit status 1.
+
+The daemon quits on SIGTERM, when a PID target exits, when the namespace
+file of --netns is removed (nswatch.py; podman unmounts and removes it), and
+with a COMMAND when the command exits (with its status).  It always runs as
+--enable-sandbox --enable-seccomp would make it (pasta isolates itself
+too); without libseccomp it says so in one line and runs unfiltered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import sys
+
+from slirpd import log as logmod, seccomp, standalone
+from slirpd.autofwd import AutoForwarder, PortWatcher
+from slirpd.config import Config
+from slirpd.log import log
+from slirpd.main import attach, lock_down, run_or_fail, tap_helper, target_pidfd
+from slirpd.netns import SetupError, TargetNamespaces
+from slirpd.nsports import NamespaceSockets
+from slirpd.nswatch import NamespaceFileWatch
+from slirpd.pasta import cli, net
+from slirpd.resolver import FixedResolver, HostResolver
+
+ANY = {4: ipaddress.IPv4Address("0.0.0.0"), 6: ipaddress.IPv6Address("::")}
+
+
+def _open_pid_file(path: str | None) -> int | None:
+    """--pid FILE, opened (truncated) at setup as pasta does, written later."""
+    if path is None:
+        return None
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise SetupError(f"Couldn't open PID file {path}: {e.strerror}") from None
+
+
+def _write_pid(fd: int | None, pid: int) -> None:
+    if fd is not None:
+        os.write(fd, f"{pid}\n".encode())
+        os.close(fd)
+
+
+def _daemonize(pid_fd: int | None) -> None:
+    """Fork: the parent writes the daemon's pid to --pid FILE and exits 0
+    (pasta's readiness); the daemon goes on in a new session, with stdin,
+    stdout and stderr on /dev/null."""
+    devnull = os.open("/dev/null", os.O_RDWR)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        _write_pid(pid_fd, pid)
+        os._exit(0)
+    if pid_fd is not None:
+        os.close(pid_fd)
+    os.setsid()
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _check_target(args: cli.PastaArgs) -> None:
+    """Fail as pasta fails on a target whose namespaces it cannot open: a
+    PID's user namespace (unless --userns), --netns PATH."""
+    paths = [(args.netns, "network")] if args.netns is not None else []
+    if args.pid is not None and args.userns is None:
+        paths.append((f"/proc/{args.pid}/ns/user", "user"))
+    for path, kind in paths:
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as e:
+            raise SetupError(f"Couldn't open {kind} namespace {path}: {e.strerror}") from None
+
+
+def _resolver(args: cli.PastaArgs, cleanup: contextlib.ExitStack):
+    """The host's nameserver for --dns-forward: --dns-host's, or the
+    resolv.conf's, followed; None with -D none."""
+    if args.dns_none:
+        return None
+    if args.dns_host4 or args.dns_host6:
+        return FixedResolver(args.dns_host4, args.dns_host6)
+    resolver = HostResolver()
+    cleanup.callback(resolver.close)
+    return resolver
+
+
+def _config(args: cli.PastaArgs, network, setup: net.Setup, command) -> Config:
+    """The daemon's settings for pasta's args and network."""
+    if command is not None:
+        target, netns_type = str(command.pid), "pid"
+    elif args.pid is not None:
+        target, netns_type = str(args.pid), "pid"
+    else:
+        target, netns_type = args.netns, "path"
+    return Config(target=target, tapname=setup.ifname, netns_type=netns_type, userns_path=args.userns,
+                  mtu=setup.mtu or 1500, model=network, pcap=args.pcap, enable_sandbox=True,
+                  enable_seccomp=seccomp.available(), outbound_addr=args.outbound4, outbound_addr6=args.outbound6,
+                  disable_dns=not any(r.kind == "dns" for r in network.rules), debug=args.debug)
+
+
+def _forward_in(args: cli.PastaArgs, network, forwards) -> None:
+    """-t and -u: host ports to the guest's address of each client's family
+    (both families on a port with no address given: one of them binding is
+    enough, as in pasta).  Raises SetupError with pasta's message."""
+    for proto, spec in (("tcp", args.tcp), ("udp", args.udp)):
+        for pmap in spec.maps:
+            versions = [v for v in ((pmap.addr.version,) if pmap.addr is not None else (4, 6))
+                        if network.guest_for(v) is not None]
+            errors = []
+            for version in versions:
+                host = pmap.addr if pmap.addr is not None else ANY[version]
+                try:
+                    forwards.add(proto, host, pmap.ports, network.guest_for(version), pmap.to_first, pmap.ifname,
+                                 v6only=True)
+                except OSError as e:
+                    errors.append(e)
+            if len(errors) == len(versions):
+                port, why = (errors[0].filename, errors[0].strerror) if errors else \
+                    (pmap.ports.first, "the guest has no address of that family")
+                raise SetupError(f"Failed to bind port {port} ({why}) for option '-{proto[0]} {pmap.spec}'")
+
+
+def _auto(args: cli.PastaArgs, network, forwards, diag_fd: int | None, nsocks: NamespaceSockets):
+    """-t auto, -u auto: an AutoForwarder, or None."""
+    protos = [p for p, spec in (("tcp", args.tcp), ("udp", args.udp)) if spec.mode == "auto"]
+    if not protos or diag_fd is None:
+        return None
+    targets = [(ANY[v], network.guest_for(v), True) for v in (4, 6) if network.guest_for(v) is not None]
+    return AutoForwarder(PortWatcher(diag_fd), forwards, protos, targets,
+                         {p: nsocks.ports(p) for p in ("tcp", "udp")})
+
+
+def run(args: cli.PastaArgs) -> int:
+    """Set up, signal readiness as pasta does, serve. Return: exit status."""
+    from slirpd.daemon import Daemon
+
+    _check_target(args)
+    try:
+        cli.ns_ports(args)
+    except cli.UsageError as e:
+        raise SetupError(str(e)) from None
+    with contextlib.ExitStack() as cleanup:
+        pid_fd = _open_pid_file(args.pid_file)
+        resolver = _resolver(args, cleanup)
+        template = net.read_template(args.interface, args.ipv4, args.ipv6)
+        network, setup = net.model(args, template, resolver.upstream if resolver else (None, None))
+        command = None
+        if args.command is not None:
+            command = standalone.Command(args.command)
+            cleanup.callback(command.abort)
+        cfg = _config(args, network, setup, command)
+        pidfd = target_pidfd(cfg)
+        watch = None
+        if pidfd is not None:
+            cleanup.callback(os.close, pidfd)
+        elif args.netns_quit:
+            watch = NamespaceFileWatch(cfg.target)
+            cleanup.callback(watch.close)
+        auto = any(s.mode == "auto" for s in (args.tcp, args.udp))
+        nsocks = NamespaceSockets(args.tcp_ns, args.udp_ns, network.ipv6, diag=auto)
+        with TargetNamespaces(cfg) as ns:
+            helper = tap_helper(cfg, cleanup, ns, nsocks, lambda: net.configure(setup))
+            dp, forwards, diag_fd = attach(cfg, cleanup, helper, resolver, nsocks, args.freebind)
+            _forward_in(args, network, forwards)
+            autofwd = _auto(args, network, forwards, diag_fd, nsocks)
+            if autofwd is not None:
+                cleanup.callback(autofwd.close)
+            helper.configured()  # pasta exits 0 only once the namespace is configured
+            if command is None and not args.foreground:
+                _daemonize(pid_fd)
+            else:
+                _write_pid(pid_fd, os.getpid())
+            lock_down(cfg, ns, resolver)
+        daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver,
+                        forward_signals_to=command.pid if command else None, tasks=[autofwd] if autofwd else [])
+        if not cfg.enable_seccomp:
+            log.warning("libseccomp is not available: serving without a seccomp filter")
+        else:
+            seccomp.enter(command_pid=command.pid if command else None, resolv_dir_fd=resolver and resolver.dir_fd)
+        status = daemon.run(on_ready=(lambda: command.start(None)) if command else None)
+        return status if command is None else command.wait_status()
+
+
+def main(argv: list[str], prog: str = "pasta") -> int:
+    """pasta's command line (without the program name; prog is argv[0], as
+    pasta's messages show it). Return: the exit status."""
+    try:
+        parsed = cli.parse(argv, prog)
+    except cli.UsageError as e:
+        print(e, file=sys.stderr)
+        return 1
+    if isinstance(parsed, str):
+        sys.stdout.write(parsed)
+        return 0
+    try:
+        logmod.setup(parsed.debug, prefix="", path=parsed.log_file)
+    except OSError as e:
+        print(f"Couldn't open log file {parsed.log_file}: {e.strerror}", file=sys.stderr)
+        return 1
+    return run_or_fail(run, parsed)

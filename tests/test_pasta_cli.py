@@ -1,0 +1,121 @@
+"""pasta's command line and --config-net, side by side: slirpd as pasta and
+Debian 13's pasta (passt 2025-05-03) in the root of tests/clients.py, as
+the plain user podu, with the same argv.
+
+- Refusals: the same exit status and the same message, for getopt's errors
+  (unknown, ambiguous, missing or unwanted arguments) and for the values
+  pasta checks (addresses, port specs, modes, targets).  Both tools'
+  messages are read from a run, never written down here.
+- --config-net: `pasta --config-net OPTS -- CMD`, CMD printing `ip -json`
+  addresses and routes of the namespace, gives the same addresses, routes,
+  interface names and MTU with either (less what the kernel makes up: MAC
+  and link-local addresses, and their routes' order).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+pytestmark = pytest.mark.timeout(300)
+
+IMPLS = {"slirpd": "/mnt/pasta-bin/slirpd", "pasta": "/mnt/pasta-bin/debian"}  # each dir holds a `pasta`
+
+REFUSED = [
+    "--bogus", "--bogus=1", "--map-gw", "-Z", "-m", "--quiet=1", "--map-guest-addr", "--no --netns /x",
+    "-t all --netns /x", "-t 99999 --netns /x", "-t 80-70 --netns /x", "-t foo --netns /x", "-t 1-2:3 --netns /x",
+    "-t 5,~5 --netns /x", "-t none -t 18080 --netns /x", "-t 18080 -t none --netns /x", "-t auto -t none --netns /x",
+    "-t auto -t 18080 --netns /x", "-t 18080 -t auto --netns /x", "-T 8080 -T none --netns /x",
+    "-T 127.0.0.1/80 --netns /x", "-a 300.1.1.1 --netns /x", "-a 224.0.0.1 --netns /x", "-g 0.0.0.0 --netns /x",
+    "-n 33 --netns /x", "-M 01:02 --netns /x", "--map-guest-addr 127.0.0.1 --netns /x",
+    "--dns-forward 127.0.0.1 --netns /x", "--netns /x 1234", "--netns /nonexistent", "--mt 1500 --netns /x",
+    "99999999", "--bogus --version",
+]
+ACCEPTED = ["--version", "--version --bogus", "--host-lo-to-ns-lo --version"]
+
+
+@pytest.fixture(scope="module")
+def both(clients_root):
+    """Two directories in the root, each with a `pasta`: slirpd's link and
+    Debian's binary (so both run as `pasta`, and say so)."""
+    for impl, target in (("slirpd", "/mnt/slirpd/bin/slirpd"), ("debian", "/usr/bin/pasta")):
+        link = clients_root.mnt / "pasta-bin" / impl / "pasta"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(target)
+    return clients_root
+
+
+def run_both(root, argv: str, timeout: float = 60):
+    """argv through each pasta: {impl: (status, first line of stderr, stdout)}.
+
+    getopt's messages start with argv[0].  Both are run as `pasta` from
+    $PATH, but a Python program sees the path of its script instead (the
+    kernel gives the interpreter that), so slirpd says
+    "/mnt/pasta-bin/slirpd/pasta:" where pasta says "pasta:".  podman runs
+    pasta by its full path, where both say the same; the path is taken off
+    here."""
+    out = {}
+    for impl, directory in IMPLS.items():
+        res = root.run(f"PATH={directory}:$PATH pasta {argv} </dev/null", timeout=timeout)
+        first = (res.stderr.splitlines() or [""])[0].replace(f"{directory}/pasta:", "pasta:", 1)
+        out[impl] = (res.returncode, first, res.stdout)
+    return out
+
+
+@pytest.mark.parametrize("argv", REFUSED)
+def test_refused_alike(both, argv):
+    """The same status and message (an ambiguous abbreviation lists the
+    options each knows: compared up to the list)."""
+    got = run_both(both, argv)
+    (rc, msg, _), (real_rc, real_msg, _) = got["slirpd"], got["pasta"]
+    assert real_rc != 0 and rc == real_rc, got
+    if "is ambiguous" in real_msg:
+        real_msg, msg = real_msg.split(";")[0], msg.split(";")[0]
+    assert msg == real_msg, got
+
+
+@pytest.mark.parametrize("argv", ACCEPTED)
+def test_accepted_alike(both, argv):
+    """What rootlesskit probes (by exit status): --version, and
+    --host-lo-to-ns-lo --version, which slirpd refuses (it does not have it:
+    rootlesskit then does not pass it) while Debian's pasta takes it."""
+    got = run_both(both, argv)
+    if argv.startswith("--host-lo"):
+        assert got["pasta"][0] == 0 and got["slirpd"][:2] == (1, "pasta: unrecognized option '--host-lo-to-ns-lo'")
+    else:
+        assert got["slirpd"][0] == got["pasta"][0] == 0, got
+
+
+SHOW = ("ping -c 1 -W 1 192.0.2.77 >/dev/null 2>&1; ip -j addr show; echo; ip -j -4 route show; echo;"
+        " ip -j -6 route show; echo; ip -j -4 neigh show")
+
+
+def namespace(stdout: str) -> dict:
+    """`SHOW`'s output, less what the kernel makes up (the guest's MAC
+    address, link-local addresses and their route, lifetimes); the
+    neighbours: the gateway, resolved by a ping through it, and its MAC
+    address (pasta's)."""
+    addrs, routes4, routes6, neigh = (json.loads(part) for part in stdout.strip().split("\n\n"))
+    links = {a["ifname"]: {"mtu": a["mtu"], "up": "UP" in a["flags"],
+                           "addrs": sorted(f"{i['local']}/{i['prefixlen']}" for i in a["addr_info"]
+                                           if i.get("scope") != "link")} for a in addrs}
+    keep = ("dst", "gateway", "dev", "protocol", "scope", "metric", "prefsrc")
+    route = lambda r: json.dumps({k: r[k] for k in keep if k in r}, sort_keys=True)  # noqa: E731
+    return {"links": links, "routes4": sorted(map(route, routes4)),
+            "routes6": sorted(route(r) for r in routes6 if not r["dst"].startswith("fe80:")),
+            "neighbours": sorted((n["dst"], n.get("lladdr")) for n in neigh)}
+
+
+@pytest.mark.parametrize("options", ["", "-a 192.0.2.1", "-a 192.0.2.2 -g 192.0.2.1", "-a 192.0.2.2 -n 16",
+                                     "-a 2001:db8::2 -g 2001:db8::1", "-4", "-6", "-m 1280 -I eth9"])
+def test_config_net_alike(both, options):
+    """--config-net makes the same namespace (505-networking-pasta.bats:
+    addresses, routes, -a, -g, -m, -4, -6, the MTU, loopback up)."""
+    got = run_both(both, f"--config-net -q {options} -t none -u none -- sh -c {shlex.quote(SHOW)}")
+    assert got["slirpd"][0] == got["pasta"][0] == 0, got
+    mine, real = namespace(got["slirpd"][2]), namespace(got["pasta"][2])
+    assert mine == real
+    assert real["links"]["lo"]["up"]

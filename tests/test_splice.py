@@ -1,0 +1,245 @@
+"""The guest's loopback to the host's (pasta's -T and -U; csrc/splice.c for
+TCP, udp.c for UDP): a client in the guest namespace connecting to its own
+127.0.0.1:PORT (or [::1]:PORT) reaches a server on the host's loopback.
+
+64 MiB each way arrive intact, a half-close is carried each way (the server
+answers after the client's FIN, the client reads the answer to its end), a
+reset is carried each way, a refused connect resets the guest's client, and
+the daemon's descriptors come back to their count after thousands of
+connections.  UDP: datagrams of 0 and 65,507 bytes each way, two clients
+told apart.  pasta mode always runs under its seccomp filter, so splice(2)
+and pipe2 run filtered here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+SIZE = 64 << 20
+NS_PORT, NS_UDP = 9400, 9401
+
+
+class HostServer:
+    """A TCP server on the host's addr, one connection at a time, handler(conn)."""
+
+    def __init__(self, handler, addr="127.0.0.1"):
+        self.sock = socket.create_server((addr, 0), family=socket.AF_INET6 if ":" in addr else socket.AF_INET)
+        self.port = self.sock.getsockname()[1]
+        self.results, self.errors = [], []
+        self.handler = handler
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with conn:
+                    self.results.append(self.handler(conn))
+            except OSError as e:
+                self.errors.append(e)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def spliced(pasta_fg):
+    """start(tcp_spec, udp_spec): pasta -T/-U in the foreground on the guest."""
+    return lambda tcp="none", udp="none": pasta_fg("-t", "none", "-u", "none", "-T", tcp, "-U", udp)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def recv_all(conn) -> bytes:
+    chunks = []
+    while chunk := conn.recv(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+GUEST_BULK = """
+import hashlib, os, socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+data = os.urandom(int(sys.argv[3]))
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = []
+while chunk := s.recv(1 << 20):
+    got.append(chunk)
+got = b"".join(got)
+print(hashlib.sha256(data).hexdigest(), len(got), hashlib.sha256(got).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "::1"])
+def test_bulk_both_ways_with_half_close(spliced, guest, addr):
+    """64 MiB to the host, whose server answers only after the client's FIN
+    with 64 MiB of its own and closes: both arrive whole."""
+    answer = os.urandom(SIZE)
+
+    def handler(conn):
+        got = recv_all(conn)  # to the client's FIN
+        conn.sendall(answer)
+        return digest(got), len(got)
+
+    server = HostServer(handler, addr)
+    try:
+        spliced(f"{NS_PORT}:{server.port}")
+        sent, n, got = guest.python(GUEST_BULK, addr, str(NS_PORT), str(SIZE), timeout=120).stdout.split()
+        assert server.errors == [] and server.results == [(sent, SIZE)]
+        assert (int(n), got) == (SIZE, digest(answer))
+    finally:
+        server.close()
+
+
+GUEST_RESET = """
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    s.sendall(b"x")
+    print(repr(s.recv(10)))
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
+def test_reset_from_host_reaches_guest(spliced, guest):
+    def handler(conn):
+        conn.recv(1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        return "reset"
+
+    server = HostServer(handler)
+    try:
+        d = spliced(f"{NS_PORT}:{server.port}")
+        assert guest.python(GUEST_RESET, str(NS_PORT)).stdout.strip() == "ConnectionResetError"
+        assert d.proc.poll() is None
+    finally:
+        server.close()
+
+
+GUEST_ABORT = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"hello")
+s.recv(5)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\\1\\0\\0\\0\\0\\0\\0\\0")
+s.close()
+"""
+
+
+def test_reset_from_guest_reaches_host(spliced, guest):
+    def handler(conn):
+        conn.sendall(conn.recv(5))
+        try:
+            return conn.recv(10)
+        except ConnectionResetError:
+            return "reset"
+
+    server = HostServer(handler)
+    try:
+        spliced(f"{NS_PORT}:{server.port}")
+        guest.python(GUEST_ABORT, str(NS_PORT))
+        wait_for(lambda: server.results or server.errors, 10, "the host's server to see the end")
+        assert server.results == ["reset"], server.errors
+    finally:
+        server.close()
+
+
+def test_refused_resets_guest(spliced, guest):
+    """Nothing listens on the host's port: the guest's client is reset."""
+    with socket.socket() as s:  # a port sure to be closed
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    d = spliced(f"{NS_PORT}:{closed}")
+    assert guest.python(GUEST_RESET, str(NS_PORT)).stdout.strip() in ("ConnectionResetError", "BrokenPipeError")
+    assert d.proc.poll() is None
+
+
+GUEST_MANY = """
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"%d" % i)
+    s.shutdown(socket.SHUT_WR)
+    assert s.recv(100) == b"%d" % i, i
+    s.close()
+print("done")
+"""
+
+
+def test_descriptors_flat(spliced, guest):
+    """10,000 connections one after another: each is six descriptors while
+    it lasts (two sockets, two pipes), none is left after."""
+    server = HostServer(lambda conn: conn.sendall(recv_all(conn)))
+    try:
+        d = spliced(f"{NS_PORT}:{server.port}")
+        fds = lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd"))  # noqa: E731
+        # one connection first: the daemon is serving (its setup's descriptors closed)
+        assert guest.python(GUEST_MANY, str(NS_PORT), "1").stdout.strip() == "done"
+        before = fds()
+        assert guest.python(GUEST_MANY, str(NS_PORT), "10000", timeout=150).stdout.strip() == "done"
+        deadline = time.monotonic() + 10
+        while fds() != before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if fds() != before:
+            left = sorted(os.readlink(f"/proc/{d.proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{d.proc.pid}/fd"))
+            pytest.fail(f"descriptors: {before} before, now {left}; counters {d.counters()}")
+    finally:
+        server.close()
+
+
+GUEST_UDP = """
+import socket, sys
+port = int(sys.argv[1])
+a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+for s in (a, b):
+    s.settimeout(5)
+out = []
+for s, data in ((a, b""), (b, b"second-client"), (a, b"x" * 65507)):
+    s.sendto(data, ("127.0.0.1", port))
+    got, peer = s.recvfrom(70000)
+    out.append(f"{len(got)}:{got[:13].decode()}:{peer[1] == port}")
+print(" ".join(out))
+"""
+
+
+def test_udp_both_ways(spliced, guest):
+    """-U: an empty datagram, one of 65,507 bytes (the largest), from two
+    clients; each answer goes back to its client, from the port it sent to."""
+    host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    host.bind(("127.0.0.1", 0))
+    peers = []
+
+    def serve():
+        for _ in range(3):
+            data, peer = host.recvfrom(70000)
+            peers.append(peer)
+            host.sendto(data, peer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        spliced(udp=f"{NS_UDP}:{host.getsockname()[1]}")
+        res = guest.python(GUEST_UDP, str(NS_UDP)).stdout.split()
+        assert res == ["0::True", "13:second-client:True", "65507:xxxxxxxxxxxxx:True"]
+        assert len(set(peers)) == 2 and all(p[0] == "127.0.0.1" for p in peers)
+    finally:
+        host.close()
