@@ -15,40 +15,33 @@ slirpd/pasta/net.py builds pasta's.
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import ipaddress
-from typing import Union
-
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 LOOPBACK4 = ipaddress.IPv4Address("127.0.0.1")
 LOOPBACK6 = ipaddress.IPv6Address("::1")
 
 
-@dataclasses.dataclass(frozen=True)
-class Rule:
+class Rule(collections.namedtuple("Rule", ("net", "kind", "to", "local", "dns_only"), defaults=(None, False, False))):
     """A special address (or prefix) of the guest's network.
 
-    kind: "block" (reaches nothing), "dns" (port 53 reaches the host's
-    nameserver; for other ports the rules after it decide, or with dns_only
-    they reach nothing) or "redirect" (every port reaches the host address `to`; a loopback one
-    is the host's loopback).  local: the address is ours on the link (ARP,
-    NDP and echo requests answered, never a source the guest may use)."""
+    net: an IPv4Network or IPv6Network; kind: "block" (reaches nothing),
+    "dns" (port 53 reaches the host's nameserver; for other ports the rules
+    after it decide, or with dns_only they reach nothing) or "redirect"
+    (every port reaches the host address `to`; a loopback one is the host's
+    loopback).  local: the address is ours on the link (ARP, NDP and echo
+    requests answered, never a source the guest may use).  A named tuple,
+    as Config is (issue 19: no dataclasses on the way to ready)."""
 
-    net: IPNetwork
-    kind: str
-    to: IPAddress | None = None
-    local: bool = False
-    dns_only: bool = False
+    __slots__ = ()
 
     @classmethod
-    def host(cls, addr: IPAddress, kind: str, **kw) -> "Rule":
+    def host(cls, addr, kind: str, **kw) -> "Rule":
         """A rule for one address."""
         return cls(ipaddress.ip_network(addr), kind, **kw)
 
     @classmethod
-    def loopback(cls, addr: IPAddress, open_: bool, **kw) -> "Rule":
+    def loopback(cls, addr, open_: bool, **kw) -> "Rule":
         """addr stands for the host's loopback of its own family, or, if not
         open_, reaches nothing."""
         if not open_:
@@ -56,8 +49,9 @@ class Rule:
         return cls.host(addr, "redirect", to=LOOPBACK4 if addr.version == 4 else LOOPBACK6, **kw)
 
 
-@dataclasses.dataclass(frozen=True)
-class GuestNetwork:
+class GuestNetwork(collections.namedtuple(
+        "GuestNetwork", ("guest4", "gateway4", "guest6", "gateway6", "prefix6", "rdnss6", "rules", "neigh_all",
+                         "no_ra", "mac"), defaults=(None, None, None, None, (), False, False, None))):
     """What the data plane needs to know of the guest's link.
 
     guest4/guest6: the guest's address with its prefix (None: that family is
@@ -68,25 +62,16 @@ class GuestNetwork:
     and NDP answer for every address but the guest's (pasta) instead of for
     the local rules only (slirp4netns); no_ra: router solicitations go
     unanswered; mac: ours on the link (None: slirp4netns's, made from the
-    gateway's address)."""
+    gateway's address); rules: a tuple of Rule."""
 
-    guest4: ipaddress.IPv4Interface | None
-    gateway4: ipaddress.IPv4Address | None
-    guest6: ipaddress.IPv6Interface | None = None
-    gateway6: ipaddress.IPv6Address | None = None
-    prefix6: ipaddress.IPv6Network | None = None
-    rdnss6: ipaddress.IPv6Address | None = None
-    rules: tuple[Rule, ...] = ()
-    neigh_all: bool = False
-    no_ra: bool = False
-    mac: bytes | None = None
+    __slots__ = ()
 
     @property
     def ipv6(self) -> bool:
         """Whether IPv6 is served."""
         return self.prefix6 is not None
 
-    def guest_for(self, version: int) -> IPAddress | None:
+    def guest_for(self, version: int):
         """The guest's address of an IP version, None if it has none."""
         iface = self.guest4 if version == 4 else self.guest6
         return iface.ip if iface is not None else None

@@ -19,23 +19,33 @@ wording where pasta has one ("Invalid port specifier SPEC").
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import ipaddress
-import re
 
 PORT_MIN, PORT_MAX = 1, 65535
 EPHEMERAL_SYSCTL = "/proc/sys/net/ipv4/ip_local_port_range"
 EPHEMERAL_DEFAULT = (49152, 65535)  # RFC 6335, when the sysctl cannot be read
 IFNAMSIZ = 16
-RANGE_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-@dataclasses.dataclass(frozen=True)
 class PortRange:
-    """Ports first to last, both included."""
+    """Ports first to last, both included; iterating gives the ports.  (A
+    plain class: no dataclasses, which cost start-up time, issue 19; not a
+    named tuple, whose iteration would be its fields.)"""
 
-    first: int
-    last: int
+    __slots__ = ("first", "last")
+
+    def __init__(self, first: int, last: int):
+        self.first, self.last = first, last
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, PortRange) and (self.first, self.last) == (other.first, other.last)
+
+    def __hash__(self) -> int:
+        return hash((self.first, self.last))
+
+    def __repr__(self) -> str:
+        return f"PortRange({self.first}, {self.last})"
 
     def __iter__(self):
         return iter(range(self.first, self.last + 1))
@@ -47,28 +57,33 @@ class PortRange:
         return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
 
 
+def _number(text: str) -> int:
+    """A port number's ASCII digits; ValueError for anything else."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
 def parse_range(text: str) -> PortRange:
     """FIRST[-LAST] -> PortRange; ValueError unless 1 <= FIRST <= LAST <= 65535."""
-    m = RANGE_RE.match(text)
-    if not m:
-        raise ValueError(f"not a port or range of ports: {text!r}")
-    first = int(m[1])
-    last = int(m[2]) if m[2] is not None else first
+    head, dash, tail = text.partition("-")
+    try:
+        first = _number(head)
+        last = _number(tail) if dash else first
+    except ValueError:
+        raise ValueError(f"not a port or range of ports: {text!r}") from None
     if not PORT_MIN <= first <= last <= PORT_MAX:
         raise ValueError(f"ports must be {PORT_MIN}-{PORT_MAX}, the first not above the last: {text!r}")
     return PortRange(first, last)
 
 
-@dataclasses.dataclass(frozen=True)
-class PortMap:
-    """Host ports `ports` forwarded to `to_first` onwards, on host address
-    addr (None: any) and, if ifname, only through that interface."""
+class PortMap(collections.namedtuple("PortMap", ("ports", "to_first", "addr", "ifname", "spec"),
+                                     defaults=(None, None, None))):
+    """Host ports `ports` (a PortRange) forwarded to `to_first` onwards, on
+    host address addr (None: any) and, if ifname, only through that
+    interface; spec: the spec it came from, as given (for messages)."""
 
-    ports: PortRange
-    to_first: int
-    addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
-    ifname: str | None = None
-    spec: str | None = None  # the spec it came from, as given (for messages)
+    __slots__ = ()
 
     def pairs(self):
         """(host port, guest port) for each port."""
@@ -83,8 +98,8 @@ class PortMap:
                 continue
             if start is not None:
                 last = port - 1 if port is not None else self.ports.last
-                runs.append(dataclasses.replace(self, ports=PortRange(start, last),
-                                                to_first=self.to_first + start - self.ports.first))
+                runs.append(self._replace(ports=PortRange(start, last),
+                                          to_first=self.to_first + start - self.ports.first))
                 start = None
         return runs
 
@@ -106,14 +121,12 @@ def parse_mapping(host: str, guest: str | None = None) -> tuple[PortRange, int]:
     return ports, to.first
 
 
-@dataclasses.dataclass(frozen=True)
-class Spec:
+class Spec(collections.namedtuple("Spec", ("mode", "maps", "exclude"), defaults=((), frozenset()))):
     """A parsed forwarding spec: mode "none", "auto" (every port bound in
-    the guest but those in exclude) or "ports" (maps)."""
+    the guest but those in exclude, a frozenset) or "ports" (maps, a tuple
+    of PortMap)."""
 
-    mode: str
-    maps: tuple[PortMap, ...] = ()
-    exclude: frozenset = frozenset()
+    __slots__ = ()
 
 
 def ephemeral_ports() -> PortRange:
@@ -187,22 +200,25 @@ def _complement(ephemeral: PortRange) -> list[PortRange]:
     return ranges
 
 
-PUBLISH_RE = re.compile(r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>[\d-]+):(?P<guest>[\d-]+)"
-                        r"(?:/(?P<proto>tcp|udp))?$")
-AUTO_RE = re.compile(r"^auto(?P<exclude>(?:,~[\d-]+)*)$")
+PUBLISH_RE = r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\[\]]+)):)?(?P<host>[\d-]+):(?P<guest>[\d-]+)" \
+             r"(?:/(?P<proto>tcp|udp))?$"
+AUTO_RE = r"^auto(?P<exclude>(?:,~[\d-]+)*)$"
 
 
 def publish_spec(spec: str) -> tuple[str, Spec]:
     """--publish: `[HOSTADDR:]HOSTPORT[-LAST]:GUESTPORT[-LAST][/udp]` (an
     IPv6 HOSTADDR in brackets) -> (proto, Spec of one map), or `auto` with
-    exclusions `auto,~PORT[-LAST]...` -> ("auto", Spec("auto")).  ValueError."""
-    m = AUTO_RE.match(spec)
+    exclusions `auto,~PORT[-LAST]...` -> ("auto", Spec("auto")).  ValueError.
+    (re is imported here: only --publish needs it.)"""
+    import re
+
+    m = re.match(AUTO_RE, spec)
     if m:
         exclude = set()
         for chunk in filter(None, m["exclude"].split(",")):
             exclude.update(parse_range(chunk[1:]))
         return "auto", Spec("auto", exclude=frozenset(exclude))
-    m = PUBLISH_RE.match(spec)
+    m = re.match(PUBLISH_RE, spec)
     if not m:
         raise ValueError(f"expected [HOSTADDR:]HOSTPORT[-LAST]:GUESTPORT[-LAST][/udp] or auto, got {spec!r}")
     addr = ipaddress.ip_address(m["v6"] or m["v4"] or "0.0.0.0")
