@@ -33,6 +33,12 @@
 #define DP_PCAP_ON   1	/* capturing */
 #define DP_PCAP_FULL 2	/* stopped: the file reached its size limit */
 
+/* dp_config.offloads_off: offloads not to use even where the kernel has
+ * them (tests of the fallbacks; SLIRPD_OFFLOADS_OFF in dataplane.py) */
+#define DP_OFFLOAD_NO_USO     1	/* TAP: no TUN_F_USO4/6, as before Linux 6.2 */
+#define DP_OFFLOAD_NO_UDP_GSO 2	/* host sockets: no UDP_SEGMENT sends */
+#define DP_OFFLOAD_NO_UDP_GRO 4	/* host sockets: no UDP_GRO */
+
 /**
  * struct dp_config - what the data plane needs to know, filled by Python
  * @gw_mac:	our MAC address, source of every frame we send to the guest
@@ -69,6 +75,8 @@
  *			(listeners included), 0 for no bound but the kernel's;
  *			Python leaves the rest of RLIMIT_NOFILE to itself
  *			(flow.c, Host sockets)
+ * @offloads_off:	DP_OFFLOAD_* bits: offloads not to ask for, 0 for every
+ *			one the kernel has
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -92,6 +100,7 @@ struct dp_config {
 	uint8_t outbound6[16];
 	uint32_t ra_interval_ms;
 	uint32_t sock_budget;
+	uint32_t offloads_off;
 };
 
 /**

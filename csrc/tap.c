@@ -102,12 +102,26 @@
 
 #include "dp.h"
 
+/* UDP segmentation offload (Linux 6.2), should the system's headers be
+ * older than the kernel */
+#ifndef TUN_F_USO4
+#define TUN_F_USO4		0x20
+#define TUN_F_USO6		0x40
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4	5
+#endif
+
 /* What a received header may ask for: flags and GSO types */
 #define TAP_VNET_FLAGS		(VIRTIO_NET_HDR_F_NEEDS_CSUM | \
 				 VIRTIO_NET_HDR_F_DATA_VALID)
 #define TAP_OFFLOADS		(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+#define TAP_OFFLOADS_USO	(TAP_OFFLOADS | TUN_F_USO4 | TUN_F_USO6)
 
-/* Where tap_rx_frame() peeks to tell that a GSO frame carries TCP */
+/* Where tap_rx_frame() peeks to tell that a GSO frame carries what its type
+ * says, unfragmented */
+#define TAP_IP4_FRAG_OFF	6
+#define TAP_IP4_FRAG_MASK	0x3fff	/* More Fragments and the offset */
 #define TAP_IP4_PROTO_OFF	9
 #define TAP_IP6_NEXT_OFF	6
 #define TAP_IP6_HLEN		40
@@ -135,12 +149,24 @@ int tap_init(struct dp *dp)
 
 		/* Not a TAP (a test's socket pair): its peer must speak
 		 * DP_VNET_HDR_LEN byte headers, and no offload is negotiated */
-		if (ioctl(dp->tap_fd, TUNSETVNETHDRSZ, &sz) < 0 &&
-		    errno != ENOTTY)
-			return -1;
+		bool no_uso = dp->cfg.offloads_off & DP_OFFLOAD_NO_USO;
+
+		if (ioctl(dp->tap_fd, TUNSETVNETHDRSZ, &sz) < 0) {
+			if (errno != ENOTTY)
+				return -1;
+			/* such a peer is taken to speak every header */
+			dp->uso = !no_uso;
+		} else if (!no_uso &&
+			   !ioctl(dp->tap_fd, TUNSETOFFLOAD,
+				  (unsigned long)TAP_OFFLOADS_USO)) {
+			dp->uso = true;
+		} else {
+			/* before Linux 6.2, USO is EINVAL; refused again:
+			 * the guest checksums everything itself */
+			ioctl(dp->tap_fd, TUNSETOFFLOAD,
+			      (unsigned long)TAP_OFFLOADS);
+		}
 		dp->vnet_len = DP_VNET_HDR_LEN;
-		/* refused: the guest checksums everything itself */
-		ioctl(dp->tap_fd, TUNSETOFFLOAD, (unsigned long)TAP_OFFLOADS);
 	}
 
 	dp->rx_buf = calloc(DP_RX_RING, DP_FRAME_MAX);
@@ -213,15 +239,19 @@ int tap_read_batch(struct dp *dp, int max, int *status)
 }
 
 /**
- * tap_gso_carries_tcp() - tell whether a GSO frame holds what its type says
+ * tap_gso_carries() - tell whether a GSO frame holds what its type says
  * @frame:	Ethernet frame
  * @len:	its length
- * @gso_type:	VIRTIO_NET_HDR_GSO_TCPV4 or VIRTIO_NET_HDR_GSO_TCPV6
+ * @v4:		the type is for IPv4 (TCPV4), @v6 for IPv6 (TCPV6); both for
+ *		UDP_L4, which serves either family
+ * @v6:		see @v4
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP, what the type segments
  *
- * Return: true for IPv4 with protocol TCP, or IPv6 with TCP as next header
+ * Return: true for an unfragmented IPv4 packet (More Fragments clear, offset
+ *	   0) of protocol @proto, or IPv6 with @proto as its first next header
  */
-static bool tap_gso_carries_tcp(const uint8_t *frame, size_t len,
-				uint8_t gso_type)
+static bool tap_gso_carries(const uint8_t *frame, size_t len, bool v4,
+			    bool v6, uint8_t proto)
 {
 	const uint8_t *l3 = frame + DP_ETH_HLEN;
 	uint16_t type;
@@ -230,11 +260,11 @@ static bool tap_gso_carries_tcp(const uint8_t *frame, size_t len,
 		return false;
 
 	type = rd16(frame + 2 * DP_MAC_LEN);
-	if (gso_type == VIRTIO_NET_HDR_GSO_TCPV4)
-		return type == ETH_TYPE_IP4 &&
-		       l3[TAP_IP4_PROTO_OFF] == IPPROTO_TCP;
+	if (v4 && type == ETH_TYPE_IP4)
+		return l3[TAP_IP4_PROTO_OFF] == proto &&
+		       !(rd16(l3 + TAP_IP4_FRAG_OFF) & TAP_IP4_FRAG_MASK);
 
-	return type == ETH_TYPE_IP6 && l3[TAP_IP6_NEXT_OFF] == IPPROTO_TCP;
+	return v6 && type == ETH_TYPE_IP6 && l3[TAP_IP6_NEXT_OFF] == proto;
 }
 
 /**
@@ -251,7 +281,7 @@ static bool tap_rx_vnet(struct dp *dp, const struct virtio_net_hdr_v1 *h,
 			const uint8_t *frame, size_t len)
 {
 	struct tap_offload *o = &dp->rx_off;
-	uint8_t gso = h->gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
+	bool sound;
 
 	memset(o, 0, sizeof(*o));
 
@@ -274,14 +304,35 @@ static bool tap_rx_vnet(struct dp *dp, const struct virtio_net_hdr_v1 *h,
 	if (h->gso_type == VIRTIO_NET_HDR_GSO_NONE)
 		return true;
 
-	if ((gso != VIRTIO_NET_HDR_GSO_TCPV4 &&
-	     gso != VIRTIO_NET_HDR_GSO_TCPV6) || !o->csum_partial ||
-	    !h->gso_size || h->gso_size >= len || h->hdr_len > len ||
-	    !tap_gso_carries_tcp(frame, len, gso)) {
+	if (!o->csum_partial || !h->gso_size || h->gso_size >= len ||
+	    h->hdr_len > len) {
 		DP_COUNT(dp, drop_vnet_gso);
 		return false;
 	}
 
+	switch (h->gso_type) {
+	case VIRTIO_NET_HDR_GSO_TCPV4:
+	case VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN:
+		sound = tap_gso_carries(frame, len, true, false, IPPROTO_TCP);
+		break;
+	case VIRTIO_NET_HDR_GSO_TCPV6:
+	case VIRTIO_NET_HDR_GSO_TCPV6 | VIRTIO_NET_HDR_GSO_ECN:
+		sound = tap_gso_carries(frame, len, false, true, IPPROTO_TCP);
+		break;
+	case VIRTIO_NET_HDR_GSO_UDP_L4:
+		/* never negotiated: a guest kernel would not send it */
+		sound = dp->uso &&
+			tap_gso_carries(frame, len, true, true, IPPROTO_UDP);
+		break;
+	default:	/* UDP (UFO), the ECN bit alone or with UDP_L4... */
+		sound = false;
+	}
+	if (!sound) {
+		DP_COUNT(dp, drop_vnet_gso);
+		return false;
+	}
+
+	o->gso_type = h->gso_type;
 	o->gso_size = h->gso_size;
 	o->hdr_len = h->hdr_len;
 	DP_COUNT(dp, vnet_gso_in);
@@ -327,13 +378,18 @@ uint8_t *tap_rx_frame(struct dp *dp, int i, size_t *len)
  * @dp:		data plane
  * @l4:		TCP or UDP header from the guest
  * @csum_field:	offset of its checksum field
- * @tcp:	true for TCP (the only protocol a GSO frame may carry)
+ * @tcp:	true for TCP, false for UDP
+ *
+ * A GSO frame's header is the one its type segments (TCP for TCPV4 and
+ * TCPV6, UDP for UDP_L4); dp->rx_off.gso_size tells the caller it holds a
+ * super-segment or super-datagram.
  *
  * Return: TAP_CSUM_PARTIAL if the frame being dispatched says, with
  *	   VIRTIO_NET_HDR_F_NEEDS_CSUM, that exactly this field holds only the
  *	   pseudo-header sum; TAP_CSUM_BAD if it is a GSO frame but this is not
- *	   the TCP header its checksum offload names (counted drop_vnet_gso);
- *	   TAP_CSUM_VERIFY otherwise (also for reassembled datagrams)
+ *	   the header of the protocol its type names, with its checksum offload
+ *	   (counted drop_vnet_gso); TAP_CSUM_VERIFY otherwise (also for
+ *	   reassembled datagrams)
  */
 int tap_rx_l4_csum(struct dp *dp, const uint8_t *l4, size_t csum_field,
 		   bool tcp)
@@ -348,7 +404,8 @@ int tap_rx_l4_csum(struct dp *dp, const uint8_t *l4, size_t csum_field,
 	exact = o->csum_partial && l4 - dp->rx_frame == o->csum_start &&
 		o->csum_offset == csum_field;
 
-	if (o->gso_size && (!tcp || !exact)) {
+	if (o->gso_size &&
+	    (!exact || tcp == (o->gso_type == VIRTIO_NET_HDR_GSO_UDP_L4))) {
 		DP_COUNT(dp, drop_vnet_gso);
 		return TAP_CSUM_BAD;
 	}
@@ -441,6 +498,26 @@ void tap_tx_gso_tcp(struct dp *dp, bool v6, size_t hdr_len, uint16_t mss)
 	dp->tx_off.hdr_len = (uint16_t)hdr_len;
 	dp->tx_off.gso_type = v6 ? VIRTIO_NET_HDR_GSO_TCPV6 :
 				   VIRTIO_NET_HDR_GSO_TCPV4;
+}
+
+/**
+ * tap_tx_gso_udp() - mark the frame being built as a UDP datagram to cut
+ * @dp:		data plane with UDP segmentation offload (dp->uso),
+ *		tap_tx_csum_partial() called for this frame
+ * @hdr_len:	Ethernet, IP and UDP header bytes
+ * @gso_size:	payload bytes per datagram, all but the last (which may be
+ *		shorter); each fits the guest's MTU with its headers
+ *
+ * The frame's UDP length field covers the whole payload, as Linux's own
+ * stack writes it for UDP_SEGMENT: the guest's kernel rewrites it per
+ * datagram when it cuts the frame (before local delivery, for a socket
+ * without UDP_GRO).
+ */
+void tap_tx_gso_udp(struct dp *dp, size_t hdr_len, uint16_t gso_size)
+{
+	dp->tx_off.gso_size = gso_size;
+	dp->tx_off.hdr_len = (uint16_t)hdr_len;
+	dp->tx_off.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
 }
 
 /**
