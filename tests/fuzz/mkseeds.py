@@ -25,7 +25,9 @@ import subprocess
 import sys
 
 OP_FRAME, OP_POLL, OP_TIME, OP_STREAM, OP_DGRAM, OP_SOCK_EVENT, OP_KNOB, OP_ACCEPT, \
-    OP_CTL, OP_FWD, OP_API = range(11)
+    OP_CTL, OP_FWD, OP_API, OP_VNET_FRAME = range(12)
+# OP_VNET_FRAME's what: NEEDS_CSUM, and the GSO type choices
+VNET_CSUM, VNET_TCPV4, VNET_UDP_L4 = 1, 1 << 1, 3 << 1
 EV_EOF, EV_RESET, EV_CONNECTED, EV_REFUSED, EV_DRAINED, EV_ICMP, EV_ERROR = range(7)
 
 GW_MAC = bytes.fromhex("525500000202")
@@ -68,6 +70,15 @@ def udp(dst: str, sport: int, dport: int, data: bytes, src=GUEST4) -> bytes:
                dst=b"\xff" * 6 if dst == "255.255.255.255" else GW_MAC)
 
 
+def udp_super(dst: str, sport: int, dport: int, data: bytes, src=GUEST4) -> bytes:
+    """A UDP super-datagram as a guest kernel hands a UDP_SEGMENT send to a
+    TAP with USO: the UDP length covers all of it, the checksum field holds
+    the pseudo-header sum only."""
+    length = 8 + len(data)
+    partial = ~csum(pseudo(src, dst, 17, length)) & 0xFFFF
+    return eth(ip4(struct.pack("!HHHH", sport, dport, length, partial) + data, 17, dst, src=src))
+
+
 def tcp(dst: str, sport: int, dport: int, seq: int, ack: int, flags: str, data=b"",
         wnd=65535, options=b"") -> bytes:
     bits = sum({"F": 1, "S": 2, "R": 4, "P": 8, "A": 16}[f] for f in flags)
@@ -90,7 +101,8 @@ def arp_request(tpa: str) -> bytes:
     return eth(body, ethertype=0x0806, dst=b"\xff" * 6)
 
 
-KNOB_SOCKET_ERR, KNOB_ACCEPT_ERR, KNOB_EPOLL_ERR = 0, 8, 9
+KNOB_SOCKET_ERR, KNOB_ACCEPT_ERR, KNOB_EPOLL_ERR, KNOB_UDP_OFFLOAD = 0, 8, 9, 12
+UDP_OFF_NO_SEGMENT, UDP_OFF_NO_GRO, UDP_OFF_SEGMENT_EINVAL, UDP_OFF_SEGMENT_EIO = 1, 2, 4, 8
 ERRNO_EMFILE, ERRNO_ENFILE = 6, 7  # indexes into fake_sys.c's fake_errnos[]
 BUDGET_9, FD_LIMIT_8 = 5, 2  # indexes into harness_budgets[] and harness_fd_limits[]
 
@@ -104,6 +116,12 @@ class Seed:
 
     def frame(self, f: bytes, poll=True):
         self.b += bytes([OP_FRAME]) + struct.pack("!H", len(f)) + f
+        if poll:
+            self.poll()
+        return self
+
+    def vnet_frame(self, what: int, gso_size: int, f: bytes, poll=True):
+        self.b += bytes([OP_VNET_FRAME, what]) + struct.pack("!HH", gso_size, len(f)) + f
         if poll:
             self.poll()
         return self
@@ -284,6 +302,38 @@ def scenarios(binary: str) -> dict[str, Seed]:
     return out
 
 
+def udp_scenarios(out: dict):
+    """UDP segmentation both ways, and the fallbacks of kernels that lack it."""
+    gso = VNET_CSUM | VNET_UDP_L4
+    body = bytes(range(256)) * 14  # 3584 bytes
+    s = Seed(config=1).vnet_frame(gso, 1000, udp_super(GW4, 40000, 9, body))
+    s.vnet_frame(gso, 30, udp_super(GW4, 40000, 9, body[:3000]))          # 100 segments: cut here
+    s.vnet_frame(gso, 1000, udp_super(GW4, 40000, 9, body[:1000]))        # a lie: one segment
+    for _ in range(3):                                                      # a run, merged
+        s.frame(udp(GW4, 40000, 9, body[:500]), poll=False)
+    s.frame(udp(GW4, 40000, 9, body[:120]))
+    s.dgram(body[:700], origin=0x80 | 18 << 2)                              # GRO'd, gso 667
+    for _ in range(4):                                                      # a run from the host
+        s.op(OP_DGRAM, 0, 0, *struct.pack("!H", 300)).op(*body[:300])
+    out["udp-gso"] = s.poll().time(3, 2).poll()
+
+    s = Seed(config=1).op(OP_KNOB, KNOB_UDP_OFFLOAD, UDP_OFF_SEGMENT_EINVAL)
+    s.vnet_frame(gso, 1000, udp_super(GW4, 40001, 9, body))                # refused: cut here
+    s.op(OP_KNOB, KNOB_UDP_OFFLOAD, UDP_OFF_SEGMENT_EIO)
+    for _ in range(3):
+        s.frame(udp(GW4, 40001, 9, body[:400]), poll=False)
+    out["udp-gso-refused"] = s.poll()
+
+    s = Seed(config=1, mtu_index=2).op(OP_KNOB, KNOB_UDP_OFFLOAD, UDP_OFF_NO_SEGMENT | UDP_OFF_NO_GRO)
+    s.frame(udp(GW4, 40002, 9, body[:200])).dgram(body[:1500], origin=0x80 | 8 << 2)
+    out["udp-old-kernel"] = s.vnet_frame(gso, 500, udp_super(GW4, 40002, 9, body[:1500]))
+
+    s = Seed(config=1 | 128).frame(udp(GW4, 40003, 9, b"x"))                # TAP without USO
+    s.vnet_frame(gso, 1000, udp_super(GW4, 40003, 9, body))
+    s.dgram(body[:1500], origin=0x80 | 8 << 2)
+    out["udp-tap-no-uso"] = s
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--capture", help="directory of frames captured from the frame tests")
@@ -293,6 +343,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
 
     seeds = scenarios(args.binary)
+    udp_scenarios(seeds)
     if args.capture:
         for name in sorted(os.listdir(args.capture)):
             data = open(os.path.join(args.capture, name), "rb").read()
