@@ -168,8 +168,9 @@ class Daemon:
     # the host's loopback address: where the servers listen
     loopback = "127.0.0.1"
 
-    def __init__(self, binary: str, guest: Guest, mtu: int, workdir: Path):
+    def __init__(self, binary: str, guest: Guest, mtu: int, workdir: Path, env: dict | None = None):
         self.binary = binary
+        self.env = env or {}
         self.guest = guest
         self.mtu = mtu
         self.workdir = workdir
@@ -180,9 +181,11 @@ class Daemon:
 
     def _spawn(self, argv: list[str], pass_fds=()) -> subprocess.Popen:
         """Start argv as the plain user, stderr and stdout into stderr_path."""
+        kw = as_user(self.guest.user)
+        kw["env"].update(self.env)
         with open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         pass_fds=pass_fds, **as_user(self.guest.user))
+                                         pass_fds=pass_fds, **kw)
         return self.proc
 
     def stderr_tail(self) -> str:
@@ -252,13 +255,21 @@ class SlirpCompatible(Daemon):
         return ""
 
     def _add_hostfwd(self, api: Path):
-        """add_hostfwd loopback:FWD_HOST_PORT -> guest FWD_GUEST_PORT over the API socket."""
+        """add_hostfwd loopback:FWD_HOST_PORT -> guest FWD_GUEST_PORT over the API socket,
+        TCP and UDP (iperf3 -u's control connection is TCP on the same port)."""
         try:
             guest_addr = self.guest_address()
         except ToolError as e:
             self.forward_error = str(e)
             return
-        request = {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": self.loopback,
+        for proto in ("tcp", "udp"):
+            self._add_one_hostfwd(api, proto, guest_addr)
+            if self.forward_error:
+                return
+
+    def _add_one_hostfwd(self, api: Path, proto: str, guest_addr: str):
+        """One add_hostfwd request; a failure goes to forward_error."""
+        request = {"execute": "add_hostfwd", "arguments": {"proto": proto, "host_addr": self.loopback,
                                                            "host_port": FWD_HOST_PORT, "guest_addr": guest_addr,
                                                            "guest_port": FWD_GUEST_PORT}}
         try:
@@ -291,7 +302,8 @@ class Slirpd(SlirpCompatible):
             usage = subprocess.run([self.binary, "--help"], capture_output=True, text=True, timeout=10).stdout
         except subprocess.TimeoutExpired:
             return []
-        return [f"--publish={FWD_HOST_PORT}:{FWD_GUEST_PORT}"] if "--publish" in usage else []
+        return ([f"--publish={FWD_HOST_PORT}:{FWD_GUEST_PORT}", f"--publish={FWD_HOST_PORT}:{FWD_GUEST_PORT}/udp"]
+                if "--publish" in usage else [])
 
 
 class V6:
@@ -321,10 +333,11 @@ class Pasta(Daemon):
     name = "pasta"
 
     def start(self):
-        """Start in the foreground with only our one TCP forward; ready once the
+        """Start in the foreground with only our one TCP and UDP forward; ready once the
         guest has a default route and the host port listens."""
         self._spawn([self.binary, "--foreground", "--config-net", "--mtu", str(self.mtu), "--ipv4-only",
-                     "-t", f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}", "-u", "none", "-T", "none", "-U", "none",
+                     "-t", f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}",
+                     "-u", f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}", "-T", "none", "-U", "none",
                      str(self.guest.pid)])
         try:
             wait_until(lambda: not self.alive() or listening(os.getpid(), FWD_HOST_PORT), START_TIMEOUT,
