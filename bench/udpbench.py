@@ -121,7 +121,8 @@ def run_once(binary: str, mtu: int, direction: str, seconds: float, rate: str, u
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--venv", action="append", default=[],
-                   help="a venv whose bin/slirpd to measure (repeat for A/B); 'loopback' for the baseline")
+                   help="a venv whose bin/slirpd to measure (repeat for A/B), VENV@NAME=VALUE,... for one "
+                   "with variables of its own; 'loopback' for the baseline")
     p.add_argument("--mtu", type=int, default=1500)
     p.add_argument("--dir", default="g2h,h2g", help="comma-separated: g2h, h2g, fwd")
     p.add_argument("--seconds", type=float, default=5)
@@ -138,10 +139,11 @@ def main():
     for direction in args.dir.split(","):
         for run in range(args.runs):
             for venv in venvs:  # alternating, so that a change of load hits both
-                binary = None if venv == "loopback" else str(Path(venv) / "bin" / "slirpd")
+                path, _, own = venv.partition("@")
+                binary = None if path == "loopback" else str(Path(path) / "bin" / "slirpd")
+                env = dict(e.split("=", 1) for e in [*args.env, *filter(None, own.split(","))])
                 try:
-                    r = run_once(binary, args.mtu, direction, args.seconds, args.rate, user,
-                                 dict(e.split("=", 1) for e in args.env))
+                    r = run_once(binary, args.mtu, direction, args.seconds, args.rate, user, env)
                     line = f"delivered {r['delivered']:.3f} Gbit/s (sent {r['sent']:.3f}, loss {r['loss']:.1f}%)"
                     results.setdefault((direction, venv), []).append(r["delivered"])
                 except (RunError, ToolError) as e:

@@ -31,15 +31,18 @@
  * The header is read and written here only; the rest of the data plane sees
  * struct tap_offload.
  *
- * tap_init() also asks the kernel (TUNSETOFFLOAD) for TUN_F_CSUM, TUN_F_TSO4
- * and TUN_F_TSO6: the guest's interface then claims checksum and TCP
- * segmentation offload, and its kernel hands us TCP and UDP with only the
- * pseudo-header sum in the checksum field (VIRTIO_NET_HDR_F_NEEDS_CSUM), and
- * TCP in segments of up to 64 KiB whatever the MTU (guest to host at MTU
- * 1500: 16 Gbit/s against 4.6 without).  Large segments fill a slow host
- * reader's socket in a few frames, so the window often closes: a window
- * update that tcp.c fails to send once the socket drains leaves the guest
- * waiting for its zero-window probe, 200 ms and more (tcp_wnd_update()).
+ * tap_init() also asks the kernel (TUNSETOFFLOAD) for TUN_F_CSUM, TUN_F_TSO4,
+ * TUN_F_TSO6 and, since Linux 6.2, TUN_F_USO4 and TUN_F_USO6 (dp->uso; a
+ * kernel that refuses them gets the request again without USO): the guest's
+ * interface then claims checksum, TCP and UDP segmentation offload, and its
+ * kernel hands us TCP and UDP with only the pseudo-header sum in the
+ * checksum field (VIRTIO_NET_HDR_F_NEEDS_CSUM), TCP in segments of up to 64
+ * KiB whatever the MTU (guest to host at MTU 1500: 16 Gbit/s against 4.6
+ * without), and a UDP_SEGMENT send as one super-datagram (GSO_UDP_L4) that
+ * udp.c sends on with UDP_SEGMENT.  Large segments fill a slow host reader's
+ * socket in a few frames, so the window often closes: a window update that
+ * tcp.c fails to send once the socket drains leaves the guest waiting for
+ * its zero-window probe, 200 ms and more (tcp_wnd_update()).
  *
  * Headers are checked as if the guest could send anything, GSO included:
  * every field comes from the guest and is checked in tap_rx_frame() before
@@ -49,31 +52,42 @@
  *   NEEDS_CSUM whose csum_start and csum_offset put the checksum field
  *   outside the Ethernet payload.
  * - drop_vnet_gso: a gso_type other than none, TCPV4 or TCPV6 (with or
- *   without the ECN bit), the ECN bit alone, a GSO frame without NEEDS_CSUM,
- *   a gso_size of 0 or not below the frame length, an hdr_len beyond the
- *   frame, a TCPV4 frame that is not IPv4 carrying TCP (or TCPV6 not IPv6
- *   with TCP as its first next header); and, from tap_rx_l4_csum(), a GSO
- *   frame whose csum_start is not the TCP header the IP layer found.
+ *   without the ECN bit) or UDP_L4 (without it, and only with USO
+ *   negotiated), the ECN bit alone, a GSO frame without NEEDS_CSUM, a
+ *   gso_size of 0 or not below the frame length, an hdr_len beyond the
+ *   frame, a TCPV4 frame that is not IPv4 carrying TCP (TCPV6: IPv6 with TCP
+ *   as its first next header; UDP_L4: either, carrying UDP), an IPv4 GSO
+ *   frame that is a fragment; from tap_rx_l4_csum(), a GSO frame whose
+ *   csum_start and csum_offset are not the checksum of the TCP or UDP header
+ *   the IP layer found; and from udp.c (udp_gso_sound()), a UDP
+ *   super-datagram whose UDP length is not its IP payload, whose payload is
+ *   not more than one gso_size, holds more than DP_UDP_GSO_SEGS_IN
+ *   datagrams, or whose gso_size with the headers exceeds the MTU.
  *
- * The segment sizes a GSO header gives are not used: we are the segment's
- * destination, and TCP (tcp.c) takes the large segment as one.  The partial
- * checksum is accepted, unverified, only where it belongs:
- * tap_rx_l4_csum() says so for the TCP or UDP checksum field that
+ * The segment sizes a TCP GSO header gives are not used: we are the
+ * segment's destination, and TCP (tcp.c) takes the large segment as one.  A
+ * UDP super-datagram's are: they are the datagrams the guest's application
+ * sent.  The partial checksum is accepted, unverified, only where it
+ * belongs: tap_rx_l4_csum() says so for the TCP or UDP checksum field that
  * csum_start and csum_offset point at exactly; every other checksum is
  * verified as without offloads.  VIRTIO_NET_HDR_F_DATA_VALID is ignored:
  * the checksum is verified anyway.
  *
- * Towards the guest, tap_tx_csum_partial() and tap_tx_gso_tcp() describe the
- * frame being built; tap_tx_commit() writes its header (all zero for a plain
- * frame).  tcp.c sends data as segments of up to a whole IP datagram with a
- * GSO header (gso_size the guest's MSS) and leaves the checksum to the guest's
- * kernel, which needs none for local delivery (measured with iperf3 at MTU
- * 1500, host to guest: 9.5-10.5 Gbit/s, against 8.3-8.8 with full checksums
- * computed here).  Without cfg->vnet_hdr (a TAP opened without it, or a BESS
- * peer) there are no headers and no offloads, and tcp.c cuts its segments to
- * the MSS.  A descriptor that is not a TAP (TUNSETVNETHDRSZ fails with
- * ENOTTY: a test's socket pair) may still carry headers, without offloads
- * negotiated.
+ * Towards the guest, tap_tx_csum_partial(), tap_tx_gso_tcp() and
+ * tap_tx_gso_udp() describe the frame being built; tap_tx_commit() writes
+ * its header (all zero for a plain frame).  tcp.c sends data as segments of
+ * up to a whole IP datagram with a GSO header (gso_size the guest's MSS) and
+ * leaves the checksum to the guest's kernel, which needs none for local
+ * delivery (measured with iperf3 at MTU 1500, host to guest: 9.5-10.5
+ * Gbit/s, against 8.3-8.8 with full checksums computed here); udp.c leaves
+ * the checksum of every datagram that fits one frame to it too, and with
+ * USO sends a run of host datagrams of one size as one GSO_UDP_L4 frame.
+ * Without cfg->vnet_hdr (a TAP opened without it, or a BESS peer) there are
+ * no headers and no offloads, tcp.c cuts its segments to the MSS and udp.c
+ * sends one checksummed frame per datagram.  A descriptor that is not a TAP
+ * (TUNSETVNETHDRSZ fails with ENOTTY: a test's socket pair) may still carry
+ * headers, without offloads negotiated; its peer is taken to speak all of
+ * them, USO included (cfg.offloads_off can say otherwise).
  *
  * Capture
  * -------
@@ -85,6 +99,7 @@
  * Each buffer holds DP_FRAME_MAX bytes: a header, an Ethernet header, a VLAN
  * tag and the largest IP datagram.  Memory is allocated once, in tap_init():
  * DP_RX_RING + DP_TX_RING buffers, about 8 MiB with the default limits.
+ * A GSO frame, either way, is one buffer: up to 64 KiB of IP packet.
  *
  * A TAP reports that its interface was deleted (namespace gone) with read()
  * returning 0 or failing with EIO, EBADFD or ENXIO: the batch then ends with

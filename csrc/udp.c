@@ -6,13 +6,20 @@
  * sends from is a flow (flow.c) with its own *connected* host UDP socket:
  *
  * - guest to host: udp_input() checks the datagram (header, length, checksum),
- *   finds its flow or opens one, and send()s the payload on the flow's socket.
- *   A new flow asks fwd.c where the remote address leads: the gateway to the
- *   host's 127.0.0.1, the DNS address's port 53 to the host's nameserver,
- *   anything else to itself.  A destination the guest may not reach is a
- *   counted drop (drop_unreachable), answered with an ICMP port unreachable
- *   from our own addresses or host unreachable from the gateway otherwise, so
- *   that the guest's application fails at once instead of timing out.
+ *   finds its flow or opens one, and holds it for the flow's socket
+ *   (udp_queue(): a list per flow through struct udp_ctx, O(1) per datagram)
+ *   until the receive batch ends, as tcp.c holds segments.  udp_batch_end()
+ *   then sends each flow's datagrams, in order, with one sendmmsg()
+ *   (udp_flow_send()): consecutive datagrams of one size, the last of a run
+ *   possibly shorter, become one message with UDP_SEGMENT that the kernel
+ *   cuts back into exactly those datagrams; every other datagram is a message
+ *   of its own.  A new flow asks fwd.c where the remote address leads: the
+ *   gateway to the host's 127.0.0.1, the DNS address's port 53 to the host's
+ *   nameserver, anything else to itself.  A destination the guest may not
+ *   reach is a counted drop (drop_unreachable), answered with an ICMP port
+ *   unreachable from our own addresses or host unreachable from the gateway
+ *   otherwise, so that the guest's application fails at once instead of
+ *   timing out.
  * - host to guest: the socket is connected, so the kernel only delivers
  *   datagrams from the address and port we connected to.  They go back to the
  *   guest from the remote address and port *as the guest wrote them* (the
@@ -20,8 +27,33 @@
  *   nameserver's from the DNS address.  udp_sock_event() reads up to
  *   DP_UDP_RECV_BATCH datagrams per recvmmsg(), DP_UDP_RECV_ROUNDS times per
  *   event, into buffers with room for a UDP header in front of the payload,
- *   writes the header there, and hands the packet to ip_tx_l4(), which
- *   fragments it to the guest's MTU when it is larger.
+ *   and udp_tx_read() sends them on: a datagram that fits the MTU is built in
+ *   one frame (with virtio-net headers its checksum left to the guest's
+ *   kernel, udp_tx_partial()), a larger one goes to ip_tx_l4(), which
+ *   fragments it to the guest's MTU.
+ * - UDP segmentation: where the kernel has it, a UDP socket sends a buffer
+ *   of equal-size datagrams as one (UDP_SEGMENT, Linux 4.18) and receives
+ *   what GRO coalesced as one buffer with its size (UDP_GRO, 5.0); a TAP
+ *   with TUN_F_USO4/6 (6.2) carries such a buffer as one frame with a
+ *   VIRTIO_NET_HDR_GSO_UDP_L4 header, both ways (tap.c).  So:
+ *   a guest's UDP_SEGMENT send reaches us as one super-datagram, whose
+ *   header tap.c checked and udp_gso_sound() checks against the packet, and
+ *   leaves as one UDP_SEGMENT message; a buffer our socket got from UDP_GRO
+ *   goes to the guest as one GSO frame with the same gso_size
+ *   (udp_tx_gro()); and a run of datagrams of one size in one read is
+ *   coalesced into one GSO frame here (udp_tx_run()), what GRO would have
+ *   made of them: one TAP write for up to DP_UDP_GSO_SEGS datagrams.  The
+ *   guest's kernel cuts a GSO frame at its gso_size before delivering it to
+ *   a socket without UDP_GRO.
+ * - fallbacks: a TAP without USO (older kernels refuse it, a BESS peer or a
+ *   TAP without virtio-net headers has none) gets one frame per datagram,
+ *   GRO'd buffers cut here; a kernel that does not know UDP_SEGMENT
+ *   (udp_gso_probe(): getsockopt() fails) gets one message per datagram; a
+ *   UDP_SEGMENT message the kernel refuses (EINVAL: a path MTU below the
+ *   size, more segments than it takes; EIO: a device without checksum
+ *   offload) is sent again cut here, one message per datagram, and the flow
+ *   sends no more UDP_SEGMENT (udp_flow.no_gso); UDP_GRO refused once is not
+ *   asked for again.  cfg.offloads_off turns each off for tests.
  * - errors: the sockets have IP_RECVERR (IPV6_RECVERR) set.  When the host
  *   answers one of our datagrams with an ICMP destination unreachable (nobody
  *   listens on that port...), the error queue says which, epoll says
@@ -39,8 +71,9 @@
  *   addresses of the guest's family stay themselves) and counted in the forward's
  *   @connections.  Such a flow has no socket of its own (@sock is -1):
  *   struct udp_flow holds the forward's socket and the client's real
- *   address, and the guest's replies leave with sendto() through the
- *   forward's socket, so the client hears them from the port it sent to.
+ *   address, and the guest's replies leave through the forward's socket
+ *   (sendmmsg() with the client's address, held and batched like any guest
+ *   datagram), so the client hears them from the port it sent to.
  *   Nothing here closes that socket; when the forward is removed,
  *   udp_fwd_forget() frees its flows before Python closes it.
  * - life: a flow lives while datagrams pass in either direction and is closed
@@ -53,7 +86,9 @@
  *   the last activity when it fires, so traffic does not touch the timer.
  *
  * Checksums: a guest datagram with a wrong checksum is dropped; a zero
- * checksum means "none" for IPv4.  Ours are always computed.
+ * checksum means "none" for IPv4; a partial sum that the virtio-net header
+ * names (checksum offload) is not verified.  Ours are computed, or left
+ * partial to a guest with virtio-net headers for a datagram in one frame.
  *
  * Limits
  * ------
@@ -67,7 +102,16 @@
  * Datagrams up to 65507 bytes of payload both ways: receive buffers are
  * DP_UDP_RECV_BATCH of DP_UDP_BUF bytes, allocated once in udp_init(); a
  * larger host datagram (IPv6 jumbograms only) is dropped as
- * drop_udp_truncated.  Guest datagrams go out with one send() each.
+ * drop_udp_truncated.  DP_UDP_TX_BATCH guest datagrams are held at most
+ * (one per frame of a receive batch; a full batch is sent first); a held
+ * datagram points into the receive ring, and one outside it (reassembled)
+ * is sent at once.  A GSO frame or UDP_SEGMENT message we build holds at
+ * most DP_UDP_GSO_SEGS datagrams and DP_UDP_GSO_BYTES of payload; a guest's
+ * super-datagram at most DP_UDP_GSO_SEGS_IN (beyond DP_UDP_GSO_SEGS it is
+ * cut here), each of them fitting the guest's MTU.  A datagram the socket
+ * refuses (a full send buffer drops the rest of the flow's batch) is counted
+ * under drop_udp_send.  Every send loop makes progress at each call: a
+ * sendmmsg() either sends a message or its first message is dropped or cut.
  */
 
 #include <errno.h>
