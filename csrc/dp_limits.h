@@ -82,6 +82,10 @@
 #define DP_UDP_RECV_BATCH	32
 #define DP_UDP_BUF		65536
 #define DP_UDP_RECV_ROUNDS	4
+/* SO_RCVBUF asked for on a flow's socket (the kernel caps it at
+ * net.core.rmem_max, 208 KiB by default, and doubles that): while slirpd waits
+ * for the CPU a fast host sender is using, the socket is the only buffer */
+#define DP_UDP_SOCK_RCVBUF	(4 << 20)
 /* Guest datagrams held for their sockets until the end of a receive batch
  * (udp_batch_end(): one sendmmsg() per flow), one per frame of the batch */
 #define DP_UDP_TX_BATCH		DP_RX_RING

@@ -376,10 +376,10 @@ static void udp_gso_probe(struct dp *dp, int s)
 static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 				  size_t len, const struct flow_key *key)
 {
+	int s, one = 1, rcvbuf = DP_UDP_SOCK_RCVBUF;
 	struct sockaddr_storage sa;
 	socklen_t sa_len;
 	struct flow *f;
-	int s, one = 1;
 
 	if (fwd_guest_to_host(dp, &p->dst, key->remote_port, IPPROTO_UDP,
 			      &sa, &sa_len)) {
@@ -397,6 +397,9 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 
+	/* the kernel caps it at net.core.rmem_max (then doubles it): best
+	 * effort, ignored if refused */
+	setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (setsockopt(s, sa.ss_family == AF_INET ? SOL_IP : SOL_IPV6,
 		       sa.ss_family == AF_INET ? IP_RECVERR : IPV6_RECVERR,
 		       &one, sizeof(one)) ||
