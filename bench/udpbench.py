@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools import FWD_GUEST_PORT, FWD_HOST_PORT, Guest, Slirpd, ToolError, listening, plain_user
+from tools import FWD_GUEST_PORT, FWD_HOST_PORT, Guest, Pasta, Slirp4netns, Slirpd, ToolError, listening, plain_user
 
 IPERF_PORT = 5302
 DGRAM = 1400  # UDP payload bytes per datagram
@@ -91,8 +91,10 @@ def udp_iperf3(client: list[str], seconds: float, server_port: int, server=(), r
     return {"delivered": sent * (1 - loss / 100), "sent": sent, "loss": loss}
 
 
-def run_once(binary: str, mtu: int, direction: str, seconds: float, rate: str, user, env=None) -> dict:
-    """One run of direction through a fresh guest with binary attached; None binary: loopback."""
+def run_once(binary: str, mtu: int, direction: str, seconds: float, rate: str, user, env=None,
+             tool=Slirpd) -> dict:
+    """One run of direction through a fresh guest with binary (a tool of class
+    tool) attached; None binary: loopback."""
     if binary is None:
         client = ["-c", "127.0.0.1", "-p", str(IPERF_PORT)] + (["-R"] if direction == "h2g" else [])
         return udp_iperf3(client, seconds, IPERF_PORT, ["-B", "127.0.0.1"], rate)
@@ -101,7 +103,7 @@ def run_once(binary: str, mtu: int, direction: str, seconds: float, rate: str, u
     guest = daemon = None
     try:
         guest = Guest(user)
-        daemon = Slirpd(binary, guest, mtu, workdir, env)
+        daemon = tool(binary, guest, mtu, workdir, env)
         daemon.start()
         if direction == "fwd":
             if daemon.forward_error:
@@ -122,7 +124,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--venv", action="append", default=[],
                    help="a venv whose bin/slirpd to measure (repeat for A/B), VENV@NAME=VALUE,... for one "
-                   "with variables of its own; 'loopback' for the baseline")
+                   "with variables of its own; 'loopback' for the baseline; slirp4netns:BINARY or "
+                   "pasta:BINARY for a peer")
     p.add_argument("--mtu", type=int, default=1500)
     p.add_argument("--dir", default="g2h,h2g", help="comma-separated: g2h, h2g, fwd")
     p.add_argument("--seconds", type=float, default=5)
@@ -140,10 +143,13 @@ def main():
         for run in range(args.runs):
             for venv in venvs:  # alternating, so that a change of load hits both
                 path, _, own = venv.partition("@")
-                binary = None if path == "loopback" else str(Path(path) / "bin" / "slirpd")
+                tool, binary = Slirpd, None if path == "loopback" else str(Path(path) / "bin" / "slirpd")
+                if path.startswith(("slirp4netns:", "pasta:")):
+                    name, binary = path.split(":", 1)
+                    tool = Slirp4netns if name == "slirp4netns" else Pasta
                 env = dict(e.split("=", 1) for e in [*args.env, *filter(None, own.split(","))])
                 try:
-                    r = run_once(binary, args.mtu, direction, args.seconds, args.rate, user, env)
+                    r = run_once(binary, args.mtu, direction, args.seconds, args.rate, user, env, tool)
                     line = f"delivered {r['delivered']:.3f} Gbit/s (sent {r['sent']:.3f}, loss {r['loss']:.1f}%)"
                     results.setdefault((direction, venv), []).append(r["delivered"])
                 except (RunError, ToolError) as e:
