@@ -22,7 +22,6 @@ and the rest goes on.  Results: bench/results/latest.md and latest.png.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -32,12 +31,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import report
-from tools import FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, cpu_seconds, listening, plain_user, rss_mib
+from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, attached, cpu_seconds, plain_user,
+                   rss_mib, start_server, stop)
 from udpbench import RunError, udp_iperf3
 
 HERE = Path(__file__).resolve().parent
@@ -123,26 +122,6 @@ def run(argv: list[str], timeout: float, guest: Guest | None = None) -> str:
     if res.returncode != 0 and not res.stdout.strip():
         raise StepError(f"failed: {(res.stderr.strip().splitlines() or ['exit %d' % res.returncode])[-1]}")
     return res.stdout
-
-
-def start_server(argv: list[str], port: int, netns_pid: int, guest: Guest | None = None) -> subprocess.Popen:
-    """Start a server (in the guest if given) and wait until port listens."""
-    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    proc = guest.popen(argv, **kw) if guest else subprocess.Popen(argv, **kw)
-    deadline = time.monotonic() + 10
-    while not listening(netns_pid, port):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            stop(proc)
-            raise StepError(f"server {argv[0]} did not listen on {port}")
-        time.sleep(0.02)
-    return proc
-
-
-def stop(proc: subprocess.Popen):
-    """Kill a helper process and reap it."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
 
 
 def iperf3(client: list[str], seconds: float, server_port: int, server=(),
@@ -246,26 +225,6 @@ def split_latency(r: dict):
     lat = r.pop("lat")
     r["lat_p50"] = lat["median_us"] if isinstance(lat, dict) else lat
     r["lat_p99"] = lat["p99_us"] if isinstance(lat, dict) else lat
-
-
-@contextlib.contextmanager
-def attached(tool, binary: str, mtu: int, user):
-    """A fresh guest with tool (a tools.Daemon class) started on it; both are
-    stopped and their work directory removed on the way out."""
-    workdir = Path(tempfile.mkdtemp(prefix="slirpd-bench-", dir="/tmp"))
-    os.chown(workdir, user.pw_uid, user.pw_gid)
-    guest = daemon = None
-    try:
-        guest = Guest(user)
-        daemon = tool(binary, guest, mtu, workdir)
-        daemon.start()
-        yield daemon
-    finally:
-        if daemon:
-            daemon.stop()
-        if guest:
-            guest.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def measure_tool(name: str, binary: str, mtu: int, args, user) -> dict:

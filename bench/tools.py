@@ -13,13 +13,16 @@ that does not come up raises ToolError with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import select
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,6 +111,27 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise ToolError("no VmRSS")
+
+
+def start_server(argv: list[str], port: int, netns_pid: int, guest: "Guest | None" = None) -> subprocess.Popen:
+    """Start a server (in the guest if given) and wait until port listens in
+    the network namespace of netns_pid; ToolError if it does not."""
+    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = guest.popen(argv, **kw) if guest else subprocess.Popen(argv, **kw)
+    deadline = time.monotonic() + 10
+    while not listening(netns_pid, port):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop(proc)
+            raise ToolError(f"server {argv[0]} did not listen on {port}")
+        time.sleep(0.02)
+    return proc
+
+
+def stop(proc: subprocess.Popen):
+    """Kill a helper process and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
 
 
 class Guest:
@@ -351,3 +375,24 @@ class Pasta(Daemon):
 
 
 TOOLS = {cls.name: cls for cls in (Slirp4netns, Slirpd, Pasta, Slirp4netns6, Slirpd6)}
+
+
+@contextlib.contextmanager
+def attached(tool, binary: str, mtu: int, user, env: dict | None = None):
+    """A fresh guest with tool (a Daemon class) started on it, with env added
+    to the daemon's environment; both are stopped and their work directory
+    removed on the way out."""
+    workdir = Path(tempfile.mkdtemp(prefix="slirpd-bench-", dir="/tmp"))
+    os.chown(workdir, user.pw_uid, user.pw_gid)
+    guest = daemon = None
+    try:
+        guest = Guest(user)
+        daemon = tool(binary, guest, mtu, workdir, env)
+        daemon.start()
+        yield daemon
+    finally:
+        if daemon:
+            daemon.stop()
+        if guest:
+            guest.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from tools import FWD_GUEST_PORT, FWD_HOST_PORT, Guest, Pasta, Slirp4netns, Slirpd, ToolError, listening, plain_user
+from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, Guest, Pasta, Slirp4netns, Slirpd, ToolError, attached,
+                   plain_user, start_server, stop)
 
 IPERF_PORT = 5302
 DGRAM = 1400  # UDP payload bytes per datagram
@@ -40,25 +38,6 @@ class RunError(Exception):
     """One run failed: the message says why."""
 
 
-def _start_iperf3_server(port: int, server: list[str], guest: Guest | None) -> subprocess.Popen:
-    argv = ["iperf3", "-s", "-1", "-p", str(port), *server]
-    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    proc = guest.popen(argv, **kw) if guest else subprocess.Popen(argv, **kw)
-    deadline = time.monotonic() + 10
-    while not listening(guest.pid if guest else os.getpid(), port):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            _stop(proc)
-            raise RunError(f"iperf3 server did not listen on {port}")
-        time.sleep(0.02)
-    return proc
-
-
-def _stop(proc: subprocess.Popen):
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-
-
 def udp_iperf3(client: list[str], seconds: float, server_port: int, server=(), rate: str = "0",
                client_guest: Guest | None = None, server_guest: Guest | None = None) -> dict:
     """One iperf3 -u run: {"delivered": Gbit/s, "sent": Gbit/s, "loss": percent}.
@@ -66,7 +45,8 @@ def udp_iperf3(client: list[str], seconds: float, server_port: int, server=(), r
     client holds -c HOST -p PORT (and -R for the reverse direction); each side
     runs in its guest if one is given.  Raises RunError on failure.
     """
-    srv = _start_iperf3_server(server_port, list(server), server_guest)
+    srv = start_server(["iperf3", "-s", "-1", "-p", str(server_port), *server], server_port,
+                       server_guest.pid if server_guest else os.getpid(), server_guest)
     argv = ["iperf3", "-J", "-u", "-b", rate, "-l", str(DGRAM), "-t", f"{seconds:g}", *client]
     try:
         if client_guest:
@@ -76,7 +56,7 @@ def udp_iperf3(client: list[str], seconds: float, server_port: int, server=(), r
     except subprocess.TimeoutExpired:
         raise RunError(f"timeout ({seconds + GRACE:.0f}s)") from None
     finally:
-        _stop(srv)
+        stop(srv)
     try:
         result = json.loads(res.stdout)
     except ValueError:
@@ -98,26 +78,14 @@ def run_once(binary: str, mtu: int, direction: str, seconds: float, rate: str, u
     if binary is None:
         client = ["-c", "127.0.0.1", "-p", str(IPERF_PORT)] + (["-R"] if direction == "h2g" else [])
         return udp_iperf3(client, seconds, IPERF_PORT, ["-B", "127.0.0.1"], rate)
-    workdir = Path(tempfile.mkdtemp(prefix="slirpd-udpbench-", dir="/tmp"))
-    os.chown(workdir, user.pw_uid, user.pw_gid)
-    guest = daemon = None
-    try:
-        guest = Guest(user)
-        daemon = tool(binary, guest, mtu, workdir, env)
-        daemon.start()
+    with attached(tool, binary, mtu, user, env) as daemon:
         if direction == "fwd":
             if daemon.forward_error:
                 raise RunError(daemon.forward_error)
             return udp_iperf3(["-c", "127.0.0.1", "-p", str(FWD_HOST_PORT)], seconds, FWD_GUEST_PORT,
-                              rate=rate, server_guest=guest)
+                              rate=rate, server_guest=daemon.guest)
         client = ["-c", daemon.gateway, "-p", str(IPERF_PORT)] + (["-R"] if direction == "h2g" else [])
-        return udp_iperf3(client, seconds, IPERF_PORT, ["-B", "127.0.0.1"], rate, client_guest=guest)
-    finally:
-        if daemon:
-            daemon.stop()
-        if guest:
-            guest.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        return udp_iperf3(client, seconds, IPERF_PORT, ["-B", "127.0.0.1"], rate, client_guest=daemon.guest)
 
 
 def main():

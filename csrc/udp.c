@@ -612,15 +612,39 @@ static void udp_msg_add(struct udp_msgs *m, struct flow *f,
 }
 
 /**
+ * udp_sendmmsg() - one sendmmsg() of held datagrams, again after EINTR
+ * @fd:		socket
+ * @mm:		messages
+ * @n:		how many, at least one
+ *
+ * Return: messages sent (more than 0), 0 if the socket is full (EAGAIN,
+ *	   ENOBUFS: what is left is dropped), or -1 if it refused the first
+ *	   message (errno says why; the others may still go)
+ */
+static int udp_sendmmsg(int fd, struct mmsghdr *mm, unsigned n)
+{
+	int rc;
+
+	do
+		rc = sendmmsg(fd, mm, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (rc < 0 && errno == EINTR);
+
+	if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		       errno == ENOBUFS))
+		return 0;
+	return rc;
+}
+
+/**
  * udp_send_singles() - send datagrams one per message, dropping failures
  * @dp:		data plane
  * @fd:		socket
  * @mm:		messages, one datagram each
  * @n:		how many
  *
- * Each sendmmsg() either sends at least one message or refuses the first:
- * a full socket (EAGAIN, ENOBUFS) drops what is left, any other refusal that
- * one datagram, so every pass makes progress.
+ * Each udp_sendmmsg() either sends at least one message or refuses the
+ * first: a full socket drops what is left, any other refusal that one
+ * datagram, so every pass makes progress.
  */
 static void udp_send_singles(struct dp *dp, int fd, struct mmsghdr *mm,
 			     unsigned n)
@@ -628,22 +652,17 @@ static void udp_send_singles(struct dp *dp, int fd, struct mmsghdr *mm,
 	unsigned k = 0;
 
 	while (k < n) {
-		int rc = sendmmsg(fd, mm + k, n - k,
-				  MSG_DONTWAIT | MSG_NOSIGNAL);
+		int rc = udp_sendmmsg(fd, mm + k, n - k);
 
 		if (rc > 0) {
 			k += (unsigned)rc;
-			continue;
-		}
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc == 0 || errno == EAGAIN || errno == EWOULDBLOCK ||
-		    errno == ENOBUFS) {
+		} else if (!rc) {
 			DP_COUNT_N(dp, drop_udp_send, n - k);
 			return;
+		} else {
+			DP_COUNT(dp, drop_udp_send);
+			k++;
 		}
-		DP_COUNT(dp, drop_udp_send);
-		k++;
 	}
 }
 
@@ -710,8 +729,7 @@ static void udp_msgs_send(struct dp *dp, struct flow *f, struct udp_msgs *m)
 	unsigned k = 0, i;
 
 	while (k < m->n) {
-		int rc = sendmmsg(fd, m->mm + k, m->n - k,
-				  MSG_DONTWAIT | MSG_NOSIGNAL);
+		int rc = udp_sendmmsg(fd, m->mm + k, m->n - k);
 
 		if (rc > 0) {
 			for (i = k; i < k + (unsigned)rc; i++)
@@ -720,10 +738,7 @@ static void udp_msgs_send(struct dp *dp, struct flow *f, struct udp_msgs *m)
 			k += (unsigned)rc;
 			continue;
 		}
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc == 0 || errno == EAGAIN || errno == EWOULDBLOCK ||
-		    errno == ENOBUFS) {
+		if (!rc) {
 			for (i = k; i < m->n; i++)
 				DP_COUNT_N(dp, drop_udp_send, m->dgrams[i]);
 			break;
