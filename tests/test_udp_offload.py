@@ -602,3 +602,33 @@ def test_zero_and_max_datagrams_guest(guest, start_slirpd, mtu, case):
     assert {0, 1, 65507} <= set(seen)
     c = d.counters()
     assert c["drop_udp_send"] == 0 and c["drop_udp_truncated"] == 0 and c["drop_vnet_gso"] == 0, c
+
+
+# --- IPv6 ----------------------------------------------------------------------
+
+def test_guest_gso_ipv6_cut_at_gso_size():
+    """The same over IPv6: a GSO_UDP_L4 super-datagram (the checksum offload
+    at the UDP header after the 40-byte IPv6 header) from the guest to the
+    gateway's fd00::2 reaches a server on the host's ::1 cut at gso_size."""
+    from test_ipv6 import GUEST6, GW6, V6_CFG, frame6, ip6
+
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    srv.bind(("::1", 0))
+    srv.settimeout(5)
+    lk = Link("pair", vnet_hdr=True, cfg_over=V6_CFG)
+    try:
+        payload = pattern(5 * 1200 + 7, 3)
+        length = 8 + len(payload)
+        pseudo = (ipaddress.IPv6Address(GUEST6).packed + ipaddress.IPv6Address(GW6).packed
+                  + struct.pack("!IxxxB", length, UDP))
+        seg = struct.pack("!HHHH", 40400, srv.getsockname()[1], length, ~inet_csum(pseudo) & 0xFFFF) + payload
+        lk.send(frame6(ip6(seg, UDP)), gso_hdr(1200, hdr_len=14 + 40 + 8, csum_start=14 + 40))
+        lk.pump(1)
+        got = [srv.recvfrom(70000)[0] for _ in range(6)]
+        assert got == [payload[i:i + 1200] for i in range(0, len(payload), 1200)]
+        c = lk.dp.counters()
+        assert c["udp_gso_in"] == 1 and c["udp_gso_sent"] == 1, c
+        assert not {k: v for k, v in c.items() if k.startswith("drop_") and v}
+    finally:
+        lk.close()
+        srv.close()
