@@ -101,7 +101,7 @@ def arp_request(tpa: str) -> bytes:
     return eth(body, ethertype=0x0806, dst=b"\xff" * 6)
 
 
-KNOB_SOCKET_ERR, KNOB_ACCEPT_ERR, KNOB_EPOLL_ERR, KNOB_UDP_OFFLOAD = 0, 8, 9, 12
+KNOB_SOCKET_ERR, KNOB_DGRAM_SEND_ERR, KNOB_ACCEPT_ERR, KNOB_EPOLL_ERR, KNOB_UDP_OFFLOAD = 0, 4, 8, 9, 12
 UDP_OFF_NO_SEGMENT, UDP_OFF_NO_GRO, UDP_OFF_SEGMENT_EINVAL, UDP_OFF_SEGMENT_EIO = 1, 2, 4, 8
 ERRNO_EMFILE, ERRNO_ENFILE = 6, 7  # indexes into fake_sys.c's fake_errnos[]
 BUDGET_9, FD_LIMIT_8 = 5, 2  # indexes into harness_budgets[] and harness_fd_limits[]
@@ -327,6 +327,26 @@ def udp_scenarios(out: dict):
     s = Seed(config=1, mtu_index=2).op(OP_KNOB, KNOB_UDP_OFFLOAD, UDP_OFF_NO_SEGMENT | UDP_OFF_NO_GRO)
     s.frame(udp(GW4, 40002, 9, body[:200])).dgram(body[:1500], origin=0x80 | 8 << 2)
     out["udp-old-kernel"] = s.vnet_frame(gso, 500, udp_super(GW4, 40002, 9, body[:1500]))
+
+    # a guest's replies to a forward's client, batched: sendmmsg() with the
+    # client's address (forward 2 again on guest port 5352, an IPv4 listener)
+    s = Seed(config=1).frame(arp_request(GW4)).op(OP_FWD, 3, OP_FWD, 2, *struct.pack("!H", 5352))
+    s.dgram(b"query", sel=0xff, origin=1)
+    for _ in range(3):
+        s.frame(udp("198.51.100.7", 5352, 1281, body[:600]), poll=False)
+    s.frame(udp("198.51.100.7", 5352, 1281, body[:100]))
+    # a full socket in the middle of a batch, then a reassembled datagram
+    s.op(OP_KNOB, KNOB_DGRAM_SEND_ERR, 1)
+    for _ in range(3):
+        s.frame(udp(GW4, 40004, 9, body[:800]), poll=False)
+    s.frame(udp(GW4, 40004, 9, body[:90])).op(OP_KNOB, KNOB_DGRAM_SEND_ERR, 0)
+    dgram = udp(GW4, 40005, 9, body[:2000])[14 + 20:]
+    s.frame(eth(ip4(dgram[:1480], 17, GW4, ident=9, frag=0x2000)), poll=False)
+    s.frame(eth(ip4(dgram[1480:], 17, GW4, ident=9, frag=1480 // 8)))
+    # a run from the host whose last datagram is shorter
+    s.op(OP_DGRAM, 0, 0, *struct.pack("!H", 400)).op(*body[:400])
+    s.op(OP_DGRAM, 0, 0, *struct.pack("!H", 400)).op(*body[:400])
+    out["udp-fwd-batch"] = s.dgram(body[:150])
 
     s = Seed(config=1 | 128).frame(udp(GW4, 40003, 9, b"x"))                # TAP without USO
     s.vnet_frame(gso, 1000, udp_super(GW4, 40003, 9, body))
