@@ -160,16 +160,15 @@ int tap_init(struct dp *dp)
 		return -1;
 
 	if (dp->cfg.vnet_hdr) {
-		int sz = DP_VNET_HDR_LEN;
-
-		/* Not a TAP (a test's socket pair): its peer must speak
-		 * DP_VNET_HDR_LEN byte headers, and no offload is negotiated */
 		bool no_uso = dp->cfg.offloads_off & DP_OFFLOAD_NO_USO;
+		int sz = DP_VNET_HDR_LEN;
 
 		if (ioctl(dp->tap_fd, TUNSETVNETHDRSZ, &sz) < 0) {
 			if (errno != ENOTTY)
 				return -1;
-			/* such a peer is taken to speak every header */
+			/* Not a TAP (a test's socket pair): its peer must speak
+			 * DP_VNET_HDR_LEN byte headers, no offload is
+			 * negotiated, and it is taken to speak every header */
 			dp->uso = !no_uso;
 		} else if (!no_uso &&
 			   !ioctl(dp->tap_fd, TUNSETOFFLOAD,
