@@ -5,7 +5,8 @@ traffic leaves it).  For each MTU and each tool that runs, a fresh guest
 namespace is made as the plain user, the tool is attached, and from inside the
 guest we run iperf3 towards the host (both directions, through the gateway
 address) and from the host through a forwarded port, each --repeat times (the
-table shows the median); then bench/tcpbench.py
+table shows the median), TCP and then UDP (bench/udpbench.py: 1400-byte
+datagrams, delivered at -b 0 and loss at 1 Gbit/s offered); then bench/tcpbench.py
 measures 1-byte request/response latency, short connections per second and
 holds 1,000 connections open.  pasta and slirpd-pasta (slirpd run as pasta,
 through a link of that name) get pasta's argv, and also the time from exec
@@ -26,7 +27,6 @@ and the rest goes on.  Results: bench/results/latest.md and latest.png.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -36,13 +36,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import report
 import startup
-from tools import FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, cpu_seconds, listening, plain_user, rss_mib
+from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, attached, cpu_seconds, listening,
+                   plain_user, rss_mib, start_server, stop)
+from udpbench import RunError, udp_iperf3
 
 HERE = Path(__file__).resolve().parent
 TCPBENCH = str(HERE / "tcpbench.py")
@@ -144,26 +145,6 @@ def run(argv: list[str], timeout: float, guest: Guest | None = None) -> str:
     return res.stdout
 
 
-def start_server(argv: list[str], port: int, netns_pid: int, guest: Guest | None = None) -> subprocess.Popen:
-    """Start a server (in the guest if given) and wait until port listens."""
-    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    proc = guest.popen(argv, **kw) if guest else subprocess.Popen(argv, **kw)
-    deadline = time.monotonic() + 10
-    while not listening(netns_pid, port):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            stop(proc)
-            raise StepError(f"server {argv[0]} did not listen on {port}")
-        time.sleep(0.02)
-    return proc
-
-
-def stop(proc: subprocess.Popen):
-    """Kill a helper process and reap it."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-
-
 def iperf3(client: list[str], seconds: float, server_port: int, server=(),
            client_guest: Guest | None = None, server_guest: Guest | None = None) -> tuple[float, int]:
     """One iperf3 run (each side in a guest if given): (Gbit/s received, bytes received)."""
@@ -211,7 +192,7 @@ def attempt(results: dict, key: str, func, daemon=None):
     """results[key] = func(), or the reason it failed (also when the daemon died)."""
     try:
         results[key] = func()
-    except (StepError, ToolError) as e:
+    except (StepError, ToolError, RunError) as e:
         results[key] = str(e)
     except (ValueError, KeyError) as e:
         results[key] = f"bad output: {e!r}"
@@ -227,12 +208,32 @@ def measure_loopback(args) -> dict:
     attempt(r, "h2g", lambda: median_of(args.repeat,
                                         lambda: iperf3([*client, "-R"], args.seconds, IPERF_PORT, server)[0]))
     r["fwd"] = r["g2h"]
+    measure_udp(r, args, client, [*client, "-R"], None, IPERF_PORT, server)
+    r["udp_fwd"] = r["udp_g2h"]
     py = sys.executable
     attempt(r, "lat", lambda: tcpbench(py, "latency", "127.0.0.1", args.rr_count, 60))
     attempt(r, "conn_rate", lambda: tcpbench(py, "connrate", "127.0.0.1", args.conn_seconds,
                                               args.conn_seconds + GRACE)["per_sec"])
     split_latency(r)
     return r
+
+
+def measure_udp(r: dict, args, to_host: list[str], to_guest: list[str], guest: Guest | None, port: int,
+                server: list[str], daemon=None):
+    """The UDP rows both ways (iperf3 -u, 1400-byte datagrams): delivered at
+    -b 0 (median of args.repeat runs) and loss at 1 Gbit/s offered."""
+    def delivered(client):
+        return median_of(args.repeat, lambda: udp_iperf3(client, args.seconds, port, server,
+                                                           client_guest=guest)["delivered"])
+
+    def loss(client):
+        return median_of(args.repeat, lambda: udp_iperf3(client, args.seconds, port, server, rate="1G",
+                                                           client_guest=guest)["loss"])
+
+    attempt(r, "udp_g2h", lambda: delivered(to_host), daemon)
+    attempt(r, "udp_h2g", lambda: delivered(to_guest), daemon)
+    attempt(r, "udp_loss_g2h", lambda: loss(to_host), daemon)
+    attempt(r, "udp_loss_h2g", lambda: loss(to_guest), daemon)
 
 
 def median_of(runs: int, func) -> float:
@@ -245,26 +246,6 @@ def split_latency(r: dict):
     lat = r.pop("lat")
     r["lat_p50"] = lat["median_us"] if isinstance(lat, dict) else lat
     r["lat_p99"] = lat["p99_us"] if isinstance(lat, dict) else lat
-
-
-@contextlib.contextmanager
-def attached(tool, binary: str, mtu: int, user):
-    """A fresh guest with tool (a tools.Daemon class) started on it; both are
-    stopped and their work directory removed on the way out."""
-    workdir = Path(tempfile.mkdtemp(prefix="slirpd-bench-", dir="/tmp"))
-    os.chown(workdir, user.pw_uid, user.pw_gid)
-    guest = daemon = None
-    try:
-        guest = Guest(user)
-        daemon = tool(binary, guest, mtu, workdir)
-        daemon.start()
-        yield daemon
-    finally:
-        if daemon:
-            daemon.stop()
-        if guest:
-            guest.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def measure_tool(name: str, binary: str, mtu: int, args, user) -> dict:
@@ -311,6 +292,13 @@ def measure_daemon(daemon, args) -> dict:
         attempt(r, "fwd", lambda: counted(lambda: iperf3(to_fwd, args.seconds, FWD_GUEST_PORT, server_guest=guest)),
                 daemon)
     r["cpu_per_gib"] = cpu / (moved / GiB) if moved else "no data moved"
+    measure_udp(r, args, to_host, [*to_host, "-R"], guest, IPERF_PORT, lo, daemon)
+    if daemon.forward_error:
+        r["udp_fwd"] = daemon.forward_error
+    else:
+        attempt(r, "udp_fwd", lambda: median_of(args.repeat, lambda: udp_iperf3(
+            ["-c", daemon.loopback, "-p", str(FWD_HOST_PORT)], args.seconds, FWD_GUEST_PORT,
+            server_guest=guest)["delivered"]), daemon)
     attempt(r, "lat", lambda: tcpbench(python, "latency", gw, args.rr_count, 60, guest), daemon)
     attempt(r, "conn_rate", lambda: tcpbench(python, "connrate", gw, args.conn_seconds,
                                               args.conn_seconds + GRACE, guest)["per_sec"], daemon)

@@ -14,6 +14,11 @@ METRICS = [
     ("g2h", "iperf3 guest→host (gateway)", "Gbit/s", "{:.2f}"),
     ("h2g", "iperf3 host→guest (gateway, -R)", "Gbit/s", "{:.2f}"),
     ("fwd", "iperf3 host→guest (forwarded port)", "Gbit/s", "{:.2f}"),
+    ("udp_g2h", "UDP delivered guest→host (gateway)", "Gbit/s", "{:.2f}"),
+    ("udp_h2g", "UDP delivered host→guest (gateway, -R)", "Gbit/s", "{:.2f}"),
+    ("udp_fwd", "UDP delivered host→guest (forwarded port)", "Gbit/s", "{:.2f}"),
+    ("udp_loss_g2h", "UDP loss at 1 Gbit/s offered, guest→host", "%", "{:.1f}"),
+    ("udp_loss_h2g", "UDP loss at 1 Gbit/s offered, host→guest", "%", "{:.1f}"),
     ("lat_p50", "TCP 1-byte RR latency, median", "µs", "{:.0f}"),
     ("lat_p99", "TCP 1-byte RR latency, p99", "µs", "{:.0f}"),
     ("conn_rate", "short connections guest→host", "conn/s", "{:.0f}"),
@@ -24,9 +29,14 @@ METRICS = [
 ]
 # chart panels: y label, then (metric, bar label)
 CHARTED = [("iperf3, Gbit/s", [("g2h", "guest→host"), ("h2g", "host→guest (-R)"), ("fwd", "forwarded port")]),
+           ("UDP delivered, Gbit/s", [("udp_g2h", "guest→host"), ("udp_h2g", "host→guest (-R)"),
+                                      ("udp_fwd", "forwarded port")]),
            ("TCP RR latency, µs", [("lat_p50", "median"), ("lat_p99", "p99")]),
            ("short connections/s", [("conn_rate", "guest→host")])]
 MAX_REASON = 60
+# rows whose cells also show the ratio to the best peer (the higher of the
+# other tools of the same family, -v6 with -v6), as issue 17's UDP goal has it
+BEST_PEER = ("udp_g2h", "udp_h2g", "udp_fwd")
 
 
 def cell(value, fmt: str) -> str:
@@ -46,9 +56,11 @@ def ratio(value, base) -> str:
     return ""
 
 
-def tool_cell(value, fmt: str, base, base_label: str, lo) -> str:
-    """A tool's cell: the value and its ratios to its base tool and loopback."""
+def tool_cell(value, fmt: str, base, base_label: str, lo, peer=None) -> str:
+    """A tool's cell: the value and its ratios to its base tool, loopback and
+    (for BEST_PEER rows) the best other tool."""
     ratios = [f"{r} {base_label}" for r in [ratio(value, base)] if r] + [f"{r} lo" for r in [ratio(value, lo)] if r]
+    ratios += [f"{r} best peer" for r in [ratio(value, peer)] if r]
     return cell(value, fmt) + (f" ({', '.join(ratios)})" if ratios else "")
 
 
@@ -68,6 +80,18 @@ def base_value(results: dict, tool: str, mtu: int, key: str):
     return results.get(base, {}).get(mtu, {}).get(key)
 
 
+def best_peer(results: dict, tool: str, mtu: int, key: str):
+    """The highest value of key among the other tools run like tool (-v6
+    among -v6; slirpd's peers are the tools that are not slirpd, in any of
+    its modes), None if none has a number."""
+    v6 = tool.endswith("-v6")
+    values = [results[t].get(mtu, {}).get(key) for t in results
+              if t not in ("loopback", tool) and t.endswith("-v6") == v6
+              and not (tool.startswith("slirpd") and t.startswith("slirpd"))]
+    values = [v for v in values if isinstance(v, (int, float))]
+    return max(values) if values else None
+
+
 def markdown(results: dict, mtus: list[int], notes: list[str]) -> str:
     """The whole report: the table, what the ratios mean, machine and versions."""
     tools = [name for name in results if name != "loopback"]
@@ -76,13 +100,16 @@ def markdown(results: dict, mtus: list[int], notes: list[str]) -> str:
     for key, label, unit, fmt in METRICS:
         for mtu in mtus:
             lo = results["loopback"][mtu].get(key)
-            cells = [tool_cell(results[t][mtu].get(key), fmt, base_value(results, t, mtu, key), base_tool(t)[1], lo)
+            cells = [tool_cell(results[t][mtu].get(key), fmt, base_value(results, t, mtu, key), base_tool(t)[1], lo,
+                               best_peer(results, t, mtu, key) if key in BEST_PEER else None)
                      for t in tools]
             lines.append(f"| {label}, {unit} | {mtu} | {cell(lo, fmt)} | " + " | ".join(cells) + " |")
     lines += ["", "Ratios: the tool's value divided by slirp4netns's (s4n) and by the loopback baseline (lo), "
               "same MTU; for latency, CPU and RSS lower is better.  Loopback: iperf3 and tcpbench client and "
               "server both on 127.0.0.1 (its MTU does not change), \"forwarded port\" compares with its "
-              "guest→host run.  Short connections: connect, send 1 byte, read the echo, close.  CPU: the "
+              "guest→host run.  UDP: iperf3 -u -l 1400 (1400-byte datagrams), -b 0 for \"delivered\" (the sender's "
+              "rate times 1 - the receiver's loss), -b 1G for the loss rows; \"best peer\": the ratio to the best "
+              "other tool of the row.  Short connections: connect, send 1 byte, read the echo, close.  CPU: the "
               "daemon's process tree over the iperf3 runs that moved data.  slirp4netns and slirpd: gateway "
               "10.0.2.2, forward by the API socket's add_hostfwd; their -v6 runs: -6, servers on ::1 reached "
               "at fd00::2, forward from [::1] to the guest's IPv6 address (slirp4netns's API refuses it), "

@@ -13,13 +13,16 @@ that does not come up raises ToolError with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import select
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -110,6 +113,27 @@ def rss_mib(pid: int) -> float:
     raise ToolError("no VmRSS")
 
 
+def start_server(argv: list[str], port: int, netns_pid: int, guest: "Guest | None" = None) -> subprocess.Popen:
+    """Start a server (in the guest if given) and wait until port listens in
+    the network namespace of netns_pid; ToolError if it does not."""
+    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = guest.popen(argv, **kw) if guest else subprocess.Popen(argv, **kw)
+    deadline = time.monotonic() + 10
+    while not listening(netns_pid, port):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop(proc)
+            raise ToolError(f"server {argv[0]} did not listen on {port}")
+        time.sleep(0.02)
+    return proc
+
+
+def stop(proc: subprocess.Popen):
+    """Kill a helper process and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+
+
 class Guest:
     """A process in new user, network and mount namespaces, owned by the plain user."""
 
@@ -168,8 +192,9 @@ class Daemon:
     # the host's loopback address: where the servers listen
     loopback = "127.0.0.1"
 
-    def __init__(self, binary: str, guest: Guest, mtu: int, workdir: Path):
+    def __init__(self, binary: str, guest: Guest, mtu: int, workdir: Path, env: dict | None = None):
         self.binary = binary
+        self.env = env or {}
         self.guest = guest
         self.mtu = mtu
         self.workdir = workdir
@@ -180,9 +205,11 @@ class Daemon:
 
     def _spawn(self, argv: list[str], pass_fds=()) -> subprocess.Popen:
         """Start argv as the plain user, stderr and stdout into stderr_path."""
+        kw = as_user(self.guest.user)
+        kw["env"].update(self.env)
         with open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         pass_fds=pass_fds, **as_user(self.guest.user))
+                                         pass_fds=pass_fds, **kw)
         return self.proc
 
     def stderr_tail(self) -> str:
@@ -252,13 +279,21 @@ class SlirpCompatible(Daemon):
         return ""
 
     def _add_hostfwd(self, api: Path):
-        """add_hostfwd loopback:FWD_HOST_PORT -> guest FWD_GUEST_PORT over the API socket."""
+        """add_hostfwd loopback:FWD_HOST_PORT -> guest FWD_GUEST_PORT over the API socket,
+        TCP and UDP (iperf3 -u's control connection is TCP on the same port)."""
         try:
             guest_addr = self.guest_address()
         except ToolError as e:
             self.forward_error = str(e)
             return
-        request = {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": self.loopback,
+        for proto in ("tcp", "udp"):
+            self._add_one_hostfwd(api, proto, guest_addr)
+            if self.forward_error:
+                return
+
+    def _add_one_hostfwd(self, api: Path, proto: str, guest_addr: str):
+        """One add_hostfwd request; a failure goes to forward_error."""
+        request = {"execute": "add_hostfwd", "arguments": {"proto": proto, "host_addr": self.loopback,
                                                            "host_port": FWD_HOST_PORT, "guest_addr": guest_addr,
                                                            "guest_port": FWD_GUEST_PORT}}
         try:
@@ -291,7 +326,8 @@ class Slirpd(SlirpCompatible):
             usage = subprocess.run([self.binary, "--help"], capture_output=True, text=True, timeout=10).stdout
         except subprocess.TimeoutExpired:
             return []
-        return [f"--publish={FWD_HOST_PORT}:{FWD_GUEST_PORT}"] if "--publish" in usage else []
+        return ([f"--publish={FWD_HOST_PORT}:{FWD_GUEST_PORT}", f"--publish={FWD_HOST_PORT}:{FWD_GUEST_PORT}/udp"]
+                if "--publish" in usage else [])
 
 
 class V6:
@@ -320,16 +356,17 @@ class Pasta(Daemon):
 
     name = "pasta"
 
-    def argv(self, guest: Guest, *extra: str, forward: str = f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}") -> list[str]:
+    def argv(self, guest: Guest, *extra: str, forward: str = f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}",
+             udp: str = "none") -> list[str]:
         """pasta's command line on guest, with only one TCP forward (ours, or
-        none)."""
+        none) and one UDP forward (none unless given)."""
         return [self.binary, *extra, "--config-net", "--mtu", str(self.mtu), "--ipv4-only",
-                "-t", forward, "-u", "none", "-T", "none", "-U", "none", str(guest.pid)]
+                "-t", forward, "-u", udp, "-T", "none", "-U", "none", str(guest.pid)]
 
     def start(self):
-        """Start in the foreground; ready once the guest has a default route
-        and the host port listens."""
-        self._spawn(self.argv(self.guest, "--foreground"))
+        """Start in the foreground with only our one TCP and UDP forward;
+        ready once the guest has a default route and the host port listens."""
+        self._spawn(self.argv(self.guest, "--foreground", udp=f"{FWD_HOST_PORT}:{FWD_GUEST_PORT}"))
         try:
             wait_until(lambda: not self.alive() or listening(os.getpid(), FWD_HOST_PORT), START_TIMEOUT,
                        "pasta's forwarded port")
@@ -374,3 +411,25 @@ class SlirpdPasta(Pasta):
 
 
 TOOLS = {cls.name: cls for cls in (Slirp4netns, Slirpd, Pasta, SlirpdPasta, Slirp4netns6, Slirpd6)}
+
+
+@contextlib.contextmanager
+def attached(tool, binary: str, mtu: int, user, env: dict | None = None):
+    """A fresh guest with tool (a Daemon class) started on it, with env added
+    to the daemon's environment; both are stopped and their work directory
+    removed on the way out."""
+    workdir = Path(tempfile.mkdtemp(prefix="slirpd-bench-", dir="/tmp"))
+    os.chown(workdir, user.pw_uid, user.pw_gid)
+    guest = daemon = None
+    try:
+        guest = Guest(user)
+        daemon = tool(binary, guest, mtu, workdir, env)
+        daemon.start()
+        yield daemon
+    finally:
+        if daemon:
+            daemon.stop()
+        if guest:
+            guest.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+

@@ -264,6 +264,7 @@ static int dp_tap_input(struct dp *dp, int budget, int *status)
 			dp->rx_frame = NULL;
 		}
 		tcp_batch_end(dp);	/* before the ring is read into again */
+		udp_batch_end(dp);
 		frag_batch_end(dp);	/* after TCP: it may point into a slot */
 		tap_tx_flush(dp);
 		total += n;

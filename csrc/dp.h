@@ -78,10 +78,14 @@ struct fwd_listener {
  *			from the start of the Ethernet frame
  * @csum_offset:	with @csum_partial, offset of the checksum field from
  *			@csum_start
- * @gso_size:		payload bytes per segment of a TCP segment larger than
- *			the link allows, 0 for a plain frame
- * @hdr_len:		with @gso_size, Ethernet, IP and TCP header bytes
- * @gso_type:		with @gso_size, VIRTIO_NET_HDR_GSO_TCPV4 or _TCPV6
+ * @gso_size:		payload bytes per segment of a TCP segment or UDP
+ *			datagram larger than the link allows, 0 for a plain
+ *			frame
+ * @hdr_len:		with @gso_size, Ethernet, IP and TCP or UDP header
+ *			bytes (from the guest: its hdr_len, checked only
+ *			against the frame)
+ * @gso_type:		with @gso_size, VIRTIO_NET_HDR_GSO_TCPV4, _TCPV6 (ECN
+ *			bit included) or _UDP_L4
  */
 struct tap_offload {
 	bool csum_partial;
@@ -99,6 +103,8 @@ struct tap_offload {
  * @epoll_fd:		epoll instance with @tap_fd registered for EPOLLIN
  * @vnet_len:		bytes of virtio-net header before each frame (0 or
  *			DP_VNET_HDR_LEN): offloads are used exactly when set
+ * @uso:		with @vnet_len, UDP segmentation offload both ways
+ *			(TUN_F_USO4 and TUN_F_USO6 taken by the kernel, tap.c)
  * @rx_frame:		Ethernet frame being dispatched, NULL between frames
  * @rx_frame_len:	its length
  * @rx_off:		its offload requests (valid with @rx_frame)
@@ -133,6 +139,8 @@ struct tap_offload {
  * @udp_buf:		receive buffers of UDP and ping sockets,
  *			DP_UDP_RECV_BATCH of DP_UDP_BUF bytes (udp.c)
  * @udp_rx_len:		datagram length in each of @udp_buf
+ * @udp:		UDP state beside the flows: held guest datagrams, what
+ *			the host kernel offers (udp.c)
  * @notices:		DP_NOTICE_* bits raised and not yet read by dp_notices()
  * @notices_raised:	DP_NOTICE_* bits ever raised: each is raised once
  * @tcp:		TCP state beside the flows: deferred work, counts (tcp.c)
@@ -159,6 +167,7 @@ struct dp {
 	int tap_fd;
 	int epoll_fd;
 	size_t vnet_len;
+	bool uso;
 	const uint8_t *rx_frame;
 	size_t rx_frame_len;
 	struct tap_offload rx_off;
@@ -189,6 +198,7 @@ struct dp {
 	uint64_t frag_deadline_ms;
 	uint8_t *udp_buf;
 	size_t udp_rx_len[DP_UDP_RECV_BATCH];
+	struct udp_ctx udp;
 	uint32_t notices;
 	uint32_t notices_raised;
 	struct tcp_ctx tcp;
@@ -320,6 +330,7 @@ int tap_rx_l4_csum(struct dp *dp, const uint8_t *l4, size_t csum_field,
 		   bool tcp);
 void tap_tx_csum_partial(struct dp *dp, size_t l4_off, size_t csum_field);
 void tap_tx_gso_tcp(struct dp *dp, bool v6, size_t hdr_len, uint16_t mss);
+void tap_tx_gso_udp(struct dp *dp, size_t hdr_len, uint16_t gso_size);
 
 /* tap_rx_l4_csum(): verify the checksum, trust the partial sum, or drop */
 #define TAP_CSUM_VERIFY		0

@@ -63,6 +63,11 @@ struct dp_rule {
 	uint8_t flags;
 	uint8_t to[16];
 };
+/* dp_config.offloads_off: offloads not to use even where the kernel has
+ * them (tests of the fallbacks; SLIRPD_OFFLOADS_OFF in dataplane.py) */
+#define DP_OFFLOAD_NO_USO     1	/* TAP: no TUN_F_USO4/6, as before Linux 6.2 */
+#define DP_OFFLOAD_NO_UDP_GSO 2	/* host sockets: no UDP_SEGMENT sends */
+#define DP_OFFLOAD_NO_UDP_GRO 4	/* host sockets: no UDP_GRO */
 
 /**
  * struct dp_config - what the data plane needs to know, filled by Python
@@ -114,6 +119,8 @@ struct dp_rule {
  * @rules:	the special addresses of the guest's network (fwd.c): the
  *		first rule whose prefix holds a destination decides where it
  *		leads
+ * @offloads_off:	DP_OFFLOAD_* bits: offloads not to ask for, 0 for every
+ *			one the kernel has
  */
 struct dp_config {
 	uint8_t gw_mac[6];
@@ -139,6 +146,7 @@ struct dp_config {
 	int no_ra;
 	uint32_t n_rules;
 	struct dp_rule rules[16];
+	uint32_t offloads_off;
 };
 
 /**

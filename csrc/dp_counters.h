@@ -77,8 +77,14 @@
 	X(drop_udp_malformed)	/* short, bad length, port 0 */		\
 	X(drop_udp_checksum)						\
 	X(drop_udp_socket)	/* no host socket could be opened */	\
-	X(drop_udp_send)	/* send() to the host socket failed */	\
+	X(drop_udp_send)	/* datagrams the host socket refused */	\
 	X(drop_udp_truncated)	/* host datagram over DP_UDP_BUF */	\
+	X(udp_gso_in)		/* super-datagrams from the guest (GSO) */ \
+	X(udp_gso_sent)		/* UDP_SEGMENT sends to host sockets */	\
+	X(udp_gso_fallback)	/* UDP_SEGMENT refused: cut here */	\
+	X(udp_gro_in)		/* coalesced reads from host sockets */	\
+	X(udp_gso_out)		/* GSO frames to the guest */		\
+	X(udp_gso_out_datagrams) /* datagrams in them */		\
 	/* ICMP echo through ping sockets (icmp.c) */			\
 	X(ping_requests)	/* echo requests sent on ping sockets */ \
 	X(ping_replies)		/* echo replies passed to the guest */	\
@@ -115,11 +121,11 @@
 	X(pcap_frames)		/* frames written to the --pcap file */	\
 	X(pcap_write_errors)	/* write failed: capture stopped */	\
 	/* virtio-net header and offloads (tap.c) */			\
-	X(vnet_gso_in)		/* large TCP segments from the guest */	\
+	X(vnet_gso_in)		/* TCP and UDP GSO frames from the guest */ \
 	X(vnet_csum_partial_in)	/* checksums left to us, not verified */ \
-	X(vnet_gso_out)		/* large TCP segments to the guest */	\
+	X(vnet_gso_out)		/* TCP and UDP GSO frames to the guest */ \
 	X(drop_vnet_hdr)	/* short, unknown flag, csum out of frame */ \
-	X(drop_vnet_gso)	/* unknown type, bad size, not TCP */	\
+	X(drop_vnet_gso)	/* unknown type, bad size, not what it says */ \
 	/* TCP (tcp.c) */						\
 	X(tcp_conn_opened)	/* host connect() done, SYN-ACK sent */	\
 	X(tcp_conn_failed)	/* connect() refused, unreachable, timeout */ \

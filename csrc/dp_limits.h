@@ -74,13 +74,31 @@
 /* UDP (udp.c): flows idle this long are closed (DNS flows sooner, as
  * libslirp does: one query, one answer); datagrams read from a socket per
  * recvmmsg() call, into buffers of DP_UDP_BUF bytes each (the largest UDP
- * payload, 65507 bytes for IPv4, plus room for a UDP header in front);
- * recvmmsg() calls per socket event before other sockets get their turn */
+ * payload, 65507 bytes for IPv4, or a buffer the host kernel coalesced with
+ * UDP_GRO, plus room for a UDP header in front); recvmmsg() calls per socket
+ * event before other sockets get their turn */
 #define DP_UDP_IDLE_MS		60000
 #define DP_UDP_DNS_IDLE_MS	10000
-#define DP_UDP_RECV_BATCH	16
+#define DP_UDP_RECV_BATCH	32
 #define DP_UDP_BUF		65536
 #define DP_UDP_RECV_ROUNDS	4
+/* SO_RCVBUF asked for on a flow's socket (the kernel caps it at
+ * net.core.rmem_max, 208 KiB by default, and doubles that): while slirpd waits
+ * for the CPU a fast host sender is using, the socket is the only buffer */
+#define DP_UDP_SOCK_RCVBUF	(4 << 20)
+/* Guest datagrams held for their sockets until the end of a receive batch
+ * (udp_batch_end(): one sendmmsg() per flow), one per frame of the batch */
+#define DP_UDP_TX_BATCH		DP_RX_RING
+/* UDP segmentation (udp.c, tap.c).  DP_UDP_GSO_SEGS: datagrams in one GSO
+ * frame we write to the guest or one UDP_SEGMENT send we make, at most (the
+ * UDP_MAX_SEGMENTS of Linux 4.18 to 6.9, which every kernel takes);
+ * DP_UDP_GSO_SEGS_IN: datagrams a GSO frame from the guest may hold (the
+ * UDP_MAX_SEGMENTS of Linux 6.10 and later; more is a counted lie);
+ * DP_UDP_GSO_BYTES: payload of one GSO frame or send we build, at most (the
+ * largest IPv4 UDP payload, so that either family takes it) */
+#define DP_UDP_GSO_SEGS		64
+#define DP_UDP_GSO_SEGS_IN	128
+#define DP_UDP_GSO_BYTES	65507
 
 /* ICMP echo through ping sockets (icmp.c): flows idle this long are closed */
 #define DP_PING_IDLE_MS		60000

@@ -31,15 +31,18 @@
  * The header is read and written here only; the rest of the data plane sees
  * struct tap_offload.
  *
- * tap_init() also asks the kernel (TUNSETOFFLOAD) for TUN_F_CSUM, TUN_F_TSO4
- * and TUN_F_TSO6: the guest's interface then claims checksum and TCP
- * segmentation offload, and its kernel hands us TCP and UDP with only the
- * pseudo-header sum in the checksum field (VIRTIO_NET_HDR_F_NEEDS_CSUM), and
- * TCP in segments of up to 64 KiB whatever the MTU (guest to host at MTU
- * 1500: 16 Gbit/s against 4.6 without).  Large segments fill a slow host
- * reader's socket in a few frames, so the window often closes: a window
- * update that tcp.c fails to send once the socket drains leaves the guest
- * waiting for its zero-window probe, 200 ms and more (tcp_wnd_update()).
+ * tap_init() also asks the kernel (TUNSETOFFLOAD) for TUN_F_CSUM, TUN_F_TSO4,
+ * TUN_F_TSO6 and, since Linux 6.2, TUN_F_USO4 and TUN_F_USO6 (dp->uso; a
+ * kernel that refuses them gets the request again without USO): the guest's
+ * interface then claims checksum, TCP and UDP segmentation offload, and its
+ * kernel hands us TCP and UDP with only the pseudo-header sum in the
+ * checksum field (VIRTIO_NET_HDR_F_NEEDS_CSUM), TCP in segments of up to 64
+ * KiB whatever the MTU (guest to host at MTU 1500: 16 Gbit/s against 4.6
+ * without), and a UDP_SEGMENT send as one super-datagram (GSO_UDP_L4) that
+ * udp.c sends on with UDP_SEGMENT.  Large segments fill a slow host reader's
+ * socket in a few frames, so the window often closes: a window update that
+ * tcp.c fails to send once the socket drains leaves the guest waiting for
+ * its zero-window probe, 200 ms and more (tcp_wnd_update()).
  *
  * Headers are checked as if the guest could send anything, GSO included:
  * every field comes from the guest and is checked in tap_rx_frame() before
@@ -49,31 +52,42 @@
  *   NEEDS_CSUM whose csum_start and csum_offset put the checksum field
  *   outside the Ethernet payload.
  * - drop_vnet_gso: a gso_type other than none, TCPV4 or TCPV6 (with or
- *   without the ECN bit), the ECN bit alone, a GSO frame without NEEDS_CSUM,
- *   a gso_size of 0 or not below the frame length, an hdr_len beyond the
- *   frame, a TCPV4 frame that is not IPv4 carrying TCP (or TCPV6 not IPv6
- *   with TCP as its first next header); and, from tap_rx_l4_csum(), a GSO
- *   frame whose csum_start is not the TCP header the IP layer found.
+ *   without the ECN bit) or UDP_L4 (without it, and only with USO
+ *   negotiated), the ECN bit alone, a GSO frame without NEEDS_CSUM, a
+ *   gso_size of 0 or not below the frame length, an hdr_len beyond the
+ *   frame, a TCPV4 frame that is not IPv4 carrying TCP (TCPV6: IPv6 with TCP
+ *   as its first next header; UDP_L4: either, carrying UDP), an IPv4 GSO
+ *   frame that is a fragment; from tap_rx_l4_csum(), a GSO frame whose
+ *   csum_start and csum_offset are not the checksum of the TCP or UDP header
+ *   the IP layer found; and from udp.c (udp_gso_sound()), a UDP
+ *   super-datagram whose UDP length is not its IP payload, whose payload is
+ *   not more than one gso_size, holds more than DP_UDP_GSO_SEGS_IN
+ *   datagrams, or whose gso_size with the headers exceeds the MTU.
  *
- * The segment sizes a GSO header gives are not used: we are the segment's
- * destination, and TCP (tcp.c) takes the large segment as one.  The partial
- * checksum is accepted, unverified, only where it belongs:
- * tap_rx_l4_csum() says so for the TCP or UDP checksum field that
+ * The segment sizes a TCP GSO header gives are not used: we are the
+ * segment's destination, and TCP (tcp.c) takes the large segment as one.  A
+ * UDP super-datagram's are: they are the datagrams the guest's application
+ * sent.  The partial checksum is accepted, unverified, only where it
+ * belongs: tap_rx_l4_csum() says so for the TCP or UDP checksum field that
  * csum_start and csum_offset point at exactly; every other checksum is
  * verified as without offloads.  VIRTIO_NET_HDR_F_DATA_VALID is ignored:
  * the checksum is verified anyway.
  *
- * Towards the guest, tap_tx_csum_partial() and tap_tx_gso_tcp() describe the
- * frame being built; tap_tx_commit() writes its header (all zero for a plain
- * frame).  tcp.c sends data as segments of up to a whole IP datagram with a
- * GSO header (gso_size the guest's MSS) and leaves the checksum to the guest's
- * kernel, which needs none for local delivery (measured with iperf3 at MTU
- * 1500, host to guest: 9.5-10.5 Gbit/s, against 8.3-8.8 with full checksums
- * computed here).  Without cfg->vnet_hdr (a TAP opened without it, or a BESS
- * peer) there are no headers and no offloads, and tcp.c cuts its segments to
- * the MSS.  A descriptor that is not a TAP (TUNSETVNETHDRSZ fails with
- * ENOTTY: a test's socket pair) may still carry headers, without offloads
- * negotiated.
+ * Towards the guest, tap_tx_csum_partial(), tap_tx_gso_tcp() and
+ * tap_tx_gso_udp() describe the frame being built; tap_tx_commit() writes
+ * its header (all zero for a plain frame).  tcp.c sends data as segments of
+ * up to a whole IP datagram with a GSO header (gso_size the guest's MSS) and
+ * leaves the checksum to the guest's kernel, which needs none for local
+ * delivery (measured with iperf3 at MTU 1500, host to guest: 9.5-10.5
+ * Gbit/s, against 8.3-8.8 with full checksums computed here); udp.c leaves
+ * the checksum of every datagram that fits one frame to it too, and with
+ * USO sends a run of host datagrams of one size as one GSO_UDP_L4 frame.
+ * Without cfg->vnet_hdr (a TAP opened without it, or a BESS peer) there are
+ * no headers and no offloads, tcp.c cuts its segments to the MSS and udp.c
+ * sends one checksummed frame per datagram.  A descriptor that is not a TAP
+ * (TUNSETVNETHDRSZ fails with ENOTTY: a test's socket pair) may still carry
+ * headers, without offloads negotiated; its peer is taken to speak all of
+ * them, USO included (cfg.offloads_off can say otherwise).
  *
  * Capture
  * -------
@@ -85,6 +99,7 @@
  * Each buffer holds DP_FRAME_MAX bytes: a header, an Ethernet header, a VLAN
  * tag and the largest IP datagram.  Memory is allocated once, in tap_init():
  * DP_RX_RING + DP_TX_RING buffers, about 8 MiB with the default limits.
+ * A GSO frame, either way, is one buffer: up to 64 KiB of IP packet.
  *
  * A TAP reports that its interface was deleted (namespace gone) with read()
  * returning 0 or failing with EIO, EBADFD or ENXIO: the batch then ends with
@@ -102,12 +117,26 @@
 
 #include "dp.h"
 
+/* UDP segmentation offload (Linux 6.2), should the system's headers be
+ * older than the kernel */
+#ifndef TUN_F_USO4
+#define TUN_F_USO4		0x20
+#define TUN_F_USO6		0x40
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4	5
+#endif
+
 /* What a received header may ask for: flags and GSO types */
 #define TAP_VNET_FLAGS		(VIRTIO_NET_HDR_F_NEEDS_CSUM | \
 				 VIRTIO_NET_HDR_F_DATA_VALID)
 #define TAP_OFFLOADS		(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+#define TAP_OFFLOADS_USO	(TAP_OFFLOADS | TUN_F_USO4 | TUN_F_USO6)
 
-/* Where tap_rx_frame() peeks to tell that a GSO frame carries TCP */
+/* Where tap_rx_frame() peeks to tell that a GSO frame carries what its type
+ * says, unfragmented */
+#define TAP_IP4_FRAG_OFF	6
+#define TAP_IP4_FRAG_MASK	0x3fff	/* More Fragments and the offset */
 #define TAP_IP4_PROTO_OFF	9
 #define TAP_IP6_NEXT_OFF	6
 #define TAP_IP6_HLEN		40
@@ -131,16 +160,27 @@ int tap_init(struct dp *dp)
 		return -1;
 
 	if (dp->cfg.vnet_hdr) {
+		bool no_uso = dp->cfg.offloads_off & DP_OFFLOAD_NO_USO;
 		int sz = DP_VNET_HDR_LEN;
 
-		/* Not a TAP (a test's socket pair): its peer must speak
-		 * DP_VNET_HDR_LEN byte headers, and no offload is negotiated */
-		if (ioctl(dp->tap_fd, TUNSETVNETHDRSZ, &sz) < 0 &&
-		    errno != ENOTTY)
-			return -1;
+		if (ioctl(dp->tap_fd, TUNSETVNETHDRSZ, &sz) < 0) {
+			if (errno != ENOTTY)
+				return -1;
+			/* Not a TAP (a test's socket pair): its peer must speak
+			 * DP_VNET_HDR_LEN byte headers, no offload is
+			 * negotiated, and it is taken to speak every header */
+			dp->uso = !no_uso;
+		} else if (!no_uso &&
+			   !ioctl(dp->tap_fd, TUNSETOFFLOAD,
+				  (unsigned long)TAP_OFFLOADS_USO)) {
+			dp->uso = true;
+		} else {
+			/* before Linux 6.2, USO is EINVAL; refused again:
+			 * the guest checksums everything itself */
+			ioctl(dp->tap_fd, TUNSETOFFLOAD,
+			      (unsigned long)TAP_OFFLOADS);
+		}
 		dp->vnet_len = DP_VNET_HDR_LEN;
-		/* refused: the guest checksums everything itself */
-		ioctl(dp->tap_fd, TUNSETOFFLOAD, (unsigned long)TAP_OFFLOADS);
 	}
 
 	dp->rx_buf = calloc(DP_RX_RING, DP_FRAME_MAX);
@@ -213,15 +253,19 @@ int tap_read_batch(struct dp *dp, int max, int *status)
 }
 
 /**
- * tap_gso_carries_tcp() - tell whether a GSO frame holds what its type says
+ * tap_gso_carries() - tell whether a GSO frame holds what its type says
  * @frame:	Ethernet frame
  * @len:	its length
- * @gso_type:	VIRTIO_NET_HDR_GSO_TCPV4 or VIRTIO_NET_HDR_GSO_TCPV6
+ * @v4:		the type is for IPv4 (TCPV4), @v6 for IPv6 (TCPV6); both for
+ *		UDP_L4, which serves either family
+ * @v6:		see @v4
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP, what the type segments
  *
- * Return: true for IPv4 with protocol TCP, or IPv6 with TCP as next header
+ * Return: true for an unfragmented IPv4 packet (More Fragments clear, offset
+ *	   0) of protocol @proto, or IPv6 with @proto as its first next header
  */
-static bool tap_gso_carries_tcp(const uint8_t *frame, size_t len,
-				uint8_t gso_type)
+static bool tap_gso_carries(const uint8_t *frame, size_t len, bool v4,
+			    bool v6, uint8_t proto)
 {
 	const uint8_t *l3 = frame + DP_ETH_HLEN;
 	uint16_t type;
@@ -230,11 +274,11 @@ static bool tap_gso_carries_tcp(const uint8_t *frame, size_t len,
 		return false;
 
 	type = rd16(frame + 2 * DP_MAC_LEN);
-	if (gso_type == VIRTIO_NET_HDR_GSO_TCPV4)
-		return type == ETH_TYPE_IP4 &&
-		       l3[TAP_IP4_PROTO_OFF] == IPPROTO_TCP;
+	if (v4 && type == ETH_TYPE_IP4)
+		return l3[TAP_IP4_PROTO_OFF] == proto &&
+		       !(rd16(l3 + TAP_IP4_FRAG_OFF) & TAP_IP4_FRAG_MASK);
 
-	return type == ETH_TYPE_IP6 && l3[TAP_IP6_NEXT_OFF] == IPPROTO_TCP;
+	return v6 && type == ETH_TYPE_IP6 && l3[TAP_IP6_NEXT_OFF] == proto;
 }
 
 /**
@@ -251,7 +295,7 @@ static bool tap_rx_vnet(struct dp *dp, const struct virtio_net_hdr_v1 *h,
 			const uint8_t *frame, size_t len)
 {
 	struct tap_offload *o = &dp->rx_off;
-	uint8_t gso = h->gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
+	bool sound;
 
 	memset(o, 0, sizeof(*o));
 
@@ -274,14 +318,35 @@ static bool tap_rx_vnet(struct dp *dp, const struct virtio_net_hdr_v1 *h,
 	if (h->gso_type == VIRTIO_NET_HDR_GSO_NONE)
 		return true;
 
-	if ((gso != VIRTIO_NET_HDR_GSO_TCPV4 &&
-	     gso != VIRTIO_NET_HDR_GSO_TCPV6) || !o->csum_partial ||
-	    !h->gso_size || h->gso_size >= len || h->hdr_len > len ||
-	    !tap_gso_carries_tcp(frame, len, gso)) {
+	if (!o->csum_partial || !h->gso_size || h->gso_size >= len ||
+	    h->hdr_len > len) {
 		DP_COUNT(dp, drop_vnet_gso);
 		return false;
 	}
 
+	switch (h->gso_type) {
+	case VIRTIO_NET_HDR_GSO_TCPV4:
+	case VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN:
+		sound = tap_gso_carries(frame, len, true, false, IPPROTO_TCP);
+		break;
+	case VIRTIO_NET_HDR_GSO_TCPV6:
+	case VIRTIO_NET_HDR_GSO_TCPV6 | VIRTIO_NET_HDR_GSO_ECN:
+		sound = tap_gso_carries(frame, len, false, true, IPPROTO_TCP);
+		break;
+	case VIRTIO_NET_HDR_GSO_UDP_L4:
+		/* never negotiated: a guest kernel would not send it */
+		sound = dp->uso &&
+			tap_gso_carries(frame, len, true, true, IPPROTO_UDP);
+		break;
+	default:	/* UDP (UFO), the ECN bit alone or with UDP_L4... */
+		sound = false;
+	}
+	if (!sound) {
+		DP_COUNT(dp, drop_vnet_gso);
+		return false;
+	}
+
+	o->gso_type = h->gso_type;
 	o->gso_size = h->gso_size;
 	o->hdr_len = h->hdr_len;
 	DP_COUNT(dp, vnet_gso_in);
@@ -327,13 +392,18 @@ uint8_t *tap_rx_frame(struct dp *dp, int i, size_t *len)
  * @dp:		data plane
  * @l4:		TCP or UDP header from the guest
  * @csum_field:	offset of its checksum field
- * @tcp:	true for TCP (the only protocol a GSO frame may carry)
+ * @tcp:	true for TCP, false for UDP
+ *
+ * A GSO frame's header is the one its type segments (TCP for TCPV4 and
+ * TCPV6, UDP for UDP_L4); dp->rx_off.gso_size tells the caller it holds a
+ * super-segment or super-datagram.
  *
  * Return: TAP_CSUM_PARTIAL if the frame being dispatched says, with
  *	   VIRTIO_NET_HDR_F_NEEDS_CSUM, that exactly this field holds only the
  *	   pseudo-header sum; TAP_CSUM_BAD if it is a GSO frame but this is not
- *	   the TCP header its checksum offload names (counted drop_vnet_gso);
- *	   TAP_CSUM_VERIFY otherwise (also for reassembled datagrams)
+ *	   the header of the protocol its type names, with its checksum offload
+ *	   (counted drop_vnet_gso); TAP_CSUM_VERIFY otherwise (also for
+ *	   reassembled datagrams)
  */
 int tap_rx_l4_csum(struct dp *dp, const uint8_t *l4, size_t csum_field,
 		   bool tcp)
@@ -348,7 +418,8 @@ int tap_rx_l4_csum(struct dp *dp, const uint8_t *l4, size_t csum_field,
 	exact = o->csum_partial && l4 - dp->rx_frame == o->csum_start &&
 		o->csum_offset == csum_field;
 
-	if (o->gso_size && (!tcp || !exact)) {
+	if (o->gso_size &&
+	    (!exact || tcp == (o->gso_type == VIRTIO_NET_HDR_GSO_UDP_L4))) {
 		DP_COUNT(dp, drop_vnet_gso);
 		return TAP_CSUM_BAD;
 	}
@@ -441,6 +512,26 @@ void tap_tx_gso_tcp(struct dp *dp, bool v6, size_t hdr_len, uint16_t mss)
 	dp->tx_off.hdr_len = (uint16_t)hdr_len;
 	dp->tx_off.gso_type = v6 ? VIRTIO_NET_HDR_GSO_TCPV6 :
 				   VIRTIO_NET_HDR_GSO_TCPV4;
+}
+
+/**
+ * tap_tx_gso_udp() - mark the frame being built as a UDP datagram to cut
+ * @dp:		data plane with UDP segmentation offload (dp->uso),
+ *		tap_tx_csum_partial() called for this frame
+ * @hdr_len:	Ethernet, IP and UDP header bytes
+ * @gso_size:	payload bytes per datagram, all but the last (which may be
+ *		shorter); each fits the guest's MTU with its headers
+ *
+ * The frame's UDP length field covers the whole payload, as Linux's own
+ * stack writes it for UDP_SEGMENT: the guest's kernel rewrites it per
+ * datagram when it cuts the frame (before local delivery, for a socket
+ * without UDP_GRO).
+ */
+void tap_tx_gso_udp(struct dp *dp, size_t hdr_len, uint16_t gso_size)
+{
+	dp->tx_off.gso_size = gso_size;
+	dp->tx_off.hdr_len = (uint16_t)hdr_len;
+	dp->tx_off.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
 }
 
 /**

@@ -7,6 +7,8 @@
 
 #include <netinet/in.h>
 
+#include "dp_limits.h"
+
 struct dp;
 struct flow;
 struct l4_pkt;
@@ -31,6 +33,13 @@ struct l4_pkt;
  * @dns_gen:	for a flow to the DNS address, the generation of the host's
  *		nameserver it was opened for (struct dp's @dns_gen); 0 for
  *		other flows
+ * @batch:	index + 1 of the flow's entry in struct udp_ctx's @fl, if it
+ *		has one in the current receive batch (udp_queue() checks that
+ *		the entry is still its own); 0 for none
+ * @gro:	UDP_GRO is on for its socket: a read may hold several
+ *		datagrams (struct udp_ctx's @rx_gso)
+ * @no_gso:	the socket refused a UDP_SEGMENT send: its datagrams go out
+ *		one per message from then on
  */
 struct udp_flow {
 	uint64_t last_ms;
@@ -45,9 +54,67 @@ struct udp_flow {
 	bool client_lo;
 	bool splice;
 	uint32_t dns_gen;
+	uint16_t batch;
+	bool gro;
+	bool no_gso;
+};
+
+/**
+ * struct udp_tx_dgram - a guest datagram held until the end of the batch
+ * @data:	payload, in the receive ring
+ * @len:	payload bytes
+ * @gso:	for a GSO super-datagram from the guest, payload bytes per
+ *		datagram (the virtio-net header's gso_size); 0 for one datagram
+ * @next:	index + 1 of the flow's next held datagram, 0 for the last
+ */
+struct udp_tx_dgram {
+	const uint8_t *data;
+	uint32_t len;
+	uint16_t gso;
+	uint16_t next;
+};
+
+/**
+ * struct udp_tx_flow - a flow with guest datagrams held in this batch
+ * @idx:	flow table index
+ * @gen:	generation of the flow when its first datagram was held
+ * @first:	index + 1 of its first held datagram in struct udp_ctx's @d
+ * @last:	index + 1 of its last one, where the next is linked
+ */
+struct udp_tx_flow {
+	uint32_t idx;
+	uint32_t gen;
+	uint16_t first;
+	uint16_t last;
+};
+
+/**
+ * struct udp_ctx - UDP state of a data plane, beside its flows (udp.c)
+ * @ndgrams:	entries of @d used in the current receive batch
+ * @nflows:	entries of @fl used in the current receive batch
+ * @gso:	the host kernel takes UDP_SEGMENT (probed on the first
+ *		socket, and not turned off by cfg.offloads_off)
+ * @gso_probed:	@gso is known
+ * @gro:	UDP_GRO may be asked for on new sockets (cleared when the
+ *		kernel refuses it once, or by cfg.offloads_off)
+ * @d:		guest datagrams held for their sockets, in arrival order
+ * @fl:		flows that hold them, each with its own list through @d
+ * @rx_gso:	for each datagram of the last read, the size of the
+ *		datagrams the kernel coalesced into it (UDP_GRO), 0 for one
+ */
+struct udp_ctx {
+	unsigned ndgrams;
+	unsigned nflows;
+	bool gso;
+	bool gso_probed;
+	bool gro;
+	struct udp_tx_dgram d[DP_UDP_TX_BATCH];
+	struct udp_tx_flow fl[DP_UDP_TX_BATCH];
+	uint16_t rx_gso[DP_UDP_RECV_BATCH];
 };
 
 void udp_input(struct dp *dp, const struct l4_pkt *p);
+void udp_batch_end(struct dp *dp);
 void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events);
 void udp_timer(struct dp *dp, struct flow *f);
 

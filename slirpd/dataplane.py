@@ -93,6 +93,28 @@ def _network_config(c, net) -> None:
     c.n_rules = len(net.rules)
 
 
+# Offloads the data plane can be told not to use (dp_config.offloads_off)
+OFFLOAD_NAMES = {
+    "uso": lib.DP_OFFLOAD_NO_USO,  # UDP segmentation on the TAP (TUN_F_USO4/6)
+    "udp_gso": lib.DP_OFFLOAD_NO_UDP_GSO,  # UDP_SEGMENT on host sockets
+    "udp_gro": lib.DP_OFFLOAD_NO_UDP_GRO,  # UDP_GRO on host sockets
+}
+
+
+def offloads_off(names) -> int:
+    """DP_OFFLOAD_* bits for names, plus those in $SLIRPD_OFFLOADS_OFF.
+
+    Raises OSError (EINVAL) for a name not in OFFLOAD_NAMES.
+    """
+    env = os.environ.get("SLIRPD_OFFLOADS_OFF", "")
+    bits = 0
+    for name in [*names, *(n.strip() for n in env.split(",") if n.strip())]:
+        if name not in OFFLOAD_NAMES:
+            raise OSError(22, f"unknown offload {name!r} (known: {', '.join(OFFLOAD_NAMES)})")
+        bits |= OFFLOAD_NAMES[name]
+    return bits
+
+
 class Dataplane:
     """One data plane on a TAP descriptor.
 
@@ -103,7 +125,10 @@ class Dataplane:
     default), dns_upstream6 and outbound6 (IPv6 address or None),
     ra_interval_ms (int, 0 for the default), and sock_budget (int: host
     sockets flows and forwards may hold together, 0 or absent for no bound
-    but the kernel's; see slirpd/fdlimit.py).
+    but the kernel's; see slirpd/fdlimit.py), and offloads_off (a set of
+    names from OFFLOAD_NAMES: offloads not to use even where the kernel has
+    them, to test or diagnose the fallbacks; the environment variable
+    SLIRPD_OFFLOADS_OFF, comma-separated names, adds to it).
     With vnet_hdr, tap_fd must have been opened with IFF_VNET_HDR; the data plane sets its header size.
 
     Raises OSError (EINVAL for a bad configuration) on failure.
@@ -124,6 +149,7 @@ class Dataplane:
         c.outbound4 = _addr4(cfg.outbound4) if cfg.outbound4 is not None else 0
         c.ra_interval_ms = int(getattr(cfg, "ra_interval_ms", 0) or 0)  # tests shorten it
         c.sock_budget = int(getattr(cfg, "sock_budget", 0) or 0)
+        c.offloads_off = offloads_off(getattr(cfg, "offloads_off", ()) or ())
         for name in ("dns_upstream6", "outbound6"):
             value = getattr(cfg, name, None)
             if value is not None:

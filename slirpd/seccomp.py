@@ -55,8 +55,11 @@ the serving daemon since.)
 
 Added without being seen, each for a stated reason: brk, mmap, mprotect,
 mremap, madvise (malloc and Python's allocator map and trim memory whenever
-they need to; none executable); readv, writev, sendmmsg (vector forms of
-calls already allowed, same fds); epoll_pwait (a libc may implement
+they need to; none executable); readv, writev (vector forms of calls
+already allowed, same fds); sendmmsg (UDP's batched sends to host sockets,
+csrc/udp.c: the vector form of sendmsg, same fds; tests/test_seccomp.py and
+the hardened pass of tests/test_udp_offload.py use it, UDP_SEGMENT is only a
+control message and UDP_GRO a setsockopt, both already allowed); epoll_pwait (a libc may implement
 epoll_wait with it); clock_gettime (the vDSO's fallback); fstat (what an
 older libc calls for Python's os.fstat()); sched_yield (dp_wait()'s busy
 poll gives the CPU away between polls, see csrc/dp.c).  Then the suite ran

@@ -45,6 +45,26 @@
 
 #include "fake_sys.h"
 
+#ifndef TUN_F_USO4
+#define TUN_F_USO4		0x20
+#define TUN_F_USO6		0x40
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4	5
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP			17
+#endif
+#define FAKE_UDP_SEGMENT	103
+#define FAKE_UDP_GRO		104
+/* What the data plane promises of UDP segmentation (DP_UDP_GSO_SEGS and
+ * DP_UDP_GSO_BYTES of csrc/dp_limits.h), checked here on what it sends */
+#define FAKE_GSO_SEGS		64
+#define FAKE_GSO_BYTES		65507
+#define FAKE_TUN_OFFLOADS	(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | \
+				 TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | \
+				 TUN_F_USO6)
+
 struct fake_kernel fk;
 
 /* errno values a knob can pick, by index; 0 means "works" */
@@ -121,6 +141,8 @@ void fake_reset(void)
 	fk.now_ns = 1000000000ULL;
 	fk.tap_head = fk.tap_count = 0;
 	fk.tap_vnet = 0;	/* until the data plane asks for a header */
+	fk.tap_offloads = 0;
+	fk.tap_no_uso = false;
 	fk.frames_out = 0;
 	fk.fd_limit = 0;
 	fk.epoll_rotor = 0;
@@ -281,8 +303,11 @@ void fake_stream_push(int fd, const uint8_t *data, size_t len)
  * @data:	payload
  * @len:	its length, cut to FAKE_DGRAM_LEN
  * @origin:	input's choice of source address (unconnected sockets)
+ * @gso:	the input's claim that GRO coalesced it from datagrams of this
+ *		size: honoured on a socket with UDP_GRO on, else 0 (one)
  */
-void fake_dgram_push(int fd, const uint8_t *data, size_t len, uint8_t origin)
+void fake_dgram_push(int fd, const uint8_t *data, size_t len, uint8_t origin,
+		     uint16_t gso)
 {
 	struct fake_fd *d = fake_fd_get(fd);
 	struct fake_dgram *g;
@@ -300,6 +325,7 @@ void fake_dgram_push(int fd, const uint8_t *data, size_t len, uint8_t origin)
 	memcpy(g->data, data, len);
 	g->len = (uint16_t)len;
 	g->origin = origin;
+	g->gso = d->udp_gro && gso && gso < len ? gso : 0;
 	d->edge |= EPOLLIN;
 }
 
@@ -526,6 +552,17 @@ int fake_setsockopt(int fd, int level, int name, const void *val,
 		memcpy(&v, val, sizeof(v));
 		d->recverr = v != 0;
 	}
+	if (level == SOL_UDP && name == FAKE_UDP_GRO) {
+		int v;
+
+		if (d->type != SOCK_DGRAM || len < sizeof(int))
+			fake_die("setsockopt(%d, UDP_GRO) on a stream or short",
+				 fd);
+		if (fk.knob[KNOB_UDP_OFFLOAD] & 2)
+			return fake_fail(ENOPROTOOPT);
+		memcpy(&v, val, sizeof(v));
+		d->udp_gro = v != 0;
+	}
 	return 0;
 }
 
@@ -553,6 +590,12 @@ int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		return -1;
 	if (!val || !len || *len < sizeof(int))
 		fake_die("getsockopt(%d) with a short buffer", fd);
+	if (level == SOL_UDP && name == FAKE_UDP_SEGMENT &&
+	    d->type == SOCK_DGRAM && !(fk.knob[KNOB_UDP_OFFLOAD] & 1)) {
+		memcpy(val, &v, sizeof(v));
+		*len = sizeof(int);
+		return 0;
+	}
 	if (level != SOL_SOCKET)
 		return fake_fail(ENOPROTOOPT);
 	if (name == SO_ERROR) {
@@ -595,6 +638,20 @@ int fake_ioctl(int fd, unsigned long req, ...)
 
 		memcpy(&sz, arg, sizeof(sz));
 		fk.tap_vnet = (size_t)sz;
+		return 0;
+	}
+	if (req == TUNSETOFFLOAD && d->kind == FAKE_TAP) {
+		unsigned long flags = (unsigned long)arg;
+
+		if (flags & ~(unsigned long)FAKE_TUN_OFFLOADS)
+			return fake_fail(EINVAL);
+		/* Linux 6.2: both or neither, and checksum offload with them */
+		if (!!(flags & TUN_F_USO4) != !!(flags & TUN_F_USO6))
+			return fake_fail(EINVAL);
+		if (flags & (TUN_F_USO4 | TUN_F_USO6) &&
+		    (fk.tap_no_uso || !(flags & TUN_F_CSUM)))
+			return fake_fail(EINVAL);
+		fk.tap_offloads = (unsigned)flags;
 		return 0;
 	}
 	return fake_fail(ENOTTY);
@@ -787,6 +844,76 @@ ssize_t fake_sendmsg(int fd, const struct msghdr *mh, int flags)
 }
 
 /**
+ * fake_udp_segment() - the UDP_SEGMENT size a message asks for, checked
+ * @fd:		socket, for messages
+ * @mh:		the message
+ * @total:	its payload bytes
+ *
+ * The data plane promises one control message at most, UDP_SEGMENT only,
+ * for a datagram socket, with more than one and at most FAKE_GSO_SEGS
+ * segments and FAKE_GSO_BYTES bytes: anything else is a broken rule.
+ *
+ * Return: the segment size, 0 for none
+ */
+static unsigned fake_udp_segment(int fd, const struct msghdr *mh,
+				 size_t total)
+{
+	const struct cmsghdr *c;
+	uint16_t seg;
+
+	if (!mh->msg_controllen)
+		return 0;
+	c = CMSG_FIRSTHDR(mh);
+	if (!c || c->cmsg_level != SOL_UDP || c->cmsg_type != FAKE_UDP_SEGMENT ||
+	    c->cmsg_len != CMSG_LEN(sizeof(seg)) ||
+	    CMSG_NXTHDR((struct msghdr *)mh, (struct cmsghdr *)c))
+		fake_die("sendmmsg(%d): a control message other than one "
+			 "UDP_SEGMENT", fd);
+	memcpy(&seg, CMSG_DATA(c), sizeof(seg));
+	if (!seg || total <= seg || (total + seg - 1) / seg > FAKE_GSO_SEGS ||
+	    total > FAKE_GSO_BYTES)
+		fake_die("sendmmsg(%d): UDP_SEGMENT of %u on %zu bytes", fd,
+			 (unsigned)seg, total);
+	return seg;
+}
+
+int fake_sendmmsg(int fd, struct mmsghdr *mm, unsigned int vlen, int flags)
+{
+	struct fake_fd *d = fake_sock_get(fd);
+	unsigned n;
+
+	(void)flags;
+	if (!d)
+		return -1;
+	if (d->type != SOCK_DGRAM || !vlen)
+		fake_die("sendmmsg(%d) on a stream or of nothing", fd);
+	for (n = 0; n < vlen; n++) {
+		const struct msghdr *mh = &mm[n].msg_hdr;
+		size_t total = 0, i;
+		unsigned seg;
+		ssize_t rc;
+		int e = 0;
+
+		for (i = 0; i < mh->msg_iovlen; i++) {
+			if (!mh->msg_iov[i].iov_base && mh->msg_iov[i].iov_len)
+				fake_die("sendmmsg(%d) from NULL", fd);
+			total += mh->msg_iov[i].iov_len;
+		}
+		seg = fake_udp_segment(fd, mh, total);
+		if (seg && fk.knob[KNOB_UDP_OFFLOAD] & 4)
+			e = EINVAL;
+		else if (seg && fk.knob[KNOB_UDP_OFFLOAD] & 8)
+			e = EIO;
+		rc = e ? fake_fail(e) :
+			 fake_dgram_send(d, seg ? seg : total, mh->msg_name);
+		if (rc < 0)
+			return n ? (int)n : -1;	/* errno set for n == 0 */
+		mm[n].msg_len = (unsigned)total;
+	}
+	return (int)n;
+}
+
+/**
  * fake_stream_err() - error a stream read sees before data, if any
  * @d:		socket
  *
@@ -976,6 +1103,20 @@ int fake_recvmmsg(int fd, struct mmsghdr *mm, unsigned int vlen, int flags,
 				 (size_t)mh->msg_iovlen);
 		memcpy(mh->msg_iov[0].iov_base, g->data, len);
 		mh->msg_flags = g->len > cap ? MSG_TRUNC : 0;
+		if (g->gso && mh->msg_controllen >= CMSG_SPACE(sizeof(int))) {
+			struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+			int v = g->gso;
+
+			c->cmsg_level = SOL_UDP;
+			c->cmsg_type = FAKE_UDP_GRO;
+			c->cmsg_len = CMSG_LEN(sizeof(v));
+			memcpy(CMSG_DATA(c), &v, sizeof(v));
+			mh->msg_controllen = CMSG_SPACE(sizeof(v));
+		} else {
+			if (g->gso)
+				mh->msg_flags |= MSG_CTRUNC;
+			mh->msg_controllen = 0;
+		}
 		if (mh->msg_name) {
 			struct sockaddr_storage sa;
 			socklen_t sl = fake_origin(g->origin, d->family, &sa);
@@ -1142,6 +1283,62 @@ static bool fake_csum_ok(const uint8_t *data, size_t len, uint32_t sum)
 }
 
 /**
+ * fake_gso_udp_check() - check a GSO_UDP_L4 frame as the guest's kernel
+ * would cut it
+ * @vh:		its virtio-net header
+ * @f:		the frame behind it
+ * @len:	frame length
+ *
+ * USO must have been negotiated (TUNSETOFFLOAD with TUN_F_USO4/6); the
+ * checksum left partial exactly in the UDP header of an unfragmented IPv4
+ * packet (or an IPv6 one whose first next header is UDP); hdr_len the
+ * headers; the UDP length the whole payload, which holds more than one and
+ * at most FAKE_GSO_SEGS datagrams of gso_size, each fitting the MTU with its
+ * headers (Linux 6.11 and later refuse more segments than UDP_MAX_SEGMENTS).
+ */
+static void fake_gso_udp_check(const uint8_t *vh, const uint8_t *f, size_t len)
+{
+	size_t start = (size_t)(vh[6] | vh[7] << 8);
+	size_t off = (size_t)(vh[8] | vh[9] << 8);
+	size_t gso_size = (size_t)(vh[4] | vh[5] << 8);
+	size_t hdr_len = (size_t)(vh[2] | vh[3] << 8);
+	size_t l3_len, payload;
+	bool v4;
+
+	if (!(fk.tap_offloads & TUN_F_USO4))
+		fake_die("GSO_UDP_L4 frame without USO negotiated");
+	if (len < 14 + 40 || !(vh[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+		fake_die("GSO_UDP_L4 frame of %zu bytes or without NEEDS_CSUM",
+			 len);
+	v4 = f[12] == 0x08 && f[13] == 0x00;
+	if (v4) {
+		l3_len = (size_t)(f[14] & 0xf) * 4;
+		if (f[14 + 9] != IPPROTO_UDP || (f[14 + 6] & 0x3f) || f[14 + 7])
+			fake_die("GSO_UDP_L4 on protocol %u or a fragment",
+				 f[14 + 9]);
+	} else if (f[12] == 0x86 && f[13] == 0xdd) {
+		l3_len = 40;
+		if (f[14 + 6] != IPPROTO_UDP)
+			fake_die("GSO_UDP_L4 on IPv6 next header %u", f[14 + 6]);
+	} else {
+		fake_die("GSO_UDP_L4 on ethertype %02x%02x", f[12], f[13]);
+	}
+	if (start != 14 + l3_len || off != 6 || hdr_len != start + 8 ||
+	    start + 8 > len)
+		fake_die("GSO_UDP_L4 csum_start %zu offset %zu hdr_len %zu",
+			 start, off, hdr_len);
+	if ((size_t)(f[start + 4] << 8 | f[start + 5]) != len - start)
+		fake_die("GSO_UDP_L4 UDP length %u of %zu bytes",
+			 f[start + 4] << 8 | f[start + 5], len - start);
+	payload = len - start - 8;
+	if (!gso_size || payload <= gso_size ||
+	    (payload + gso_size - 1) / gso_size > FAKE_GSO_SEGS ||
+	    payload > FAKE_GSO_BYTES || l3_len + 8 + gso_size > fk.tap_mtu)
+		fake_die("GSO_UDP_L4 gso_size %zu on %zu bytes, MTU %u",
+			 gso_size, payload, fk.tap_mtu);
+}
+
+/**
  * fake_vnet_apply() - do what the kernel does with a virtio-net header on
  * write: check it, and complete a partial checksum
  * @vh:		the header (struct virtio_net_hdr_v1, little-endian fields)
@@ -1163,11 +1360,13 @@ static bool fake_vnet_apply(const uint8_t *vh, uint8_t *f, size_t len)
 	if (flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM)
 		fake_die("virtio-net header flags %02x to the guest (type %u, "
 			 "%zu-byte frame)", flags, gso_type, len);
-	if (gso_type != VIRTIO_NET_HDR_GSO_NONE &&
-	    ((gso_type != VIRTIO_NET_HDR_GSO_TCPV4 &&
-	      gso_type != VIRTIO_NET_HDR_GSO_TCPV6) || !gso_size ||
-	     gso_size > fk.tap_mtu || len > 14 + 65535 ||
-	     !(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)))
+	if (gso_type == VIRTIO_NET_HDR_GSO_UDP_L4)
+		fake_gso_udp_check(vh, f, len);
+	else if (gso_type != VIRTIO_NET_HDR_GSO_NONE &&
+		 ((gso_type != VIRTIO_NET_HDR_GSO_TCPV4 &&
+		   gso_type != VIRTIO_NET_HDR_GSO_TCPV6) || !gso_size ||
+		  gso_size > fk.tap_mtu || len > 14 + 65535 ||
+		  !(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)))
 		fake_die("virtio-net GSO type %u size %zu on %zu bytes",
 			 gso_type, gso_size, len);
 	if (!(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))

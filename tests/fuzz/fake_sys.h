@@ -57,12 +57,18 @@ enum fake_knob {
 	KNOB_EPOLL_ERR,		/* epoll_ctl(): 0 works, else ENOMEM */
 	KNOB_SETSOCKOPT_ERR,	/* setsockopt(): 0 works, else ENOPROTOOPT */
 	KNOB_RECV_ERR,		/* stream recv: 0 works, else errno index */
+	KNOB_UDP_OFFLOAD,	/* bits: 1 getsockopt(UDP_SEGMENT) unknown (a
+				 * kernel before 4.18), 2 setsockopt(UDP_GRO)
+				 * refused (before 5.0), 4 a UDP_SEGMENT send
+				 * fails with EINVAL, 8 with EIO */
 	KNOB_COUNT
 };
 
 struct fake_dgram {
 	uint16_t len;
 	uint8_t origin;		/* input's choice of source address */
+	uint16_t gso;		/* coalesced by GRO into @len: each datagram
+				 * this long, the last shorter; 0: one */
 	uint8_t data[FAKE_DGRAM_LEN];
 };
 
@@ -91,6 +97,8 @@ struct fake_dgram {
  * @outq:	bytes sent and not yet "acked" by the host peer (SO_MEMINFO)
  * @dgrams:	datagrams waiting, @ndgrams of them
  * @recverr:	IP_RECVERR (or IPV6_RECVERR) is on: ICMP errors are queued
+ * @udp_gro:	UDP_GRO is on: coalesced datagrams arrive whole, with their
+ *		gso_size in a control message
  * @errq:	ICMP errors waiting on the error queue
  * @accepts:	connections waiting on a listener
  * @pipe_write:	a pipe's write end; @pipe_peer is its read end
@@ -122,6 +130,7 @@ struct fake_fd {
 	struct fake_dgram *dgrams;
 	unsigned ndgrams;
 	bool recverr;
+	bool udp_gro;
 	unsigned errq;
 	unsigned accepts;
 	bool pipe_write;
@@ -141,6 +150,8 @@ struct fake_fd {
  * @tap_count:	frames waiting
  * @tap_vnet:	bytes of virtio-net header on each TAP frame
  * @tap_mtu:	MTU the data plane was given
+ * @tap_offloads:	TUNSETOFFLOAD flags taken, 0 before
+ * @tap_no_uso:	TUNSETOFFLOAD refuses TUN_F_USO4/6 (a kernel before 6.2)
  * @frames_out:	frames the data plane wrote to the TAP
  * @ctl_unchecked:	frames written now come from dp_ctl_send(): the
  *			harness made them, fake_check_frame() skips them
@@ -163,6 +174,8 @@ struct fake_kernel {
 	unsigned tap_count;
 	size_t tap_vnet;
 	uint32_t tap_mtu;
+	unsigned tap_offloads;
+	bool tap_no_uso;
 	uint64_t frames_out;
 	bool ctl_unchecked;
 	unsigned fd_limit;
@@ -181,7 +194,8 @@ int fake_open_count(void);
 bool fake_tap_push(const uint8_t *frame, size_t len);
 int fake_sock_pick(uint8_t sel, bool stream_only);
 void fake_stream_push(int fd, const uint8_t *data, size_t len);
-void fake_dgram_push(int fd, const uint8_t *data, size_t len, uint8_t origin);
+void fake_dgram_push(int fd, const uint8_t *data, size_t len, uint8_t origin,
+		     uint16_t gso);
 void fake_sock_event(int fd, uint8_t what);
 void fake_listener_accept(int fd);
 

@@ -18,6 +18,7 @@
  *		(harness_budgets[]), bits 6-7 descriptor limit of the fake
  *		kernel (harness_fd_limits[]: socket() and accept4() say EMFILE
  *		beyond it, for the whole input)
+ *   byte 2:	bit 0: the fake kernel refuses TUN_F_USO4/6 (before Linux 6.2)
  *   then operations, each an opcode byte (enum op, modulo OP_COUNT) and its
  *   arguments as described at each case of run_op().
  *
@@ -69,6 +70,9 @@ enum op {
 			 * resolver changing (dp_dns_upstream()) */
 	OP_NS_CONNECT,	/* a client in the guest's namespace connects to
 			 * the spliced TCP socket (forward 3) */
+	OP_VNET_FRAME,	/* u8 what, u16 gso_size, [12 header bytes if what
+			 * & 8], u16 length, frame bytes: a frame behind
+			 * the virtio-net header what describes (vnet_frame()) */
 	OP_COUNT
 };
 
@@ -358,6 +362,55 @@ static void op_api(struct harness *h, struct input *in)
 }
 
 /**
+ * vnet_frame() - queue a frame behind a virtio-net header the input shapes
+ * @h:		harness, with virtio-net headers (else the frame goes bare)
+ * @in:		input
+ * @frame:	buffer of FAKE_TAP_FRAME_LEN bytes to build it in
+ *
+ * @what bit 0: NEEDS_CSUM; bits 1-2: gso_type none, TCPV4, TCPV6 or UDP_L4;
+ * bit 3: the 12 header bytes come raw from the input instead; bit 4: the ECN
+ * bit.  Otherwise csum_start, csum_offset and hdr_len are what a guest
+ * kernel writes for the frame's IP header (its IHL, or 40 for IPv6) and the
+ * type's transport header, so that sound GSO frames are easy to reach.
+ */
+static void vnet_frame(struct harness *h, struct input *in, uint8_t *frame)
+{
+	static const uint8_t types[4] = { 0, 1, 4, 5 };	/* VIRTIO_NET_HDR_GSO_* */
+	uint8_t what = take8(in), hdr[12] = { 0 };
+	uint16_t gso_size = take16(in), start, off, hlen;
+	const uint8_t *p;
+	size_t len, n = 12;
+
+	if (what & 8)
+		memcpy(hdr, take_bytes(in, &n), n);
+	len = take16(in);
+	p = take_bytes(in, &len);
+	if (!(what & 8)) {
+		bool udp = (what >> 1 & 3) == 3;
+
+		start = 14 + (len > 14 && (p[12] == 0x86) ? 40 :
+			      len > 14 ? (p[14] & 0xf) * 4 : 20);
+		off = udp ? 6 : 16;
+		hlen = (uint16_t)(start + (udp ? 8 : 20));
+		hdr[0] = what & 1;
+		hdr[1] = (uint8_t)(types[what >> 1 & 3] | (what & 16 ? 0x80 : 0));
+		if (hdr[1]) {
+			memcpy(hdr + 2, &hlen, 2);	/* host order: little */
+			memcpy(hdr + 4, &gso_size, 2);
+		}
+		memcpy(hdr + 6, &start, 2);
+		memcpy(hdr + 8, &off, 2);
+	}
+	if (!h->vnet) {
+		fake_tap_push(p, len);
+		return;
+	}
+	memcpy(frame, hdr, 12);
+	memcpy(frame + 12, p, len);
+	fake_tap_push(frame, 12 + len);
+}
+
+/**
  * run_op() - run one operation of the input
  * @h:		harness
  * @in:		input
@@ -370,6 +423,7 @@ static void run_op(struct harness *h, struct input *in)
 	const uint8_t *p;
 	size_t len, off;
 	uint8_t sel, what;
+	uint16_t gso;
 
 	switch (take8(in) % OP_COUNT) {
 	case OP_FRAME:
@@ -399,13 +453,16 @@ static void run_op(struct harness *h, struct input *in)
 		what = take8(in);
 		len = take16(in);
 		p = take_bytes(in, &len);
+		/* origin bit 7: coalesced by GRO, in datagrams of a size
+		 * bits 2-6 choose (used on a socket with UDP_GRO only) */
+		gso = what & 0x80 ? (uint16_t)(1 + (what >> 2 & 0x1f) * 37) : 0;
 		if (sel == 0xff && h->listener[1] >= 0)
-			fake_dgram_push(h->listener[1], p, len, what);
+			fake_dgram_push(h->listener[1], p, len, what, gso);
 		else if (sel == 0xfe && h->listener[3] >= 0)
-			fake_dgram_push(h->listener[3], p, len, what);
+			fake_dgram_push(h->listener[3], p, len, what, gso);
 		else
 			fake_dgram_push(fake_sock_pick(sel, false), p, len,
-					what);
+					what, gso);
 		break;
 	case OP_SOCK_EVENT:
 		sel = take8(in);
@@ -435,6 +492,9 @@ static void run_op(struct harness *h, struct input *in)
 	case OP_NS_CONNECT:
 		if (h->listener[2] >= 0)
 			fake_listener_accept(h->listener[2]);
+		break;
+	case OP_VNET_FRAME:
+		vnet_frame(h, in, frame);
 		break;
 	}
 }
@@ -560,6 +620,7 @@ static void harness_config(struct input *in, struct dp_config *cfg)
 	cfg->neigh_all = !!(bits & 128);
 	cfg->no_ra = bits & 128 && bits & 2;
 	harness_rules(cfg, bits);
+	fk.tap_no_uso = take8(in) & 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -25,9 +25,12 @@ import subprocess
 import sys
 
 OP_FRAME, OP_POLL, OP_TIME, OP_STREAM, OP_DGRAM, OP_SOCK_EVENT, OP_KNOB, OP_ACCEPT, \
-    OP_CTL, OP_FWD, OP_API, OP_NS_CONNECT = range(12)
+    OP_CTL, OP_FWD, OP_API, OP_NS_CONNECT, OP_VNET_FRAME = range(13)
 FWD_SPLICE_TCP, FWD_SPLICE_UDP = 2, 3  # fuzz_frames.c's listener slots: OP_FWD adds slot N with N << 1
 PASTA_MODEL = 128  # byte 0: pasta's network model (harness_rules())
+NO_USO = 1  # byte 2: the fake kernel refuses TUN_F_USO4/6
+# OP_VNET_FRAME's what: NEEDS_CSUM, and the GSO type choices
+VNET_CSUM, VNET_TCPV4, VNET_UDP_L4 = 1, 1 << 1, 3 << 1
 EV_EOF, EV_RESET, EV_CONNECTED, EV_REFUSED, EV_DRAINED, EV_ICMP, EV_ERROR = range(7)
 
 GW_MAC = bytes.fromhex("525500000202")
@@ -70,6 +73,15 @@ def udp(dst: str, sport: int, dport: int, data: bytes, src=GUEST4) -> bytes:
                dst=b"\xff" * 6 if dst == "255.255.255.255" else GW_MAC)
 
 
+def udp_super(dst: str, sport: int, dport: int, data: bytes, src=GUEST4) -> bytes:
+    """A UDP super-datagram as a guest kernel hands a UDP_SEGMENT send to a
+    TAP with USO: the UDP length covers all of it, the checksum field holds
+    the pseudo-header sum only."""
+    length = 8 + len(data)
+    partial = ~csum(pseudo(src, dst, 17, length)) & 0xFFFF
+    return eth(ip4(struct.pack("!HHHH", sport, dport, length, partial) + data, 17, dst, src=src))
+
+
 def tcp(dst: str, sport: int, dport: int, seq: int, ack: int, flags: str, data=b"",
         wnd=65535, options=b"") -> bytes:
     bits = sum({"F": 1, "S": 2, "R": 4, "P": 8, "A": 16}[f] for f in flags)
@@ -92,20 +104,28 @@ def arp_request(tpa: str) -> bytes:
     return eth(body, ethertype=0x0806, dst=b"\xff" * 6)
 
 
-KNOB_SOCKET_ERR, KNOB_ACCEPT_ERR, KNOB_EPOLL_ERR = 0, 8, 9
+KNOB_SOCKET_ERR, KNOB_DGRAM_SEND_ERR, KNOB_ACCEPT_ERR, KNOB_EPOLL_ERR, KNOB_UDP_OFFLOAD = 0, 4, 8, 9, 12
+UDP_OFF_NO_SEGMENT, UDP_OFF_NO_GRO, UDP_OFF_SEGMENT_EINVAL, UDP_OFF_SEGMENT_EIO = 1, 2, 4, 8
 ERRNO_EMFILE, ERRNO_ENFILE = 6, 7  # indexes into fake_sys.c's fake_errnos[]
 BUDGET_9, FD_LIMIT_8 = 5, 2  # indexes into harness_budgets[] and harness_fd_limits[]
 
 
 class Seed:
     """An input for the harness, built one operation at a time; budget and
-    fd_limit index fuzz_frames.c's harness_budgets[] and harness_fd_limits[]."""
+    fd_limit index fuzz_frames.c's harness_budgets[] and harness_fd_limits[]; kernel is
+    byte 2 (NO_USO)."""
 
-    def __init__(self, config=0, mtu_index=0, budget=0, fd_limit=0):
-        self.b = bytearray([config, mtu_index | budget << 3 | fd_limit << 6])
+    def __init__(self, config=0, mtu_index=0, budget=0, fd_limit=0, kernel=0):
+        self.b = bytearray([config, mtu_index | budget << 3 | fd_limit << 6, kernel])
 
     def frame(self, f: bytes, poll=True):
         self.b += bytes([OP_FRAME]) + struct.pack("!H", len(f)) + f
+        if poll:
+            self.poll()
+        return self
+
+    def vnet_frame(self, what: int, gso_size: int, f: bytes, poll=True):
+        self.b += bytes([OP_VNET_FRAME, what]) + struct.pack("!HH", gso_size, len(f)) + f
         if poll:
             self.poll()
         return self
@@ -312,6 +332,58 @@ def scenarios(binary: str) -> dict[str, Seed]:
     return out
 
 
+def udp_scenarios(out: dict):
+    """UDP segmentation both ways, and the fallbacks of kernels that lack it."""
+    gso = VNET_CSUM | VNET_UDP_L4
+    body = bytes(range(256)) * 14  # 3584 bytes
+    s = Seed(config=1).vnet_frame(gso, 1000, udp_super(GW4, 40000, 9, body))
+    s.vnet_frame(gso, 30, udp_super(GW4, 40000, 9, body[:3000]))          # 100 segments: cut here
+    s.vnet_frame(gso, 1000, udp_super(GW4, 40000, 9, body[:1000]))        # a lie: one segment
+    for _ in range(3):                                                      # a run, merged
+        s.frame(udp(GW4, 40000, 9, body[:500]), poll=False)
+    s.frame(udp(GW4, 40000, 9, body[:120]))
+    s.dgram(body[:700], origin=0x80 | 18 << 2)                              # GRO'd, gso 667
+    for _ in range(4):                                                      # a run from the host
+        s.op(OP_DGRAM, 0, 0, *struct.pack("!H", 300)).op(*body[:300])
+    out["udp-gso"] = s.poll().time(3, 2).poll()
+
+    s = Seed(config=1).op(OP_KNOB, KNOB_UDP_OFFLOAD, UDP_OFF_SEGMENT_EINVAL)
+    s.vnet_frame(gso, 1000, udp_super(GW4, 40001, 9, body))                # refused: cut here
+    s.op(OP_KNOB, KNOB_UDP_OFFLOAD, UDP_OFF_SEGMENT_EIO)
+    for _ in range(3):
+        s.frame(udp(GW4, 40001, 9, body[:400]), poll=False)
+    out["udp-gso-refused"] = s.poll()
+
+    s = Seed(config=1, mtu_index=2).op(OP_KNOB, KNOB_UDP_OFFLOAD, UDP_OFF_NO_SEGMENT | UDP_OFF_NO_GRO)
+    s.frame(udp(GW4, 40002, 9, body[:200])).dgram(body[:1500], origin=0x80 | 8 << 2)
+    out["udp-old-kernel"] = s.vnet_frame(gso, 500, udp_super(GW4, 40002, 9, body[:1500]))
+
+    # a guest's replies to a forward's client, batched: sendmmsg() with the
+    # client's address (forward 2 again on guest port 5352, an IPv4 listener)
+    s = Seed(config=1).frame(arp_request(GW4)).op(OP_FWD, 3, OP_FWD, 2, *struct.pack("!H", 5352))
+    s.dgram(b"query", sel=0xff, origin=1)
+    for _ in range(3):
+        s.frame(udp("198.51.100.7", 5352, 1281, body[:600]), poll=False)
+    s.frame(udp("198.51.100.7", 5352, 1281, body[:100]))
+    # a full socket in the middle of a batch, then a reassembled datagram
+    s.op(OP_KNOB, KNOB_DGRAM_SEND_ERR, 1)
+    for _ in range(3):
+        s.frame(udp(GW4, 40004, 9, body[:800]), poll=False)
+    s.frame(udp(GW4, 40004, 9, body[:90])).op(OP_KNOB, KNOB_DGRAM_SEND_ERR, 0)
+    dgram = udp(GW4, 40005, 9, body[:2000])[14 + 20:]
+    s.frame(eth(ip4(dgram[:1480], 17, GW4, ident=9, frag=0x2000)), poll=False)
+    s.frame(eth(ip4(dgram[1480:], 17, GW4, ident=9, frag=1480 // 8)))
+    # a run from the host whose last datagram is shorter
+    s.op(OP_DGRAM, 0, 0, *struct.pack("!H", 400)).op(*body[:400])
+    s.op(OP_DGRAM, 0, 0, *struct.pack("!H", 400)).op(*body[:400])
+    out["udp-fwd-batch"] = s.dgram(body[:150])
+
+    s = Seed(config=1, kernel=NO_USO).frame(udp(GW4, 40003, 9, b"x"))      # TAP without USO
+    s.vnet_frame(gso, 1000, udp_super(GW4, 40003, 9, body))
+    s.dgram(body[:1500], origin=0x80 | 8 << 2)
+    out["udp-tap-no-uso"] = s
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--capture", help="directory of frames captured from the frame tests")
@@ -321,6 +393,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
 
     seeds = scenarios(args.binary)
+    udp_scenarios(seeds)
     if args.capture:
         for name in sorted(os.listdir(args.capture)):
             data = open(os.path.join(args.capture, name), "rb").read()
