@@ -137,12 +137,18 @@ def test_rootlesskit_pasta(clients_root, resolver, impl):
     names through 10.0.2.3 (the host's 127.0.0.53), and a server it starts
     later is reached from the host on the same port (pasta's -t auto)."""
     cmd = clients_root.logged_pasta(impl)
+    # No step waits for a time it guesses: the child says when its server
+    # listens (a lookup that needs a retry takes seconds) and stays until the
+    # host has fetched; each wait is bounded
     child = (f"nslookup {NAME}; mkdir -p /tmp/www && echo implicit > /tmp/www/index.html;"
-             " busybox httpd -f -p 18200 -h /tmp/www & sleep 8")
-    fetch = ("for i in $(seq 60); do busybox wget -qO- http://127.0.0.1:18200/ 2>/dev/null && exit 0; sleep 0.1;"
+             " busybox httpd -f -p 18200 -h /tmp/www & touch /tmp/served;"
+             " i=0; while [ ! -e /tmp/fetched ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done")
+    fetch = ("i=0; while [ ! -e /tmp/served ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;"
+             " for i in $(seq 300); do busybox wget -qO- http://127.0.0.1:18200/ 2>/dev/null && exit 0; sleep 0.1;"
              " done; exit 1")
-    command = (f"rootlesskit --state-dir=/tmp/rk --net=pasta --pasta-binary={cmd.path} --port-driver=implicit"
-               f" --disable-host-loopback --copy-up=/etc sh -c '{child}' & sleep 1; ( {fetch} ); echo fetched=$?; wait")
+    command = (f"rm -f /tmp/served /tmp/fetched; rootlesskit --state-dir=/tmp/rk --net=pasta --pasta-binary={cmd.path}"
+               f" --port-driver=implicit --disable-host-loopback --copy-up=/etc sh -c '{child}' &"
+               f" ( {fetch} ); echo fetched=$?; touch /tmp/fetched; wait")
     res = clients_root.run(command)
     out = res.stdout
     assert res.returncode == 0, out + res.stderr
