@@ -341,8 +341,10 @@ static int splice_pipes(struct splice_flow *s)
 
 	for (d = 0; d < 2; d++) {
 		if (pipe2(s->pipe[d], O_NONBLOCK | O_CLOEXEC)) {
-			if (d)
-				splice_pipes_close(s);
+			if (d) {	/* only the first pair is open */
+				close(s->pipe[0][0]);
+				close(s->pipe[0][1]);
+			}
 			return -1;
 		}
 		fcntl(s->pipe[d][0], F_SETPIPE_SZ, DP_SPLICE_PIPE_SIZE);
