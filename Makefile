@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEBIAN_PACKAGES := python3 python3-venv python3-dev libffi-dev gcc make iproute2 iputils-ping \
 	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace uidmap busybox curl \
-	tcpdump systemd clang binutils
+	tcpdump systemd clang binutils man-db groff-base
 
 .PHONY: deps venv install test test-hardened test-asan quickstart wheel wheel-check clean clients-root
 

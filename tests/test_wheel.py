@@ -1,7 +1,8 @@
 """The wheel: built from a copy of the source, repaired by auditwheel into a
 manylinux wheel whose compiled part links nothing beyond glibc, installed into
 a fresh virtualenv with only its declared dependencies, where the installed
-slirpd passes the README's quickstart (tests/quickstart.sh).
+slirpd passes the README's quickstart (tests/quickstart.sh) and `man slirpd`
+finds the page the wheel installs under share/man/man1.
 
 The sandbox has no network: the build uses the test venv's setuptools and cffi
 (--no-isolation), and the fresh venv gets the wheel with --no-deps plus the
@@ -44,6 +45,10 @@ def test_manylinux_tag_and_only_glibc(wheel, tmp_path):
         assert so == "slirpd/_dp.abi3.so"
         assert not [n for n in names if ".libs/" in n], "auditwheel had to bundle libraries"
         assert "slirpd/slirpd@.service" in names
+        # the man page, installed as PREFIX/share/man/man1/slirpd.1 (data_files)
+        man = f"slirpd-{slirpd.__version__}.data/data/share/man/man1/slirpd.1"
+        assert man in names, [n for n in names if ".data/" in n]
+        assert z.read(man) == (REPO / "doc" / "slirpd.1").read_bytes()
         z.extract(so, tmp_path)
         meta = email.parser.Parser().parsestr(z.read(f"slirpd-{slirpd.__version__}.dist-info/METADATA").decode())
     needed = [m.group(1) for m in re.finditer(r"\(NEEDED\).*\[(.+)\]",
@@ -104,6 +109,10 @@ def test_fresh_venv_runs_the_quickstart(wheel):
         provided = provide_requirements(meta.get_all("Requires-Dist"), site)
         assert {"cffi", "pyroute2", "pyseccomp"} <= {p.lower() for p in provided}, provided
         run_ok([py, "-m", "pip", "check", "--isolated"], env=env)  # the declared dependencies are all there
+        # man finds the page beside the venv's bin on PATH, as for any prefix
+        found = run_ok(["man", "-w", "slirpd"], env={**{k: v for k, v in env.items() if k != "MANPATH"},
+                                                         "PATH": f"{venv / 'v' / 'bin'}:/usr/bin:/bin"}).stdout
+        assert found.strip() == str(venv / "v" / "share" / "man" / "man1" / "slirpd.1"), found
         res = run_ok([REPO / "tests" / "quickstart.sh", venv / "v" / "bin" / "slirpd"], timeout=120)
         assert res.stdout.rstrip().endswith("--- quickstart OK")
         assert " 0% packet loss" in res.stdout
