@@ -317,6 +317,33 @@ def version_text() -> str:
     )
 
 
+def subcommand(argv: list[str], prog: str = PROG):
+    """The subcommand a command line asks for: pasta's command line when
+    slirpd runs under that name (prog, the program's argv[0]: a link named
+    pasta), or a first argument naming one (`slirpd pasta|ctl|install-unit|
+    enter ARGS...`).  Its module is imported now, not before (issue 19).
+    Return: a function of no arguments that runs it and returns its exit
+    status; None when argv is slirpd's own options (parse_args())."""
+    if os.path.basename(prog) == "pasta":
+        name, args = "pasta", argv
+    else:
+        name, args, prog = (argv[0] if argv else ""), argv[1:], "pasta"  # pasta's messages name it pasta
+    if name == "pasta":
+        from slirpd.pasta.main import main as pasta_main
+
+        return lambda: pasta_main(args, prog)
+    if name == "ctl":
+        from slirpd import ctl
+
+        return lambda: ctl.main(args)
+    if name in ("install-unit", "enter"):
+        from slirpd import unit
+
+        run = unit.install_unit if name == "install-unit" else unit.enter
+        return lambda: run(args)
+    return None
+
+
 def parse_args(argv: list[str]) -> Config | str:
     """Parse argv (without the program name).
 
