@@ -1,4 +1,6 @@
-"""Command line: slirp4netns 1.2's options, spellings and defaults -> Config.
+"""Command line: slirp4netns 1.2's options, spellings and defaults -> Config;
+or the subcommand it names (subcommand(): pasta, ctl, install-unit, enter),
+which parses the rest itself.
 
 The --help text keeps slirp4netns's option strings verbatim, because podman and
 rootlesskit detect features by grepping it.  Errors are one line on stderr and
