@@ -14,7 +14,7 @@ import selectors
 import signal
 import socket
 
-from slirpd.netns import SetupError
+from slirpd._linux import SetupError
 from slirpd.unixsock import listen_unix
 
 

@@ -1,4 +1,6 @@
-"""Command line: slirp4netns 1.2's options, spellings and defaults -> Config.
+"""Command line: slirp4netns 1.2's options, spellings and defaults -> Config;
+or the subcommand it names (subcommand(): pasta, ctl, install-unit, enter),
+which parses the rest itself.
 
 The --help text keeps slirp4netns's option strings verbatim, because podman and
 rootlesskit detect features by grepping it.  Errors are one line on stderr and
@@ -315,6 +317,33 @@ def version_text() -> str:
         f"pyroute2: {pyroute2.__version__}\n"
         f"libseccomp: {seccomp.library_version()}\n"
     )
+
+
+def subcommand(argv: list[str], prog: str = PROG):
+    """The subcommand a command line asks for: pasta's command line when
+    slirpd runs under that name (prog, the program's argv[0]: a link named
+    pasta), or a first argument naming one (`slirpd pasta|ctl|install-unit|
+    enter ARGS...`).  Its module is imported now, not before (issue 19).
+    Return: a function of no arguments that runs it and returns its exit
+    status; None when argv is slirpd's own options (parse_args())."""
+    if os.path.basename(prog) == "pasta":
+        name, args = "pasta", argv
+    else:
+        name, args, prog = (argv[0] if argv else ""), argv[1:], "pasta"  # pasta's messages name it pasta
+    if name == "pasta":
+        from slirpd.pasta.main import main as pasta_main
+
+        return lambda: pasta_main(args, prog)
+    if name == "ctl":
+        from slirpd import ctl
+
+        return lambda: ctl.main(args)
+    if name in ("install-unit", "enter"):
+        from slirpd import unit
+
+        run = unit.install_unit if name == "install-unit" else unit.enter
+        return lambda: run(args)
+    return None
 
 
 def parse_args(argv: list[str]) -> Config | str:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import ipaddress
 import os
 
+from slirpd._linux import SetupError
 from slirpd.config import Config
-from slirpd.netns import SetupError
 from slirpd.rtnl import Rtnl, RtnlError
 
 

@@ -19,12 +19,13 @@ import stat
 import sys
 
 from slirpd import cli, fdlimit, log as logmod
+from slirpd._linux import SetupError
 from slirpd.dhcp import DhcpServer
 from slirpd.forward import Forwards
 from slirpd.notify import Notifier
 from slirpd.config import Config
 from slirpd.log import log
-from slirpd.netns import SetupError, TapHelper, TargetNamespaces, tap_has_vnet_hdr
+from slirpd.netns import TapHelper, TargetNamespaces, tap_has_vnet_hdr
 from slirpd.resolver import HostResolver
 
 
@@ -293,26 +294,14 @@ def _run_bess(cfg: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `slirpd` command, or pasta's when called by that name (a link
-    named pasta) or as `slirpd pasta ARGS...`. Return: the process exit
-    status."""
-    if argv is None and os.path.basename(sys.argv[0]) == "pasta":
-        from slirpd.pasta.main import main as pasta_main
-
-        return pasta_main(sys.argv[1:], sys.argv[0])
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["pasta"]:
-        from slirpd.pasta.main import main as pasta_main
-
-        return pasta_main(argv[1:])
-    if argv[:1] == ["ctl"]:
-        from slirpd import ctl
-
-        return ctl.main(argv[1:])
-    if argv[:1] in (["install-unit"], ["enter"]):
-        from slirpd import unit
-
-        return {"install-unit": unit.install_unit, "enter": unit.enter}[argv[0]](argv[1:])
+    """The `slirpd` command (argv: its arguments, sys.argv's by default),
+    or the subcommand it names (cli.subcommand(): pasta's command line, also
+    when called by that name, ctl, install-unit, enter). Return: the process
+    exit status."""
+    prog, argv = (sys.argv[0], sys.argv[1:]) if argv is None else (cli.PROG, argv)
+    run_subcommand = cli.subcommand(argv, prog)
+    if run_subcommand is not None:
+        return run_subcommand()
     try:
         parsed = cli.parse_args(argv)
     except cli.UsageError as e:

@@ -24,10 +24,9 @@ import os
 import socket
 import struct
 
+from slirpd._linux import CLONE_NEWNET, CLONE_NEWUSER, SetupError, setns
 from slirpd.config import Config
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
 NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
 TUNSETIFF = 0x400454CA
@@ -40,35 +39,6 @@ IFNAMSIZ = 16
 REPLY_MAX = 4096
 TAP_ANSWER = b"tap"  # the helper's first answer, with the TAP's fd
 OK_ANSWER = b"ok"  # its second: the guest is configured (or needed not be)
-
-_libc = None  # see libc()
-
-
-class SetupError(Exception):
-    """Setting up the namespace or the TAP failed; the message says why."""
-
-
-def libc():
-    """The C library through ctypes, loaded on first use: only set-up steps
-    that Python's os module lacks need it (ctypes is not imported before)."""
-    global _libc
-    if _libc is None:
-        import ctypes
-
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
-def _setns(fd: int, nstype: int) -> None:
-    """setns(2); raises OSError."""
-    if hasattr(os, "setns"):  # Python 3.12 and later
-        os.setns(fd, nstype)
-        return
-    import ctypes
-
-    if libc().setns(fd, nstype) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _same_namespace(fd: int, path: str) -> bool:
@@ -165,8 +135,8 @@ def _child(cfg: Config, netns_fd: int, userns_fd: int | None, sock: socket.socke
     try:
         try:
             if userns_fd is not None:
-                _setns(userns_fd, CLONE_NEWUSER)
-            _setns(netns_fd, CLONE_NEWNET)
+                setns(userns_fd, CLONE_NEWUSER)
+            setns(netns_fd, CLONE_NEWNET)
         except OSError as e:
             raise SetupError(f"cannot join the namespaces of {cfg.target}: {e.strerror}") from None
         tap_fd = _create_tap(cfg.tapname)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from slirpd._linux import SetupError
 from slirpd.autofwd import open_diag_socket
-from slirpd.netns import SetupError
 from slirpd.portspec import Spec
 
 NS_SOCKETS_MAX = 250  # below SCM_MAX_FD (253), with the TAP

@@ -14,11 +14,10 @@ serving daemon does (no path is looked at, so it works inside
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 
-from slirpd.netns import SetupError
+from slirpd._linux import SetupError, last_error, libc
 
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
@@ -27,8 +26,6 @@ IN_MOVED_FROM, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, IN_IGNORED =
 EVENT = struct.Struct("=iIII")  # wd, mask, cookie, len; then the name, NUL-padded
 READ_MAX = 65536  # bytes of events read at once
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class NamespaceFileWatch:
     """Watches one file's directory; gone() tells once the file is removed
@@ -36,16 +33,15 @@ class NamespaceFileWatch:
 
     def __init__(self, path: str):
         self.dir, self.name = os.path.split(os.path.abspath(path))
-        fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        fd = libc().inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
-            raise SetupError(f"cannot watch {path}: inotify: {os.strerror(ctypes.get_errno())}")
+            raise SetupError(f"cannot watch {path}: {last_error('inotify').strerror}")
         self.fd = fd
         mask = IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF
-        if _libc.inotify_add_watch(fd, self.dir.encode(), mask) < 0:
-            err = ctypes.get_errno()
+        if libc().inotify_add_watch(fd, os.fsencode(self.dir), mask) < 0:
+            err = last_error(f"cannot watch {self.dir} for {self.name} to go")
             os.close(fd)
-            raise SetupError(f"cannot watch {self.dir} for {self.name} to go: {os.strerror(err)}"
-                             " (--no-netns-quit does not watch)")
+            raise SetupError(f"{err.strerror} (--no-netns-quit does not watch)")
         if not os.path.lexists(path):  # removed before the watch began
             os.close(fd)
             raise SetupError(f"{path} is gone")

@@ -22,12 +22,12 @@ holds no descriptor outside its root and needs no unlink call under seccomp.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import stat
 
-PR_SET_NAME = 15
+from slirpd._linux import PR_SET_NAME, libc
+
 HELPER_NAME = b"slirpd-sockrm"  # what ps shows for the helper (comm, 15 bytes at most)
 # The signals whose default action ends a process, but SIGKILL and SIGSTOP
 IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
@@ -55,7 +55,7 @@ def _helper(dir_fd: int, name: str, identity: tuple[int, int], pipe_r: int) -> N
     try:
         for sig in IGNORED_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        ctypes.CDLL(None).prctl(PR_SET_NAME, HELPER_NAME, 0, 0, 0)
+        libc().prctl(PR_SET_NAME, HELPER_NAME, 0, 0, 0)  # only what ps shows: a failure changes nothing
         _close_all_but({dir_fd, pipe_r})
         while os.read(pipe_r, 1):  # nothing is written: this returns at the pipe's end
             pass
@@ -77,6 +77,7 @@ class SocketRemover:
         pipe_r = None
         try:
             st = os.stat(path, follow_symlinks=False)
+            libc()  # loaded before the fork: the helper only calls it
             pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
             try:
                 self.pid = os.fork()

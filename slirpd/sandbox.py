@@ -39,44 +39,21 @@ Host sockets are unaffected: the network namespace does not change.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import re
 
-from slirpd.netns import CLONE_NEWUSER, SetupError, _setns
+from slirpd._linux import (CAP_NET_BIND_SERVICE, CLONE_NEWNS, CLONE_NEWUSER, MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC,
+                           MS_NOSUID, MS_NOSYMFOLLOW, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, PR_CAP_AMBIENT,
+                           PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, SetupError, capabilities,
+                           check, libc, mount, pivot_root, prctl, set_capabilities, setns, umount)
 
-CLONE_NEWNS = 0x00020000
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_NOSYMFOLLOW = 0x100
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
 LOCKED_DOWN = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-MNT_DETACH = 2
-PR_SET_NO_NEW_PRIVS = 38
-PR_CAPBSET_DROP = 24
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-CAP_NET_BIND_SERVICE = 10
 CAP_LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
-LINUX_CAPABILITY_VERSION_3 = 0x20080522
 VISIBLE_DIRS = ("etc", "run")
 NEW_ROOT = "/tmp"  # any directory: a tmpfs is mounted over it first
 # The new root holds three directories (etc, run, and old until the pivot is done)
 NEW_ROOT_OPTIONS = "size=4k,nr_inodes=8,mode=0755"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise SetupError(f"--enable-sandbox: {what}: {os.strerror(err)}")
 
 
 def check_resolv_conf(path: str = "/etc/resolv.conf") -> None:
@@ -86,21 +63,6 @@ def check_resolv_conf(path: str = "/etc/resolv.conf") -> None:
         target = os.path.realpath(path)
         if not any(target == f"/{d}" or target.startswith(f"/{d}/") for d in VISIBLE_DIRS):
             raise SetupError(f"--enable-sandbox: {path} is a symlink to {target}, outside /etc and /run")
-
-
-def _mount(source: str | None, target: str | bytes, fstype: str | None, flags: int,
-           data: str | None = None) -> int:
-    """mount(2). Return: 0, or the errno."""
-    enc = (lambda s: s if s is None or isinstance(s, bytes) else s.encode())
-    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) == 0:
-        return 0
-    return ctypes.get_errno()
-
-
-def _must_mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    err = _mount(source, target, fstype, flags, data)
-    if err:
-        raise SetupError(f"--enable-sandbox: mount {target}: {os.strerror(err)}")
 
 
 def _unescape(field: bytes) -> bytes:
@@ -130,80 +92,82 @@ def _lock_down(top: str) -> None:
     search; ENOENT: covered by a later mount) it cannot reach from the
     sandbox either: it is left as it is."""
     for point, nosymfollow in mounts_under(top):
-        err = _mount(None, point, None, MS_BIND | MS_REMOUNT | LOCKED_DOWN | (MS_NOSYMFOLLOW if nosymfollow else 0))
-        if err and err not in (errno.EACCES, errno.ENOENT):
-            raise SetupError(f"--enable-sandbox: remount {os.fsdecode(point)} read-only: {os.strerror(err)}")
+        try:
+            mount(None, point, None, MS_BIND | MS_REMOUNT | LOCKED_DOWN | (MS_NOSYMFOLLOW if nosymfollow else 0))
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.ENOENT):
+                raise OSError(e.errno, f"remount {os.fsdecode(point)} read-only: {os.strerror(e.errno)}") from None
 
 
 def _pivot_into_tmpfs() -> None:
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    _must_mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _must_mount("tmpfs", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NEW_ROOT_OPTIONS)
+    """Steps 2 and 3 of the module doc.  Raises OSError."""
+    check(libc().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NEW_ROOT_OPTIONS)
     for d in VISIBLE_DIRS:
         os.mkdir(f"{NEW_ROOT}/{d}")
-        _must_mount(f"/{d}", f"{NEW_ROOT}/{d}", None, MS_BIND | MS_REC)
+        mount(f"/{d}", f"{NEW_ROOT}/{d}", None, MS_BIND | MS_REC)
         _lock_down(f"{NEW_ROOT}/{d}")
     os.mkdir(f"{NEW_ROOT}/old")
-    _check(_libc.syscall(155, NEW_ROOT.encode(), f"{NEW_ROOT}/old".encode()), "pivot_root")  # SYS_pivot_root
+    pivot_root(NEW_ROOT, f"{NEW_ROOT}/old")
     os.chdir("/")
-    _check(_libc.umount2(b"/old", MNT_DETACH), "umount /old")
+    umount("/old", MNT_DETACH)
     os.rmdir("/old")
-    _must_mount(None, "/", None, MS_BIND | MS_REMOUNT | LOCKED_DOWN)
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | LOCKED_DOWN)
 
 
 def _own_user_namespace() -> None:
     """A new user namespace where this process's uid and gid are themselves
-    and it holds every capability (to make a mount namespace)."""
+    and it holds every capability (to make a mount namespace).  Raises
+    OSError."""
     uid, gid = os.geteuid(), os.getegid()
-    _check(_libc.unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+    check(libc().unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
 def drop_capabilities(last: int, keep: int = CAP_NET_BIND_SERVICE) -> None:
     """Clear the ambient set, drop every capability up to last but keep
-    (bounding set too; none stays inheritable) and set no_new_privs."""
-    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear the ambient capabilities")
+    (bounding set too; none stays inheritable) and set no_new_privs.
+    Raises OSError."""
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, "clear the ambient capabilities")
     for cap in range(last + 1):
         if cap != keep:
-            _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap} from the bounding set")
-    header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    keep_bit = 1 << keep
-    current = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), current), "capget")
-    held = current[0].permitted & keep_bit
-    data[0].effective = data[0].permitted = held
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+            prctl(PR_CAPBSET_DROP, cap, f"drop capability {cap} from the bounding set")
+    held = capabilities()[1] & 1 << keep  # kept if permitted now
+    set_capabilities(held, held, 0)
+    prctl(PR_SET_NO_NEW_PRIVS, 1, "no_new_privs")
 
 
 def enter(namespaces=None) -> None:
     """Enter the sandbox (see the module doc).  namespaces: the guest's
     (netns.TargetNamespaces), whose user namespace is joined when not
     running as root and which are closed before the pivot; None (BESS): a
-    user namespace of our own when not root."""
+    user namespace of our own when not root.  Raises SetupError."""
     check_resolv_conf()
     with open(CAP_LAST_CAP_FILE) as f:  # /proc is gone after the pivot
         last_cap = int(f.read())
-    if os.geteuid() != 0:
-        if namespaces is None:
-            _own_user_namespace()
-        elif namespaces.userns_fd is not None:
-            try:
-                _setns(namespaces.userns_fd, CLONE_NEWUSER)
-            except OSError as e:
-                raise SetupError(f"--enable-sandbox: cannot join the guest's user namespace: {e.strerror}") from None
-    if namespaces is not None:
-        namespaces.close()
-    _pivot_into_tmpfs()
-    drop_capabilities(last_cap)
+    try:
+        if os.geteuid() != 0:
+            _join_user_namespace(namespaces)
+        if namespaces is not None:
+            namespaces.close()
+        _pivot_into_tmpfs()
+        drop_capabilities(last_cap)
+    except OSError as e:
+        where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+        raise SetupError(f"--enable-sandbox: {where}{e.strerror}") from None
+
+
+def _join_user_namespace(namespaces) -> None:
+    """Step 1 of the module doc, for a plain user: the guest's user
+    namespace (namespaces.userns_fd, unless it is ours already), or with
+    None a new one of our own.  Raises OSError."""
+    if namespaces is None:
+        _own_user_namespace()
+    elif namespaces.userns_fd is not None:
+        try:
+            setns(namespaces.userns_fd, CLONE_NEWUSER)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot join the guest's user namespace: {e.strerror}") from None

@@ -83,7 +83,7 @@ import errno
 import socket
 
 from slirpd import resolver
-from slirpd.netns import SetupError
+from slirpd._linux import MNT_DETACH, SetupError
 
 # The system calls of a serving daemon, as measured (see the module doc).
 SYSCALLS = (
@@ -109,7 +109,6 @@ FIONBIO = 0x5421
 IOCTLS = (FIONBIO,)
 PROT_EXEC = 0x4
 AT_EMPTY_PATH = 0x1000
-MNT_DETACH = 2
 DEFAULT_ACTION_ERRNO = errno.EPERM
 
 

@@ -22,30 +22,10 @@ import os
 import pwd
 import signal
 
-from slirpd.netns import CLONE_NEWNET, CLONE_NEWUSER, SetupError, libc
+from slirpd._linux import (CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC,
+                           PR_SET_PDEATHSIG, SetupError, check, libc, mount, prctl, umount)
 
-CLONE_NEWNS = 0x00020000
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MNT_DETACH = 2
-PR_SET_PDEATHSIG = 1
 RESOLV_CONF = "/etc/resolv.conf"
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        import ctypes
-
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(source: str | None, target: str, flags: int, fstype: str | None = None) -> None:
-    import ctypes
-
-    _check(libc().mount(source.encode() if source else None, target.encode(), fstype.encode() if fstype else None,
-                        ctypes.c_ulong(flags), None), f"mount {target}")
 
 
 # --create-netns
@@ -65,8 +45,8 @@ def create_netns(path: str) -> None:
     if pid == 0:
         os.close(err_r)
         try:
-            _check(libc().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-            _mount("/proc/self/ns/net", path, MS_BIND)
+            check(libc().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            mount("/proc/self/ns/net", path, None, MS_BIND)
             os._exit(0)
         except OSError as e:
             os.write(err_w, str(e.strerror).encode())
@@ -81,7 +61,10 @@ def create_netns(path: str) -> None:
 
 def release_netns(path: str) -> None:
     """Undo create_netns(): the namespace goes away with its last user."""
-    libc().umount2(path.encode(), MNT_DETACH)
+    try:
+        umount(path, MNT_DETACH)
+    except OSError:
+        pass
 
 
 # -- COMMAND
@@ -135,7 +118,7 @@ def _die_with_parent(parent: int) -> None:
     included): it would be left in namespaces without a network.  The
     kernel sends it SIGKILL when slirpd dies (PR_SET_PDEATHSIG survives
     unshare and exec); a parent already gone by now is checked by hand."""
-    _check(libc().prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:
         os._exit(127)
 
@@ -155,7 +138,7 @@ def _child(argv: list[str], parent: int, unshared_w: int, go_r: int) -> None:
     try:
         _die_with_parent(parent)
         _default_signals()
-        _check(libc().unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS), "unshare")
+        check(libc().unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS), "unshare")
         os.write(unshared_w, b"u")
         os.close(unshared_w)
         import tempfile  # while slirpd sets up, not after it said go
@@ -166,9 +149,9 @@ def _child(argv: list[str], parent: int, unshared_w: int, go_r: int) -> None:
         os.close(go_r)
         if not resolv:
             os._exit(127)  # slirpd gave up: it reports why
-        _mount(None, "/", MS_REC | MS_PRIVATE)
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
         try:  # a /sys that shows the new network namespace's interfaces
-            _mount("sysfs", "/sys", 0, "sysfs")
+            mount("sysfs", "/sys", "sysfs", 0)
         except OSError:
             pass
         if resolv != b"-":
@@ -176,7 +159,7 @@ def _child(argv: list[str], parent: int, unshared_w: int, go_r: int) -> None:
             os.write(fd, resolv)
             os.close(fd)
             try:
-                _mount(tmp, RESOLV_CONF, MS_BIND)
+                mount(tmp, RESOLV_CONF, None, MS_BIND)
             finally:
                 os.unlink(tmp)
         os.execvp(argv[0], argv)

@@ -23,11 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from slirpd.netns import CLONE_NEWNET, CLONE_NEWUSER, _setns
+from slirpd._linux import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, setns
 
 TEMPLATE = Path(__file__).parent / "slirpd@.service"
 UNIT_NAME = "slirpd@.service"
-CLONE_NEWNS = 0x00020000
 
 
 def _fail(message: str) -> int:
@@ -137,10 +136,10 @@ def enter(argv: list[str]) -> int:
     try:
         userns = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         mntns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        _setns(userns, CLONE_NEWUSER)
-        _setns(mntns, CLONE_NEWNS)
+        setns(userns, CLONE_NEWUSER)
+        setns(mntns, CLONE_NEWNS)
         netns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        _setns(netns_fd, CLONE_NEWNET)
+        setns(netns_fd, CLONE_NEWNET)
     except OSError as e:
         return _fail(f"enter: cannot join slirpd@{ns.name} (pid {pid}): {e.strerror or e}")
     for fd in (userns, mntns, netns_fd):

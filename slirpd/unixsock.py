@@ -6,7 +6,7 @@ import os
 import socket
 import stat
 
-from slirpd.netns import SetupError
+from slirpd._linux import SetupError
 
 
 def listen_unix(path: str, kind: int, backlog: int) -> socket.socket:

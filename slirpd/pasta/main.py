@@ -23,11 +23,12 @@ import os
 import sys
 
 from slirpd import log as logmod, seccomp, standalone
+from slirpd._linux import SetupError
 from slirpd.autofwd import AutoForwarder, PortWatcher
 from slirpd.config import Config
 from slirpd.log import log
 from slirpd.main import attach, lock_down, run_or_fail, tap_helper, target_pidfd
-from slirpd.netns import SetupError, TargetNamespaces
+from slirpd.netns import TargetNamespaces
 from slirpd.nsports import NamespaceSockets
 from slirpd.nswatch import NamespaceFileWatch
 from slirpd.pasta import cli, net

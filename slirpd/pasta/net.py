@@ -31,8 +31,8 @@ import os
 import pickle
 import socket
 
+from slirpd._linux import SetupError
 from slirpd.netmodel import GuestNetwork, Rule
-from slirpd.netns import SetupError
 
 PASTA_MAC = "9a:55:9a:55:9a:55"  # pasta's own MAC address, as -M's default
 DEFAULT_MTU = 65520  # pasta's: 65535 less the Ethernet header, 32-bit aligned
