@@ -17,6 +17,7 @@ slirpd defines one of them again (tests/test_structure_py.py).
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
@@ -47,7 +48,9 @@ CAP_NET_BIND_SERVICE = 10
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 CAP_HEADER = struct.Struct("=Ii")  # version, pid
 CAP_DATA = struct.Struct("=III")  # effective, permitted, inheritable
-SYS_PIVOT_ROOT = 155  # x86-64: glibc has no wrapper
+# pivot_root(2) has no glibc wrapper: its number on each architecture a wheel is built for
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203,
+                  "s390x": 217}.get(os.uname().machine)
 
 _libc = None  # see libc()
 
@@ -117,7 +120,9 @@ def umount(target: str | bytes, flags: int = 0) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    """pivot_root(2); raises OSError."""
+    """pivot_root(2); raises OSError (ENOSYS where its number is not known here)."""
+    if SYS_PIVOT_ROOT is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: no system call number for {os.uname().machine}")
     check(libc().syscall(SYS_PIVOT_ROOT, os.fsencode(new_root), os.fsencode(put_old)), "pivot_root")
 
 
