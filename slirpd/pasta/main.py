@@ -13,6 +13,11 @@ file of --netns is removed (nswatch.py; podman unmounts and removes it), and
 with a COMMAND when the command exits (with its status).  It always runs as
 --enable-sandbox --enable-seccomp would make it (pasta isolates itself
 too); without libseccomp it says so in one line and runs unfiltered.
+
+Nothing waits on the way to the exit 0 that only the daemon needs (issue
+19): the seccomp library is loaded (pyseccomp, and typing with it) after
+the fork, before the sandbox; the namespace-file watch (ctypes) only with
+--netns, `-- COMMAND`'s module only with a command; netlink is rtnl.py's.
 """
 
 from __future__ import annotations
@@ -22,14 +27,13 @@ import ipaddress
 import os
 import sys
 
-from slirpd import log as logmod, seccomp, standalone
+from slirpd import log as logmod, seccomp
 from slirpd.autofwd import AutoForwarder, PortWatcher
 from slirpd.config import Config
 from slirpd.log import log
 from slirpd.main import attach, lock_down, run_or_fail, tap_helper, target_pidfd
 from slirpd.netns import SetupError, TargetNamespaces
 from slirpd.nsports import NamespaceSockets
-from slirpd.nswatch import NamespaceFileWatch
 from slirpd.pasta import cli, net
 from slirpd.resolver import FixedResolver, HostResolver
 
@@ -97,7 +101,8 @@ def _resolver(args: cli.PastaArgs, cleanup: contextlib.ExitStack):
 
 
 def _config(args: cli.PastaArgs, network, setup: net.Setup, command) -> Config:
-    """The daemon's settings for pasta's args and network."""
+    """The daemon's settings for pasta's args and network (with seccomp:
+    whether it is available is known only once _serve() has loaded it)."""
     if command is not None:
         target, netns_type = str(command.pid), "pid"
     elif args.pid is not None:
@@ -106,7 +111,7 @@ def _config(args: cli.PastaArgs, network, setup: net.Setup, command) -> Config:
         target, netns_type = args.netns, "path"
     return Config(target=target, tapname=setup.ifname, netns_type=netns_type, userns_path=args.userns,
                   mtu=setup.mtu or 1500, model=network, pcap=args.pcap, enable_sandbox=True,
-                  enable_seccomp=seccomp.available(), outbound_addr=args.outbound4, outbound_addr6=args.outbound6,
+                  enable_seccomp=True, outbound_addr=args.outbound4, outbound_addr6=args.outbound6,
                   disable_dns=not any(r.kind == "dns" for r in network.rules), debug=args.debug)
 
 
@@ -158,6 +163,8 @@ def run(args: cli.PastaArgs) -> int:
         network, setup = net.model(args, template, resolver.upstream if resolver else (None, None))
         command = None
         if args.command is not None:
+            from slirpd import standalone
+
             command = standalone.Command(args.command)
             cleanup.callback(command.abort)
         cfg = _config(args, network, setup, command)
@@ -166,6 +173,8 @@ def run(args: cli.PastaArgs) -> int:
         if pidfd is not None:
             cleanup.callback(os.close, pidfd)
         elif args.netns_quit:
+            from slirpd.nswatch import NamespaceFileWatch
+
             watch = NamespaceFileWatch(cfg.target)
             cleanup.callback(watch.close)
         auto = any(s.mode == "auto" for s in (args.tcp, args.udp))
@@ -182,6 +191,7 @@ def run(args: cli.PastaArgs) -> int:
                 _daemonize(pid_fd)
             else:
                 _write_pid(pid_fd, os.getpid())
+            cfg = cfg._replace(enable_seccomp=seccomp.available())  # loaded while the files are there
             lock_down(cfg, ns, resolver)
         daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver,
                         forward_signals_to=command.pid if command else None, tasks=[autofwd] if autofwd else [])
