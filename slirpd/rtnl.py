@@ -149,11 +149,20 @@ def attributes(data: bytes, offset: int) -> dict[int, bytes]:
     return found
 
 
+def _check_length(payload: bytes, header: struct.Struct) -> None:
+    """ValueError if payload is shorter than the header it starts with."""
+    if len(payload) < header.size:
+        raise ValueError(f"a message of {len(payload)} bytes, shorter than its header of {header.size}")
+
+
 def parse_address(payload: bytes) -> Address:
     """An RTM_NEWADDR message of a dump; ValueError if it is malformed."""
+    _check_length(payload, IFADDRMSG)
     family, prefixlen, flags, scope, index = IFADDRMSG.unpack_from(payload)
     attrs = attributes(payload, IFADDRMSG.size)
     if IFA_FLAGS in attrs:
+        if len(attrs[IFA_FLAGS]) != 4:
+            raise ValueError(f"IFA_FLAGS of {len(attrs[IFA_FLAGS])} bytes, not 4")
         (flags,) = struct.unpack("=I", attrs[IFA_FLAGS])
     packed = attrs.get(IFA_LOCAL, attrs.get(IFA_ADDRESS))
     if packed is None:
@@ -163,11 +172,16 @@ def parse_address(payload: bytes) -> Address:
 
 def parse_route(payload: bytes) -> Route:
     """An RTM_NEWROUTE message of a dump; ValueError if it is malformed."""
+    _check_length(payload, RTMSG)
     family, dst_len, _src_len, _tos, table, protocol, scope, kind, _flags = RTMSG.unpack_from(payload)
     attrs = attributes(payload, RTMSG.size)
 
     def number(key: int, default):
-        return struct.unpack("=I", attrs[key])[0] if key in attrs else default
+        if key not in attrs:
+            return default
+        if len(attrs[key]) != 4:
+            raise ValueError(f"a route attribute {key} of {len(attrs[key])} bytes, not 4")
+        return struct.unpack("=I", attrs[key])[0]
 
     def address(key: int):
         return ipaddress.ip_address(attrs[key]) if key in attrs else None
@@ -312,15 +326,25 @@ class Rtnl:
     def addresses(self, family: int, index: int = 0) -> list[Address]:
         """The addresses of family (AF_INET, AF_INET6) in this namespace, of
         interface index only unless 0."""
-        body = IFADDRMSG.pack(family, 0, 0, 0, index)
-        found = [parse_address(p) for p in self.dump(f"read the {FAMILY_NAMES[family]} addresses", RTM_GETADDR, body)]
+        what = f"read the {FAMILY_NAMES[family]} addresses"
+        found = self._parsed(what, parse_address, self.dump(what, RTM_GETADDR, IFADDRMSG.pack(family, 0, 0, 0, index)))
         return [a for a in found if a.family == family and (not index or a.index == index)]
 
     def routes(self, family: int) -> list[Route]:
         """The routes of family in this namespace, of every table."""
+        what = f"read the {FAMILY_NAMES[family]} routes"
         body = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-        found = [parse_route(p) for p in self.dump(f"read the {FAMILY_NAMES[family]} routes", RTM_GETROUTE, body)]
+        found = self._parsed(what, parse_route, self.dump(what, RTM_GETROUTE, body))
         return [r for r in found if r.family == family]
+
+    @staticmethod
+    def _parsed(what: str, parse, payloads: list[bytes]) -> list:
+        """parse() of each payload of a dump; RtnlError, in words, for one
+        that is malformed."""
+        try:
+            return [parse(p) for p in payloads]
+        except ValueError as e:
+            raise RtnlError(f"cannot {what}: malformed netlink reply ({e})") from None
 
     def dump(self, what: str, kind: int, body: bytes) -> list[bytes]:
         """Send one dump request (what: in words, after "cannot") and read

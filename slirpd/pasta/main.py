@@ -75,6 +75,16 @@ def _daemonize(pid_fd: int | None) -> None:
     os.close(devnull)
 
 
+def _release_netns(ns: TargetNamespaces) -> None:
+    """Close the target's network namespace file once the helper is done in
+    it, before pasta's exit 0: podman may unmount that file as soon as pasta
+    has exited, and a descriptor still open on it (until the sandbox closes
+    the rest, after seccomp's library is loaded) would make the unmount fail
+    with EBUSY.  The user namespace's stays, for the sandbox."""
+    os.close(ns.netns_fd)
+    ns.netns_fd = -1  # TargetNamespaces.close() skips it
+
+
 def _check_target(args: cli.PastaArgs) -> None:
     """Fail as pasta fails on a target whose namespaces it cannot open: a
     PID's user namespace (unless --userns), --netns PATH."""
@@ -187,6 +197,7 @@ def run(args: cli.PastaArgs) -> int:
             if autofwd is not None:
                 cleanup.callback(autofwd.close)
             helper.configured()  # pasta exits 0 only once the namespace is configured
+            _release_netns(ns)
             if command is None and not args.foreground:
                 _daemonize(pid_fd)
             else:
