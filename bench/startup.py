@@ -329,6 +329,8 @@ def main():
             results[name] = measure(name, binary, user, args.runs, args.instances, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if binaries["slirpd-pasta"]:  # pasta_link()'s directory
+            shutil.rmtree(Path(binaries["slirpd-pasta"]).parent, ignore_errors=True)
     print(markdown(results, args.runs, args.instances))
 
 
