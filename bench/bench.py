@@ -36,13 +36,14 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import report
 import startup
 from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, attached, cpu_seconds, listening,
-                   plain_user, rss_mib, start_server, stop)
+                   pasta_link, plain_user, rss_mib, start_server, stop)
 from udpbench import RunError, udp_iperf3
 
 HERE = Path(__file__).resolve().parent
@@ -118,17 +119,6 @@ def build_pasta(user) -> str:
         print(f"bench: pasta build failed: {res.stderr.strip()}", file=sys.stderr)
         return ""
     return res.stdout.strip()
-
-
-def pasta_link(slirpd: Path) -> str:
-    """A link named pasta to slirpd (slirpd takes pasta's command line by
-    that name), in a directory of its own; "" without slirpd."""
-    if not slirpd.exists():
-        return ""
-    directory = Path(tempfile.mkdtemp(prefix="slirpd-bench-pasta-", dir="/tmp"))
-    os.chmod(directory, 0o755)
-    (directory / "pasta").symlink_to(slirpd)
-    return str(directory / "pasta")
 
 
 def run(argv: list[str], timeout: float, guest: Guest | None = None) -> str:

@@ -5,16 +5,19 @@ start on a fresh guest (bench/tools.py's Guest).  For each tool:
 
 - ready: from just before exec until the guest is configured and the tool
   says so: slirp4netns and slirpd `-c -r FD PID tap0` until the ready fd
-  gives its byte; pasta `--config-net PID` until its exit 0 (it exits once
+  gives its byte; pasta and slirpd-pasta (slirpd run as pasta, through a
+  link of that name) `--config-net PID` until its exit 0 (it exits once
   the namespace is configured, its daemon detached).  The median of --runs
   starts; beside it the CPU time the starting process used until then, and
   the time it spent waiting for a CPU (/proc/PID/schedstat; for pasta the
   exited process's rusage, without the wait), since a loaded machine makes
   the wall time longer than the work;
-- the same time to ready with podman's options (PODMAN_OPTIONS: the sandbox
-  and seccomp included), slirp4netns and slirpd;
+- the same time to ready with podman's options: slirp4netns and slirpd
+  with PODMAN_OPTIONS (the sandbox and seccomp included), pasta and
+  slirpd-pasta with PODMAN_PASTA_OPTIONS (podman 5.3's, on a PID rather
+  than --netns);
 - idle RSS and PSS of the serving process, IDLE_WAIT after ready;
-- `-- true` (slirpd and pasta, which make the namespaces themselves): the
+- `-- true` (slirpd and the pastas, which make the namespaces themselves): the
   whole run's wall time and CPU time (every process of it) minus those of
   `true` alone, median of --runs; and the floor under slirpd's figures, its
   Python interpreter started to do nothing;
@@ -39,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools import Guest, ToolError, as_user, plain_user, wait_until
+from tools import Guest, ToolError, as_user, pasta_link, plain_user, wait_until
 
 IDLE_WAIT = 0.5  # seconds after ready before memory is read
 PASTA = "/tmp/pasta-anchor/passt-2c174f1/pasta"  # where ../shared/anchors/build-pasta.sh puts it
@@ -47,6 +50,10 @@ READY_TIMEOUT = 20.0
 # What podman adds to -c -r FD PID tap0 (tests/test_podman.py): the sandbox
 # and seccomp are part of its start
 PODMAN_OPTIONS = ("--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6")
+# What podman 5.3 and later add to pasta's --config-net (tests/pastalib.py's
+# podman_argv), but --netns
+PODMAN_PASTA_OPTIONS = ("--dns-forward", "169.254.1.1", "--no-map-gw", "--map-guest-addr", "169.254.1.2")
+PASTA_TOOLS = ("pasta", "slirpd-pasta")  # tools with pasta's command line
 # key, label, unit, format
 ROWS = [
     ("ready_ms", "time to ready (median)", "ms", "{:.1f}"),
@@ -136,12 +143,12 @@ def start_slirp(binary: str, user, extra=()) -> Started:
     return started
 
 
-def start_pasta(binary: str, user, workdir: Path) -> Started:
-    """pasta --config-net on a fresh guest, timed to its exit 0; the
-    detached daemon's pid from --pid."""
+def start_pasta(binary: str, user, workdir: Path, extra=()) -> Started:
+    """pasta --config-net (and extra) on a fresh guest, timed to its exit 0;
+    the detached daemon's pid from --pid."""
     guest = Guest(user)
     pidfile = workdir / f"pasta-{guest.pid}.pid"
-    argv = [binary, "--config-net", "--quiet", "-t", "none", "-u", "none", "-T", "none", "-U", "none",
+    argv = [binary, "--config-net", "--quiet", "-t", "none", "-u", "none", "-T", "none", "-U", "none", *extra,
             "--pid", str(pidfile), str(guest.pid)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -219,9 +226,12 @@ def _median(values: list):
 
 
 def measure(name: str, binary: str, user, runs: int, instances: int, workdir: Path) -> dict:
-    """Every row for one tool ("slirp4netns", "slirpd", "pasta"); a row that
-    cannot be measured holds the reason."""
-    start = (lambda: start_pasta(binary, user, workdir)) if name == "pasta" else (lambda: start_slirp(binary, user))
+    """Every row for one tool ("slirp4netns", "slirpd", or one of
+    PASTA_TOOLS); a row that cannot be measured holds the reason."""
+    pasta = name in PASTA_TOOLS
+    start = (lambda: start_pasta(binary, user, workdir)) if pasta else (lambda: start_slirp(binary, user))
+    start_podman = (lambda: start_pasta(binary, user, workdir, PODMAN_PASTA_OPTIONS)) if pasta else \
+        (lambda: start_slirp(binary, user, PODMAN_OPTIONS))
     r: dict = {}
     try:
         ready, cpu, wait, rss, pss = [], [], [], [], []
@@ -241,13 +251,10 @@ def measure(name: str, binary: str, user, runs: int, instances: int, workdir: Pa
                  rss_mib=statistics.median(rss), pss_mib=statistics.median(pss))
     except ToolError as e:
         r.update({key: str(e) for key in ("ready_ms", "ready_cpu_ms", "ready_wait_ms", "rss_mib", "pss_mib")})
-    r["podman_ready_ms"] = None
-    if name != "pasta":
-        try:
-            r["podman_ready_ms"] = statistics.median(started_once(lambda: start_slirp(binary, user, PODMAN_OPTIONS))
-                                                     for _ in range(runs))
-        except ToolError as e:
-            r["podman_ready_ms"] = str(e)
+    try:
+        r["podman_ready_ms"] = statistics.median(started_once(start_podman) for _ in range(runs))
+    except ToolError as e:
+        r["podman_ready_ms"] = str(e)
     r["python_ms"] = r["python_cpu_ms"] = None
     if name == "slirpd":  # the floor: the interpreter slirpd's script runs on, doing nothing
         python = Path(binary).read_text().splitlines()[0].removeprefix("#!").strip()
@@ -255,7 +262,7 @@ def measure(name: str, binary: str, user, runs: int, instances: int, workdir: Pa
     if name == "slirp4netns":
         r["command_ms"] = r["command_cpu_ms"] = None
     else:
-        argv = [binary, "--config-net", "--quiet", "--"] if name == "pasta" else [binary, "--"]
+        argv = [binary, "--config-net", "--quiet", "--"] if pasta else [binary, "--"]
         try:
             r["command_ms"], r["command_cpu_ms"] = command_ms(argv, user, runs)
         except ToolError as e:
@@ -286,8 +293,9 @@ def markdown(results: dict, runs: int, instances: int) -> str:
         lines.append(f"| {label.format(instances=instances)}, {unit} | " + " | ".join(cells) + " |")
     lines += ["", f"Start-up: {runs} starts per tool, each on a fresh guest, as the plain user; ready = exec until "
               "the ready fd's byte (slirp4netns, slirpd: `-c -r FD PID tap0`) or the exit 0 of `pasta "
-              "--config-net PID`; memory read 0.5 s after ready; `-- true`: `slirpd -- true` and `pasta "
-              "--config-net -- true`."]
+              "--config-net PID` (pasta, and slirpd-pasta: slirpd run as pasta); with podman's options: "
+              f"{' '.join(PODMAN_OPTIONS)}, or for the pastas {' '.join(PODMAN_PASTA_OPTIONS)}; memory read "
+              "0.5 s after ready; `-- true`: `slirpd -- true` and `pasta --config-net -- true`."]
     return "\n".join(lines) + "\n"
 
 
@@ -298,15 +306,16 @@ def main():
     p.add_argument("--slirp4netns", default=shutil.which("slirp4netns") or "")
     p.add_argument("--pasta", default=os.environ.get("PASTA", PASTA),
                    help="pasta binary (default: the one ../shared/anchors/build-pasta.sh builds)")
-    p.add_argument("--tools", default="slirp4netns,slirpd,pasta")
+    p.add_argument("--tools", default="slirp4netns,slirpd,pasta,slirpd-pasta")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--instances", type=int, default=20)
     args = p.parse_args()
     if os.environ.get("SLIRPD_SANDBOX") != "1" or os.geteuid() != 0:
         sys.exit("startup.py: run it as root inside tests/sandbox.sh")
     user = plain_user()
-    binaries = {"slirp4netns": args.slirp4netns, "slirpd": str(Path(args.venv) / "bin" / "slirpd"),
-                "pasta": args.pasta}
+    slirpd = Path(args.venv) / "bin" / "slirpd"
+    binaries = {"slirp4netns": args.slirp4netns, "slirpd": str(slirpd), "pasta": args.pasta,
+                "slirpd-pasta": pasta_link(slirpd)}
     workdir = Path(tempfile.mkdtemp(prefix="slirpd-startup-", dir="/tmp"))
     os.chown(workdir, user.pw_uid, user.pw_gid)
     try:
@@ -320,6 +329,8 @@ def main():
             results[name] = measure(name, binary, user, args.runs, args.instances, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if binaries["slirpd-pasta"]:  # pasta_link()'s directory
+            shutil.rmtree(Path(binaries["slirpd-pasta"]).parent, ignore_errors=True)
     print(markdown(results, args.runs, args.instances))
 
 

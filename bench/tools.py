@@ -52,6 +52,17 @@ def as_user(user: pwd.struct_passwd) -> dict:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/", "env": env}
 
 
+def pasta_link(slirpd: Path) -> str:
+    """A link named pasta to slirpd (slirpd takes pasta's command line by
+    that name), in a directory of its own; "" without slirpd."""
+    if not slirpd.exists():
+        return ""
+    directory = Path(tempfile.mkdtemp(prefix="slirpd-bench-pasta-", dir="/tmp"))
+    os.chmod(directory, 0o755)
+    (directory / "pasta").symlink_to(slirpd)
+    return str(directory / "pasta")
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
     """Poll predicate until it returns a true value; ToolError on timeout."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,10 @@ slirpd's main() as its console script does logs every module actually
 imported, with the importing process's pid: the daemon itself, and the
 namespace helper and `-- COMMAND`'s child it forks.  The log is read once
 ready has fired; the daemon imports nothing afterwards (under the sandbox
-and seccomp it could not).
+and seccomp it could not).  slirpd as pasta is ready when its parent exits
+0 (podman's argv) or, in the foreground (rootlesskit's), when --pid FILE is
+written: the parent's imports are all before ready, the daemon's (forked
+then) after it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_user
+from conftest import as_user, wait_for
+from pastalib import rootlesskit_argv
 
 HOOK = """
 import os, sys
@@ -124,6 +128,68 @@ def test_command_imports_before_ready(plain_user, user_tmp):
         assert all(c & NEVER == set() for c in children)
     finally:
         stop(proc)
+
+
+# The pasta interface before its readiness: neither what NEVER lists nor
+# what only the daemon (seccomp's library, after the fork), a command, the
+# namespace file's watch (--netns) or the slirp4netns interface's options need
+PASTA_NEVER = NEVER | {"re", "ctypes", "pickle", "typing", "json", "pyseccomp", "subprocess", "slirpd.standalone",
+                       "slirpd.nswatch", "slirpd.configure", "slirpd.api"}
+PASTA_SERVING = {"slirpd.pasta.main", "slirpd.pasta.net", "slirpd.rtnl", "slirpd.daemon", "slirpd.dataplane"}
+# podman's argv (tests/pastalib.py's podman_argv), on a PID: --netns needs
+# the namespace file's watch
+PODMAN_PASTA = ["--config-net", "-t", "18090-18090:80-80", "--dns-forward", "169.254.1.1", "-u", "none", "-T", "none",
+                "-U", "none", "--no-map-gw", "--quiet", "--map-guest-addr", "169.254.1.2"]
+
+
+def test_pasta_imports_before_exit(guest, plain_user, user_tmp):
+    """podman's way: everything the parent imported came before its exit 0;
+    the namespace helper configured the namespace without pyroute2 or
+    asyncio either; the daemon loaded seccomp's library once forked."""
+    log, pid_file = user_tmp / "imports", user_tmp / "pasta.pid"
+    proc = subprocess.Popen([sys.executable, "-c", HOOK, str(log), "pasta", *PODMAN_PASTA, "--pid", str(pid_file),
+                             str(guest.pid)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **as_user(plain_user))
+    out, err = proc.communicate(timeout=60)  # to EOF, as podman reads them
+    assert (proc.returncode, out, err) == (0, "", "")
+    daemon_pid = int(pid_file.read_text())
+    try:
+        imports = logged_imports(log)
+        parent = imports.pop(proc.pid)
+        assert PASTA_SERVING <= parent
+        assert parent & PASTA_NEVER == set()
+        wait_for(lambda: "pyseccomp" in logged_imports(log).get(daemon_pid, set()), 10, "seccomp's library loaded")
+        imports.pop(daemon_pid, None)
+        (helper,) = imports.values()  # the namespace helper
+        assert helper & NEVER == set()
+        assert ip_addresses(guest, "up0") == ["198.51.100.1/24", "2001:db8::1/64"]
+    finally:
+        os.kill(daemon_pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(f"/proc/{daemon_pid}"), 10, "the pasta daemon to exit")
+
+
+def test_pasta_foreground_imports(guest, plain_user, user_tmp):
+    """rootlesskit's way (in the foreground, ready when --pid FILE is
+    written): no pyroute2, asyncio, dataclasses... until then, nor after it
+    (its implicit port driver's watcher, -t auto, has its own sock_diag)."""
+    log, pid_file = user_tmp / "imports", user_tmp / "pasta.pid"
+    proc = subprocess.Popen([sys.executable, "-c", HOOK, str(log), "pasta", "--pid", str(pid_file),
+                             *rootlesskit_argv(guest.pid)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, **as_user(plain_user))
+    try:
+        wait_for(lambda: proc.poll() is not None or (pid_file.exists() and pid_file.read_text()), 30, "pasta ready")
+        assert proc.poll() is None, proc.stdout.read()
+        daemon = logged_imports(log)[proc.pid]
+        assert PASTA_SERVING | {"slirpd.autofwd"} <= daemon
+        assert daemon & NEVER == set()
+    finally:
+        stop(proc)
+
+
+def ip_addresses(guest, ifname: str) -> list[str]:
+    """ifname's addresses in the guest, ADDR/PREFIX, link-local ones left out."""
+    (link,) = guest.ip_json("addr", "show", ifname)
+    return [f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"] if a["scope"] != "link"]
 
 
 def test_counters_line_is_the_json_it_was():

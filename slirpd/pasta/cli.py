@@ -7,14 +7,15 @@ included, fails as getopt_long fails on an option it does not know
 interface", lists both).  Values are checked as pasta checks them, with
 pasta's messages ("Invalid address: X", "Invalid port specifier X", ...),
 in the order pasta checks them: options as they come, port specs after.
+
+No dataclasses and no re: this runs on the way to pasta's exit 0 (issue
+19), where their imports alone would be a quarter of the time allowed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
-import re
 import socket
 
 from slirpd import __version__
@@ -24,7 +25,7 @@ from slirpd.portspec import Spec, pasta_spec
 MTU_MIN, MTU_MAX = 68, 65521  # the TAP driver's bounds (pasta's -m takes up to 65535)
 NETNS_RUN_DIR = "/run/netns"
 IFNAMSIZ = 16
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 OPTIONS = [Option(*o) for o in (
     ("debug", "d"), ("quiet", "q"), ("foreground", "f"), ("stderr", "e"), ("log-file", "l", True),
@@ -106,9 +107,9 @@ class UsageError(Exception):
     """A command line pasta would refuse; str() is the one line to print."""
 
 
-@dataclasses.dataclass
 class PastaArgs:
-    """What a pasta command line asks for (the defaults are pasta's)."""
+    """What a pasta command line asks for (the defaults are pasta's, class
+    attributes that an option given replaces on the instance)."""
 
     debug: bool = False
     quiet: bool = False
@@ -127,7 +128,6 @@ class PastaArgs:
     interface: str | None = None
     outbound4: str | None = None  # an address, or an interface's name (its address)
     outbound6: str | None = None
-    dns: list = dataclasses.field(default_factory=list)
     dns_none: bool = False
     dns_forward4: ipaddress.IPv4Address | None = None
     dns_forward6: ipaddress.IPv6Address | None = None
@@ -153,7 +153,10 @@ class PastaArgs:
     netns_quit: bool = True
     config_net: bool = False
     ns_mac: str | None = None
-    ns_specs: list = dataclasses.field(default_factory=list)  # -T, -U: (option, SPEC) until ns_ports()
+
+    def __init__(self):
+        self.dns: list = []
+        self.ns_specs: list = []  # -T, -U: (option, SPEC) until ns_ports()
 
 
 def _addr(text: str, what: str, allow_loopback: bool = False):
@@ -175,7 +178,9 @@ def _addr(text: str, what: str, allow_loopback: bool = False):
 
 
 def _mac(text: str) -> str:
-    if not MAC_RE.match(text):
+    """A MAC address as six pairs of hex digits and colons, lowercased."""
+    pairs = text.split(":")
+    if len(pairs) != 6 or any(len(p) != 2 or not HEX_DIGITS.issuperset(p) for p in pairs):
         raise UsageError(f"Invalid MAC address: {text}")
     return text.lower()
 
@@ -364,12 +369,18 @@ def ns_ports(args: PastaArgs) -> None:
         _ports(args, *PORT_OPTIONS[name], value)
 
 
+def _is_integer(word: str) -> bool:
+    """Whether word is an integer in decimal, with a sign or not (what pasta
+    takes for a PID rather than a command)."""
+    return word[1:].isdecimal() if word[:1] in ("+", "-") else word.isdecimal()
+
+
 def _target(args: PastaArgs, rest: list[str]) -> None:
     """The words after the options: a PID, or a command (none: the user's
     shell), unless --netns."""
     if args.netns and rest:
         raise UsageError("Both --netns and PID or command given")
-    if len(rest) == 1 and re.fullmatch(r"[+-]?\d+", rest[0]):
+    if len(rest) == 1 and _is_integer(rest[0]):
         pid = int(rest[0])
         if not 0 <= pid <= 0x7FFFFFFF:
             raise UsageError(f"Invalid PID {rest[0]}")

@@ -20,21 +20,16 @@ checked against Debian 13's pasta (tests/test_pasta_cli.py runs both):
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 
 
 class GetoptError(Exception):
     """A command line getopt_long refuses; str() is its whole message."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One option: its long name, its short letter (or None) and whether it
-    takes an argument."""
-
-    name: str
-    short: str | None = None
-    arg: bool = False
+# One option: its long name, its short letter (or None) and whether it takes
+# an argument (a named tuple: no dataclasses on the way to ready, issue 19)
+Option = collections.namedtuple("Option", "name short arg", defaults=(None, False))
 
 
 class Getopt:

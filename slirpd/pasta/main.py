@@ -13,6 +13,11 @@ file of --netns is removed (nswatch.py; podman unmounts and removes it), and
 with a COMMAND when the command exits (with its status).  It always runs as
 --enable-sandbox --enable-seccomp would make it (pasta isolates itself
 too); without libseccomp it says so in one line and runs unfiltered.
+
+Nothing waits on the way to the exit 0 that only the daemon needs (issue
+19): the seccomp library is loaded (pyseccomp, and typing with it) after
+the fork, before the sandbox; the namespace-file watch (ctypes) only with
+--netns, `-- COMMAND`'s module only with a command; netlink is rtnl.py's.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import ipaddress
 import os
 import sys
 
-from slirpd import log as logmod, seccomp, standalone
+from slirpd import log as logmod, seccomp
 from slirpd._linux import SetupError
 from slirpd.autofwd import AutoForwarder, PortWatcher
 from slirpd.config import Config
@@ -30,7 +35,6 @@ from slirpd.log import log
 from slirpd.main import attach, lock_down, run_or_fail, tap_helper, target_pidfd
 from slirpd.netns import TargetNamespaces
 from slirpd.nsports import NamespaceSockets
-from slirpd.nswatch import NamespaceFileWatch
 from slirpd.pasta import cli, net
 from slirpd.resolver import FixedResolver, HostResolver
 
@@ -72,6 +76,16 @@ def _daemonize(pid_fd: int | None) -> None:
     os.close(devnull)
 
 
+def _release_netns(ns: TargetNamespaces) -> None:
+    """Close the target's network namespace file once the helper is done in
+    it, before pasta's exit 0: podman may unmount that file as soon as pasta
+    has exited, and a descriptor still open on it (until the sandbox closes
+    the rest, after seccomp's library is loaded) would make the unmount fail
+    with EBUSY.  The user namespace's stays, for the sandbox."""
+    os.close(ns.netns_fd)
+    ns.netns_fd = -1  # TargetNamespaces.close() skips it
+
+
 def _check_target(args: cli.PastaArgs) -> None:
     """Fail as pasta fails on a target whose namespaces it cannot open: a
     PID's user namespace (unless --userns), --netns PATH."""
@@ -98,7 +112,8 @@ def _resolver(args: cli.PastaArgs, cleanup: contextlib.ExitStack):
 
 
 def _config(args: cli.PastaArgs, network, setup: net.Setup, command) -> Config:
-    """The daemon's settings for pasta's args and network."""
+    """The daemon's settings for pasta's args and network (with seccomp:
+    whether it is available is known only once _serve() has loaded it)."""
     if command is not None:
         target, netns_type = str(command.pid), "pid"
     elif args.pid is not None:
@@ -107,7 +122,7 @@ def _config(args: cli.PastaArgs, network, setup: net.Setup, command) -> Config:
         target, netns_type = args.netns, "path"
     return Config(target=target, tapname=setup.ifname, netns_type=netns_type, userns_path=args.userns,
                   mtu=setup.mtu or 1500, model=network, pcap=args.pcap, enable_sandbox=True,
-                  enable_seccomp=seccomp.available(), outbound_addr=args.outbound4, outbound_addr6=args.outbound6,
+                  enable_seccomp=True, outbound_addr=args.outbound4, outbound_addr6=args.outbound6,
                   disable_dns=not any(r.kind == "dns" for r in network.rules), debug=args.debug)
 
 
@@ -159,6 +174,8 @@ def run(args: cli.PastaArgs) -> int:
         network, setup = net.model(args, template, resolver.upstream if resolver else (None, None))
         command = None
         if args.command is not None:
+            from slirpd import standalone
+
             command = standalone.Command(args.command)
             cleanup.callback(command.abort)
         cfg = _config(args, network, setup, command)
@@ -167,6 +184,8 @@ def run(args: cli.PastaArgs) -> int:
         if pidfd is not None:
             cleanup.callback(os.close, pidfd)
         elif args.netns_quit:
+            from slirpd.nswatch import NamespaceFileWatch
+
             watch = NamespaceFileWatch(cfg.target)
             cleanup.callback(watch.close)
         auto = any(s.mode == "auto" for s in (args.tcp, args.udp))
@@ -179,10 +198,12 @@ def run(args: cli.PastaArgs) -> int:
             if autofwd is not None:
                 cleanup.callback(autofwd.close)
             helper.configured()  # pasta exits 0 only once the namespace is configured
+            _release_netns(ns)
             if command is None and not args.foreground:
                 _daemonize(pid_fd)
             else:
                 _write_pid(pid_fd, os.getpid())
+            cfg = cfg._replace(enable_seccomp=seccomp.available())  # loaded while the files are there
             lock_down(cfg, ns, resolver)
         daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver,
                         forward_signals_to=command.pid if command else None, tasks=[autofwd] if autofwd else [])

@@ -16,140 +16,90 @@ pasta), --map-host-loopback (default: the gateway, unless --no-map-gw) to
 the host's 127.0.0.1 or ::1, --map-guest-addr to the guest's address as the
 host has it (host.containers.internal).
 
-Netlink, all of it here (pyroute2): the host's default routes, one
-interface's addresses and routes, then inside the namespace: links set up
-(lo, the TAP: name, MTU, MAC, flags), addresses added (IFA_F_NODAD), routes
-added.
+Netlink, all of it here, spoken directly (rtnl.py, no pyroute2: this is on
+the way to pasta's exit 0, issue 19): the host's routes and one interface's
+addresses, read in the daemon before it joins any namespace; then inside the
+namespace, in netns.py's helper: links set up (lo, the TAP: MTU, MAC,
+flags), addresses added (IFA_F_NODAD), routes added.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import errno
 import ipaddress
-import os
-import pickle
 import socket
 
 from slirpd._linux import SetupError
 from slirpd.netmodel import GuestNetwork, Rule
+from slirpd.rtnl import Route, Rtnl, RtnlError
 
 PASTA_MAC = "9a:55:9a:55:9a:55"  # pasta's own MAC address, as -M's default
 DEFAULT_MTU = 65520  # pasta's: 65535 less the Ethernet header, 32-bit aligned
 LOCAL4 = ipaddress.IPv4Interface("169.254.2.1/16")  # local mode
 LOCAL_GW4 = ipaddress.IPv4Address("169.254.2.2")
-IFA_F_NODAD, IFA_F_DEPRECATED = 0x02, 0x20
-IFF_UP, IFF_NOARP = 0x1, 0x80
-RT_TABLE_MAIN, RT_SCOPE_LINK, RTPROT_BOOT = 254, 253, 3
-TEMPLATE_MAX = 1 << 20  # bytes of a pickled Template, at most
+IFA_F_DEPRECATED = 0x20
+RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RTPROT_BOOT, RTN_UNICAST = 254, 0, 253, 3, 1
 ROUTE_PASSES = 4  # routes whose gateway is not reachable yet are tried again after the others
-ROUTE_FIELDS = ("dst_len", "proto", "scope", "type")
-ROUTE_ATTRS = {"RTA_DST": "dst", "RTA_GATEWAY": "gateway", "RTA_PRIORITY": "priority"}
+ROUTE_RETRIED = (errno.ENETUNREACH, errno.EINVAL, errno.EHOSTUNREACH)  # refusals of such a route
+FAMILIES = ((4, socket.AF_INET), (6, socket.AF_INET6))
+
+# The host interfaces pasta copies: per family its index (0: none), its
+# addresses (ipaddress interfaces), default gateway and routes (rtnl.Route,
+# in the main table)
+Template = collections.namedtuple("Template", "ifname index4 index6 addrs4 addrs6 gateway4 gateway6 routes4 routes6",
+                                  defaults=(None, 0, 0, (), (), None, None, (), ()))
 
 
-@dataclasses.dataclass
-class Template:
-    """The host interfaces pasta copies: per family its index (0: none),
-    addresses, default gateway and routes (dicts for IPRoute.route())."""
-
-    ifname: str | None = None
-    index4: int = 0
-    index6: int = 0
-    addrs4: list = dataclasses.field(default_factory=list)
-    addrs6: list = dataclasses.field(default_factory=list)
-    gateway4: ipaddress.IPv4Address | None = None
-    gateway6: ipaddress.IPv6Address | None = None
-    routes4: list = dataclasses.field(default_factory=list)
-    routes6: list = dataclasses.field(default_factory=list)
-
-
-def _default_route(ipr, family: int, index: int):
-    """The first default route of a family (through index, if not 0):
-    (interface index, gateway) or (0, None)."""
-    for route in ipr.get_default_routes(family=family):
-        oif = route.get_attr("RTA_OIF")
-        if oif and (not index or oif == index) and route.get_attr("RTA_TABLE") in (None, RT_TABLE_MAIN):
-            gateway = route.get_attr("RTA_GATEWAY")
-            return oif, ipaddress.ip_address(gateway) if gateway else None
+def _default_route(routes: list[Route], index: int):
+    """The first default route of a dump in the main table (through index,
+    if not 0): (interface index, gateway) or (0, None)."""
+    for route in routes:
+        if route.dst is None and route.oif and (not index or route.oif == index) and route.table == RT_TABLE_MAIN:
+            return route.oif, route.gateway
     return 0, None
 
 
-def _addresses(ipr, family: int, index: int) -> list:
+def _addresses(nl: Rtnl, family: int, index: int) -> list:
     """The interface's addresses of a family pasta copies: not link-scoped,
     not deprecated."""
-    found = []
-    for msg in ipr.get_addr(family=family, index=index):
-        flags = msg.get_attr("IFA_FLAGS") or msg["flags"]
-        if msg["scope"] == RT_SCOPE_LINK or flags & IFA_F_DEPRECATED:
-            continue
-        addr = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-        found.append(ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}"))
-    return found
+    return [ipaddress.ip_interface((a.address, a.prefixlen)) for a in nl.addresses(family, index)
+            if a.scope != RT_SCOPE_LINK and not a.flags & IFA_F_DEPRECATED]
 
 
-def _routes(ipr, family: int, index: int) -> list[dict]:
-    """The interface's routes in the main table, without the host's
-    preferred source (an address the namespace may not have)."""
-    routes = []
-    for msg in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
-        if msg.get_attr("RTA_OIF") != index:
-            continue
-        route = {k: msg[k] for k in ROUTE_FIELDS}
-        route.update({key: msg.get_attr(attr) for attr, key in ROUTE_ATTRS.items() if msg.get_attr(attr) is not None})
-        route.setdefault("dst", "0.0.0.0" if family == socket.AF_INET else "::")
-        routes.append(route)
-    return routes
+def _routes(routes: list[Route], index: int) -> list[Route]:
+    """The interface's routes in the main table (without the host's
+    preferred source: an address the namespace may not have)."""
+    return [r for r in routes if r.oif == index and r.table == RT_TABLE_MAIN]
 
 
 def read_template(interface: str | None, ipv4: bool, ipv6: bool) -> Template:
     """The host's template interface(s), read by netlink in the host's
-    network namespace (before any namespace is joined), in a forked child:
-    the daemon never loads pyroute2, whose asyncio state would outlive the
-    call (and trip the seccomp filter when the daemon exits).  Raises
+    network namespace (before any namespace is joined).  Raises
     SetupError."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            data = pickle.dumps(_read_template(interface, ipv4, ipv6))
-        except BaseException as e:  # anything becomes the parent's one line
-            data = pickle.dumps(f"cannot read the host's interfaces: {type(e).__name__}: {e}")
-        os.write(w, data)
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read(TEMPLATE_MAX)
-    os.waitpid(pid, 0)
+    found = {}
     try:
-        tpl = pickle.loads(data)
-    except (pickle.UnpicklingError, EOFError, ValueError):
-        tpl = "cannot read the host's interfaces: the helper died"
-    if isinstance(tpl, str):
-        raise SetupError(tpl)
-    return tpl
-
-
-def _read_template(interface: str | None, ipv4: bool, ipv6: bool) -> Template:
-    """read_template()'s work, in the child."""
-    from pyroute2 import IPRoute
-
-    tpl = Template()
-    with IPRoute() as ipr:
-        wanted = socket.if_nametoindex(interface) if interface else 0
-        for version, family, on in ((4, socket.AF_INET, ipv4), (6, socket.AF_INET6, ipv6)):
-            if not on:
-                continue
-            index, gateway = _default_route(ipr, family, wanted)
-            index = index or wanted
-            setattr(tpl, f"index{version}", index)
-            setattr(tpl, f"gateway{version}", gateway)
-            if index:
-                setattr(tpl, f"addrs{version}", _addresses(ipr, family, index))
-                setattr(tpl, f"routes{version}", _routes(ipr, family, index))
-    if tpl.index4 or tpl.index6:
-        tpl.ifname = socket.if_indextoname(tpl.index4 or tpl.index6)
-    return tpl
+        with Rtnl() as nl:
+            wanted = nl.index(interface) if interface else 0
+            for version, family in FAMILIES:
+                if not (ipv4 if version == 4 else ipv6):
+                    continue
+                routes = nl.routes(family)
+                index, gateway = _default_route(routes, wanted)
+                index = index or wanted
+                found.update({f"index{version}": index, f"gateway{version}": gateway})
+                if index:
+                    found.update({f"addrs{version}": _addresses(nl, family, index),
+                                  f"routes{version}": _routes(routes, index)})
+    except RtnlError as e:
+        raise SetupError(f"cannot read the host's interfaces: {e}") from None
+    index = found.get("index4") or found.get("index6")
+    if index:
+        try:
+            found["ifname"] = socket.if_indextoname(index)
+        except OSError as e:  # it went away since the dump
+            raise SetupError(f"cannot read the host's interfaces: interface {index}: {e.strerror}") from None
+    return Template(**found)
 
 
 def _classful(addr: ipaddress.IPv4Address) -> int:
@@ -158,20 +108,10 @@ def _classful(addr: ipaddress.IPv4Address) -> int:
     return 8 if first < 128 else 16 if first < 192 else 24 if first < 224 else 32
 
 
-@dataclasses.dataclass
-class Setup:
-    """What --config-net does inside the namespace (and what is done
-    without it: loopback up, the MAC set).  routes4/routes6: the template's
-    routes to copy, or one default route via the gateway given with -g."""
-
-    ifname: str
-    config_net: bool
-    mtu: int | None
-    ns_mac: str | None
-    addr4: ipaddress.IPv4Interface | None
-    addr6: ipaddress.IPv6Interface | None
-    routes4: list
-    routes6: list
+# What --config-net does inside the namespace (and what is done without it:
+# loopback up, the MAC set).  routes4/routes6: the template's routes to copy,
+# or one default route via the gateway given with -g (rtnl.Route)
+Setup = collections.namedtuple("Setup", "ifname config_net mtu ns_mac addr4 addr6 routes4 routes6")
 
 
 def _guest4(args, tpl: Template) -> tuple[ipaddress.IPv4Interface | None, ipaddress.IPv4Address | None, bool]:
@@ -234,8 +174,8 @@ def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
                        rules=_rules(args, guest4, gateway4, guest6, gateway6, upstream),
                        neigh_all=True, no_ra=args.no_ra or args.config_net,
                        mac=bytes.fromhex((args.mac or PASTA_MAC).replace(":", "")))
-    gw_route = [{"dst": "0.0.0.0", "dst_len": 0, "gateway": str(gateway4), "proto": RTPROT_BOOT}] if gateway4 else []
-    gw_route6 = [{"dst": "::", "dst_len": 0, "gateway": str(gateway6), "proto": RTPROT_BOOT}] if gateway6 else []
+    gw_route = [_default_via(socket.AF_INET, gateway4)] if gateway4 else []
+    gw_route6 = [_default_via(socket.AF_INET6, gateway6)] if gateway6 else []
     setup = Setup(ifname=ifname, config_net=args.config_net, mtu=DEFAULT_MTU if args.mtu is None else args.mtu or None,
                   ns_mac=args.ns_mac, addr4=guest4, addr6=guest6,
                   routes4=gw_route if (args.gateway4 or local) else tpl.routes4 if guest4 else [],
@@ -243,56 +183,60 @@ def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
     return net, setup
 
 
-def _add_routes(ipr, index: int, routes: list[dict], family: int) -> None:
-    """Add routes through index; a route whose gateway is not reachable yet
-    (its link route comes later) is tried again, ROUTE_PASSES times."""
-    left = [dict(r, oif=index, family=family, table=RT_TABLE_MAIN) for r in routes]
+def _default_via(family: int, gateway) -> Route:
+    """A default route via gateway, as -g gives it (the interface's index
+    is set when it is added)."""
+    return Route(family, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, None, gateway, 0, None)
+
+
+def _add_routes(nl: Rtnl, ifname: str, routes: list[Route]) -> None:
+    """Add routes through ifname (IPv4's appended beside one of the same
+    destination, as pasta does); a route whose gateway is not reachable yet
+    (its link route comes later) is tried again, ROUTE_PASSES times; one
+    that is there already is left as it is."""
+    left = [r._replace(oif=nl.index(ifname), table=RT_TABLE_MAIN) for r in routes]
     for _ in range(ROUTE_PASSES):
         failed = []
         for route in left:
             try:
-                ipr.route("append" if family == socket.AF_INET else "add", **route)
-            except Exception as e:  # pyroute2's NetlinkError carries the errno as .code
-                code = getattr(e, "code", None)
-                if code == errno.EEXIST:
+                nl.add_route(route, append=route.family == socket.AF_INET)
+            except RtnlError as e:
+                if e.errno == errno.EEXIST:
                     continue
-                if code not in (errno.ENETUNREACH, errno.EINVAL, errno.EHOSTUNREACH):
-                    raise SetupError(f"Couldn't set route {route.get('dst')}/{route.get('dst_len')} in namespace: "
-                                     f"{e}") from None
+                if e.errno not in ROUTE_RETRIED:
+                    raise SetupError(f"Couldn't set route in namespace: {e}") from None
                 failed.append((route, e))
-        left = [r for r, _ in failed]
-        if not left:
+        if not failed:
             return
-    route, e = failed[0]
-    raise SetupError(f"Couldn't set route {route.get('dst')}/{route.get('dst_len')} in namespace: {e}")
+        left = [route for route, _e in failed]
+    raise SetupError(f"Couldn't set route in namespace: {failed[0][1]}")
 
 
 def configure(setup: Setup) -> None:
     """Inside the namespace (netns.py's helper, after the TAP exists): what
     pasta does there.  Raises SetupError."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        (lo,) = ipr.link_lookup(ifname="lo")
-        ipr.link("set", index=lo, state="up")
-        (tap,) = ipr.link_lookup(ifname=setup.ifname)
-        if setup.ns_mac:
-            ipr.link("set", index=tap, address=setup.ns_mac)
-        if not setup.config_net:
-            return
-        if setup.mtu:
-            ipr.link("set", index=tap, mtu=setup.mtu)
-        # up with NOARP, so the link-local address starts without duplicate
-        # address detection, and is marked so; then neighbours as usual
-        ipr.link("set", index=tap, flags=IFF_UP | IFF_NOARP, change=IFF_UP | IFF_NOARP)
-        for msg in ipr.get_addr(family=socket.AF_INET6, index=tap):
-            ipr.addr("replace", index=tap, address=msg.get_attr("IFA_ADDRESS"), prefixlen=msg["prefixlen"],
-                     family=socket.AF_INET6, flags=IFA_F_NODAD)
-        ipr.link("set", index=tap, flags=0, change=IFF_NOARP)
-        if setup.addr4 is not None:
-            ipr.addr("add", index=tap, address=str(setup.addr4.ip), prefixlen=setup.addr4.network.prefixlen)
-            _add_routes(ipr, tap, setup.routes4, socket.AF_INET)
-        if setup.addr6 is not None:
-            ipr.addr("add", index=tap, address=str(setup.addr6.ip), prefixlen=setup.addr6.network.prefixlen,
-                     family=socket.AF_INET6, flags=IFA_F_NODAD)
-            _add_routes(ipr, tap, setup.routes6, socket.AF_INET6)
+    tap = setup.ifname
+    try:
+        with Rtnl() as nl:
+            nl.set_link("lo", up=True)
+            if setup.ns_mac:
+                nl.set_link(tap, mac=setup.ns_mac)
+            if not setup.config_net:
+                return
+            if setup.mtu:
+                nl.set_link(tap, mtu=setup.mtu)
+            # up with NOARP, so the link-local address starts without
+            # duplicate address detection, and is marked so; then neighbours
+            # as usual
+            nl.set_link(tap, up=True, noarp=True)
+            for addr in nl.addresses(socket.AF_INET6, nl.index(tap)):
+                nl.replace_address(tap, ipaddress.ip_interface((addr.address, addr.prefixlen)), nodad=True)
+            nl.set_link(tap, noarp=False)
+            if setup.addr4 is not None:
+                nl.add_address(tap, setup.addr4)
+                _add_routes(nl, tap, setup.routes4)
+            if setup.addr6 is not None:
+                nl.add_address(tap, setup.addr6, nodad=True)
+                _add_routes(nl, tap, setup.routes6)
+    except RtnlError as e:
+        raise SetupError(str(e)) from None
