@@ -18,9 +18,8 @@ import threading
 
 import pytest
 
-from clients import IMAGE
-from test_clients import matches, resolver  # noqa: F401 (a fixture)
-from test_dns import ADDR, ADDR6, NAME
+from lib.clients import IMAGE, matches
+from lib.dns import ADDR, ADDR6, NAME
 
 IMPLS = ["slirpd", "pasta"]
 NETNS = re.compile(r"/run/user/1500/netns/netns-[0-9a-f-]+")

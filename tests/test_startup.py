@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_user
+from lib.harness import as_user
 
 HOOK = """
 import os, sys
@@ -90,6 +90,8 @@ MODES = {
 }
 
 
+# slirpd runs through HOOK (python -c): the marker says so, the audit hook cannot
+@pytest.mark.daemon
 @pytest.mark.parametrize("mode", MODES)
 def test_attach_imports_before_ready(guest, plain_user, user_tmp, mode):
     options, forbidden = MODES[mode]
@@ -106,6 +108,7 @@ def test_attach_imports_before_ready(guest, plain_user, user_tmp, mode):
         stop(proc)
 
 
+@pytest.mark.daemon
 def test_command_imports_before_ready(plain_user, user_tmp):
     """-- COMMAND: the daemon loads ctypes once for its two children (the
     command's, which imports tempfile while it waits to be let go, and the

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from conftest import wait_for
-from tcputil import CHUNK, GUEST_RECV, GUEST_SEND, Server, echo, free_port, linger0, sink, source
+from lib.harness import wait_for
+from lib.tcputil import CHUNK, GUEST_RECV, GUEST_SEND, Server, echo, free_port, linger0, sink, source
 
 MIB = 1 << 20
 

@@ -27,7 +27,8 @@ import time
 
 import pytest
 
-from test_dataplane_frames import GUEST4, GW4, Link, arp_request, eth, ip4, l4_csum, pseudo4
+from lib.frames import GUEST4, GW4, arp_request, eth, ip4, l4_csum, pseudo4
+from lib.link import Link
 
 SCENARIO_TIMEOUT = 120  # seconds; each scenario needs a few
 ISN = 1000
