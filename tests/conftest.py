@@ -198,7 +198,7 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def clients_root(wheel, tmp_path_factory):
     """The Debian 13 root of ../shared/clients/ with podman 5.4, rootlesskit
-    2.0 and the slirpd under test (a ClientsRoot: see tests/clients.py)."""
+    2.0 and the slirpd under test (a ClientsRoot: see tests/lib/clients.py)."""
     root = ClientsRoot.prepare(wheel, tmp_path_factory.mktemp("clients"))
     yield root
     root.close()

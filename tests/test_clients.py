@@ -1,5 +1,5 @@
 """DNS under today's clients, for real: podman 5.4 and rootlesskit 2.0 from
-Debian 13 (tests/clients.py) run slirpd as their slirp4netns, with their
+Debian 13 (tests/lib/clients.py) run slirpd as their slirp4netns, with their
 default flags, on a host whose resolver is systemd-resolved's stub,
 127.0.0.53, served here by the responder of test_dns.py in the sandbox.
 

@@ -1,5 +1,5 @@
 """slirpd as pasta under today's clients, for real: podman 5.4 and
-rootlesskit 2.0 from the Debian 13 root (tests/clients.py) find `pasta` in
+rootlesskit 2.0 from the Debian 13 root (tests/lib/clients.py) find `pasta` in
 podman's $CONTAINERS_HELPER_BINARY_DIR and in rootlesskit's --pasta-binary,
 a link named pasta to the slirpd under test.
 

@@ -1,6 +1,7 @@
 """The data plane frame by frame: ARP, ICMP echo, and every counted drop.
 
-Each test drives a real slirpd._dp instance through one of two links:
+Each test drives a real slirpd._dp instance through one of two links
+(tests/lib/link.py; the frames are built by tests/lib/frames.py):
 
 - "tap": a TAP device created here (unique name, IPv6 off so the kernel stays
   quiet on it).  The guest side is an AF_PACKET socket bound to the device:

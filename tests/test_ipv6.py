@@ -3,7 +3,7 @@
 Guests are real namespaces with slirpd attached by `-c -6`; the "host" is the
 sandbox, which has ::1 and 2001:db8::1.  Servers run in threads of the test
 process on the sandbox's ::1, which the guest reaches as fd00::2.  The frame
-tests at the end drive a data plane directly (test_dataplane_frames.Link) with
+tests at the end drive a data plane directly (lib.link.Link) with
 hand-made IPv6 frames: malformed ones must be counted drops, neighbour
 discovery must answer exactly what it should.
 """

@@ -1,7 +1,7 @@
 """--pcap: every frame the TAP carries, both ways, in a file tcpdump reads.
 
 Frame-level tests drive slirpd._dp over the frame harness of
-test_dataplane_frames (a socket pair or a real TAP) and read the capture with
+lib.link (a socket pair or a real TAP) and read the capture with
 a pcap parser written here; daemon tests run slirpd with --pcap against a
 guest and read the file with `tcpdump -r`.
 """

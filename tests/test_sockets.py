@@ -1,6 +1,6 @@
 """Host sockets against their budget (csrc/flow.c, Host sockets; slirpd/fdlimit.py).
 
-- in-process, a slirpd._dp instance on a socket pair (test_dataplane_frames'
+- in-process, a slirpd._dp instance on a socket pair (lib.link's
   "pair" link) with a small sock_budget: the order in which idle UDP flows are
   recycled, what is refused when no flow is idle (a datagram and an echo
   request are counted drops, a SYN gets a RST), the forwards' reserve, a

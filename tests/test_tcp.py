@@ -1,7 +1,7 @@
 """TCP through slirpd: the guest connects to servers on the sandbox's 127.0.0.1
 (10.0.2.2 from the guest), with real sockets on both ends.
 
-Servers run in threads of the test process (tcputil.Server); the guest side is
+Servers run in threads of the test process (lib.tcputil.Server); the guest side is
 a Python script or a tool run inside the guest namespace.
 """
 

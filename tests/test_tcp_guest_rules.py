@@ -1,7 +1,7 @@
 """A guest that breaks TCP's rules cannot stop the data plane or lose data.
 
 The guest is this test, writing TCP segments by hand on the "pair" link of
-tests/test_dataplane_frames.py (a socket pair standing in for the TAP) to an
+tests/lib/link.py (a socket pair standing in for the TAP) to an
 in-process data plane, whose host socket connects to a server on the
 sandbox's 127.0.0.1 that reads only when the test says so.  So the test
 decides exactly how full the host socket is when each segment arrives.

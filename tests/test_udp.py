@@ -2,7 +2,7 @@
 
 Two levels:
 
-- frames: a slirpd._dp instance on a socket pair (see test_dataplane_frames.py)
+- frames: a slirpd._dp instance on a socket pair (see tests/lib/link.py)
   talking to real UDP sockets on the sandbox's 127.0.0.1, so every header
   field, checksum and fragment of what comes back can be checked;
 - guest: a real guest namespace with slirpd, its kernel fragmenting and

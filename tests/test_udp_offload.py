@@ -4,7 +4,7 @@ UDP_GRO, TUN_F_USO4/6 with VIRTIO_NET_HDR_GSO_UDP_L4, and their fallbacks.
 Two levels, as in test_udp.py:
 
 - frames: a slirpd._dp instance on a socket pair carrying virtio-net headers
-  (test_dataplane_frames.py's "pair" link, which the data plane takes to speak
+  (tests/lib/link.py's "pair" link, which the data plane takes to speak
   every header: USO on) against real UDP sockets on the sandbox's 127.0.0.1.
   A GSO super-datagram from the "guest" must reach the host server as
   datagrams cut exactly at gso_size, the last one shorter; datagrams from the
