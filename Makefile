@@ -64,7 +64,8 @@ clients-root: venv
 
 # The README's test command: the suite twice, as shipped and hardened
 # (SLIRPD_TEST_HARDEN=1: every daemon the tests start gets --enable-sandbox
-# --enable-seccomp where its mode allows; see tests/conftest.py).  pytest exits
+# --enable-seccomp where its mode allows, and only the tests marked daemon run;
+# see tests/conftest.py).  pytest exits
 # 5 when nothing was selected (e.g. a PYTEST_ARGS filter): say so plainly
 # rather than fail on it.
 RUN_SUITE = tests/sandbox.sh $(VENV)/bin/pytest -q $(PYTEST_ARGS) || { rc=$$?; \

@@ -42,13 +42,15 @@ from pathlib import Path
 
 import report
 import startup
-from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, attached, cpu_seconds, listening,
+from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, REPO, TOOLS, Guest, ToolError, attached, cpu_seconds, listening,
                    pasta_link, plain_user, rss_mib, start_server, stop)
 from udpbench import RunError, udp_iperf3
 
 HERE = Path(__file__).resolve().parent
 TCPBENCH = str(HERE / "tcpbench.py")
-PASTA_BUILD = "/work/shared/anchors/build-pasta.sh"
+# Builds the anchor pasta: shared/ beside the repository (as the Makefile's
+# CLIENTS_DIR has it), unless SLIRPD_PASTA_BUILD or --pasta-build names another
+PASTA_BUILD = os.environ.get("SLIRPD_PASTA_BUILD", str(REPO.parent / "shared" / "anchors" / "build-pasta.sh"))
 IPERF_PORT, ECHO_PORT = 5301, 5401
 GiB = 1 << 30
 GRACE = 15  # seconds a step may take beyond its nominal length before it is killed
@@ -64,7 +66,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--venv", default=str(Path(sys.executable).parent.parent),
                    help="venv whose bin/slirpd and bin/python are used (default: this interpreter's)")
     p.add_argument("--pasta", default=os.environ.get("PASTA"),
-                   help="pasta binary (default: build it with shared/anchors/build-pasta.sh)")
+                   help="pasta binary (default: build it with --pasta-build)")
+    p.add_argument("--pasta-build", default=PASTA_BUILD,
+                   help="script that builds pasta and prints its path (default: $SLIRPD_PASTA_BUILD, else "
+                        "../shared/anchors/build-pasta.sh beside the repository: %(default)s)")
     p.add_argument("--tools", default="slirp4netns,slirpd,pasta,slirpd-pasta,slirp4netns-v6,slirpd-v6")
     p.add_argument("--mtus", default="1500,65520")
     p.add_argument("--seconds", type=float, default=5, help="length of each iperf3 run")
@@ -97,7 +102,7 @@ def find_binaries(args, user) -> dict[str, str]:
             path = Path(args.venv) / "bin" / "slirpd"
             found[name] = str(path) if path.exists() else ""
         elif name == "pasta":
-            found[name] = args.pasta or build_pasta(user)
+            found[name] = args.pasta or build_pasta(args.pasta_build, user)
         elif name == "slirpd-pasta":
             found[name] = pasta_link(Path(args.venv) / "bin" / "slirpd")
         else:
@@ -107,10 +112,16 @@ def find_binaries(args, user) -> dict[str, str]:
     return found
 
 
-def build_pasta(user) -> str:
-    """Build (or reuse) the anchor pasta as the plain user; "" when that fails."""
+def build_pasta(script: str, user) -> str:
+    """Build (or reuse) the anchor pasta with script as the plain user; "" when
+    that fails or there is no script."""
+    if not os.access(script, os.X_OK):
+        print(f"bench: no pasta build script {script}: the repository's parent directory must hold "
+              "shared/anchors/build-pasta.sh, or give --pasta-build SCRIPT (SLIRPD_PASTA_BUILD) or --pasta BINARY",
+              file=sys.stderr)
+        return ""
     try:
-        res = subprocess.run(["runuser", "-u", user.pw_name, "--", PASTA_BUILD, "/tmp/pasta-anchor"],
+        res = subprocess.run(["runuser", "-u", user.pw_name, "--", script, "/tmp/pasta-anchor"],
                              capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
         print(f"bench: pasta build: {e}", file=sys.stderr)

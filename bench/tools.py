@@ -1,8 +1,8 @@
 """The guest namespace and the daemons under test, run as the plain user.
 
-A Guest is `unshare --user --map-root-user --net --mount sleep infinity`
-started as the plain user (as in tests/conftest.py); commands enter it with
-nsenter.  Each daemon class attaches its tool to one guest at one MTU, sets up
+A Guest is the test suite's (tests/lib/guest.py: `unshare --user
+--map-root-user --net --mount sleep infinity` started as the plain user, the
+same plain_user() as the tests'); commands enter it with nsenter.  Each daemon class attaches its tool to one guest at one MTU, sets up
 the forward FWD_HOST_PORT -> FWD_GUEST_PORT and learns the address at which the
 guest reaches the host's loopback (`gateway`).  The -v6 variants of slirp4netns
 and slirpd run with -6 and do everything over IPv6: the guest reaches the host's
@@ -16,17 +16,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-PLAIN_USER = "slirpd-test"
+# the test suite's library (tests/lib/): the plain user, its environment, the guest
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from lib.guest import Guest as TestGuest  # noqa: E402
+from lib.harness import REPO, as_user, plain_user, wait_for  # noqa: E402, F401 (REPO, plain_user: for bench.py)
+
 FWD_HOST_PORT, FWD_GUEST_PORT = 15201, 5201
 START_TIMEOUT = 20.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -34,22 +38,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 class ToolError(Exception):
     """A tool could not be started or asked; the message goes into the table."""
-
-
-def plain_user() -> pwd.struct_passwd:
-    """The unprivileged user that runs guests and daemons (created when missing)."""
-    try:
-        return pwd.getpwnam(PLAIN_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PLAIN_USER],
-                       check=True)
-        return pwd.getpwnam(PLAIN_USER)
-
-
-def as_user(user: pwd.struct_passwd) -> dict:
-    """subprocess keyword arguments that run a child as user, with no extra groups."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"}
-    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": "/", "env": env}
 
 
 def pasta_link(slirpd: Path) -> str:
@@ -64,14 +52,8 @@ def pasta_link(slirpd: Path) -> str:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll predicate until it returns a true value; ToolError on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise ToolError(f"timeout ({timeout:.0f}s) waiting for {what}")
+    """tests/lib's wait_for, raising ToolError on timeout (the table shows it)."""
+    return wait_for(predicate, timeout, what, interval, error=ToolError)
 
 
 def listening(pid: int, port: int) -> bool:
@@ -145,35 +127,16 @@ def stop(proc: subprocess.Popen):
     proc.wait(timeout=10)
 
 
-class Guest:
-    """A process in new user, network and mount namespaces, owned by the plain user."""
+class Guest(TestGuest):
+    """The test suite's guest (tests/lib/guest.py); a namespace that does
+    not appear raises ToolError, and run() leaves the exit status to the
+    caller."""
 
-    def __init__(self, user: pwd.struct_passwd):
-        self.user = user
-        self.proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "--mount", "sleep", "infinity"],
-                                     **as_user(user))
-        self.pid = self.proc.pid
-        own = os.stat("/proc/self/ns/net").st_ino
-        wait_until(lambda: self._netns_ino() not in (None, own), 5, "the guest's network namespace")
-
-    def _netns_ino(self) -> int | None:
-        """Inode of the guest's network namespace (None while it is not there yet)."""
-        try:
-            return os.stat(f"/proc/{self.pid}/ns/net").st_ino
-        except OSError:
-            return None
-
-    def argv(self, cmd: list[str]) -> list[str]:
-        """cmd wrapped to run inside the guest as its root."""
-        return ["nsenter", f"--target={self.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--", *cmd]
+    timeout_error = ToolError
 
     def run(self, cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
         """Run cmd in the guest; subprocess.TimeoutExpired after timeout seconds."""
-        return subprocess.run(self.argv(cmd), capture_output=True, text=True, timeout=timeout, **as_user(self.user))
-
-    def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
-        """Start cmd in the guest in the background."""
-        return subprocess.Popen(self.argv(cmd), text=True, **as_user(self.user), **kw)
+        return super().run(cmd, check=False, timeout=timeout)
 
     def global_address6(self) -> str | None:
         """The guest's first global IPv6 address on tap0, once it has one."""
@@ -189,11 +152,6 @@ class Guest:
         res = self.run(["ip", "-json", "-4", "route", "show", "default"], timeout=5)
         routes = json.loads(res.stdout or "[]")
         return routes[0].get("gateway") if routes else None
-
-    def stop(self):
-        """Kill the guest's init process."""
-        self.proc.kill()
-        self.proc.wait(timeout=10)
 
 
 class Daemon:

@@ -15,26 +15,8 @@ import time
 
 import pytest
 
-from conftest import as_user, wait_for
-
-ADD = '{"execute": "add_hostfwd", "arguments": %s}'
-REMOVE = b'{"execute": "remove_hostfwd", "arguments": {"id": %s}}'
-LIST = b'{"execute": "list_hostfwd", %s}'
-
-
-def api(path: str, request: str | bytes, shutdown: bool = True, timeout: float = 10) -> str:
-    """One request, one reply, as `echo -n $json | nc -U sock` does it."""
-    data = request.encode() if isinstance(request, str) else request
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(data)
-        if shutdown:
-            s.shutdown(socket.SHUT_WR)
-        reply = b""
-        while chunk := s.recv(65536):
-            reply += chunk
-    return reply.decode()
+from lib.api import ADD, LIST, REMOVE, api
+from lib.harness import as_user, wait_for
 
 
 class _TestApi:
@@ -309,7 +291,6 @@ class TestSlirpdApi(_TestApi):
         assert stats["accept_errors"] >= 1 and stats["clients"] == 1  # this get_stats
         wait_for(lambda: self.daemon.open_fds() == fds, 10, "the daemon's descriptors to come back")
         assert self.daemon.proc.poll() is None
-
 
 
 def nofile_limit(pid: int) -> tuple[int, int]:

@@ -27,8 +27,8 @@ from slirpd.config import Config
 from slirpd.dataplane import Dataplane
 from slirpd.forward import Forwards
 
-from conftest import wait_for
-from jsongen import hostile_leaves, json_leaves, json_of
+from lib.harness import wait_for
+from lib.jsongen import hostile_leaves, json_leaves, json_of
 
 COMMANDS = ["add_hostfwd", "list_hostfwd", "remove_hostfwd", "get_stats"]
 ARGUMENTS = ["proto", "host_addr", "host_port", "guest_addr", "guest_port", "id"]
@@ -351,7 +351,7 @@ class TestDaemon:
 
     @pytest.mark.timeout(300)
     def test_hostile_requests_then_the_guest_is_served(self, daemon):
-        from test_api import api
+        from lib.api import api
 
         assert api(daemon.path, '{"execute": "list_hostfwd"}') == '{"entries":[]}'
         fds = daemon.open_fds()

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import HARDEN, SLIRPD, as_user
+from lib.harness import HARDEN, SLIRPD, as_user
 
 CAP_NET_BIND_SERVICE = 10
 
@@ -100,6 +100,7 @@ def test_not_permitted_to_join(start_slirpd):
     assert "Traceback" not in d.stderr
 
 
+@pytest.mark.daemon
 def test_path_that_is_not_a_namespace(user_tmp, plain_user):
     path = user_tmp / "not-a-netns"
     path.write_text("")

@@ -16,9 +16,9 @@ import socket
 
 import pytest
 
-from conftest import wait_for
-from pastalib import GuestServer, closed, host_udp, reachable
-from test_podman import api
+from lib.api import api_call
+from lib.harness import wait_for
+from lib.pastalib import GuestServer, closed, host_udp, reachable
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,17 +77,17 @@ def test_slirp4netns_interface(guest, start_slirpd, user_tmp):
     try:
         reply = wait_for(lambda: reachable("127.0.0.1", 18330), FOLLOW, "18330 forwarded")
         assert reply.startswith(b"18330 10.0.2.2 ")
-        entries = api(path, {"execute": "list_hostfwd"})["entries"]
+        entries = api_call(path, {"execute": "list_hostfwd"})["entries"]
         assert [(e["proto"], e["host_port"], e["guest_port"], e["auto"]) for e in entries] == \
             [("tcp", 18330, 18330, True), ("udp", 18330, 18330, True)]
-        stats = api(path, {"execute": "get_stats"})["return"]
+        stats = api_call(path, {"execute": "get_stats"})["return"]
         assert stats["auto"]["ports"] == ["tcp/18330", "udp/18330"] and stats["auto"]["scans"] >= 1
         assert closed("127.0.0.1", 18331)
     finally:
         for s in servers:
             s.close()
-    wait_for(lambda: api(path, {"execute": "list_hostfwd"})["entries"] == [], FOLLOW, "the auto forwards to go")
-    assert json.dumps(api(path, {"execute": "get_stats"})["return"]["auto"]["ports"]) == "[]"
+    wait_for(lambda: api_call(path, {"execute": "list_hostfwd"})["entries"] == [], FOLLOW, "the auto forwards to go")
+    assert json.dumps(api_call(path, {"execute": "get_stats"})["return"]["auto"]["ports"]) == "[]"
 
 
 def _udp(addr: str, port: int) -> bytes | None:

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from conftest import wait_for
-from lockdown import assert_locked_down
-from test_dataplane_frames import inet_csum as csum
+from lib.frames import inet_csum as csum
+from lib.harness import wait_for
+from lib.lockdown import assert_locked_down
 
 GUEST_MAC = bytes.fromhex("020000000064")
 GW_MAC = bytes.fromhex("52550a000202")

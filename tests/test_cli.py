@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import SLIRPD, have
+from lib.harness import SLIRPD, have
 from slirpd import cli
 
 # Every option string podman and rootlesskit may grep for in --help.
@@ -22,6 +22,7 @@ def slirpd(*args, timeout=20):
     return subprocess.run([SLIRPD, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.daemon
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_lists_every_option(flag):
     res = slirpd(flag)
@@ -31,6 +32,7 @@ def test_help_lists_every_option(flag):
         assert s in res.stdout, s
 
 
+@pytest.mark.daemon
 @pytest.mark.skipif(not have("slirp4netns"), reason="Debian's slirp4netns is not installed")
 def test_help_has_every_long_option_of_slirp4netns():
     theirs = subprocess.run(["slirp4netns", "--help"], capture_output=True, text=True).stdout
@@ -49,6 +51,7 @@ CIDR_CHECKS = [
 ]
 
 
+@pytest.mark.daemon
 @pytest.mark.skipif(not have("slirp4netns"), reason="Debian's slirp4netns is not installed")
 @pytest.mark.parametrize("cidr,error", CIDR_CHECKS)
 def test_cidr_checked_like_slirp4netns(cidr, error):
@@ -65,6 +68,7 @@ def test_cidr_checked_like_slirp4netns(cidr, error):
         assert error in ours.stderr and len(ours.stderr.splitlines()) == 1
 
 
+@pytest.mark.daemon
 @pytest.mark.parametrize("flag", ["--version", "-v"])
 def test_version(flag):
     res = slirpd(flag)
@@ -115,6 +119,7 @@ BAD_COMMAND_LINES = [
 ]
 
 
+@pytest.mark.daemon
 @pytest.mark.parametrize("args,message", BAD_COMMAND_LINES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_command_line_is_one_line_and_exit_1(args, message):
     res = slirpd(*args)
@@ -126,12 +131,14 @@ def test_bad_command_line_is_one_line_and_exit_1(args, message):
     assert message in lines[0]
 
 
+@pytest.mark.daemon
 def test_no_such_pid():
     res = slirpd("999999999")
     assert res.returncode == 1
     assert res.stderr.strip() == "slirpd: no such process: 999999999"
 
 
+@pytest.mark.daemon
 def test_exit_fd_not_open():
     res = slirpd("--exit-fd=987", "1")
     assert res.returncode == 1

@@ -1,5 +1,5 @@
 """DNS under today's clients, for real: podman 5.4 and rootlesskit 2.0 from
-Debian 13 (tests/clients.py) run slirpd as their slirp4netns, with their
+Debian 13 (tests/lib/clients.py) run slirpd as their slirp4netns, with their
 default flags, on a host whose resolver is systemd-resolved's stub,
 127.0.0.53, served here by the responder of test_dns.py in the sandbox.
 
@@ -19,8 +19,8 @@ import re
 
 import pytest
 
-from clients import IMAGE, RESOLVER
-from test_dns import ADDR, ADDR6, NAME, DnsServer
+from lib.clients import IMAGE, matches
+from lib.dns import ADDR, ADDR6, NAME
 
 NETWORK_COMMANDS = ["slirpd", "slirp4netns"]
 DNS = "10.0.2.3"
@@ -56,21 +56,6 @@ CLIENTS = {
 }
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def resolver():
-    """The host's resolver: DNS on the sandbox's 127.0.0.53:53, UDP and TCP."""
-    srv = DnsServer(RESOLVER)
-    yield srv
-    srv.close()
-
-
-def matches(argv: list[str], expected: list) -> bool:
-    """argv is expected, word by word, where a compiled pattern in expected
-    stands for a word that it matches in full."""
-    return len(argv) == len(expected) and all(
-        e.fullmatch(a) if isinstance(e, re.Pattern) else a == e for a, e in zip(argv, expected))
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -1,5 +1,5 @@
 """slirpd as pasta under today's clients, for real: podman 5.4 and
-rootlesskit 2.0 from the Debian 13 root (tests/clients.py) find `pasta` in
+rootlesskit 2.0 from the Debian 13 root (tests/lib/clients.py) find `pasta` in
 podman's $CONTAINERS_HELPER_BINARY_DIR and in rootlesskit's --pasta-binary,
 a link named pasta to the slirpd under test.
 
@@ -18,9 +18,8 @@ import threading
 
 import pytest
 
-from clients import IMAGE
-from test_clients import matches, resolver  # noqa: F401 (a fixture)
-from test_dns import ADDR, ADDR6, NAME
+from lib.clients import IMAGE, matches
+from lib.dns import ADDR, ADDR6, NAME
 
 IMPLS = ["slirpd", "pasta"]
 NETNS = re.compile(r"/run/user/1500/netns/netns-[0-9a-f-]+")

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from slirpd import ctl
 
-from jsongen import hostile_leaves, json_of
+from lib.jsongen import hostile_leaves, json_of
 
 COMMANDS = [["add-hostfwd", "8080:80"], ["list"], ["remove", "1"], ["stats"], ["--json", "stats"]]
 

@@ -1,6 +1,7 @@
 """The data plane frame by frame: ARP, ICMP echo, and every counted drop.
 
-Each test drives a real slirpd._dp instance through one of two links:
+Each test drives a real slirpd._dp instance through one of two links
+(tests/lib/link.py; the frames are built by tests/lib/frames.py):
 
 - "tap": a TAP device created here (unique name, IPv6 off so the kernel stays
   quiet on it).  The guest side is an AF_PACKET socket bound to the device:
@@ -18,231 +19,27 @@ back.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
-import itertools
 import os
 import select
 import socket
 import struct
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from slirpd.dataplane import Dataplane, TapGone, counter_names
-from slirpd.netmodel import slirp_network
 
-TUNSETIFF = 0x400454CA
-IFF_TAP = 0x0002
-IFF_NO_PI = 0x1000
-IFF_VNET_HDR = 0x4000
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-VNET_HDR_LEN = 12
+from lib.frames import (DNS4, GUEST4, GUEST_MAC, GW4, GW_MAC, arp_request, echo_request, eth, icmp, inet_csum, ip4,
+                        l4_csum, parse_arp_reply, parse_echo_reply, pseudo4)
+from lib.link import Link, MTU, TIMEOUT, VNET_HDR_LEN, make_cfg
 
-GW_MAC = bytes.fromhex("525500000202")
-GUEST_MAC = bytes.fromhex("020000000064")
-GW4 = ipaddress.IPv4Address("10.0.2.2")
-DNS4 = ipaddress.IPv4Address("10.0.2.3")
-GUEST4 = ipaddress.IPv4Address("10.0.2.100")
+
 OTHER4 = ipaddress.IPv4Address("10.0.2.77")
-MTU = 1500
-TIMEOUT = 5.0
-
-_tap_seq = itertools.count()
-
-
-def make_cfg(**over):
-    """A configuration object as Python's Config would give the data plane:
-    slirp4netns's network model (netmodel.slirp_network()) from the knobs
-    gw4, dns4, guest4, cidr, disable_host_loopback, disable_dns and, with
-    enable_ipv6, net6, gw6 and dns6, unless network= gives one; the rest as
-    given."""
-    knobs = dict(gw4=GW4, dns4=DNS4, guest4=GUEST4, cidr=ipaddress.IPv4Network("10.0.2.0/24"),
-                 disable_host_loopback=False, disable_dns=False, enable_ipv6=False, net6=None, gw6=None, dns6=None)
-    knobs.update({k: over.pop(k) for k in list(over) if k in knobs})
-    v6 = (ipaddress.IPv6Network(f"{knobs['net6']}/64"), knobs["gw6"], knobs["dns6"]) if knobs["enable_ipv6"] else ()
-    network = slirp_network(knobs["gw4"], knobs["dns4"], knobs["cidr"], knobs["guest4"],
-                            not knobs["disable_host_loopback"], not knobs["disable_dns"], *v6)
-    cfg = dict(gw_mac=GW_MAC, network=network, mtu=MTU, vnet_hdr=False, dns_upstream4=None, outbound4=None)
-    cfg.update(over)
-    return SimpleNamespace(**cfg)
-
-
-# --- frame builders (independent of the C code under test) -----------------
-
-def inet_csum(data: bytes) -> int:
-    """RFC 1071 checksum, as the value to put in the field (big-endian int)."""
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def eth(ethertype: int, payload: bytes, dst: bytes = GW_MAC, src: bytes = GUEST_MAC) -> bytes:
-    return dst + src + struct.pack("!H", ethertype) + payload
-
-
-def arp_request(tpa, spa=GUEST4, op=1, sha=GUEST_MAC) -> bytes:
-    body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, sha,
-                       ipaddress.IPv4Address(spa).packed, b"\0" * 6,
-                       ipaddress.IPv4Address(tpa).packed)
-    return eth(0x0806, body, dst=b"\xff" * 6)
-
-
-def ip4(payload: bytes, dst=GW4, src=GUEST4, proto=1, ihl=5, tot_len=None, frag=0x4000,
-        csum=None, version=4, ident=0x1234) -> bytes:
-    options = b"\x01" * (4 * (ihl - 5)) if ihl > 5 else b""
-    hlen = 4 * max(ihl, 5)
-    if tot_len is None:
-        tot_len = hlen + len(payload)
-    hdr = struct.pack("!BBHHHBBH4s4s", version << 4 | ihl, 0, tot_len, ident, frag, 64,
-                      proto, 0, ipaddress.IPv4Address(src).packed,
-                      ipaddress.IPv4Address(dst).packed) + options
-    if csum is None:
-        csum = inet_csum(hdr)
-    hdr = hdr[:10] + struct.pack("!H", csum) + hdr[12:]
-    return hdr + payload
-
-
-def icmp(type_: int, payload: bytes, ident=0x4242, seq=7, code=0, good_csum=True) -> bytes:
-    msg = struct.pack("!BBHHH", type_, code, 0, ident, seq) + payload
-    c = inet_csum(msg)
-    if not good_csum:
-        c ^= 0x5555
-    return msg[:2] + struct.pack("!H", c) + msg[4:]
-
-
-def echo_request(payload: bytes = b"", dst=GW4, **kw) -> bytes:
-    return eth(0x0800, ip4(icmp(8, payload, **kw), dst=dst))
 
 
 # --- links -------------------------------------------------------------------
-
-class Link:
-    """The guest's end of the data plane's TAP descriptor."""
-
-    def __init__(self, kind: str, vnet_hdr: bool = False, cfg_over=None):
-        self.kind = kind
-        self.name = None
-        self.vnet = vnet_hdr and kind == "pair"
-        self.last_vnet = None  # header of the last frame recv() returned
-        if kind == "tap":
-            self.name = f"dpt{os.getpid() % 100000}x{next(_tap_seq)}"
-            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-            flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", self.name.encode(), flags))
-            try:
-                with open(f"/proc/sys/net/ipv6/conf/{self.name}/disable_ipv6", "w") as f:
-                    f.write("1")
-            except OSError:
-                pass
-            from pyroute2 import IPRoute
-            with IPRoute() as ipr:
-                ipr.link("set", index=ipr.link_lookup(ifname=self.name)[0], state="up")
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            self.sock.bind((self.name, ETH_P_ALL))
-            self.sock.setblocking(False)
-            self._drain()
-        else:
-            # with vnet_hdr, the pair carries a virtio-net header before each
-            # frame, as a TAP with IFF_VNET_HDR would (send() adds a zero one)
-            self.sock, dp_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            self.sock.setblocking(False)
-            fd = os.dup(dp_end.fileno())
-            dp_end.close()
-        try:
-            self.dp = Dataplane(make_cfg(vnet_hdr=vnet_hdr, **(cfg_over or {})), fd)
-        except Exception:
-            os.close(fd)
-            raise
-
-    def _drain(self):
-        try:
-            while True:
-                self.sock.recv(65536)
-        except BlockingIOError:
-            pass
-
-    def send(self, frame: bytes, vnet: bytes | None = None):
-        """Send a frame; on a vnet pair behind vnet (default: a zero header)."""
-        capture = os.environ.get("SLIRPD_FRAME_CAPTURE")
-        if capture:  # seeds for the fuzzer: tests/fuzz/mkseeds.py
-            name = os.environ["PYTEST_CURRENT_TEST"].split(" ")[0].split("::")[-1]
-            with open(os.path.join(capture, "".join(c if c.isalnum() else "_" for c in name)), "ab") as f:
-                f.write(struct.pack("!H", len(frame)) + frame)
-        if self.vnet:
-            frame = (vnet if vnet is not None else bytes(VNET_HDR_LEN)) + frame
-        self.sock.send(frame)
-
-    def recv(self, timeout: float = TIMEOUT) -> bytes | None:
-        """Next frame from the data plane, or None after timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            if not select.select([self.sock], [], [], left)[0]:
-                continue
-            if self.kind == "tap":
-                data, addr = self.sock.recvfrom(65536)
-                if addr[2] == PACKET_OUTGOING:
-                    continue  # the kernel's own, or ours on the way to the TAP
-                return data
-            data = self.sock.recv(1 << 17)
-            if self.vnet:
-                self.last_vnet, data = data[:VNET_HDR_LEN], data[VNET_HDR_LEN:]
-            return data
-
-    def pump(self, frames: int):
-        """Poll the data plane until it has read `frames` more frames."""
-        target = self.dp.counters()["frames_in"] + frames
-        deadline = time.monotonic() + TIMEOUT
-        p = select.poll()
-        p.register(self.dp.fileno(), select.POLLIN)
-        while self.dp.counters()["frames_in"] < target:
-            assert time.monotonic() < deadline, "data plane did not read the frames"
-            p.poll(50)
-            self.dp.poll()
-
-    def exchange(self, frame: bytes) -> bytes | None:
-        """Send frame, let the data plane handle it, return its answer (or None)."""
-        return self.exchange_vnet(frame, None)
-
-    def exchange_vnet(self, frame: bytes, vnet: bytes | None) -> bytes | None:
-        """exchange(), with frame behind the virtio-net header vnet."""
-        self.send(frame, vnet)
-        self.pump(1)
-        return self.recv()
-
-    def assert_dropped(self, frame: bytes, reason: str, vnet: bytes | None = None):
-        """frame (behind vnet, on a vnet pair) is dropped under reason, with
-        no answer, and the dp still answers."""
-        before = self.dp.counters()
-        self.send(frame, vnet)
-        self.send(arp_request(GW4))
-        self.pump(2)
-        reply = self.recv()
-        assert reply is not None and reply[12:14] == b"\x08\x06", "sentinel ARP reply missing"
-        after = self.dp.counters()
-        changed = {k: after[k] - before[k] for k in after if after[k] != before[k]}
-        assert changed.get(reason) == 1, changed
-        drops = {k for k in changed if k.startswith("drop_")}
-        assert drops == {reason}, changed
-        assert changed.get("arp_replies") == 1 and changed.get("frames_in") == 2
-
-    def close(self):
-        self.dp.close()
-        self.sock.close()
-        if self.name:
-            from pyroute2 import IPRoute
-            with IPRoute() as ipr:
-                for idx in ipr.link_lookup(ifname=self.name):
-                    ipr.link("del", index=idx)
 
 
 @pytest.fixture(params=["tap", "pair"])
@@ -264,35 +61,6 @@ def pair():
     lk = Link("pair")
     yield lk
     lk.close()
-
-
-# --- checks of replies ---------------------------------------------------------
-
-def parse_arp_reply(frame: bytes):
-    assert len(frame) >= 42
-    assert frame[0:6] == GUEST_MAC and frame[6:12] == GW_MAC and frame[12:14] == b"\x08\x06"
-    htype, ptype, hlen, plen, op, sha, spa, tha, tpa = struct.unpack(
-        "!HHBBH6s4s6s4s", frame[14:42])
-    assert (htype, ptype, hlen, plen, op) == (1, 0x0800, 6, 4, 2)
-    return sha, ipaddress.IPv4Address(spa), tha, ipaddress.IPv4Address(tpa)
-
-
-def parse_echo_reply(frame: bytes):
-    """Validate an ICMP echo reply frame fully; return (src, dst, ident, seq, payload)."""
-    assert frame[0:6] == GUEST_MAC and frame[6:12] == GW_MAC and frame[12:14] == b"\x08\x00"
-    ip = frame[14:]
-    assert ip[0] == 0x45
-    tot_len = struct.unpack("!H", ip[2:4])[0]
-    assert tot_len <= len(ip)
-    assert inet_csum(ip[:20]) == 0, "bad IPv4 header checksum"
-    assert ip[9] == 1 and ip[8] > 0
-    assert struct.unpack("!H", ip[6:8])[0] & 0x3FFF == 0
-    msg = ip[20:tot_len]
-    assert inet_csum(msg) == 0, "bad ICMP checksum"
-    type_, code, _, ident, seq = struct.unpack("!BBHHH", msg[:8])
-    assert (type_, code) == (0, 0)
-    return (ipaddress.IPv4Address(ip[12:16]), ipaddress.IPv4Address(ip[16:20]), ident, seq,
-            msg[8:])
 
 
 # --- tests ---------------------------------------------------------------------
@@ -455,21 +223,6 @@ def vnet(flags=0, gso_type=GSO_NONE, hdr_len=0, gso_size=0, csum_start=0, csum_o
     return struct.pack("=BBHHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, 0)
 
 
-def pseudo4(src, dst, proto: int, length: int) -> bytes:
-    return (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed
-            + struct.pack("!BBH", 0, proto, length))
-
-
-def l4_csum(pseudo: bytes, seg: bytes, kind: str) -> int:
-    """The checksum field: "full", "partial" (the pseudo-header sum only,
-    not complemented, as checksum offload leaves it) or "bad"."""
-    if kind == "full":
-        return inet_csum(pseudo + seg)
-    if kind == "partial":
-        return ~inet_csum(pseudo) & 0xFFFF
-    return inet_csum(pseudo + seg) ^ 0x5A5A
-
-
 def tcp4_frame(payload: bytes = b"", csum: str = "full", flags: int = 0x10, dport: int = 9) -> bytes:
     """An IPv4 TCP segment from the guest to the gateway (no flow: a RST answers)."""
     seg = struct.pack("!HHIIBBHHH", 40000, dport, 1000, 1, 5 << 4, flags, 65535, 0, 0) + payload
@@ -494,7 +247,6 @@ def gso_ok(frame: bytes, mss: int = 1000) -> bytes:
 
 
 BIG_TCP = tcp4_frame(b"g" * 3000, csum="partial")
-
 VNET_DROPS = {
     "flag_unknown": (lambda: (echo_request(b"v"), vnet(flags=4)), "drop_vnet_hdr"),
     "csum_start_beyond_frame": (lambda: (echo_request(b"v"), vnet(NEEDS_CSUM, csum_start=5000)),

@@ -253,6 +253,7 @@ esac
 """
 
 
+@pytest.mark.daemon
 def test_slirp_forwarder_example_with_udhcpc(plain_user, user_tmp):
     """The slirp-forwarder README: slirpd keeps a namespace bound to a file and
     the guest configures itself with DHCP, then fetches a file from the host."""
@@ -263,7 +264,7 @@ def test_slirp_forwarder_example_with_udhcpc(plain_user, user_tmp):
     import subprocess
     import threading
 
-    from conftest import as_user, slirpd_argv
+    from lib.harness import as_user, slirpd_argv
 
     payload = os.urandom(4 << 20)
     (user_tmp / "file.bin").write_bytes(payload)
@@ -304,7 +305,7 @@ def test_malformed_dhcp_on_the_wire_counted(net_guest, start_slirpd, user_tmp):
     keeps answering."""
     import json
 
-    from test_api import api
+    from lib.api import api
 
     net_guest.slirpd.stop()
     path = str(user_tmp / "api.sock")
@@ -318,7 +319,7 @@ s.bind(("0.0.0.0", 68))
 for payload in ({bad!r}, b"short"):
     s.sendto(payload, ("255.255.255.255", 67))
 """)
-    from conftest import wait_for
+    from lib.harness import wait_for
 
     stats = wait_for(lambda: (st := json.loads(api(path, '{"execute": "get_stats"}'))["return"])
                      ["dhcp"]["drops"].get("truncated") and st, 10, "the drops to be counted")
@@ -334,7 +335,7 @@ def test_daemon_with_a_large_network(guest, start_slirpd, user_tmp, cidr):
     /24's, and serves the guest."""
     import json
 
-    from test_api import api
+    from lib.api import api
 
     small = start_slirpd("--api-socket=" + str(user_tmp / "small.sock"), "-c", str(guest.pid), "tap1")
     path = str(user_tmp / "api.sock")

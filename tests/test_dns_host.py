@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
-from test_dns import ADDR, DIG, NAME, DnsServer
+from lib.dns import ADDR, DIG, DnsServer, NAME
+from lib.harness import wait_for
 
 STUB = "/run/systemd/resolve/stub-resolv.conf"
 SYSTEMD_RESOLVED = "# This is /run/systemd/resolve/stub-resolv.conf managed by man:systemd-resolved(8).\n" \

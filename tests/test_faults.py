@@ -29,9 +29,9 @@ import time
 
 import pytest
 
-from conftest import as_user, session_processes, wait_for
-from tcputil import GUEST_RECV, GUEST_SEND, Server, echo, linger0, sink, source
-from test_api import ADD, api
+from lib.api import ADD, api
+from lib.harness import as_user, session_processes, wait_for
+from lib.tcputil import GUEST_RECV, GUEST_SEND, Server, echo, linger0, sink, source
 
 MIB = 1 << 20
 FWD_PORT = 18795
@@ -394,8 +394,8 @@ def test_1100_udp_flows_under_1024_fds(guest, start_slirpd, user_tmp):
     reserve.  Once the flows idle out (port 53: DP_UDP_DNS_IDLE_MS), the
     descriptors are back to their count before the flows and nothing is
     degraded any more."""
-    from test_forward_tcp import GuestServer, client
-    from test_sockets import RECYCLE_IDLE, Sink
+    from lib.forward import HashingGuestServer, client
+    from lib.sockets import RECYCLE_IDLE, Sink
 
     path = str(user_tmp / "api.sock")
     d = start_slirpd("--configure", f"--api-socket={path}", str(guest.pid),
@@ -403,7 +403,7 @@ def test_1100_udp_flows_under_1024_fds(guest, start_slirpd, user_tmp):
     stats = lambda: json.loads(api(path, '{"execute": "get_stats"}'))["return"]  # noqa: E731
     udp_sink = Sink(53)  # the gateway's port 53 is the host's 127.0.0.1:53; flows idle out in 10 s
     srv = Server(echo)
-    gsrv = GuestServer(guest, 8080, MIB)
+    gsrv = HashingGuestServer(guest, 8080, MIB)
     enter = ["nsenter", f"--target={guest.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
     flows = None
     try:
@@ -599,8 +599,6 @@ while not stop:
     n += 1
 print(n)
 """
-
-
 
 
 FLOOD_SECONDS = 2.0

@@ -10,20 +10,18 @@ sandbox namespace).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import queue
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import as_user, wait_for
-from test_api import ADD, api
+from lib.api import ADD, api
+from lib.forward import HashingGuestServer, client
+from lib.harness import wait_for
 
 MIB = 1 << 20
 GW = "10.0.2.2"
@@ -33,101 +31,6 @@ GUEST_PORT = 8080
 CLOSED_GUEST_PORT = 8081
 SANDBOX_ADDR = "198.51.100.1"
 EXTRA_ADDR = "198.51.100.7"
-
-SERVER = r"""
-import hashlib, json, os, socket, sys, threading
-port, down = int(sys.argv[1]), int(sys.argv[2])
-blk = os.urandom((1 << 20) + 13)
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("0.0.0.0", port))
-ls.listen(256)
-print("ready", flush=True)
-lock = threading.Lock()
-
-def serve(c, peer):
-    tx = hashlib.sha256()
-    def send():
-        left = down
-        while left:
-            chunk = blk[:min(left, len(blk))]
-            c.sendall(chunk)
-            tx.update(chunk)
-            left -= len(chunk)
-        c.shutdown(socket.SHUT_WR)
-    t = threading.Thread(target=send)
-    t.start()
-    rx, n = hashlib.sha256(), 0
-    while d := c.recv(1 << 16):
-        rx.update(d)
-        n += len(d)
-    t.join()
-    c.close()
-    with lock:
-        print(json.dumps({"peer": peer[0], "port": peer[1], "rx": n, "rx_sha": rx.hexdigest(),
-                          "tx_sha": tx.hexdigest()}), flush=True)
-
-while True:
-    c, peer = ls.accept()
-    threading.Thread(target=serve, args=(c, peer), daemon=True).start()
-"""
-
-
-class GuestServer:
-    """SERVER running in the guest; its JSON lines are collected by a thread."""
-
-    def __init__(self, guest, port: int, down: int):
-        enter = ["nsenter", f"--target={guest.pid}", "--user", "--net", "--mount", "--preserve-credentials", "--"]
-        self.proc = subprocess.Popen(enter + [sys.executable, "-c", SERVER, str(port), str(down)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     **as_user(guest.user))
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self.lines.get(timeout=10) == "ready", self.proc.stderr.read()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-
-    def results(self, n: int, timeout: float = 30) -> list[dict]:
-        """The next n connection reports."""
-        deadline = time.monotonic() + timeout
-        return [json.loads(self.lines.get(timeout=max(0.1, deadline - time.monotonic()))) for _ in range(n)]
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-
-def client(addr: str, port: int, up: int, bind: str | None = None, timeout: float = 60) -> dict:
-    """Connect, send up bytes while reading to EOF; the same report as SERVER's,
-    from the host's side."""
-    blk = os.urandom((1 << 20) + 17)
-    tx = hashlib.sha256()
-    with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as s:
-        s.settimeout(timeout)
-        if bind:
-            s.bind((bind, 0))
-        s.connect((addr, port))
-        local = s.getsockname()
-
-        def send():
-            left = up
-            while left:
-                chunk = blk[:min(left, len(blk))]
-                s.sendall(chunk)
-                tx.update(chunk)
-                left -= len(chunk)
-            s.shutdown(socket.SHUT_WR)
-
-        t = threading.Thread(target=send)
-        t.start()
-        rx, n = hashlib.sha256(), 0
-        while d := s.recv(1 << 16):
-            rx.update(d)
-            n += len(d)
-        t.join()
-    return {"local": local, "rx": n, "rx_sha": rx.hexdigest(), "tx_sha": tx.hexdigest()}
 
 
 def reset_after(addr: str, port: int, timeout: float) -> float:
@@ -169,7 +72,7 @@ def fwd_guest(guest, start_slirpd):
 @pytest.mark.timeout(60)
 def test_both_ways_64mib(fwd_guest):
     g = fwd_guest
-    g.server = GuestServer(g, GUEST_PORT, 64 * MIB)
+    g.server = HashingGuestServer(g, GUEST_PORT, 64 * MIB)
     mine = client("127.0.0.1", HOST_PORT, 64 * MIB)
     theirs = g.server.results(1)[0]
     assert mine["rx"] == 64 * MIB and theirs["rx"] == 64 * MIB
@@ -193,7 +96,7 @@ def test_closed_guest_port_is_reset(fwd_guest):
 @pytest.mark.timeout(60)
 def test_guest_sees_client_addresses(fwd_guest):
     g = fwd_guest
-    g.server = GuestServer(g, GUEST_PORT, 64 * 1024)
+    g.server = HashingGuestServer(g, GUEST_PORT, 64 * 1024)
     mine = client("127.0.0.1", HOST_PORT, 64 * 1024)
     theirs = g.server.results(1)[0]
     assert (theirs["peer"], theirs["port"]) == (GW, mine["local"][1])
@@ -214,7 +117,7 @@ def test_guest_sees_client_addresses(fwd_guest):
 def test_50_concurrent(fwd_guest):
     g = fwd_guest
     size = 256 * 1024
-    g.server = GuestServer(g, GUEST_PORT, size)
+    g.server = HashingGuestServer(g, GUEST_PORT, size)
     mine, errors = [], []
 
     def one():
@@ -262,7 +165,7 @@ def test_api_during_1gib_transfer(guest, start_slirpd, user_tmp):
                            f'"guest_port": {GUEST_PORT}}}') == '{"return":{"id":1}}'
     learn_guest_mac(guest)
     quiet_size, busy_size = 256 * MIB, 1024 * MIB
-    srv = GuestServer(guest, GUEST_PORT, quiet_size)
+    srv = HashingGuestServer(guest, GUEST_PORT, quiet_size)
     try:
         mine, quiet_s = timed_client("127.0.0.1", HOST_PORT, 0)
         theirs = srv.results(1)[0]
@@ -270,7 +173,7 @@ def test_api_during_1gib_transfer(guest, start_slirpd, user_tmp):
     finally:
         srv.stop()
 
-    srv = GuestServer(guest, GUEST_PORT, busy_size)
+    srv = HashingGuestServer(guest, GUEST_PORT, busy_size)
     try:
         result: dict = {}
         t = threading.Thread(target=lambda: result.update(zip(("mine", "secs"),
@@ -308,7 +211,7 @@ def test_ipv6_host_clients(guest, start_slirpd):
     d = start_slirpd("--configure", f"--publish=[::1]:{HOST_PORT}:{GUEST_PORT}",
                      f"--publish=[::]:{CLOSED_HOST_PORT}:{GUEST_PORT}", str(guest.pid))
     learn_guest_mac(guest)
-    srv = GuestServer(guest, GUEST_PORT, 4 * MIB)
+    srv = HashingGuestServer(guest, GUEST_PORT, 4 * MIB)
     try:
         for addr, port in (("::1", HOST_PORT), ("::1", CLOSED_HOST_PORT), ("2001:db8::1", CLOSED_HOST_PORT),
                            ("127.0.0.1", CLOSED_HOST_PORT), (SANDBOX_ADDR, CLOSED_HOST_PORT)):
@@ -342,7 +245,7 @@ def test_syn_retransmitted_then_given_up(fwd_guest):
     connection works, and a guest that never answers costs the host client a
     reset after DP_TCP_FWD_SYN_RETRIES (about 25 s)."""
     g = fwd_guest
-    g.server = GuestServer(g, GUEST_PORT, 1000)
+    g.server = HashingGuestServer(g, GUEST_PORT, 1000)
     g.run(DROP_SYNS)
     result: dict = {}
     t = threading.Thread(target=lambda: result.update(client("127.0.0.1", HOST_PORT, 1000)))

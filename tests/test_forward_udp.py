@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from conftest import as_user, wait_for
-from test_api import ADD, api
-from test_dataplane_frames import GUEST4, GW4, Link, arp_request, eth, ip4
-from test_udp import UDP, check_udp, collect, fragments, parse_ip, reassemble, udp
+from lib.api import ADD, api
+from lib.frames import GUEST4, GW4, UDP, arp_request, check_udp, eth, fragments, ip4, parse_ip, reassemble, udp
+from lib.harness import as_user, wait_for
+from lib.link import Link, collect
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import environ_without_preload
+from lib.harness import environ_without_preload
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUZZ = os.path.join(ROOT, "tests", "fuzz")

@@ -21,9 +21,9 @@ import struct
 
 import pytest
 
-from conftest import wait_for
-from test_dataplane_frames import inet_csum as csum
-from tcputil import GUEST_SEND, Server, free_port, sink
+from lib.frames import inet_csum as csum
+from lib.harness import wait_for
+from lib.tcputil import GUEST_SEND, Server, free_port, sink
 
 MIB = 1 << 20
 GW4, DNS4, GUEST4 = "10.0.2.2", "10.0.2.3", "10.0.2.100"

@@ -3,7 +3,7 @@
 Guests are real namespaces with slirpd attached by `-c -6`; the "host" is the
 sandbox, which has ::1 and 2001:db8::1.  Servers run in threads of the test
 process on the sandbox's ::1, which the guest reaches as fd00::2.  The frame
-tests at the end drive a data plane directly (test_dataplane_frames.Link) with
+tests at the end drive a data plane directly (lib.link.Link) with
 hand-made IPv6 frames: malformed ones must be counted drops, neighbour
 discovery must answer exactly what it should.
 """
@@ -22,18 +22,15 @@ import time
 
 import pytest
 
-from conftest import SLIRPD, as_user, have, wait_for
-from tcputil import GUEST_RECV, GUEST_SEND, sink, source
-from test_api import ADD, api
-from test_dataplane_frames import GUEST_MAC, GW_MAC, Link, eth, inet_csum
-from test_dns import ADDR6, NAME, dns_server  # noqa: F401  (fixture)
+from lib.api import ADD, api
+from lib.dns import ADDR6, NAME
+from lib.frames import DNS6, GUEST6, GUEST_MAC, GW6, GW_MAC, eth, frame6, inet_csum, ip6
+from lib.harness import SLIRPD, as_user, have, wait_for
+from lib.link import Link, V6_CFG
+from lib.tcputil import GUEST_RECV, GUEST_SEND, sink, source
 
-GW6 = "fd00::2"
-DNS6 = "fd00::3"
 LL6 = "fe80::2"
 MIB = 1 << 20
-V6_CFG = dict(enable_ipv6=True, net6=ipaddress.IPv6Address("fd00::"), gw6=ipaddress.IPv6Address(GW6),
-              dns6=ipaddress.IPv6Address(DNS6), dns_upstream6=None, outbound6=None)
 
 
 # --- helpers -------------------------------------------------------------------
@@ -365,14 +362,7 @@ def test_outbound_addr6_is_the_source_the_host_sees(guest, start_slirpd):
 
 # --- frames --------------------------------------------------------------------
 
-GUEST6 = ipaddress.IPv6Address("fd00::100")
 GUEST_LL = ipaddress.IPv6Address("fe80::ff:fe00:64")
-
-
-def ip6(payload: bytes, nh: int, src=GUEST6, dst=GW6, hops=64, plen=None, version=6) -> bytes:
-    plen = len(payload) if plen is None else plen
-    return struct.pack("!IHBB16s16s", version << 28, plen, nh, hops, ipaddress.IPv6Address(src).packed,
-                       ipaddress.IPv6Address(dst).packed) + payload
 
 
 def icmp6(type_: int, body: bytes, src=GUEST6, dst=GW6, code=0) -> bytes:
@@ -385,10 +375,6 @@ def icmp6(type_: int, body: bytes, src=GUEST6, dst=GW6, code=0) -> bytes:
 
 def echo6(payload=b"ping", src=GUEST6, dst=GW6) -> bytes:
     return icmp6(128, struct.pack("!HH", 0x77, 1) + payload, src=src, dst=dst)
-
-
-def frame6(packet: bytes, dst_mac=GW_MAC) -> bytes:
-    return eth(0x86DD, packet, dst=dst_mac)
 
 
 def parse6(frame: bytes):
@@ -653,6 +639,7 @@ def test_podman_argv_with_ipv6_reaches_any_v6_destination(guest, start_slirpd, u
     assert guest.run("cat /proc/sys/net/ipv6/conf/tap0/mtu").stdout.strip() == "65520"
 
 
+@pytest.mark.daemon
 @pytest.mark.timeout(60)
 def test_command_with_ipv6(plain_user):
     """`slirpd -6 -- COMMAND`: the command's namespace has IPv6 to the host and

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from conftest import wait_for
+from lib.harness import wait_for
 
 
 def test_ready_fd_written_after_configuration(guest, start_slirpd):

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, SLIRPD, environ_without_preload
+from lib.harness import REPO, SLIRPD, environ_without_preload
 
 PAGE = REPO / "doc" / "slirpd.1"
 SLIRP4NETNS_SECTION = "SLIRP4NETNS INTERFACE OPTIONS"

@@ -26,9 +26,9 @@ import subprocess
 
 import pytest
 
-from conftest import as_user, slirpd_argv
+from lib.harness import as_user, slirpd_argv
+from lib.pastalib import GATEWAY4, GATEWAY6, HOST4, HOST6, Pasta, bind_netns, podman_argv, rootlesskit_argv
 from slirpd import rtnl
-from pastalib import GATEWAY4, GATEWAY6, HOST4, HOST6, Pasta, bind_netns, podman_argv, rootlesskit_argv
 
 NET6 = ipaddress.IPv6Network("fd00::/64")
 # The suite's configurations: the options, and what --configure must have set
@@ -106,6 +106,7 @@ def test_configured_other_tapname(guest, start_slirpd):
     check(guest_state(guest), expected(["--mtu=4000"]), tap="eth7")
 
 
+@pytest.mark.daemon
 @pytest.mark.parametrize("name", ["defaults", "all"])
 def test_command_configured_as_asked(plain_user, name):
     """-- COMMAND: the command sees the configuration at once (its TAP is

@@ -8,7 +8,6 @@ import socket
 import pytest
 
 
-
 @pytest.fixture
 def notify_socket(user_tmp, plain_user):
     path = str(user_tmp / "notify.sock")

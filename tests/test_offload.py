@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import wait_for
-from tcputil import GUEST_RECV, GUEST_SEND, Server, sink, source
+from lib.harness import wait_for
+from lib.tcputil import GUEST_RECV, GUEST_SEND, Server, sink, source
 
 MIB = 1 << 20
 

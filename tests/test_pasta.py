@@ -26,11 +26,11 @@ import time
 
 import pytest
 
-from conftest import as_user, wait_for
-from pastalib import (DNS_FORWARD, GATEWAY4, GATEWAY6, GONE_TIMEOUT, HOST4, HOST6, MAP_GUEST, GuestServer, HostEcho,
-                      Pasta, addresses, bind_netns, default_gateways, guest_connect, guest_link, host_tcp, host_udp,
-                      closed, reachable, ip_json, podman_argv, rootlesskit_argv)
-from test_dns import ADDR, NAME, host_resolver
+from lib.dns import ADDR, NAME, host_resolver
+from lib.harness import as_user, wait_for
+from lib.pastalib import (DNS_FORWARD, GATEWAY4, GATEWAY6, GONE_TIMEOUT, GuestServer, HOST4, HOST6, HostEcho, MAP_GUEST,
+                          Pasta, addresses, bind_netns, closed, default_gateways, guest_connect, guest_link, host_tcp,
+                          host_udp, ip_json, podman_argv, reachable, rootlesskit_argv)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,5 +1,5 @@
 """pasta's command line and --config-net, side by side: slirpd as pasta and
-Debian 13's pasta (passt 2025-05-03) in the root of tests/clients.py, as
+Debian 13's pasta (passt 2025-05-03) in the root of tests/lib/clients.py, as
 the plain user podu, with the same argv.
 
 - Refusals: the same exit status and the same message, for getopt's errors

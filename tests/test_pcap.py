@@ -1,7 +1,7 @@
 """--pcap: every frame the TAP carries, both ways, in a file tcpdump reads.
 
 Frame-level tests drive slirpd._dp over the frame harness of
-test_dataplane_frames (a socket pair or a real TAP) and read the capture with
+lib.link (a socket pair or a real TAP) and read the capture with
 a pcap parser written here; daemon tests run slirpd with --pcap against a
 guest and read the file with `tcpdump -r`.
 """
@@ -18,9 +18,10 @@ import subprocess
 
 import pytest
 
-from conftest import SLIRPD, as_user, have, wait_for
-from tcputil import GUEST_SEND, Server, sink
-from test_dataplane_frames import GW4, Link, arp_request, echo_request
+from lib.frames import GW4, arp_request, echo_request
+from lib.harness import SLIRPD, as_user, have, wait_for
+from lib.link import Link
+from lib.tcputil import GUEST_SEND, Server, sink
 
 PCAP_GLOBAL = struct.Struct("=IHHiIII")
 PCAP_RECORD = struct.Struct("=IIII")
@@ -241,6 +242,7 @@ def test_write_error_one_line_daemon_lives(guest, start_slirpd, user_tmp, plain_
     assert d.counters()["pcap_write_errors"] == 1
 
 
+@pytest.mark.daemon
 @pytest.mark.parametrize("args, message", [
     (["--pcap-max-size=1M", "1"], "--pcap-max-size needs --pcap"),
     (["--pcap=/tmp/x", "--pcap-max-size=lots", "1"], "--pcap-max-size: expected bytes"),
@@ -251,6 +253,7 @@ def test_cli_errors(plain_user, args, message):
     assert res.returncode == 1 and message in res.stderr, res.stderr
 
 
+@pytest.mark.daemon
 @pytest.mark.timeout(60)
 def test_unwritable_file_fails_clearly(guest, plain_user):
     res = subprocess.run([SLIRPD, "--configure", "--pcap=/proc/nope/x.pcap", str(guest.pid)],
@@ -259,6 +262,7 @@ def test_unwritable_file_fails_clearly(guest, plain_user):
     assert "--pcap /proc/nope/x.pcap: No such file or directory" in res.stderr
 
 
+@pytest.mark.daemon
 @pytest.mark.timeout(60)
 def test_symlink_refused(guest, plain_user, user_tmp):
     """A symlink where the capture goes is refused, not followed: it could

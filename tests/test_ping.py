@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import have, wait_for
+from lib.harness import have, wait_for
 
 RANGE = "/proc/sys/net/ipv4/ping_group_range"
 TARGET = "198.51.100.1"

@@ -7,7 +7,6 @@ The guest fixture plays podman's namespaces here; slirpd runs in them as the
 plain user (root of the guest's user namespace), with exactly podman's argv.
 """
 
-import json
 import os
 import selectors
 import socket
@@ -17,7 +16,8 @@ import threading
 
 import pytest
 
-from conftest import SLIRPD, as_user, wait_for
+from lib.api import api_call
+from lib.harness import SLIRPD, as_user, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,6 +69,7 @@ def bind_netns(guest, plain_user) -> str:
     return path
 
 
+@pytest.mark.daemon
 @pytest.mark.parametrize("with_rootlesskit", [False, True], ids=["podman", "podman+rootlesskit"])
 def test_verbatim_argv(guest, plain_user, user_tmp, with_rootlesskit):
     nspath = bind_netns(guest, plain_user)
@@ -148,18 +149,6 @@ except OSError as e:
         proc.wait(timeout=10)
 
 
-def api(path: str, request: dict) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(path)
-        s.sendall(json.dumps(request).encode())
-        s.shutdown(socket.SHUT_WR)
-        reply = b""
-        while chunk := s.recv(4096):
-            reply += chunk
-    return json.loads(reply)
-
-
 def check_api_forward(guest, api_path: str) -> None:
     """rootlesskit's port driver: add_hostfwd, then a host client reaches a
     guest listener through it; list and remove it again."""
@@ -175,7 +164,7 @@ def check_api_forward(guest, api_path: str) -> None:
         stdout=subprocess.PIPE, text=True, **as_user(guest.user))
     try:
         assert listener.stdout.readline() == "listening\n"
-        reply = api(api_path, {"execute": "add_hostfwd",
+        reply = api_call(api_path, {"execute": "add_hostfwd",
                                "arguments": {"proto": "tcp", "host_addr": "127.0.0.1", "host_port": 18480,
                                              "guest_port": 8080}})
         assert reply == {"return": {"id": 1}}
@@ -184,10 +173,10 @@ def check_api_forward(guest, api_path: str) -> None:
             c.settimeout(10)
             assert c.recv(100) == b"HELLO"
         assert listener.wait(timeout=10) == 0
-        entries = api(api_path, {"execute": "list_hostfwd"})["entries"]
+        entries = api_call(api_path, {"execute": "list_hostfwd"})["entries"]
         assert [(e["id"], e["host_port"], e["guest_addr"], e["guest_port"]) for e in entries] == \
             [(1, 18480, "10.0.5.100", 8080)]
-        assert api(api_path, {"execute": "remove_hostfwd", "arguments": {"id": 1}}) == {"return": {}}
+        assert api_call(api_path, {"execute": "remove_hostfwd", "arguments": {"id": 1}}) == {"return": {}}
         wait_for(lambda: _refused("127.0.0.1", 18480), 5, "the forward to be removed")
     finally:
         if listener.poll() is None:

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from pastalib import GuestServer, host_tcp
-from test_podman import api
+from lib.api import api_call
+from lib.pastalib import GuestServer, host_tcp
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,7 +28,7 @@ def test_publish_range(guest, start_slirpd, user_tmp):
             assert host_tcp("127.0.0.1", 18400 + i).startswith(f"{9000 + i} 10.0.2.2 ".encode())
     finally:
         server.close()
-    (entry,) = api(path, {"execute": "list_hostfwd"})["entries"]
+    (entry,) = api_call(path, {"execute": "list_hostfwd"})["entries"]
     assert entry == {"id": 1, "proto": "tcp", "host_addr": "127.0.0.1", "host_port": "18400-18402",
                      "guest_addr": "10.0.2.100", "guest_port": "9000-9002"}
 
@@ -47,17 +47,17 @@ def test_add_hostfwd_range(guest, start_slirpd, user_tmp, args, reply):
     naming the argument, as slirp4netns words its own."""
     path = str(user_tmp / "api.sock")
     start_slirpd("-c", f"--api-socket={path}", str(guest.pid))
-    got = api(path, {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "127.0.0.1", **args}})
+    got = api_call(path, {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "127.0.0.1", **args}})
     assert got == reply
     if "error" in reply:
-        assert api(path, {"execute": "list_hostfwd"}) == {"entries": []}
+        assert api_call(path, {"execute": "list_hostfwd"}) == {"entries": []}
         return
     server = GuestServer(guest, "0.0.0.0", "tcp", 9010, 9011)
     try:
         assert host_tcp("127.0.0.1", 18411).startswith(b"9011 ")
     finally:
         server.close()
-    assert api(path, {"execute": "remove_hostfwd", "arguments": {"id": 1}}) == {"return": {}}
+    assert api_call(path, {"execute": "remove_hostfwd", "arguments": {"id": 1}}) == {"return": {}}
     for port in (18410, 18411):
         with pytest.raises(ConnectionRefusedError):
             host_tcp("127.0.0.1", port)

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from conftest import SLIRPD, wait_for
-from lockdown import ATTEMPTS, assert_locked_down
+from lib.harness import SLIRPD, wait_for
+from lib.lockdown import ATTEMPTS, assert_locked_down
 
 
 def test_sandbox_hides_host_files_as_plain_user(guest, start_slirpd):

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from conftest import SLIRPD, as_user
-from lockdown import ATTEMPTS, status_field
+from lib.harness import SLIRPD, as_user
+from lib.lockdown import ATTEMPTS, status_field
 
 pytestmark = pytest.mark.timeout(120)
 

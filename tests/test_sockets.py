@@ -1,6 +1,6 @@
 """Host sockets against their budget (csrc/flow.c, Host sockets; slirpd/fdlimit.py).
 
-- in-process, a slirpd._dp instance on a socket pair (test_dataplane_frames'
+- in-process, a slirpd._dp instance on a socket pair (lib.link's
   "pair" link) with a small sock_budget: the order in which idle UDP flows are
   recycled, what is refused when no flow is idle (a datagram and an echo
   request are counted drops, a SYN gets a RST), the forwards' reserve, a
@@ -18,7 +18,6 @@ waiting longer cannot change the outcome.
 
 from __future__ import annotations
 
-import os
 import re
 import select
 import socket
@@ -29,48 +28,10 @@ from pathlib import Path
 import pytest
 
 from slirpd.dataplane import NOTICE_SOCK_SHORT
-from conftest import as_user, slirpd_argv, wait_for
-from test_dataplane_frames import GW4, GUEST4, Link, echo_request, eth, inet_csum, ip4
-from test_udp import collect, delta, udp
-
-CSRC = Path(__file__).resolve().parent.parent / "csrc"
-
-
-def limit(name: str) -> int:
-    """A constant of csrc/dp_limits.h."""
-    m = re.search(rf"#define\s+{name}\s+(\d+)", (CSRC / "dp_limits.h").read_text())
-    return int(m.group(1))
-
-
-RECYCLE_IDLE = limit("DP_SOCK_RECYCLE_IDLE_MS") / 1000
-PAUSE = limit("DP_FWD_ACCEPT_PAUSE_MS") / 1000
-SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; Python's socket module lacks it
-
-
-class Sink:
-    """A UDP socket on 127.0.0.1 (port 0: any) that keeps what arrives, up to
-    16 MiB, for take(), and never answers, so that only the guest's datagrams
-    make a flow recently used."""
-
-    def __init__(self, port: int = 0):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)  # root: past rmem_max
-        self.sock.bind(("127.0.0.1", port))
-        self.port = self.sock.getsockname()[1]
-
-    def take(self, n: int, timeout: float = 5.0) -> dict[bytes, int]:
-        """The next n datagrams: payload -> the host port it came from."""
-        got = {}
-        deadline = time.monotonic() + timeout
-        while len(got) < n:
-            left = deadline - time.monotonic()
-            assert left > 0 and select.select([self.sock], [], [], left)[0], f"got {len(got)} of {n}"
-            data, peer = self.sock.recvfrom(2048)
-            got[data] = peer[1]
-        return got
-
-    def close(self):
-        self.sock.close()
+from lib.frames import GUEST4, GW4, echo_request, eth, inet_csum, ip4, udp
+from lib.harness import as_user, slirpd_argv, wait_for
+from lib.link import Link, collect, delta
+from lib.sockets import CSRC, PAUSE, RECYCLE_IDLE, Sink, fill_share, limit, send_udp
 
 
 @pytest.fixture
@@ -92,17 +53,6 @@ def listener():
     s.listen(8)
     yield s
     s.close()
-
-
-def fill_share(lk: Link, sink: Sink, n: int):
-    """n UDP flows from the guest (ports 41000 on) to sink, one datagram each."""
-    for i in range(n):
-        send_udp(lk, b"a%d" % i, 41000 + i, sink.port)
-    lk.pump(n)
-
-
-def send_udp(lk: Link, payload: bytes, sport: int, dport: int):
-    lk.send(eth(0x0800, ip4(udp(payload, sport, dport), proto=17)))
 
 
 def syn(dport: int, sport: int = 45000) -> bytes:
@@ -275,7 +225,8 @@ def test_forward_reserve_and_listener_pause(sink, listener):
 EMFILE_SCRIPT = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from test_sockets import RECYCLE_IDLE, Link, Sink, fd_open, fill_share, send_udp
+from lib.link import Link
+from lib.sockets import RECYCLE_IDLE, Sink, fd_open, fill_share, send_udp
 sink, lk = Sink(), Link("pair")
 top = max(int(n) for n in os.listdir("/proc/self/fd")) + 4
 room = sum(1 for fd in range(top) if not fd_open(fd))
@@ -312,14 +263,6 @@ def test_emfile_without_budget_recycles():
     assert after["new"]
 
 
-def fd_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
 # --- the daemon ----------------------------------------------------------------
 
 def test_soft_limit_raised_and_budget(guest, start_slirpd, user_tmp):
@@ -340,6 +283,7 @@ def test_soft_limit_raised_and_budget(guest, start_slirpd, user_tmp):
     assert own <= fdlimit.CONTROL_FDS, own
 
 
+@pytest.mark.daemon
 def test_command_keeps_callers_soft_limit(plain_user):
     """`slirpd -- COMMAND` forks the command before raising its own limit:
     programs that use select() keep a soft limit of 1024 at most."""

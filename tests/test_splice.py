@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from lib.harness import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

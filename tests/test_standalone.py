@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from conftest import as_user, environ_without_preload, session_processes, slirpd_argv, wait_for
-from test_dns import dns_server  # noqa: F401 (a fixture)
+from lib.harness import as_user, environ_without_preload, session_processes, slirpd_argv, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +50,7 @@ def slirpd_run(plain_user, *args, timeout=30):
     return subprocess.run(slirpd_argv(*args), capture_output=True, text=True, timeout=timeout, **as_user(plain_user))
 
 
+@pytest.mark.daemon
 def test_command_gets_configured_network(plain_user):
     res = slirpd_run(plain_user, "--", "sh", "-c",
                      "id -u; ip -4 -br addr show tap0; ip route show default; cat /etc/resolv.conf;"
@@ -65,6 +65,7 @@ def test_command_gets_configured_network(plain_user):
     assert res.stderr == ""
 
 
+@pytest.mark.daemon
 def test_host_resolv_conf_untouched(plain_user):
     before = open("/etc/resolv.conf").read()
     res = slirpd_run(plain_user, "--", "cat", "/etc/resolv.conf")
@@ -72,6 +73,7 @@ def test_host_resolv_conf_untouched(plain_user):
     assert open("/etc/resolv.conf").read() == before
 
 
+@pytest.mark.daemon
 def test_options_apply_to_command(plain_user):
     res = slirpd_run(plain_user, "--mtu=65520", "--cidr=10.9.0.0/16", "--", "sh", "-c",
                      "cat /sys/class/net/tap0/mtu; ip -4 -br addr show tap0")
@@ -80,6 +82,7 @@ def test_options_apply_to_command(plain_user):
     assert mtu == "65520" and "10.9.0.100/16" in addr
 
 
+@pytest.mark.daemon
 def test_exit_status_passes_through(plain_user):
     assert slirpd_run(plain_user, "--", "false").returncode == 1
     assert slirpd_run(plain_user, "--", "sh", "-c", "exit 42").returncode == 42
@@ -88,6 +91,7 @@ def test_exit_status_passes_through(plain_user):
     assert "slirpd: /nonexistent/command: No such file or directory" in res.stderr
 
 
+@pytest.mark.daemon
 def test_no_command_runs_shell(plain_user):
     env = {**as_user(plain_user)["env"], "SHELL": "/bin/sh"}
     res = subprocess.run(slirpd_argv("--"), input="echo from-shell; exit 3\n", capture_output=True, text=True,
@@ -95,6 +99,7 @@ def test_no_command_runs_shell(plain_user):
     assert res.returncode == 3 and res.stdout == "from-shell\n"
 
 
+@pytest.mark.daemon
 def test_signals_reach_command(plain_user, user_tmp):
     marker = user_tmp / "got"
     script = f"trap 'echo $1 > {marker}; exit 9' HUP; trap 'echo TERM > {marker}; exit 5' TERM; " \
@@ -111,6 +116,7 @@ def _ignored_signals(pid: int) -> int:
     return int(next(ln for ln in status.splitlines() if ln.startswith("SigIgn:")).split()[1], 16)
 
 
+@pytest.mark.daemon
 def test_nohup_keeps_sighup_ignored(plain_user, user_tmp):
     """Under nohup (SIGHUP ignored) the command starts with SIGHUP ignored
     too, and a SIGHUP to slirpd is not passed on, as nohup promises; SIGTERM
@@ -130,6 +136,7 @@ def test_nohup_keeps_sighup_ignored(plain_user, user_tmp):
         assert marker.read_text() == "TERM\n"
 
 
+@pytest.mark.daemon
 def test_command_dies_with_slirpd(plain_user, user_tmp):
     """SIGKILL leaves slirpd no chance to stop its command: the kernel kills
     it (PR_SET_PDEATHSIG), even one that ignores every other signal."""
@@ -145,6 +152,7 @@ def test_command_dies_with_slirpd(plain_user, user_tmp):
                  open(f"/proc/{shell}/stat").read().split()[2] == "Z", 10, "the command to die")
 
 
+@pytest.mark.daemon
 def test_sigterm_reaches_command_and_nothing_is_left(plain_user, user_tmp):
     marker = user_tmp / "got"
     script = f"trap 'echo TERM > {marker}; exit 5' TERM; echo ready > {marker}; while :; do sleep 0.1; done"
@@ -159,12 +167,14 @@ def test_sigterm_reaches_command_and_nothing_is_left(plain_user, user_tmp):
             assert not os.path.exists(f"/proc/{pid}")
 
 
+@pytest.mark.daemon
 def test_command_conflicts(plain_user):
     for args in (["1", "--", "true"], ["--netns-type=path", "--", "true"], ["--create-netns=/tmp/x", "--", "true"]):
         res = slirpd_run(plain_user, *args)
         assert res.returncode == 1 and len(res.stderr.splitlines()) == 1, (args, res.stderr)
 
 
+@pytest.mark.daemon
 def test_create_netns_like_slirp_forwarder(plain_user, user_tmp):
     """The slirp-forwarder README's steps, with slirpd in its place."""
     netfile = user_tmp / "net"
@@ -189,12 +199,14 @@ def test_create_netns_like_slirp_forwarder(plain_user, user_tmp):
     assert lines[1:] == ["PING-OK", "exit=0", "0"]  # ... and the bind mount is gone
 
 
+@pytest.mark.daemon
 def test_create_netns_without_privilege_fails_clearly(plain_user, user_tmp):
     res = slirpd_run(plain_user, f"--create-netns={user_tmp / 'net'}")
     assert res.returncode == 1
     assert "--create-netns:" in res.stderr and "unshare -mr" in res.stderr
 
 
+@pytest.mark.daemon
 def test_command_reaches_host_dns_and_files(plain_user, dns_server, user_tmp):
     """The issue's example: address, ping, DNS through 10.0.2.3 (also as the
     command's resolv.conf), a file from the host's loopback, intact."""
@@ -202,7 +214,7 @@ def test_command_reaches_host_dns_and_files(plain_user, dns_server, user_tmp):
     import http.server
     import threading
 
-    from test_dns import ADDR, NAME
+    from lib.dns import ADDR, NAME
 
     payload = os.urandom(2 << 20)
     (user_tmp / "f.bin").write_bytes(payload)
@@ -224,6 +236,7 @@ def test_command_reaches_host_dns_and_files(plain_user, dns_server, user_tmp):
     assert lines[4].split()[0] == hashlib.sha256(payload).hexdigest()
 
 
+@pytest.mark.daemon
 def test_subordinate_ids_mapped_with_newuidmap(plain_user, user_tmp):
     """With a /etc/subuid range (bind-mounted in the sandbox: the host's file is
     untouched), the command's user namespace maps it too."""

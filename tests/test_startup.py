@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_user, wait_for
-from pastalib import rootlesskit_argv
+from lib.harness import as_user, wait_for
+from lib.pastalib import rootlesskit_argv
 
 HOOK = """
 import os, sys
@@ -94,6 +94,8 @@ MODES = {
 }
 
 
+# slirpd runs through HOOK (python -c): the marker says so, the audit hook cannot
+@pytest.mark.daemon
 @pytest.mark.parametrize("mode", MODES)
 def test_attach_imports_before_ready(guest, plain_user, user_tmp, mode):
     options, forbidden = MODES[mode]
@@ -110,6 +112,7 @@ def test_attach_imports_before_ready(guest, plain_user, user_tmp, mode):
         stop(proc)
 
 
+@pytest.mark.daemon
 def test_command_imports_before_ready(plain_user, user_tmp):
     """-- COMMAND: the daemon loads ctypes once for its two children (the
     command's, which imports tempfile while it waits to be let go, and the

@@ -1,7 +1,7 @@
 """TCP through slirpd: the guest connects to servers on the sandbox's 127.0.0.1
 (10.0.2.2 from the guest), with real sockets on both ends.
 
-Servers run in threads of the test process (tcputil.Server); the guest side is
+Servers run in threads of the test process (lib.tcputil.Server); the guest side is
 a Python script or a tool run inside the guest namespace.
 """
 
@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from conftest import wait_for
-from tcputil import CHUNK, GUEST_RECV, GUEST_SEND, Server, echo, free_port, linger0, sink, source
+from lib.harness import wait_for
+from lib.tcputil import CHUNK, GUEST_RECV, GUEST_SEND, Server, echo, free_port, linger0, sink, source
 
 MIB = 1 << 20
 

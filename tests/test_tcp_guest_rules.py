@@ -1,7 +1,7 @@
 """A guest that breaks TCP's rules cannot stop the data plane or lose data.
 
 The guest is this test, writing TCP segments by hand on the "pair" link of
-tests/test_dataplane_frames.py (a socket pair standing in for the TAP) to an
+tests/lib/link.py (a socket pair standing in for the TAP) to an
 in-process data plane, whose host socket connects to a server on the
 sandbox's 127.0.0.1 that reads only when the test says so.  So the test
 decides exactly how full the host socket is when each segment arrives.
@@ -27,7 +27,8 @@ import time
 
 import pytest
 
-from test_dataplane_frames import GUEST4, GW4, Link, arp_request, eth, ip4, l4_csum, pseudo4
+from lib.frames import GUEST4, GW4, arp_request, eth, ip4, l4_csum, pseudo4
+from lib.link import Link
 
 SCENARIO_TIMEOUT = 120  # seconds; each scenario needs a few
 ISN = 1000

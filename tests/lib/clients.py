@@ -31,6 +31,7 @@ left in the sandbox.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from lib.harness import REPO
 
 ENTER = "../shared/clients/debian13-enter.sh"  # relative to REPO, the cwd of every run
 ROOT = Path(os.environ.get("SLIRPD_CLIENTS_ROOT", "/var/tmp/deb13"))  # the Makefile's CLIENTS_ROOT
@@ -240,3 +241,10 @@ class ClientsRoot:
         if res.returncode != 0:
             pytest.fail(f"{command!r} in the Debian 13 root exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
         return res
+
+
+def matches(argv: list[str], expected: list) -> bool:
+    """argv is expected, word by word, where a compiled pattern in expected
+    stands for a word that it matches in full."""
+    return len(argv) == len(expected) and all(
+        e.fullmatch(a) if isinstance(e, re.Pattern) else a == e for a, e in zip(argv, expected))

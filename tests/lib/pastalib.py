@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SLIRPD, as_user, session_processes, wait_for
+from lib.harness import SLIRPD, as_user, session_processes, wait_for
 
 HOST4 = "198.51.100.1"  # the sandbox's address (tests/sandbox.sh), copied into the guest by pasta
 HOST6 = "2001:db8::1"
