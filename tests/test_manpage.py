@@ -80,6 +80,7 @@ def test_has_the_sections_of_slirp4netns_and_passt_pages(page):
     assert any(line.startswith("slirpd - ") for line in page["NAME"]), page["NAME"]
 
 
+@pytest.mark.daemon  # runs slirpd --help
 @pytest.mark.parametrize("interface, argv, section", [
     ("slirp4netns", [SLIRPD, "--help"], SLIRP4NETNS_SECTION),
     ("pasta", [SLIRPD, "pasta", "--help"], PASTA_SECTION),
