@@ -41,7 +41,8 @@
  * to DP_EPOLL_BATCH ready descriptors: the TAP (up to the budget of frames
  * is read, in batches of DP_RX_RING, each batch dispatched and its
  * replies written out before the next) and flow sockets (handed to their
- * protocol file).  Then due flow timers run (flow.c), incomplete
+ * protocol file).  Then due flow timers run (flow.c finds them,
+ * dp_flow_timer() hands each to its protocol file as socket events are), incomplete
  * datagrams past their reassembly timeout are dropped (frag.c: reassembly has
  * no flow, so it keeps a deadline of its own, which dp_timeout_ms() also
  * reports), forward listeners paused for want of descriptors go back into
@@ -78,7 +79,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_counters.h"
+#include "dp_limits.h"
+#include "eth.h"
+#include "flow.h"
+#include "frag.h"
+#include "fwd.h"
+#include "icmp.h"
+#include "inany.h"
+#include "ndp.h"
+#include "pcap.h"
+#include "splice.h"
+#include "tap.h"
+#include "tcp.h"
+#include "udp.h"
+#include "util.h"
 
 #define DP_CNT_NAME(name)	#name,
 static const char *const dp_counter_names[] = {
@@ -141,9 +159,9 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	}
 
 	dp->cfg = *cfg;
-	dp->tap_fd = tap_fd;
+	dp->tap.fd = tap_fd;
 	dp->epoll_fd = -1;
-	dp->host_lo_open = fwd_host_lo_open(dp);
+	dp->fwd.host_lo_open = fwd_host_lo_open(dp);
 
 	pcap_init(dp);
 	if (fwd_init(dp) || tap_init(dp) || flow_table_init(dp) ||
@@ -188,7 +206,7 @@ void dp_free(struct dp *dp)
 	tcp_cleanup(dp);
 	flow_table_cleanup(dp);
 	close(dp->epoll_fd);
-	close(dp->tap_fd);
+	close(dp->tap.fd);
 	udp_cleanup(dp);
 	frag_cleanup(dp);
 	ctl_cleanup(dp);
@@ -261,7 +279,7 @@ static int dp_tap_input(struct dp *dp, int budget, int *status)
 				continue;	/* virtio-net header: dropped */
 			DP_COUNT_N(dp, bytes_in, len);
 			eth_input(dp, frame, len);
-			dp->rx_frame = NULL;
+			dp->tap.rx_frame = NULL;
 		}
 		tcp_batch_end(dp);	/* before the ring is read into again */
 		udp_batch_end(dp);
@@ -301,6 +319,29 @@ static void dp_flow_event(struct dp *dp, uint64_t ref, uint32_t events)
 		break;
 	case FLOW_SPLICE:
 		splice_sock_event(dp, f, SPLICE_NS, events);
+		break;
+	}
+}
+
+/**
+ * dp_flow_timer() - hand a flow whose deadline passed to its protocol
+ * @dp:		data plane, @now_ms current
+ * @f:		flow, its deadline cleared (flow_timers_run())
+ */
+static void dp_flow_timer(struct dp *dp, struct flow *f)
+{
+	switch (f->type) {
+	case FLOW_TCP:
+		tcp_timer(dp, f);
+		break;
+	case FLOW_UDP:
+		udp_timer(dp, f);
+		break;
+	case FLOW_PING:
+		ping_timer(dp, f);
+		break;
+	case FLOW_SPLICE:
+		splice_timer(dp, f);
 		break;
 	}
 }
@@ -354,18 +395,18 @@ static int dp_dispatch(struct dp *dp, int budget, int wait_ms, bool *outer)
 		}
 	}
 
-	if (dp->next_deadline_ms && dp->next_deadline_ms <= dp->now_ms)
-		flow_timers_run(dp);
+	if (dp->flow.next_deadline_ms && dp->flow.next_deadline_ms <= dp->now_ms)
+		flow_timers_run(dp, dp_flow_timer);
 
 	/* reassembly has no flow: its timeouts are checked on their own */
-	if (dp->frag_deadline_ms && dp->frag_deadline_ms <= dp->now_ms)
+	if (dp->frag.deadline_ms && dp->frag.deadline_ms <= dp->now_ms)
 		frag_timer(dp);
 
-	if (dp->ra_deadline_ms && dp->ra_deadline_ms <= dp->now_ms)
+	if (dp->ndp.ra_deadline_ms && dp->ndp.ra_deadline_ms <= dp->now_ms)
 		ndp_timer(dp);
 
 	/* forward listeners paused for want of descriptors try again */
-	if (dp->fwd_deadline_ms && dp->fwd_deadline_ms <= dp->now_ms)
+	if (dp->fwd.deadline_ms && dp->fwd.deadline_ms <= dp->now_ms)
 		fwd_timer(dp);
 
 	tap_tx_flush(dp);
@@ -391,7 +432,7 @@ int dp_poll(struct dp *dp, int budget)
 		errno = EINVAL;
 		return DP_POLL_ERROR;
 	}
-	if (dp->tap_gone)
+	if (dp->tap.gone)
 		return DP_POLL_TAP_GONE;
 
 	return dp_dispatch(dp, budget, 0, &outer);
@@ -491,7 +532,7 @@ int dp_wait(struct dp *dp, int budget, int max_ms)
 		errno = EINVAL;
 		return DP_POLL_ERROR;
 	}
-	if (dp->tap_gone)
+	if (dp->tap.gone)
 		return DP_POLL_TAP_GONE;
 
 	end = max_ms < 0 ? 0 : dp_clock_ms() + (uint64_t)max_ms;
@@ -542,13 +583,13 @@ int dp_timeout_ms(struct dp *dp)
 	if (!dp)
 		return -1;
 
-	next = dp->next_deadline_ms;
-	if (dp->frag_deadline_ms && (!next || dp->frag_deadline_ms < next))
-		next = dp->frag_deadline_ms;
-	if (dp->ra_deadline_ms && (!next || dp->ra_deadline_ms < next))
-		next = dp->ra_deadline_ms;
-	if (dp->fwd_deadline_ms && (!next || dp->fwd_deadline_ms < next))
-		next = dp->fwd_deadline_ms;
+	next = dp->flow.next_deadline_ms;
+	if (dp->frag.deadline_ms && (!next || dp->frag.deadline_ms < next))
+		next = dp->frag.deadline_ms;
+	if (dp->ndp.ra_deadline_ms && (!next || dp->ndp.ra_deadline_ms < next))
+		next = dp->ndp.ra_deadline_ms;
+	if (dp->fwd.deadline_ms && (!next || dp->fwd.deadline_ms < next))
+		next = dp->fwd.deadline_ms;
 	if (!next)
 		return -1;
 

@@ -25,8 +25,9 @@
  * - timers: each flow has at most one deadline (retransmission, idle
  *   timeout...), set with flow_timer_set().  The data plane remembers the
  *   earliest one; when it is due, flow_timers_run() scans the used part of the
- *   table once and calls each due flow's protocol timer (tcp_timer(),
- *   udp_timer(), ping_timer()).  dp_wait() sleeps until dp_timeout_ms().
+ *   table once and hands each due flow to dp.c, which calls its protocol's
+ *   timer (tcp_timer(), udp_timer()...) as it hands socket events on: flow.c
+ *   calls no protocol file.  dp_wait() sleeps until dp_timeout_ms().
  *
  * Host sockets
  * ------------
@@ -74,6 +75,12 @@
 #include <unistd.h>
 
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "flow.h"
+#include "inany.h"
+#include "splice.h"
+#include "util.h"
 
 /* Reference layout in epoll_event.data.u64: kind, generation, index */
 #define REF_KIND_SHIFT		56
@@ -91,7 +98,7 @@
 static uint32_t flow_hash(const struct dp *dp, const struct flow_key *key)
 {
 	const uint8_t *p = (const uint8_t *)key;
-	uint64_t h = dp->flow_seed;
+	uint64_t h = dp->flow.seed;
 	size_t i;
 
 	for (i = 0; i + 8 <= sizeof(*key); i += 8) {
@@ -115,7 +122,7 @@ static uint32_t flow_hash(const struct dp *dp, const struct flow_key *key)
  */
 static void flow_socks_init(struct dp *dp)
 {
-	struct flow_socks *s = &dp->socks;
+	struct flow_socks *s = &dp->flow.socks;
 	uint32_t reserve;
 
 	memset(s, 0, sizeof(*s));
@@ -134,9 +141,9 @@ static void flow_socks_init(struct dp *dp)
  */
 int flow_table_init(struct dp *dp)
 {
-	dp->flows = calloc(DP_FLOW_MAX, sizeof(*dp->flows));
-	dp->flow_buckets = calloc(DP_FLOW_BUCKETS, sizeof(*dp->flow_buckets));
-	if (!dp->flows || !dp->flow_buckets) {
+	dp->flow.table = calloc(DP_FLOW_MAX, sizeof(*dp->flow.table));
+	dp->flow.buckets = calloc(DP_FLOW_BUCKETS, sizeof(*dp->flow.buckets));
+	if (!dp->flow.table || !dp->flow.buckets) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -144,12 +151,12 @@ int flow_table_init(struct dp *dp)
 	/* No slot is written now: calloc() gave zeroed pages the kernel has not
 	 * backed yet (the table is MiBs), and flow_alloc() takes slots above
 	 * flow_high_water, never used, when no freed one is waiting */
-	dp->flow_free_head = 0;
+	dp->flow.free_head = 0;
 	flow_socks_init(dp);
 
-	if (getrandom(&dp->flow_seed, sizeof(dp->flow_seed), 0) !=
-	    sizeof(dp->flow_seed))
-		dp->flow_seed = (uint64_t)(uintptr_t)dp ^ 0x5bd1e9955bd1e995ULL;
+	if (getrandom(&dp->flow.seed, sizeof(dp->flow.seed), 0) !=
+	    sizeof(dp->flow.seed))
+		dp->flow.seed = (uint64_t)(uintptr_t)dp ^ 0x5bd1e9955bd1e995ULL;
 
 	return 0;
 }
@@ -162,18 +169,18 @@ void flow_table_cleanup(struct dp *dp)
 {
 	uint32_t i;
 
-	if (dp->flows) {
-		for (i = 0; i < dp->flow_high_water; i++) {
-			if (dp->flows[i].type == FLOW_SPLICE)
-				splice_release(dp, &dp->flows[i]);
-			if (dp->flows[i].sock >= 0)
-				close(dp->flows[i].sock);
+	if (dp->flow.table) {
+		for (i = 0; i < dp->flow.high_water; i++) {
+			if (dp->flow.table[i].type == FLOW_SPLICE)
+				splice_release(dp, &dp->flow.table[i]);
+			if (dp->flow.table[i].sock >= 0)
+				close(dp->flow.table[i].sock);
 		}
 	}
-	free(dp->flows);
-	free(dp->flow_buckets);
-	dp->flows = NULL;
-	dp->flow_buckets = NULL;
+	free(dp->flow.table);
+	free(dp->flow.buckets);
+	dp->flow.table = NULL;
+	dp->flow.buckets = NULL;
 }
 
 /**
@@ -206,10 +213,10 @@ void flow_key_fill(struct flow_key *key, uint8_t proto,
  */
 struct flow *flow_lookup(struct dp *dp, const struct flow_key *key)
 {
-	uint32_t idx = dp->flow_buckets[flow_hash(dp, key)];
+	uint32_t idx = dp->flow.buckets[flow_hash(dp, key)];
 
 	while (idx) {
-		struct flow *f = &dp->flows[idx - 1];
+		struct flow *f = &dp->flow.table[idx - 1];
 
 		if (!memcmp(&f->key, key, sizeof(*key)))
 			return f;
@@ -233,19 +240,19 @@ struct flow *flow_lookup(struct dp *dp, const struct flow_key *key)
 struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 			const struct flow_key *key)
 {
-	uint32_t bucket, idx = dp->flow_free_head;
+	uint32_t bucket, idx = dp->flow.free_head;
 	struct flow *f;
 	uint32_t gen;
 
-	if (!idx && dp->flow_high_water < DP_FLOW_MAX)
-		idx = dp->flow_high_water + 1;	/* never used: zeroed, hash_next 0 */
+	if (!idx && dp->flow.high_water < DP_FLOW_MAX)
+		idx = dp->flow.high_water + 1;	/* never used: zeroed, hash_next 0 */
 	if (!idx) {
 		DP_COUNT(dp, drop_flow_table_full);
 		return NULL;
 	}
 
-	f = &dp->flows[idx - 1];
-	dp->flow_free_head = f->hash_next;
+	f = &dp->flow.table[idx - 1];
+	dp->flow.free_head = f->hash_next;
 	gen = f->gen + 1;
 
 	memset(f, 0, sizeof(*f));
@@ -255,12 +262,12 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 	f->key = *key;
 
 	bucket = flow_hash(dp, key);
-	f->hash_next = dp->flow_buckets[bucket];
-	dp->flow_buckets[bucket] = idx;
+	f->hash_next = dp->flow.buckets[bucket];
+	dp->flow.buckets[bucket] = idx;
 
-	if (idx > dp->flow_high_water)
-		dp->flow_high_water = idx;
-	dp->flow_count++;
+	if (idx > dp->flow.high_water)
+		dp->flow.high_water = idx;
+	dp->flow.count++;
 	DP_COUNT(dp, flows_created);
 
 	return f;
@@ -273,14 +280,14 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
  */
 static void flow_lru_unlink(struct dp *dp, struct flow *f)
 {
-	struct flow_socks *s = &dp->socks;
+	struct flow_socks *s = &dp->flow.socks;
 
 	if (f->lru_prev)
-		dp->flows[f->lru_prev - 1].lru_next = f->lru_next;
+		dp->flow.table[f->lru_prev - 1].lru_next = f->lru_next;
 	else
 		s->lru_head = f->lru_next;
 	if (f->lru_next)
-		dp->flows[f->lru_next - 1].lru_prev = f->lru_prev;
+		dp->flow.table[f->lru_next - 1].lru_prev = f->lru_prev;
 	else
 		s->lru_tail = f->lru_prev;
 	f->lru_prev = f->lru_next = 0;
@@ -294,11 +301,11 @@ static void flow_lru_unlink(struct dp *dp, struct flow *f)
  */
 void flow_free(struct dp *dp, struct flow *f)
 {
-	uint32_t idx = (uint32_t)(f - dp->flows) + 1;
-	uint32_t *link = &dp->flow_buckets[flow_hash(dp, &f->key)];
+	uint32_t idx = (uint32_t)(f - dp->flow.table) + 1;
+	uint32_t *link = &dp->flow.buckets[flow_hash(dp, &f->key)];
 
 	while (*link && *link != idx)
-		link = &dp->flows[*link - 1].hash_next;
+		link = &dp->flow.table[*link - 1].hash_next;
 	if (*link)
 		*link = f->hash_next;
 
@@ -313,9 +320,9 @@ void flow_free(struct dp *dp, struct flow *f)
 	f->type = FLOW_FREE;
 	f->epoll_events = 0;
 	f->deadline_ms = 0;
-	f->hash_next = dp->flow_free_head;
-	dp->flow_free_head = idx;
-	dp->flow_count--;
+	f->hash_next = dp->flow.free_head;
+	dp->flow.free_head = idx;
+	dp->flow.count--;
 	DP_COUNT(dp, flows_closed);
 }
 
@@ -351,7 +358,7 @@ static int flow_epoll_ctl(struct dp *dp, struct flow *f, int op,
 uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
 			unsigned kind)
 {
-	uint32_t idx = (uint32_t)(f - dp->flows);
+	uint32_t idx = (uint32_t)(f - dp->flow.table);
 
 	return (uint64_t)kind << REF_KIND_SHIFT |
 	       (uint64_t)f->gen << REF_GEN_SHIFT | idx;
@@ -418,7 +425,7 @@ struct flow *flow_from_epoll(struct dp *dp, uint64_t ref)
 	if (idx >= DP_FLOW_MAX)
 		return NULL;
 
-	f = &dp->flows[idx];
+	f = &dp->flow.table[idx];
 	if (f->type == FLOW_FREE || f->gen != gen)
 		return NULL;
 
@@ -435,45 +442,34 @@ void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms)
 {
 	f->deadline_ms = deadline_ms;
 	if (deadline_ms &&
-	    (!dp->next_deadline_ms || deadline_ms < dp->next_deadline_ms))
-		dp->next_deadline_ms = deadline_ms;
+	    (!dp->flow.next_deadline_ms || deadline_ms < dp->flow.next_deadline_ms))
+		dp->flow.next_deadline_ms = deadline_ms;
 }
 
 /**
- * flow_timers_run() - call the timer of every flow whose deadline passed
+ * flow_timers_run() - fire every flow whose deadline passed
  * @dp:		data plane, @now_ms current
+ * @fire:	called for each due flow, its deadline cleared: dp.c's
+ *		dispatch to the flow's protocol
  *
- * Also recomputes the earliest deadline left.  A timer may free its flow or
+ * Also recomputes the earliest deadline left.  @fire may free the flow or
  * set a new deadline.
  */
-void flow_timers_run(struct dp *dp)
+void flow_timers_run(struct dp *dp, flow_timer_fn *fire)
 {
 	uint64_t next = 0;
 	uint32_t i;
 
-	dp->next_deadline_ms = 0;
-	for (i = 0; i < dp->flow_high_water; i++) {
-		struct flow *f = &dp->flows[i];
+	dp->flow.next_deadline_ms = 0;
+	for (i = 0; i < dp->flow.high_water; i++) {
+		struct flow *f = &dp->flow.table[i];
 
 		if (f->type == FLOW_FREE || !f->deadline_ms)
 			continue;
 
 		if (f->deadline_ms <= dp->now_ms) {
 			f->deadline_ms = 0;
-			switch (f->type) {
-			case FLOW_TCP:
-				tcp_timer(dp, f);
-				break;
-			case FLOW_UDP:
-				udp_timer(dp, f);
-				break;
-			case FLOW_PING:
-				ping_timer(dp, f);
-				break;
-			case FLOW_SPLICE:
-				splice_timer(dp, f);
-				break;
-			}
+			fire(dp, f);
 		}
 
 		if (f->type != FLOW_FREE && f->deadline_ms &&
@@ -482,8 +478,8 @@ void flow_timers_run(struct dp *dp)
 	}
 
 	/* timers may have set deadlines through flow_timer_set() meanwhile */
-	if (next && (!dp->next_deadline_ms || next < dp->next_deadline_ms))
-		dp->next_deadline_ms = next;
+	if (next && (!dp->flow.next_deadline_ms || next < dp->flow.next_deadline_ms))
+		dp->flow.next_deadline_ms = next;
 }
 
 /**
@@ -494,7 +490,7 @@ void flow_timers_run(struct dp *dp)
  */
 unsigned flow_count(const struct dp *dp)
 {
-	return dp->flow_count;
+	return dp->flow.count;
 }
 
 /**
@@ -504,7 +500,7 @@ unsigned flow_count(const struct dp *dp)
  */
 void flow_sock_short(struct dp *dp)
 {
-	dp->socks.short_ms = dp->now_ms;
+	dp->flow.socks.short_ms = dp->now_ms;
 	dp_notice(dp, DP_NOTICE_SOCK_SHORT);
 }
 
@@ -519,7 +515,7 @@ void flow_sock_short(struct dp *dp)
 static bool flow_sock_fits(const struct dp *dp, enum flow_sock_share share,
 			   uint32_t freed)
 {
-	const struct flow_socks *s = &dp->socks;
+	const struct flow_socks *s = &dp->flow.socks;
 	uint32_t guest = s->guest - freed;
 
 	if (!s->budget)
@@ -552,12 +548,12 @@ static uint64_t flow_last_ms(const struct flow *f)
  */
 static bool flow_recycle(struct dp *dp)
 {
-	uint32_t idx = dp->socks.lru_tail;
+	uint32_t idx = dp->flow.socks.lru_tail;
 	struct flow *f;
 
 	if (!idx)
 		return false;
-	f = &dp->flows[idx - 1];
+	f = &dp->flow.table[idx - 1];
 	if (flow_last_ms(f) + DP_SOCK_RECYCLE_IDLE_MS > dp->now_ms)
 		return false;
 
@@ -580,7 +576,7 @@ static bool flow_sock_room(struct dp *dp, enum flow_sock_share share)
 	if (flow_sock_fits(dp, share, 0))
 		return true;
 	/* recycle only if giving back one socket is enough */
-	return dp->socks.guest && flow_sock_fits(dp, share, 1) &&
+	return dp->flow.socks.guest && flow_sock_fits(dp, share, 1) &&
 	       flow_recycle(dp);
 }
 
@@ -663,9 +659,9 @@ int flow_sock_open_in(struct dp *dp, enum flow_sock_share share, int domain,
 	}
 
 	if (share == FLOW_SOCK_FWD)
-		dp->socks.fwd++;
+		dp->flow.socks.fwd++;
 	else
-		dp->socks.guest++;
+		dp->flow.socks.guest++;
 	return s;
 }
 
@@ -682,7 +678,7 @@ int flow_sock_open_in(struct dp *dp, enum flow_sock_share share, int domain,
  */
 int flow_fds_take(struct dp *dp, enum flow_sock_share share, unsigned n)
 {
-	struct flow_socks *s = &dp->socks;
+	struct flow_socks *s = &dp->flow.socks;
 
 	if (s->budget && (s->guest + s->fwd + n > s->budget ||
 			  (share == FLOW_SOCK_GUEST &&
@@ -759,7 +755,7 @@ int flow_sock_accept(struct dp *dp, int lsock, struct sockaddr *sa,
 		*sa_len = len;
 	}
 
-	dp->socks.fwd++;
+	dp->flow.socks.fwd++;
 	return fd;
 }
 
@@ -770,8 +766,8 @@ int flow_sock_accept(struct dp *dp, int lsock, struct sockaddr *sa,
  */
 void flow_sock_release(struct dp *dp, enum flow_sock_share share)
 {
-	uint32_t *n = share == FLOW_SOCK_FWD ? &dp->socks.fwd :
-					       &dp->socks.guest;
+	uint32_t *n = share == FLOW_SOCK_FWD ? &dp->flow.socks.fwd :
+					       &dp->flow.socks.guest;
 
 	if (*n)
 		(*n)--;
@@ -785,7 +781,7 @@ void flow_sock_release(struct dp *dp, enum flow_sock_share share)
  */
 void flow_sock_adopt(struct dp *dp)
 {
-	dp->socks.fwd++;
+	dp->flow.socks.fwd++;
 }
 
 /**
@@ -810,8 +806,8 @@ void flow_sock_close(struct dp *dp, int fd, enum flow_sock_share share)
  */
 void flow_touch(struct dp *dp, struct flow *f)
 {
-	struct flow_socks *s = &dp->socks;
-	uint32_t idx = (uint32_t)(f - dp->flows) + 1;
+	struct flow_socks *s = &dp->flow.socks;
+	uint32_t idx = (uint32_t)(f - dp->flow.table) + 1;
 
 	if (f->sock < 0 || (f->type != FLOW_UDP && f->type != FLOW_PING) ||
 	    s->lru_head == idx)
@@ -821,7 +817,7 @@ void flow_touch(struct dp *dp, struct flow *f)
 		flow_lru_unlink(dp, f);
 	f->lru_next = s->lru_head;
 	if (s->lru_head)
-		dp->flows[s->lru_head - 1].lru_prev = idx;
+		dp->flow.table[s->lru_head - 1].lru_prev = idx;
 	else
 		s->lru_tail = idx;
 	s->lru_head = idx;
@@ -844,7 +840,7 @@ int dp_sock_stats(const struct dp *dp, struct dp_sock_stats *out)
 		errno = EINVAL;
 		return -1;
 	}
-	s = &dp->socks;
+	s = &dp->flow.socks;
 
 	memset(out, 0, sizeof(*out));
 	out->budget = s->budget;
@@ -852,7 +848,7 @@ int dp_sock_stats(const struct dp *dp, struct dp_sock_stats *out)
 	out->guest = s->guest;
 	out->fwd = s->fwd;
 	for (i = 0; i < DP_FWD_MAX; i++)
-		out->paused += dp->fwd[i].sock >= 0 && dp->fwd[i].paused_until_ms;
+		out->paused += dp->fwd.listeners[i].sock >= 0 && dp->fwd.listeners[i].paused_until_ms;
 	out->degraded = out->paused ||
 			(s->budget && (s->guest >= s->guest_max ||
 				       s->guest + s->fwd >= s->budget)) ||

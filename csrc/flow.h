@@ -117,6 +117,29 @@ struct flow {
 	};
 };
 
+/**
+ * struct flow_ctx - the flow table, owned by flow.c
+ * @table:		DP_FLOW_MAX slots
+ * @buckets:		hash buckets: index + 1 of the first flow, 0 if empty
+ * @free_head:		index + 1 of the first freed slot, 0 if none is
+ * @high_water:		slots below this have been used at least once; those
+ *			from it on are free, never written
+ * @count:		flows in use
+ * @seed:		random hash seed
+ * @next_deadline_ms:	earliest flow deadline, 0 if none
+ * @socks:		host sockets held, their budget, the recycling list
+ */
+struct flow_ctx {
+	struct flow *table;
+	uint32_t *buckets;
+	uint32_t free_head;
+	uint32_t high_water;
+	uint32_t count;
+	uint64_t seed;
+	uint64_t next_deadline_ms;
+	struct flow_socks socks;
+};
+
 /* epoll_event.data.u64 of everything in the data plane's epoll set */
 #define EPOLL_REF_TAP		0
 #define EPOLL_REF_FLOW		1
@@ -136,7 +159,10 @@ uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
 			unsigned kind);
 struct flow *flow_from_epoll(struct dp *dp, uint64_t ref);
 void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms);
-void flow_timers_run(struct dp *dp);
+/* What flow_timers_run() calls for each due flow (dp.c's dispatch) */
+typedef void flow_timer_fn(struct dp *dp, struct flow *f);
+
+void flow_timers_run(struct dp *dp, flow_timer_fn *fire);
 unsigned flow_count(const struct dp *dp);
 int flow_sock_open(struct dp *dp, int domain, int type, int protocol);
 int flow_sock_open_in(struct dp *dp, enum flow_sock_share share, int domain,

@@ -60,7 +60,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "eth.h"
+#include "flow.h"
+#include "fwd.h"
+#include "icmp.h"
+#include "inany.h"
+#include "ip.h"
+#include "ip4.h"
+#include "ip6.h"
+#include "ndp.h"
+#include "udp.h"
+#include "util.h"
 
 /* ICMP header: type, code, checksum, identifier, sequence number */
 #define ICMP_HLEN		8
@@ -218,7 +232,7 @@ void icmp_tx_unreach(struct dp *dp, const union inany_addr *from,
 	uint8_t msg[ICMP_HLEN + ICMP_IP4_HLEN + ICMP_QUOTE_L4];
 	uint16_t sum;
 
-	if (!dp->guest_mac_known || inany_is_v4(remote) != inany_is_v4(from))
+	if (!dp->eth.guest_mac_known || inany_is_v4(remote) != inany_is_v4(from))
 		return;
 	if (!inany_is_v4(remote)) {
 		icmp6_tx_unreach(dp, from, guest, remote, proto, l4_head,
@@ -462,7 +476,7 @@ void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 	n = udp_recv_batch(dp, f->sock);
 	for (i = 0; i < n; i++) {
 		uint8_t *r = udp_rx_data(dp, i);
-		size_t len = dp->udp_rx_len[i];
+		size_t len = dp->udp.rx_len[i];
 		uint16_t sum;
 
 		if (len == SIZE_MAX || len < ICMP_HLEN ||

@@ -51,6 +51,11 @@
 #include <unistd.h>
 
 #include "dp.h"
+#include "dp_limits.h"
+#include "flow.h"
+#include "fwd.h"
+#include "inany.h"
+#include "splice.h"
 
 #define SPLICE_FDS	5	/* besides the accepted socket: host socket, pipes */
 #define SPLICE_KEY_PROTO 0	/* flow keys of spliced connections: no guest

@@ -114,7 +114,18 @@
 
 #include <linux/sock_diag.h>
 
+#include "checksum.h"
 #include "dp.h"
+#include "dp_limits.h"
+#include "flow.h"
+#include "fwd.h"
+#include "icmp.h"
+#include "inany.h"
+#include "ip.h"
+#include "tap.h"
+#include "tcp.h"
+#include "tcp_ooo.h"
+#include "util.h"
 
 /* TCP header: offsets of its fields, flag bits, options we read or write */
 #define TCP_HLEN		20
@@ -300,7 +311,7 @@ static size_t tcp_frame_payload(const struct dp *dp, const struct flow *f)
 {
 	size_t mss = f->tcp.mss, max;
 
-	if (!dp->vnet_len)
+	if (!dp->tap.vnet_len)
 		return mss;
 
 	max = DP_IP_MAX_LEN - ip_hdr_len(&f->key.guest_addr) - TCP_HLEN;
@@ -676,7 +687,7 @@ static void tcp_tx_data(struct dp *dp, struct flow *f, const struct iovec *iov,
 		tcp_hdr_fill(th, f->key.remote_port, f->key.guest_port,
 			     t->seq_to_guest, t->seq_from_guest, flags, wnd,
 			     TCP_HLEN);
-		if (dp->vnet_len)
+		if (dp->tap.vnet_len)
 			tcp_offload_commit(dp, f, th, len);
 		else
 			tcp_csum_commit(dp, &f->key.remote_addr,
@@ -932,7 +943,7 @@ void tcp_batch_end(struct dp *dp)
 
 		if (e->idx == UINT32_MAX)
 			continue;
-		f = &dp->flows[e->idx];
+		f = &dp->flow.table[e->idx];
 
 		for (j = i; j < b->count; j++) {
 			struct tcp_batch_ent *o = &b->ent[j];
@@ -977,7 +988,7 @@ static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
 		return;
 
 	e = &b->ent[b->count++];
-	e->idx = (uint32_t)(f - dp->flows);
+	e->idx = (uint32_t)(f - dp->flow.table);
 	e->gen = f->gen;
 	e->data = data;
 	e->len = len;
@@ -986,8 +997,8 @@ static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
 	/* A payload outside the receive ring (a reassembled datagram) may not
 	 * outlive this call: write it out now; so does a full batch, with this
 	 * entry, which the caller has already counted in @seq_queued */
-	in_ring = !data || held || (data >= dp->rx_buf &&
-			    data < dp->rx_buf + (size_t)DP_RX_RING *
+	in_ring = !data || held || (data >= dp->tap.rx_buf &&
+			    data < dp->tap.rx_buf + (size_t)DP_RX_RING *
 						DP_FRAME_MAX);
 	if (!in_ring || b->count == DP_TCP_BATCH)
 		tcp_batch_end(dp);
@@ -1069,8 +1080,8 @@ static uint16_t tcp_mss(const struct dp *dp, const union inany_addr *guest,
  */
 static uint32_t tcp_isn(const struct dp *dp, const struct flow *f)
 {
-	uint64_t h = dp->flow_seed ^ (dp->now_ms << 20) ^
-		     ((uint64_t)f->gen << 40) ^ (uint64_t)(f - dp->flows);
+	uint64_t h = dp->flow.seed ^ (dp->now_ms << 20) ^
+		     ((uint64_t)f->gen << 40) ^ (uint64_t)(f - dp->flow.table);
 
 	h *= 0x9e3779b97f4a7c15ULL;
 	h ^= h >> 31;
@@ -1862,7 +1873,7 @@ void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 	struct tcp_flow *t;
 	struct flow *f;
 
-	if (!dp->guest_mac_known || !src_port) {
+	if (!dp->eth.guest_mac_known || !src_port) {
 		tcp_fwd_refuse(dp, fd);
 		return;
 	}
@@ -1920,10 +1931,10 @@ void tcp_cleanup(struct dp *dp)
 {
 	uint32_t i;
 
-	if (!dp->flows)
+	if (!dp->flow.table)
 		return;
-	for (i = 0; i < dp->flow_high_water; i++) {
-		if (dp->flows[i].type == FLOW_TCP)
-			tcp_ooo_free(dp, &dp->flows[i].tcp.ooo);
+	for (i = 0; i < dp->flow.high_water; i++) {
+		if (dp->flow.table[i].type == FLOW_TCP)
+			tcp_ooo_free(dp, &dp->flow.table[i].tcp.ooo);
 	}
 }

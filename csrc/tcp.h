@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "dp_limits.h"
+#include "inany.h"
 #include "tcp_ooo.h"
 
 struct dp;
@@ -112,5 +113,8 @@ void tcp_batch_end(struct dp *dp);
 void tcp_sock_event(struct dp *dp, struct flow *f, uint32_t events);
 void tcp_timer(struct dp *dp, struct flow *f);
 void tcp_cleanup(struct dp *dp);
+void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
+			uint16_t src_port, const union inany_addr *guest,
+			uint16_t guest_port);
 
 #endif /* TCP_H */

@@ -133,7 +133,19 @@
 
 #include <linux/errqueue.h>
 
+#include "checksum.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "flow.h"
+#include "fwd.h"
+#include "icmp.h"
+#include "inany.h"
+#include "ip.h"
+#include "ip4.h"
+#include "tap.h"
+#include "udp.h"
+#include "util.h"
 
 /* UDP header: source port, destination port, length, checksum */
 #define UDP_HLEN		8
@@ -168,8 +180,8 @@
  */
 int udp_init(struct dp *dp)
 {
-	dp->udp_buf = malloc((size_t)DP_UDP_RECV_BATCH * DP_UDP_BUF);
-	if (!dp->udp_buf) {
+	dp->udp.buf = malloc((size_t)DP_UDP_RECV_BATCH * DP_UDP_BUF);
+	if (!dp->udp.buf) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -183,8 +195,8 @@ int udp_init(struct dp *dp)
  */
 void udp_cleanup(struct dp *dp)
 {
-	free(dp->udp_buf);
-	dp->udp_buf = NULL;
+	free(dp->udp.buf);
+	dp->udp.buf = NULL;
 }
 
 /**
@@ -196,7 +208,7 @@ void udp_cleanup(struct dp *dp)
  */
 uint8_t *udp_rx_data(struct dp *dp, int i)
 {
-	return dp->udp_buf + (size_t)i * DP_UDP_BUF + UDP_HLEN;
+	return dp->udp.buf + (size_t)i * DP_UDP_BUF + UDP_HLEN;
 }
 
 /**
@@ -209,7 +221,7 @@ uint8_t *udp_rx_data(struct dp *dp, int i)
  * @gro:	the socket has UDP_GRO on: read each buffer's UDP_GRO control
  *		message into dp->udp.rx_gso (0 where there is none)
  *
- * Lengths go to @dp->udp_rx_len, SIZE_MAX for a datagram that did not fit
+ * Lengths go to @dp->udp.rx_len, SIZE_MAX for a datagram that did not fit
  * (counted as drop_udp_truncated; skip it).
  *
  * Return: number of datagrams read, 0 if none was waiting, -1 with errno set
@@ -253,11 +265,11 @@ static int udp_recv_batch_gro(struct dp *dp, int fd,
 	for (i = 0; i < n; i++) {
 		struct cmsghdr *c;
 
-		dp->udp_rx_len[i] = mm[i].msg_len;
+		dp->udp.rx_len[i] = mm[i].msg_len;
 		dp->udp.rx_gso[i] = 0;
 		if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
 			DP_COUNT(dp, drop_udp_truncated);
-			dp->udp_rx_len[i] = SIZE_MAX;
+			dp->udp.rx_len[i] = SIZE_MAX;
 		}
 		if (names)
 			name_lens[i] = mm[i].msg_hdr.msg_namelen;
@@ -305,7 +317,7 @@ static int udp_recv_batch_from(struct dp *dp, int fd,
  * @dp:		data plane
  * @fd:		UDP or ping socket, non-blocking
  *
- * Lengths go to @dp->udp_rx_len, SIZE_MAX for a datagram that did not fit
+ * Lengths go to @dp->udp.rx_len, SIZE_MAX for a datagram that did not fit
  * (counted as drop_udp_truncated; skip it).
  *
  * Return: number of datagrams read, 0 if none was waiting, -1 with errno set
@@ -437,7 +449,7 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 		dp->udp.gro = f->udp.gro;
 	}
 	f->udp.dns_gen = fwd_is_dns(dp, &p->dst, key->remote_port) ?
-			 dp->dns_gen : 0;
+			 dp->fwd.dns_gen : 0;
 
 	if (flow_epoll_set(dp, f, EPOLLIN)) {
 		DP_COUNT(dp, drop_udp_socket);
@@ -468,7 +480,7 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 static bool udp_gso_sound(struct dp *dp, const struct l4_pkt *p, size_t len,
 			  uint16_t gso)
 {
-	size_t l3_len = (size_t)(p->l4 - dp->rx_frame) - DP_ETH_HLEN;
+	size_t l3_len = (size_t)(p->l4 - dp->tap.rx_frame) - DP_ETH_HLEN;
 	size_t payload = len - UDP_HLEN;
 
 	if (len != p->l4_len || payload <= gso ||
@@ -497,7 +509,7 @@ static void udp_queue(struct dp *dp, struct flow *f, const uint8_t *data,
 		      size_t len, uint16_t gso)
 {
 	struct udp_ctx *u = &dp->udp;
-	uint32_t idx = (uint32_t)(f - dp->flows);
+	uint32_t idx = (uint32_t)(f - dp->flow.table);
 	struct udp_tx_flow *b = NULL;
 	struct udp_tx_dgram *d;
 	bool in_ring;
@@ -529,8 +541,8 @@ static void udp_queue(struct dp *dp, struct flow *f, const uint8_t *data,
 		b->first = (uint16_t)u->ndgrams;
 	b->last = (uint16_t)u->ndgrams;
 
-	in_ring = data >= dp->rx_buf &&
-		  data < dp->rx_buf + (size_t)DP_RX_RING * DP_FRAME_MAX;
+	in_ring = data >= dp->tap.rx_buf &&
+		  data < dp->tap.rx_buf + (size_t)DP_RX_RING * DP_FRAME_MAX;
 	if (!in_ring)
 		udp_batch_end(dp);
 }
@@ -857,7 +869,7 @@ void udp_batch_end(struct dp *dp)
 
 	for (i = 0; i < u->nflows; i++) {
 		const struct udp_tx_flow *b = &u->fl[i];
-		struct flow *f = &dp->flows[b->idx];
+		struct flow *f = &dp->flow.table[b->idx];
 		uint16_t j;
 
 		if (f->type == FLOW_UDP && f->gen == b->gen) {
@@ -907,7 +919,7 @@ void udp_input(struct dp *dp, const struct l4_pkt *p)
 	case TAP_CSUM_BAD:
 		return;
 	case TAP_CSUM_PARTIAL:
-		gso = dp->rx_off.gso_size;	/* 0 unless a GSO frame */
+		gso = dp->tap.rx_off.gso_size;	/* 0 unless a GSO frame */
 		if (gso && !udp_gso_sound(dp, p, len, gso))
 			return;
 		break;
@@ -925,7 +937,7 @@ void udp_input(struct dp *dp, const struct l4_pkt *p)
 	f = flow_lookup(dp, &key);
 	if (f && f->udp.dns_gen) {
 		fwd_dns_query(dp);
-		if (f->udp.dns_gen != dp->dns_gen) {
+		if (f->udp.dns_gen != dp->fwd.dns_gen) {
 			udp_batch_end(dp);	/* its held datagrams first */
 			flow_free(dp, f);	/* the host's nameserver changed */
 			f = NULL;
@@ -968,7 +980,7 @@ static void udp_hdr_fill(uint8_t *h, const struct flow *f, size_t l4_len)
  * @n:		entries of @seg
  * @total:	their bytes together: the frame fits one IP packet
  * @gso:	payload bytes per datagram of a super-datagram the guest's
- *		kernel cuts (dp->uso), 0 for one datagram that fits the MTU
+ *		kernel cuts (dp->tap.uso), 0 for one datagram that fits the MTU
  *
  * The checksum field gets the pseudo-header sum, as for TCP
  * (tcp_offload_commit()): the guest verifies nothing for local delivery.
@@ -1037,7 +1049,7 @@ static void udp_tx_guest(struct dp *dp, const struct flow *f, uint8_t *data,
 	size_t l4_len = UDP_HLEN + len;
 	uint16_t sum;
 
-	if (dp->vnet_len && len <= udp_seg_max(dp, f)) {
+	if (dp->tap.vnet_len && len <= udp_seg_max(dp, f)) {
 		struct iovec one = { .iov_base = data, .iov_len = len };
 
 		udp_tx_partial(dp, f, &one, 1, len, 0);
@@ -1071,7 +1083,7 @@ static void udp_tx_gro(struct dp *dp, const struct flow *f, uint8_t *data,
 {
 	size_t off;
 
-	if (dp->uso && gso <= udp_seg_max(dp, f) &&
+	if (dp->tap.uso && gso <= udp_seg_max(dp, f) &&
 	    (len + gso - 1) / gso <= DP_UDP_GSO_SEGS &&
 	    len <= DP_UDP_GSO_BYTES) {
 		struct iovec all = { .iov_base = data, .iov_len = len };
@@ -1087,7 +1099,7 @@ static void udp_tx_gro(struct dp *dp, const struct flow *f, uint8_t *data,
 
 /**
  * udp_tx_run() - coalesce a run of a read's datagrams into one GSO frame
- * @dp:		data plane, the guest taking UDP GSO (dp->uso)
+ * @dp:		data plane, the guest taking UDP GSO (dp->tap.uso)
  * @f:		flow the datagrams came from
  * @i:		first datagram of the run in the last read
  * @n:		datagrams in the last read
@@ -1101,13 +1113,13 @@ static void udp_tx_gro(struct dp *dp, const struct flow *f, uint8_t *data,
  */
 static int udp_tx_run(struct dp *dp, const struct flow *f, int i, int n)
 {
-	size_t size = dp->udp_rx_len[i], total = 0;
+	size_t size = dp->udp.rx_len[i], total = 0;
 	struct iovec iov[DP_UDP_GSO_SEGS];
 	unsigned k = 0;
 	int j;
 
 	for (j = i; j < n && k < DP_UDP_GSO_SEGS; j++) {
-		size_t l = dp->udp_rx_len[j];
+		size_t l = dp->udp.rx_len[j];
 
 		if (l == SIZE_MAX || !l || l > size || dp->udp.rx_gso[j] ||
 		    total + l > DP_UDP_GSO_BYTES)
@@ -1146,7 +1158,7 @@ static void udp_tx_read(struct dp *dp, const struct flow *f, int n)
 	int i = 0;
 
 	while (i < n) {
-		size_t len = dp->udp_rx_len[i];
+		size_t len = dp->udp.rx_len[i];
 		uint16_t gso = dp->udp.rx_gso[i];
 
 		if (len == SIZE_MAX) {
@@ -1155,7 +1167,7 @@ static void udp_tx_read(struct dp *dp, const struct flow *f, int n)
 			DP_COUNT(dp, udp_gro_in);
 			udp_tx_gro(dp, f, udp_rx_data(dp, i), len, gso);
 			i++;
-		} else if (dp->uso && len && len <= seg_max && i + 1 < n) {
+		} else if (dp->tap.uso && len && len <= seg_max && i + 1 < n) {
 			i += udp_tx_run(dp, f, i, n);
 		} else {
 			udp_tx_guest(dp, f, udp_rx_data(dp, i), len);
@@ -1256,7 +1268,7 @@ static void udp_sock_errors(struct dp *dp, struct flow *f)
  */
 static void udp_splice_reply(struct dp *dp, const struct flow *f, int i)
 {
-	if (sendto(f->udp.fwd_sock, udp_rx_data(dp, i), dp->udp_rx_len[i],
+	if (sendto(f->udp.fwd_sock, udp_rx_data(dp, i), dp->udp.rx_len[i],
 		   MSG_DONTWAIT | MSG_NOSIGNAL, &f->udp.peer.sa,
 		   f->udp.peer_len) < 0)
 		DP_COUNT(dp, drop_udp_send);
@@ -1287,7 +1299,7 @@ void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 
 		if (f->udp.splice) {	/* no GRO on these: one datagram each */
 			for (i = 0; i < n; i++) {
-				if (dp->udp_rx_len[i] != SIZE_MAX)
+				if (dp->udp.rx_len[i] != SIZE_MAX)
 					udp_splice_reply(dp, f, i);
 			}
 		} else {
@@ -1382,7 +1394,7 @@ static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
 		f->udp.fwd_sock = l->sock;
 		memcpy(&f->udp.peer, sa, sa_len);
 		f->udp.peer_len = sa_len;
-		f->udp.client_lo = !dp->host_lo_open &&
+		f->udp.client_lo = !dp->fwd.host_lo_open &&
 				   fwd_sa_is_loopback(sa);
 	}
 	return f;
@@ -1485,7 +1497,7 @@ void udp_listener_input(struct dp *dp, struct fwd_listener *l)
 
 		for (i = 0; i < n; i++) {
 			uint8_t *data = udp_rx_data(dp, i);
-			size_t len = dp->udp_rx_len[i];
+			size_t len = dp->udp.rx_len[i];
 			struct flow *f;
 
 			if (len == SIZE_MAX)
@@ -1526,8 +1538,8 @@ void udp_fwd_forget(struct dp *dp, int sock)
 {
 	uint32_t i;
 
-	for (i = 0; i < dp->flow_high_water; i++) {
-		struct flow *f = &dp->flows[i];
+	for (i = 0; i < dp->flow.high_water; i++) {
+		struct flow *f = &dp->flow.table[i];
 
 		if (f->type == FLOW_UDP && (f->sock < 0 || f->udp.splice) &&
 		    f->udp.fwd_sock == sock)
