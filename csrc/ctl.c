@@ -25,7 +25,6 @@
 #include "dp.h"
 #include "dp_api_once.h"
 #include "dp_limits.h"
-#include "eth.h"
 #include "tap.h"
 #include "util.h"
 

@@ -107,6 +107,26 @@ static const char *const dp_counter_names[] = {
 _Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) ==
 	       DP_CNT_COUNT, "counter names and enum dp_counter differ");
 
+/* Open flows by state, for dp_flow_states(): a TCP connection by its state
+ * (enum tcp_state), any other flow by its type, after the TCP states */
+#define DP_FLOW_STATE_TYPE(type)	(TCP_STATE_COUNT + (type) - FLOW_UDP)
+#define DP_FLOW_STATE_COUNT		DP_FLOW_STATE_TYPE(FLOW_TYPE_COUNT)
+
+#define DP_TCP_STATE_NAME(name)	#name,
+static const char *const dp_flow_state_names[] = {
+	TCP_STATES(DP_TCP_STATE_NAME)
+	[DP_FLOW_STATE_TYPE(FLOW_UDP)]		= "FLOW_UDP",
+	[DP_FLOW_STATE_TYPE(FLOW_PING)]		= "FLOW_PING",
+	[DP_FLOW_STATE_TYPE(FLOW_SPLICE)]	= "FLOW_SPLICE",
+};
+#undef DP_TCP_STATE_NAME
+
+_Static_assert(FLOW_UDP == FLOW_TCP + 1 && FLOW_TCP == FLOW_FREE + 1,
+	       "flow types other than TCP must follow it");
+_Static_assert(sizeof(dp_flow_state_names) / sizeof(dp_flow_state_names[0]) ==
+	       DP_FLOW_STATE_COUNT,
+	       "flow state names and enum tcp_state, enum flow_type differ");
+
 /**
  * dp_config_valid() - check a configuration coming from Python
  * @cfg:	configuration
@@ -204,6 +224,7 @@ void dp_free(struct dp *dp)
 		return;
 
 	tcp_cleanup(dp);
+	splice_cleanup(dp);
 	flow_table_cleanup(dp);
 	close(dp->epoll_fd);
 	close(dp->tap.fd);
@@ -321,6 +342,29 @@ static void dp_flow_event(struct dp *dp, uint64_t ref, uint32_t events)
 		splice_sock_event(dp, f, SPLICE_NS, events);
 		break;
 	}
+}
+
+/**
+ * dp_fwd_remove() - stop forwarding a host socket (TCP connections already
+ * accepted stay; UDP flows replying through it are closed: udp_fwd_forget())
+ * @dp:		data plane
+ * @id:		forward id
+ *
+ * Return: 0, or -1 with errno ENOENT if there is no such forward
+ */
+int dp_fwd_remove(struct dp *dp, int id)
+{
+	int sock;
+
+	if (!dp) {
+		errno = ENOENT;
+		return -1;
+	}
+	sock = fwd_remove(dp, id);
+	if (sock < 0)
+		return -1;
+	udp_fwd_forget(dp, sock);
+	return 0;
 }
 
 /**
@@ -623,6 +667,62 @@ const char *dp_counter_name(int index)
 		return NULL;
 
 	return dp_counter_names[index];
+}
+
+/**
+ * dp_flow_state_count() - number of flow states
+ *
+ * Return: length of the arrays dp_flow_state_name() and dp_flow_states()
+ *	   index
+ */
+int dp_flow_state_count(void)
+{
+	return DP_FLOW_STATE_COUNT;
+}
+
+/**
+ * dp_flow_state_name() - name of a flow state
+ * @index:	state index, 0 to dp_flow_state_count() - 1
+ *
+ * Return: static string (TCP_ST_ESTABLISHED, FLOW_UDP...), or NULL if @index
+ *	   is out of range
+ */
+const char *dp_flow_state_name(int index)
+{
+	if (index < 0 || index >= DP_FLOW_STATE_COUNT)
+		return NULL;
+
+	return dp_flow_state_names[index];
+}
+
+/**
+ * dp_flow_states() - count the open flows by state
+ * @dp:		data plane
+ * @out:	array of at least @n elements, indexed like dp_flow_state_name()
+ * @n:		size of @out
+ *
+ * Return: number of states filled, the smaller of @n and
+ *	   dp_flow_state_count(), 0 if @dp or @out is NULL
+ */
+int dp_flow_states(struct dp *dp, uint64_t *out, int n)
+{
+	uint64_t count[DP_FLOW_STATE_COUNT] = { 0 };
+	struct flow *f;
+
+	if (!dp || !out || n <= 0)
+		return 0;
+
+	flow_foreach(dp, f) {
+		if (f->type == FLOW_TCP)
+			count[f->tcp.state]++;
+		else
+			count[DP_FLOW_STATE_TYPE(f->type)]++;
+	}
+	if (n > DP_FLOW_STATE_COUNT)
+		n = DP_FLOW_STATE_COUNT;
+
+	memcpy(out, count, (size_t)n * sizeof(*out));
+	return n;
 }
 
 /**

@@ -10,11 +10,6 @@
 
 struct dp;
 
-/* Ethertypes we look at */
-#define ETH_TYPE_IP4		0x0800
-#define ETH_TYPE_ARP		0x0806
-#define ETH_TYPE_IP6		0x86dd
-
 /**
  * struct eth_ctx - what the link layer learnt of the guest, owned by eth.c
  * @guest_mac:		source MAC address of the last valid guest frame

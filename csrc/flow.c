@@ -14,7 +14,7 @@
  *   with a per-instance random seed, so a guest cannot aim for one bucket,
  *   into DP_FLOW_BUCKETS chained buckets: O(1) on average.
  * - life cycle: flow_alloc() takes a slot from the free list and links it in
- *   its bucket; flow_free() closes the socket (which also removes it from
+ *   its bucket; flow_close() closes the socket (which also removes it from
  *   epoll), unlinks the slot and puts it back.  A full table is a counted
  *   drop (drop_flow_table_full), never an allocation.
  * - events: a flow's socket is registered in the data plane's epoll set with
@@ -44,7 +44,8 @@
  *   1/DP_SOCK_FWD_RESERVE_DIV of it), so that forwarded ports keep accepting
  *   when the guest's flows have used up theirs.  Descriptors a flow opens
  *   beside its socket (a spliced connection's) are counted with
- *   flow_fds_take() and given back with flow_fds_give().  flow_free() gives a flow's
+ *   flow_fds_take() and given back with flow_fds_give().  flow_close() gives a
+ *   flow's
  *   socket back; flow_sock_close() one that never became a flow's.
  * - recycling: UDP and ping flows with a socket of their own are threaded on
  *   a list through the table, most recently used first; flow_touch() moves
@@ -79,8 +80,16 @@
 #include "dp_limits.h"
 #include "flow.h"
 #include "inany.h"
-#include "splice.h"
 #include "util.h"
+
+#define FLOW_CLOSE_NAME(name)	#name,
+static const char *const flow_close_names[] = {
+	FLOW_CLOSE_REASONS(FLOW_CLOSE_NAME)
+};
+#undef FLOW_CLOSE_NAME
+
+_Static_assert(sizeof(flow_close_names) / sizeof(flow_close_names[0]) ==
+	       FLOW_CLOSE_COUNT, "close reason names and enum differ");
 
 /* Reference layout in epoll_event.data.u64: kind, generation, index */
 #define REF_KIND_SHIFT		56
@@ -171,8 +180,6 @@ void flow_table_cleanup(struct dp *dp)
 
 	if (dp->flow.table) {
 		for (i = 0; i < dp->flow.high_water; i++) {
-			if (dp->flow.table[i].type == FLOW_SPLICE)
-				splice_release(dp, &dp->flow.table[i]);
 			if (dp->flow.table[i].sock >= 0)
 				close(dp->flow.table[i].sock);
 		}
@@ -295,11 +302,15 @@ static void flow_lru_unlink(struct dp *dp, struct flow *f)
 }
 
 /**
- * flow_free() - close a flow's socket and return its slot
+ * flow_close() - close a flow's socket and return its slot, the one way
+ * flows end
  * @dp:		data plane
- * @f:		flow, in the table
+ * @f:		flow, in the table; what its protocol holds besides the flow
+ *		(a TCP out-of-order queue, a spliced connection's second
+ *		socket and pipes) already released by that protocol
+ * @why:	reason, counted in @dp->flow.closed
  */
-void flow_free(struct dp *dp, struct flow *f)
+void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why)
 {
 	uint32_t idx = (uint32_t)(f - dp->flow.table) + 1;
 	uint32_t *link = &dp->flow.buckets[flow_hash(dp, &f->key)];
@@ -311,8 +322,6 @@ void flow_free(struct dp *dp, struct flow *f)
 
 	if (f->lru_on)
 		flow_lru_unlink(dp, f);
-	if (f->type == FLOW_SPLICE)
-		splice_release(dp, f);
 	if (f->sock >= 0)
 		flow_sock_close(dp, f->sock, f->sock_share);
 
@@ -323,7 +332,53 @@ void flow_free(struct dp *dp, struct flow *f)
 	f->hash_next = dp->flow.free_head;
 	dp->flow.free_head = idx;
 	dp->flow.count--;
+	dp->flow.closed[why]++;
 	DP_COUNT(dp, flows_closed);
+}
+
+/**
+ * flow_index() - slot number of a flow, to find it again with flow_at()
+ * @dp:		data plane
+ * @f:		flow, in the table
+ *
+ * Return: index into the table, below DP_FLOW_MAX
+ */
+uint32_t flow_index(const struct dp *dp, const struct flow *f)
+{
+	return (uint32_t)(f - dp->flow.table);
+}
+
+/**
+ * flow_at() - the slot a flow_index() names
+ * @dp:		data plane
+ * @index:	from flow_index()
+ *
+ * Return: the slot, whatever it holds now: callers compare its type and
+ *	   generation with what they kept
+ */
+struct flow *flow_at(struct dp *dp, uint32_t index)
+{
+	return &dp->flow.table[index];
+}
+
+/**
+ * flow_next() - the next flow in use, for flow_foreach()
+ * @dp:		data plane, table possibly not set up
+ * @f:		the previous one, NULL to start
+ *
+ * Return: next flow in use in table order, NULL after the last
+ */
+struct flow *flow_next(struct dp *dp, const struct flow *f)
+{
+	uint32_t i = f ? flow_index(dp, f) + 1 : 0;
+
+	if (!dp->flow.table)
+		return NULL;
+	for (; i < dp->flow.high_water; i++) {
+		if (dp->flow.table[i].type != FLOW_FREE)
+			return &dp->flow.table[i];
+	}
+	return NULL;
 }
 
 /**
@@ -559,7 +614,7 @@ static bool flow_recycle(struct dp *dp)
 
 	DP_COUNT(dp, flows_recycled);
 	flow_sock_short(dp);
-	flow_free(dp, f);
+	flow_close(dp, f, FLOW_CLOSE_RECYCLED);
 	return true;
 }
 
@@ -619,7 +674,7 @@ static int flow_sock_refused(struct dp *dp, int err)
  * @protocol:	as for socket()
  *
  * Counted against the guest's share (FLOW_SOCK_GUEST), which is also what
- * flow_free() gives back when the socket becomes the flow's @sock.  When the
+ * flow_close() gives back when the socket becomes the flow's @sock.  When the
  * share is used up, or socket() fails with EMFILE or ENFILE, an idle UDP or
  * ping flow is recycled first (DP_SOCK_RECYCLE_MAX at most).
  *
@@ -855,4 +910,51 @@ int dp_sock_stats(const struct dp *dp, struct dp_sock_stats *out)
 			(s->short_ms && dp->now_ms < s->short_ms +
 							 DP_SOCK_DEGRADED_MS);
 	return 0;
+}
+
+/**
+ * dp_flow_close_reason_count() - number of reasons a flow is closed for
+ *
+ * Return: length of the arrays dp_flow_close_reason_name() and
+ *	   dp_flows_closed() index
+ */
+int dp_flow_close_reason_count(void)
+{
+	return FLOW_CLOSE_COUNT;
+}
+
+/**
+ * dp_flow_close_reason_name() - name of a reason a flow is closed for
+ * @index:	reason index, 0 to dp_flow_close_reason_count() - 1
+ *
+ * Return: static string (FLOW_CLOSE_IDLE...), or NULL if @index is out of
+ *	   range
+ */
+const char *dp_flow_close_reason_name(int index)
+{
+	if (index < 0 || index >= FLOW_CLOSE_COUNT)
+		return NULL;
+
+	return flow_close_names[index];
+}
+
+/**
+ * dp_flows_closed() - copy out the flows closed so far, by reason
+ * @dp:		data plane
+ * @out:	array of at least @n elements
+ * @n:		size of @out
+ *
+ * Return: number of reasons copied, the smaller of @n and
+ *	   dp_flow_close_reason_count(), 0 if @dp or @out is NULL
+ */
+int dp_flows_closed(const struct dp *dp, uint64_t *out, int n)
+{
+	if (!dp || !out || n <= 0)
+		return 0;
+
+	if (n > FLOW_CLOSE_COUNT)
+		n = FLOW_CLOSE_COUNT;
+
+	memcpy(out, dp->flow.closed, (size_t)n * sizeof(*out));
+	return n;
 }

@@ -672,16 +672,18 @@ int dp_fwd_add_splice(struct dp *dp, int id, int sock, int proto,
 }
 
 /**
- * dp_fwd_remove() - stop forwarding a host socket (TCP connections already
- * accepted stay; UDP flows replying through it are freed: udp_fwd_forget())
+ * fwd_remove() - stop watching a forwarded host socket and free its slot
+ * (dp_fwd_remove() in dp.c also forgets the UDP flows replying through it)
  * @dp:		data plane
  * @id:		forward id
  *
- * Return: 0, or -1 with errno ENOENT if there is no such forward
+ * Return: the socket, still open (Python closes it), or -1 with errno ENOENT
+ *	   if there is no such forward
  */
-int dp_fwd_remove(struct dp *dp, int id)
+int fwd_remove(struct dp *dp, int id)
 {
-	struct fwd_listener *l = dp ? fwd_find(dp, id) : NULL;
+	struct fwd_listener *l = fwd_find(dp, id);
+	int sock;
 
 	if (!l) {
 		errno = ENOENT;
@@ -690,11 +692,11 @@ int dp_fwd_remove(struct dp *dp, int id)
 
 	if (!l->paused_until_ms)
 		epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
-	udp_fwd_forget(dp, l->sock);
+	sock = l->sock;
 	flow_sock_release(dp, FLOW_SOCK_FWD);
 	l->sock = -1;
 	l->paused_until_ms = 0;
-	return 0;
+	return sock;
 }
 
 /**

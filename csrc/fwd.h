@@ -70,6 +70,7 @@ bool fwd_sa_is_loopback(const struct sockaddr_storage *sa);
 int fwd_bind_outbound(const struct dp *dp, int sock, int family);
 int fwd_init(struct dp *dp);
 void fwd_cleanup(struct dp *dp);
+int fwd_remove(struct dp *dp, int id);
 void fwd_sock_event(struct dp *dp, uint32_t index);
 void fwd_pause(struct dp *dp, struct fwd_listener *l);
 void fwd_sockaddr(const union inany_addr *addr, uint16_t port,

@@ -2,10 +2,7 @@
 #ifndef ICMP_H
 #define ICMP_H
 
-#include <stddef.h>
 #include <stdint.h>
-
-#include "inany.h"
 
 struct dp;
 struct flow;
@@ -25,10 +22,5 @@ void ping4_input(struct dp *dp, const struct ip4_pkt *ip);
 void icmp6_input(struct dp *dp, const struct l4_pkt *p, uint8_t hop_limit);
 void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events);
 void ping_timer(struct dp *dp, struct flow *f);
-void icmp_tx_unreach(struct dp *dp, const union inany_addr *from,
-		     const union inany_addr *guest,
-		     const union inany_addr *remote, uint8_t proto,
-		     const uint8_t *l4_head, size_t l4_len, uint8_t code,
-		     uint32_t info);
 
 #endif /* ICMP_H */

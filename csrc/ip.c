@@ -19,6 +19,12 @@
  * payloads a multiple of 8 bytes, one identification for all of them): IPv4
  * fragments, or for IPv6 packets carrying a fragment header, as the source
  * of an IPv6 packet must do itself (RFC 8200, 4.5).
+ *
+ * ICMP destination unreachable errors are IP's own messages (RFC 1122,
+ * 3.2.2): tcp.c and udp.c report a refused or unreachable remote with
+ * ip_tx_unreach(), which quotes the offending packet's header and first
+ * ICMP_QUOTE_L4 transport bytes, never answers a packet sent to a group
+ * address, and maps the code to ICMPv6's for IPv6.
  */
 
 #include <netinet/in.h>
@@ -296,4 +302,110 @@ void ip_tx_l4(struct dp *dp, const union inany_addr *src,
 		eth_tx_commit(dp, IP4_HLEN + n);
 		off += n;
 	} while (off < l4_len);
+}
+
+/**
+ * ip4_is_unicast() - tell whether a destination is one host, not a group
+ * @dp:		data plane, for the virtual network's broadcast address
+ * @addr:	IPv4 address, network byte order
+ *
+ * Return: false for multicast, limited and directed broadcast and 0.0.0.0:
+ *	   no ICMP error may answer packets sent there (RFC 1122)
+ */
+bool ip4_is_unicast(const struct dp *dp, uint32_t addr)
+{
+	uint32_t h = ntohl(addr);
+
+	return h != 0 && (h >> 28) != 0xe && h != 0xffffffffU &&
+	       addr != (dp->cfg.net4 | ~dp->cfg.mask4);
+}
+
+/**
+ * ip6_tx_unreach() - send an IPv6 guest an ICMPv6 destination unreachable
+ * @dp:		data plane
+ * @from:	source of the error (the remote, or the gateway)
+ * @guest:	the guest, source of the offending packet
+ * @remote:	destination of the offending packet, as the guest wrote it
+ * @proto:	its protocol
+ * @l4_head:	its first ICMP_QUOTE_L4 transport bytes
+ * @l4_len:	its transport length, for the quoted IPv6 header
+ * @code:	ICMPv4 unreachable code, mapped to ICMPv6's
+ */
+static void ip6_tx_unreach(struct dp *dp, const union inany_addr *from,
+			     const union inany_addr *guest,
+			     const union inany_addr *remote, uint8_t proto,
+			     const uint8_t *l4_head, size_t l4_len,
+			     uint8_t code)
+{
+	uint8_t msg[ICMP_HLEN + IP6_HLEN + ICMP_QUOTE_L4];
+	uint16_t sum;
+
+	if (inany_is_multicast6(remote))
+		return;
+	if (l4_len > DP_IP_MAX_LEN)
+		l4_len = DP_IP_MAX_LEN;
+
+	msg[ICMP_OFF_TYPE] = ICMP6_DEST_UNREACH;
+	msg[ICMP_OFF_CODE] = code == ICMP_UNREACH_PORT ? ICMP6_UNREACH_PORT :
+							 ICMP6_UNREACH_ADDR;
+	memset(msg + ICMP_OFF_CSUM, 0, ICMP_HLEN - ICMP_OFF_CSUM);
+	ip6_hdr_fill(msg + ICMP_HLEN, guest, remote, proto, DP_IP6_HOP_LIMIT,
+		     l4_len);
+	memcpy(msg + ICMP_HLEN + IP6_HLEN, l4_head, ICMP_QUOTE_L4);
+	sum = csum(msg, sizeof(msg), ip_pseudo_csum(from, guest, IPPROTO_ICMPV6,
+						   sizeof(msg)));
+	memcpy(msg + ICMP_OFF_CSUM, &sum, sizeof(sum));
+
+	ip_tx_l4(dp, from, guest, IPPROTO_ICMPV6, msg, sizeof(msg));
+	DP_COUNT(dp, icmp_unreach_sent);
+}
+
+/**
+ * ip_tx_unreach() - send the guest an ICMP destination unreachable
+ * @dp:		data plane
+ * @from:	source of the error (the remote, or the gateway)
+ * @guest:	the guest, source of the offending packet
+ * @remote:	destination of the offending packet, as the guest wrote it
+ * @proto:	its protocol
+ * @l4_head:	its first ICMP_QUOTE_L4 transport bytes (ports, or ICMP header)
+ * @l4_len:	its transport length, for the quoted IP header
+ * @code:	ICMPv4 unreachable code (1 host, 3 port...), mapped for IPv6
+ * @info:	the four bytes after the checksum (next-hop MTU for code 4), 0;
+ *		IPv4 only
+ */
+void ip_tx_unreach(struct dp *dp, const union inany_addr *from,
+		     const union inany_addr *guest,
+		     const union inany_addr *remote, uint8_t proto,
+		     const uint8_t *l4_head, size_t l4_len, uint8_t code,
+		     uint32_t info)
+{
+	uint8_t msg[ICMP_HLEN + IP4_HLEN + ICMP_QUOTE_L4];
+	uint16_t sum;
+
+	if (!dp->eth.guest_mac_known || inany_is_v4(remote) != inany_is_v4(from))
+		return;
+	if (!inany_is_v4(remote)) {
+		ip6_tx_unreach(dp, from, guest, remote, proto, l4_head,
+			       l4_len, code);
+		return;
+	}
+	if (!ip4_is_unicast(dp, inany_v4(remote)))
+		return;
+
+	if (l4_len > DP_IP_MAX_LEN - IP4_HLEN)
+		l4_len = DP_IP_MAX_LEN - IP4_HLEN;
+
+	msg[ICMP_OFF_TYPE] = ICMP_DEST_UNREACH;
+	msg[ICMP_OFF_CODE] = code;
+	wr16(msg + ICMP_OFF_CSUM, 0);
+	wr16(msg + ICMP_OFF_INFO, (uint16_t)(info >> 16));
+	wr16(msg + ICMP_OFF_INFO + 2, (uint16_t)info);
+	ip4_hdr_fill(dp, msg + ICMP_HLEN, inany_v4(guest), inany_v4(remote),
+		     proto, 0, l4_len);
+	memcpy(msg + ICMP_HLEN + IP4_HLEN, l4_head, ICMP_QUOTE_L4);
+	sum = csum(msg, sizeof(msg), 0);
+	memcpy(msg + ICMP_OFF_CSUM, &sum, sizeof(sum));
+
+	ip_tx_l4(dp, from, guest, IPPROTO_ICMP, msg, sizeof(msg));
+	DP_COUNT(dp, icmp_unreach_sent);
 }

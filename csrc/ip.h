@@ -36,6 +36,24 @@ struct dp;
 #define IP6_OFF_DADDR		24
 #define IP6_FRAG_HLEN		8
 
+/* ICMP header: type, code, checksum; for destination unreachable, the four
+ * bytes after the checksum */
+#define ICMP_HLEN		8
+#define ICMP_OFF_TYPE		0
+#define ICMP_OFF_CODE		1
+#define ICMP_OFF_CSUM		2
+#define ICMP_OFF_INFO		4
+/* Destination unreachable: types and the codes we send or relay */
+#define ICMP_DEST_UNREACH	3
+#define ICMP_UNREACH_HOST	1
+#define ICMP_UNREACH_PORT	3
+#define ICMP_UNREACH_NEEDFRAG	4
+#define ICMP6_DEST_UNREACH	1
+#define ICMP6_UNREACH_ADDR	3
+#define ICMP6_UNREACH_PORT	4
+/* Transport bytes an ICMP error quotes after the IP header (RFC 792) */
+#define ICMP_QUOTE_L4		8
+
 /**
  * struct l4_pkt - a validated TCP or UDP packet from the guest, any family,
  * handed up by ip4.c and ip6.c
@@ -83,6 +101,12 @@ uint32_t ip_pseudo_csum(const union inany_addr *src,
 uint8_t *ip_tx_start(struct dp *dp, const union inany_addr *src,
 		     const union inany_addr *dst, size_t *room);
 void ip_tx_commit(struct dp *dp, uint8_t proto, size_t l4_len);
+bool ip4_is_unicast(const struct dp *dp, uint32_t addr);
+void ip_tx_unreach(struct dp *dp, const union inany_addr *from,
+		   const union inany_addr *guest,
+		   const union inany_addr *remote, uint8_t proto,
+		   const uint8_t *l4_head, size_t l4_len, uint8_t code,
+		   uint32_t info);
 void ip_tx_l4(struct dp *dp, const union inany_addr *src,
 	      const union inany_addr *dst, uint8_t proto, const uint8_t *l4,
 	      size_t l4_len);

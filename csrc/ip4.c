@@ -61,22 +61,6 @@ bool ip4_is_local(const struct dp *dp, uint32_t addr)
 }
 
 /**
- * ip4_is_unicast() - tell whether a destination is one host, not a group
- * @dp:		data plane, for the virtual network's broadcast address
- * @addr:	IPv4 address, network byte order
- *
- * Return: false for multicast, limited and directed broadcast and 0.0.0.0:
- *	   no ICMP error may answer packets sent there (RFC 1122)
- */
-bool ip4_is_unicast(const struct dp *dp, uint32_t addr)
-{
-	uint32_t h = ntohl(addr);
-
-	return h != 0 && (h >> 28) != 0xe && h != 0xffffffffU &&
-	       addr != (dp->cfg.net4 | ~dp->cfg.mask4);
-}
-
-/**
  * ip4_src_is_martian() - tell whether the guest may not use a source address
  * @dp:		data plane
  * @addr:	source address, network byte order

@@ -119,7 +119,6 @@
 #include "dp.h"
 #include "dp_api_once.h"
 #include "dp_limits.h"
-#include "eth.h"
 #include "inany.h"
 #include "pcap.h"
 #include "tap.h"

@@ -119,7 +119,6 @@
 #include "dp_limits.h"
 #include "flow.h"
 #include "fwd.h"
-#include "icmp.h"
 #include "inany.h"
 #include "ip.h"
 #include "tap.h"
@@ -166,32 +165,6 @@
 /* Three duplicate ACKs in a row start a fast retransmit (RFC 5681) */
 #define TCP_DUP_ACK_THRESHOLD	3
 
-
-/* Connection states, see the theory of operation; TCP_ST_CLOSED is a zeroed
- * flow that never got further */
-#define TCP_STATES(X)							\
-	X(TCP_ST_CLOSED)							\
-	X(TCP_ST_CONNECTING)	/* host connect() in progress */	\
-	X(TCP_ST_SYN_ACK_SENT)	/* waiting for the guest's ACK */	\
-	X(TCP_ST_ESTABLISHED)	/* data both ways, half-closes in flags */ \
-	X(TCP_ST_SYN_SENT)	/* forwarded: waiting for the SYN-ACK */
-
-#define TCP_STATE_ENUM(name)	name,
-enum tcp_state {
-	TCP_STATES(TCP_STATE_ENUM)
-	TCP_STATE_COUNT
-};
-#undef TCP_STATE_ENUM
-
-#define TCP_STATE_NAME(name)	#name,
-static const char *const tcp_state_names[] __attribute__((unused)) = {
-	TCP_STATES(TCP_STATE_NAME)
-};
-#undef TCP_STATE_NAME
-
-_Static_assert(sizeof(tcp_state_names) / sizeof(tcp_state_names[0]) ==
-	       TCP_STATE_COUNT, "TCP state names and enum tcp_state differ");
-
 /* struct tcp_flow.flags */
 #define TCP_F_WS		0x0001	/* window scaling negotiated */
 #define TCP_F_BATCHED		0x0002	/* has an entry in dp->tcp.ent */
@@ -237,15 +210,17 @@ struct tcp_seg {
 static void tcp_timer_arm(struct dp *dp, struct flow *f);
 
 /**
- * tcp_flow_free() - release a TCP flow and its socket
+ * tcp_flow_close() - release a TCP flow and its socket
  * @dp:		data plane
  * @f:		flow, type FLOW_TCP
+ * @why:	reason, for flow_close()
  */
-static void tcp_flow_free(struct dp *dp, struct flow *f)
+static void tcp_flow_close(struct dp *dp, struct flow *f,
+			   enum flow_close_reason why)
 {
 	tcp_ooo_free(dp, &f->tcp.ooo);
 	dp->tcp.conns--;
-	flow_free(dp, f);
+	flow_close(dp, f, why);
 }
 
 /**
@@ -519,7 +494,7 @@ static void tcp_close_rst_host(struct dp *dp, struct flow *f)
 
 	if (f->sock >= 0)
 		setsockopt(f->sock, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-	tcp_flow_free(dp, f);
+	tcp_flow_close(dp, f, FLOW_CLOSE_RESET);
 }
 
 /**
@@ -832,7 +807,7 @@ static bool tcp_check_close(struct dp *dp, struct flow *f)
 		return false;
 
 	DP_COUNT(dp, tcp_conn_closed);
-	tcp_flow_free(dp, f);
+	tcp_flow_close(dp, f, FLOW_CLOSE_DONE);
 	return true;
 }
 
@@ -943,7 +918,7 @@ void tcp_batch_end(struct dp *dp)
 
 		if (e->idx == UINT32_MAX)
 			continue;
-		f = &dp->flow.table[e->idx];
+		f = flow_at(dp, e->idx);
 
 		for (j = i; j < b->count; j++) {
 			struct tcp_batch_ent *o = &b->ent[j];
@@ -988,7 +963,7 @@ static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
 		return;
 
 	e = &b->ent[b->count++];
-	e->idx = (uint32_t)(f - dp->flow.table);
+	e->idx = flow_index(dp, f);
 	e->gen = f->gen;
 	e->data = data;
 	e->len = len;
@@ -1081,7 +1056,7 @@ static uint16_t tcp_mss(const struct dp *dp, const union inany_addr *guest,
 static uint32_t tcp_isn(const struct dp *dp, const struct flow *f)
 {
 	uint64_t h = dp->flow.seed ^ (dp->now_ms << 20) ^
-		     ((uint64_t)f->gen << 40) ^ (uint64_t)(f - dp->flow.table);
+		     ((uint64_t)f->gen << 40) ^ flow_index(dp, f);
 
 	h *= 0x9e3779b97f4a7c15ULL;
 	h ^= h >> 31;
@@ -1134,14 +1109,14 @@ static void tcp_conn_failed(struct dp *dp, struct flow *f, int err)
 		wr16(head + TCP_OFF_SPORT, f->key.guest_port);
 		wr16(head + TCP_OFF_DPORT, f->key.remote_port);
 		memcpy(head + TCP_OFF_SEQ, &seq, sizeof(seq));
-		icmp_tx_unreach(dp, &f->key.remote_addr, &f->key.guest_addr,
-				&f->key.remote_addr, IPPROTO_TCP, head, TCP_HLEN,
-				err == EHOSTUNREACH ? TCP_ICMP_HOST_UNREACH :
-						      TCP_ICMP_NET_UNREACH, 0);
+		ip_tx_unreach(dp, &f->key.remote_addr, &f->key.guest_addr,
+			      &f->key.remote_addr, IPPROTO_TCP, head, TCP_HLEN,
+			      err == EHOSTUNREACH ? TCP_ICMP_HOST_UNREACH :
+						    TCP_ICMP_NET_UNREACH, 0);
 	} else {
 		tcp_send_ctl(dp, f, TCP_RST | TCP_ACK, 0);
 	}
-	tcp_flow_free(dp, f);
+	tcp_flow_close(dp, f, FLOW_CLOSE_SOCKET);
 }
 
 /**
@@ -1188,7 +1163,7 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 			   IPPROTO_TCP);
 	if (s < 0) {	/* EMFILE: none left even after recycling a flow */
 		DP_COUNT(dp, drop_tcp_socket);
-		tcp_flow_free(dp, f);
+		tcp_flow_close(dp, f, FLOW_CLOSE_SOCKET);
 		tcp_rst_reply(dp, p, seg);
 		return;
 	}
@@ -1197,7 +1172,7 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	if (setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
 	    fwd_bind_outbound(dp, s, sa.ss_family)) {
 		DP_COUNT(dp, drop_tcp_socket);
-		tcp_flow_free(dp, f);
+		tcp_flow_close(dp, f, FLOW_CLOSE_SOCKET);
 		tcp_rst_reply(dp, p, seg);
 		return;
 	}
@@ -1929,12 +1904,10 @@ void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
  */
 void tcp_cleanup(struct dp *dp)
 {
-	uint32_t i;
+	struct flow *f;
 
-	if (!dp->flow.table)
-		return;
-	for (i = 0; i < dp->flow.high_water; i++) {
-		if (dp->flow.table[i].type == FLOW_TCP)
-			tcp_ooo_free(dp, &dp->flow.table[i].tcp.ooo);
+	flow_foreach(dp, f) {
+		if (f->type == FLOW_TCP)
+			tcp_ooo_free(dp, &f->tcp.ooo);
 	}
 }

@@ -9,6 +9,23 @@
 #include "inany.h"
 #include "tcp_ooo.h"
 
+/* Connection states, see tcp.c's theory of operation; TCP_ST_CLOSED is a zeroed
+ * flow that never got further */
+#define TCP_STATES(X)							\
+	X(TCP_ST_CLOSED)							\
+	X(TCP_ST_CONNECTING)	/* host connect() in progress */	\
+	X(TCP_ST_SYN_ACK_SENT)	/* waiting for the guest's ACK */	\
+	X(TCP_ST_ESTABLISHED)	/* data both ways, half-closes in flags */ \
+	X(TCP_ST_SYN_SENT)	/* forwarded: waiting for the SYN-ACK */
+
+#define TCP_STATE_ENUM(name)	name,
+enum tcp_state {
+	TCP_STATES(TCP_STATE_ENUM)
+	TCP_STATE_COUNT
+};
+#undef TCP_STATE_ENUM
+
+
 struct dp;
 struct flow;
 struct l4_pkt;

@@ -1,4 +1,4 @@
-/* util.h - reading and writing wire fields at unaligned positions, MAC tests
+/* util.h - wire helpers: ethertypes, fields at unaligned positions, MACs
  *
  * Frames are parsed and built in place: every multi-byte field goes through
  * these helpers, so no code casts a frame pointer to a wider type.
@@ -9,6 +9,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+
+/* Ethertypes we look at */
+#define ETH_TYPE_IP4		0x0800
+#define ETH_TYPE_ARP		0x0806
+#define ETH_TYPE_IP6		0x86dd
 
 /**
  * rd16() - read a big-endian 16-bit field from an unaligned position
