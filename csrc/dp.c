@@ -95,6 +95,7 @@
 #include "splice.h"
 #include "tap.h"
 #include "tcp.h"
+#include "tcp_conn.h"
 #include "udp.h"
 #include "util.h"
 

@@ -27,7 +27,7 @@
 #include "ndp.h"
 #include "pcap.h"
 #include "tap.h"
-#include "tcp.h"
+#include "tcp_conn.h"
 #include "udp.h"
 
 #define DP_CNT_ENUM(name)	DP_CNT_##name,

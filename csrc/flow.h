@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 
 #include "inany.h"
-#include "tcp.h"
+#include "tcp_conn.h"
 #include "udp.h"
 #include "icmp.h"
 #include "splice.h"
