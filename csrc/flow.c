@@ -14,9 +14,14 @@
  *   with a per-instance random seed, so a guest cannot aim for one bucket,
  *   into DP_FLOW_BUCKETS chained buckets: O(1) on average.
  * - life cycle: flow_alloc() takes a slot from the free list and links it in
- *   its bucket; flow_close() closes the socket (which also removes it from
- *   epoll), unlinks the slot and puts it back.  A full table is a counted
- *   drop (drop_flow_table_full), never an allocation.
+ *   its bucket; flow_open() does that for a guest's UDP or ping socket with
+ *   the rest of the sequence (connect, slot, epoll).  flow_close(), with a
+ *   reason counted per reason (enum flow_close_reason), is the one way a flow
+ *   ends: it closes the socket (which also removes it from epoll), unlinks
+ *   the slot and puts it back; what a protocol holds beside the flow, it
+ *   releases first.  Code outside flow.c walks the table with flow_foreach()
+ *   and finds a slot again with flow_index() and flow_at().  A full table is
+ *   a counted drop (drop_flow_table_full), never an allocation.
  * - events: a flow's socket is registered in the data plane's epoll set with
  *   a reference (EPOLL_REF_FLOW, slot index, generation).  The generation
  *   changes each time a slot is reused, so an event fetched for a flow that
@@ -73,6 +78,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dp.h"
@@ -277,6 +283,51 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 	dp->flow.count++;
 	DP_COUNT(dp, flows_created);
 
+	return f;
+}
+
+/**
+ * flow_open() - make a flow of a new socket the guest's traffic goes out by:
+ * connect it, take a slot, watch it
+ * @dp:		data plane
+ * @type:	FLOW_UDP or FLOW_PING
+ * @key:	flow key, not in the table
+ * @s:		datagram socket from flow_sock_open(), options set and bound;
+ *		the flow's from now on, or closed if the flow cannot be had
+ * @sa:		where it connects
+ * @sa_len:	length of @sa
+ * @sock_drop:	counter to count a failed connect() or epoll_ctl() under,
+ *		an enum dp_counter (DP_CNT_drop_udp_socket...)
+ *
+ * The flow's socket is watched for EPOLLIN; the caller sets its timer.
+ *
+ * Return: the flow, or NULL (a full table is counted by flow_alloc())
+ */
+struct flow *flow_open(struct dp *dp, enum flow_type type,
+		       const struct flow_key *key, int s,
+		       const struct sockaddr_storage *sa, socklen_t sa_len,
+		       unsigned sock_drop)
+{
+	struct flow *f;
+
+	if (connect(s, (const struct sockaddr *)sa, sa_len)) {
+		dp->counters[sock_drop]++;
+		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
+		return NULL;
+	}
+
+	f = flow_alloc(dp, type, key);
+	if (!f) {
+		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
+		return NULL;
+	}
+	f->sock = s;
+
+	if (flow_epoll_set(dp, f, EPOLLIN)) {
+		dp->counters[sock_drop]++;
+		flow_close(dp, f, FLOW_CLOSE_SOCKET);
+		return NULL;
+	}
 	return f;
 }
 

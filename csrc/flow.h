@@ -172,6 +172,10 @@ void flow_table_cleanup(struct dp *dp);
 struct flow *flow_lookup(struct dp *dp, const struct flow_key *key);
 struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 			const struct flow_key *key);
+struct flow *flow_open(struct dp *dp, enum flow_type type,
+		       const struct flow_key *key, int s,
+		       const struct sockaddr_storage *sa, socklen_t sa_len,
+		       unsigned sock_drop);
 void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why);
 uint32_t flow_index(const struct dp *dp, const struct flow *f);
 struct flow *flow_at(struct dp *dp, uint32_t index);

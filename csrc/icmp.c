@@ -189,25 +189,16 @@ static struct flow *ping_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 
-	if (fwd_bind_outbound(dp, s, sa.ss_family) ||
-	    connect(s, (struct sockaddr *)&sa, sa_len)) {
+	if (fwd_bind_outbound(dp, s, sa.ss_family)) {
 		DP_COUNT(dp, drop_ping_socket);
 		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
 		return NULL;
 	}
 
-	f = flow_alloc(dp, FLOW_PING, key);
-	if (!f) {
-		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
+	f = flow_open(dp, FLOW_PING, key, s, &sa, sa_len,
+		      DP_CNT_drop_ping_socket);
+	if (!f)
 		return NULL;
-	}
-	f->sock = s;
-
-	if (flow_epoll_set(dp, f, EPOLLIN)) {
-		DP_COUNT(dp, drop_ping_socket);
-		flow_close(dp, f, FLOW_CLOSE_SOCKET);
-		return NULL;
-	}
 
 	flow_timer_set(dp, f, dp->now_ms + DP_PING_IDLE_MS);
 	return f;

@@ -424,22 +424,19 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 	if (setsockopt(s, sa.ss_family == AF_INET ? SOL_IP : SOL_IPV6,
 		       sa.ss_family == AF_INET ? IP_RECVERR : IPV6_RECVERR,
 		       &one, sizeof(one)) ||
-	    fwd_bind_outbound(dp, s, sa.ss_family) ||
-	    connect(s, (struct sockaddr *)&sa, sa_len)) {
+	    fwd_bind_outbound(dp, s, sa.ss_family)) {
 		DP_COUNT(dp, drop_udp_socket);
 		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
 		return NULL;
 	}
 
+	f = flow_open(dp, FLOW_UDP, key, s, &sa, sa_len,
+		      DP_CNT_drop_udp_socket);
+	if (!f)
+		return NULL;
+
 	if (!dp->udp.gso_probed)
 		udp_gso_probe(dp, s);
-
-	f = flow_alloc(dp, FLOW_UDP, key);
-	if (!f) {
-		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
-		return NULL;
-	}
-	f->sock = s;
 	f->udp.fwd_sock = -1;
 	if (dp->udp.gro) {
 		/* refused once (before Linux 5.0), never asked again */
@@ -449,13 +446,6 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 	}
 	f->udp.dns_gen = fwd_is_dns(dp, &p->dst, key->remote_port) ?
 			 dp->fwd.dns_gen : 0;
-
-	if (flow_epoll_set(dp, f, EPOLLIN)) {
-		DP_COUNT(dp, drop_udp_socket);
-		flow_close(dp, f, FLOW_CLOSE_SOCKET);
-		return NULL;
-	}
-
 	udp_flow_idle_start(dp, f, key->remote_port == UDP_DNS_PORT);
 	return f;
 }
