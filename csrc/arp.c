@@ -20,7 +20,12 @@
  * learnt from the Ethernet source of its frames (eth.c).
  */
 
+#include "arp.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "eth.h"
+#include "ip4.h"
+#include "util.h"
 
 /* ARP for Ethernet and IPv4 (RFC 826) */
 #define ARP_LEN			28

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "checksum.h"
+#include "util.h"
 
 /**
  * fold64() - fold a 64-bit accumulator to 32 bits without losing carries

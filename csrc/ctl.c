@@ -21,7 +21,12 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "ctl.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "tap.h"
+#include "util.h"
 
 /**
  * ctl_init() - allocate the control frame ring
@@ -31,8 +36,8 @@
  */
 int ctl_init(struct dp *dp)
 {
-	dp->ctl_buf = calloc(DP_CTL_FRAMES, DP_CTL_FRAME_MAX);
-	if (!dp->ctl_buf) {
+	dp->ctl.buf = calloc(DP_CTL_FRAMES, DP_CTL_FRAME_MAX);
+	if (!dp->ctl.buf) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -45,8 +50,8 @@ int ctl_init(struct dp *dp)
  */
 void ctl_cleanup(struct dp *dp)
 {
-	free(dp->ctl_buf);
-	dp->ctl_buf = NULL;
+	free(dp->ctl.buf);
+	dp->ctl.buf = NULL;
 }
 
 /**
@@ -66,19 +71,19 @@ void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 		DP_COUNT(dp, drop_ctl_too_big);
 		return;
 	}
-	if (dp->ctl_count == DP_CTL_FRAMES) {
+	if (dp->ctl.count == DP_CTL_FRAMES) {
 		DP_COUNT(dp, drop_ctl_full);
 		return;
 	}
 
-	slot = (dp->ctl_head + dp->ctl_count) % DP_CTL_FRAMES;
-	frame = dp->ctl_buf + (size_t)slot * DP_CTL_FRAME_MAX;
+	slot = (dp->ctl.head + dp->ctl.count) % DP_CTL_FRAMES;
+	frame = dp->ctl.buf + (size_t)slot * DP_CTL_FRAME_MAX;
 	memcpy(frame, dp->cfg.gw_mac, DP_MAC_LEN);
 	memcpy(frame + DP_MAC_LEN, eth_src, DP_MAC_LEN);
 	wr16(frame + 2 * DP_MAC_LEN, ETH_TYPE_IP4);
 	memcpy(frame + DP_ETH_HLEN, pkt, len);
-	dp->ctl_len[slot] = DP_ETH_HLEN + len;
-	dp->ctl_count++;
+	dp->ctl.len[slot] = DP_ETH_HLEN + len;
+	dp->ctl.count++;
 	dp->notices |= DP_NOTICE_CTL_FRAMES;
 	DP_COUNT(dp, ctl_frames);
 }
@@ -99,13 +104,13 @@ int dp_ctl_recv(struct dp *dp, uint8_t *buf, int size)
 		errno = EINVAL;
 		return -1;
 	}
-	if (!dp->ctl_count)
+	if (!dp->ctl.count)
 		return 0;
 
-	len = dp->ctl_len[dp->ctl_head];
-	memcpy(buf, dp->ctl_buf + (size_t)dp->ctl_head * DP_CTL_FRAME_MAX, len);
-	dp->ctl_head = (dp->ctl_head + 1) % DP_CTL_FRAMES;
-	dp->ctl_count--;
+	len = dp->ctl.len[dp->ctl.head];
+	memcpy(buf, dp->ctl.buf + (size_t)dp->ctl.head * DP_CTL_FRAME_MAX, len);
+	dp->ctl.head = (dp->ctl.head + 1) % DP_CTL_FRAMES;
+	dp->ctl.count--;
 	return (int)len;
 }
 

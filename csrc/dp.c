@@ -41,7 +41,8 @@
  * to DP_EPOLL_BATCH ready descriptors: the TAP (up to the budget of frames
  * is read, in batches of DP_RX_RING, each batch dispatched and its
  * replies written out before the next) and flow sockets (handed to their
- * protocol file).  Then due flow timers run (flow.c), incomplete
+ * protocol file).  Then due flow timers run (flow.c finds them,
+ * dp_flow_timer() hands each to its protocol file as socket events are), incomplete
  * datagrams past their reassembly timeout are dropped (frag.c: reassembly has
  * no flow, so it keeps a deadline of its own, which dp_timeout_ms() also
  * reports), forward listeners paused for want of descriptors go back into
@@ -78,7 +79,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_counters.h"
+#include "dp_limits.h"
+#include "eth.h"
+#include "flow.h"
+#include "frag.h"
+#include "fwd.h"
+#include "icmp.h"
+#include "inany.h"
+#include "ndp.h"
+#include "pcap.h"
+#include "splice.h"
+#include "tap.h"
+#include "tcp.h"
+#include "tcp_conn.h"
+#include "udp.h"
+#include "util.h"
 
 #define DP_CNT_NAME(name)	#name,
 static const char *const dp_counter_names[] = {
@@ -88,6 +107,26 @@ static const char *const dp_counter_names[] = {
 
 _Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) ==
 	       DP_CNT_COUNT, "counter names and enum dp_counter differ");
+
+/* Open flows by state, for dp_flow_states(): a TCP connection by its state
+ * (enum tcp_state), any other flow by its type, after the TCP states */
+#define DP_FLOW_STATE_TYPE(type)	(TCP_STATE_COUNT + (type) - FLOW_UDP)
+#define DP_FLOW_STATE_COUNT		DP_FLOW_STATE_TYPE(FLOW_TYPE_COUNT)
+
+#define DP_TCP_STATE_NAME(name)	#name,
+static const char *const dp_flow_state_names[] = {
+	TCP_STATES(DP_TCP_STATE_NAME)
+	[DP_FLOW_STATE_TYPE(FLOW_UDP)]		= "FLOW_UDP",
+	[DP_FLOW_STATE_TYPE(FLOW_PING)]		= "FLOW_PING",
+	[DP_FLOW_STATE_TYPE(FLOW_SPLICE)]	= "FLOW_SPLICE",
+};
+#undef DP_TCP_STATE_NAME
+
+_Static_assert(FLOW_UDP == FLOW_TCP + 1 && FLOW_TCP == FLOW_FREE + 1,
+	       "flow types other than TCP must follow it");
+_Static_assert(sizeof(dp_flow_state_names) / sizeof(dp_flow_state_names[0]) ==
+	       DP_FLOW_STATE_COUNT,
+	       "flow state names and enum tcp_state, enum flow_type differ");
 
 /**
  * dp_config_valid() - check a configuration coming from Python
@@ -141,9 +180,9 @@ struct dp *dp_new(const struct dp_config *cfg, int tap_fd)
 	}
 
 	dp->cfg = *cfg;
-	dp->tap_fd = tap_fd;
+	dp->tap.fd = tap_fd;
 	dp->epoll_fd = -1;
-	dp->host_lo_open = fwd_host_lo_open(dp);
+	dp->fwd.host_lo_open = fwd_host_lo_open(dp);
 
 	pcap_init(dp);
 	if (fwd_init(dp) || tap_init(dp) || flow_table_init(dp) ||
@@ -186,9 +225,10 @@ void dp_free(struct dp *dp)
 		return;
 
 	tcp_cleanup(dp);
+	splice_cleanup(dp);
 	flow_table_cleanup(dp);
 	close(dp->epoll_fd);
-	close(dp->tap_fd);
+	close(dp->tap.fd);
 	udp_cleanup(dp);
 	frag_cleanup(dp);
 	ctl_cleanup(dp);
@@ -261,7 +301,7 @@ static int dp_tap_input(struct dp *dp, int budget, int *status)
 				continue;	/* virtio-net header: dropped */
 			DP_COUNT_N(dp, bytes_in, len);
 			eth_input(dp, frame, len);
-			dp->rx_frame = NULL;
+			dp->tap.rx_frame = NULL;
 		}
 		tcp_batch_end(dp);	/* before the ring is read into again */
 		udp_batch_end(dp);
@@ -301,6 +341,52 @@ static void dp_flow_event(struct dp *dp, uint64_t ref, uint32_t events)
 		break;
 	case FLOW_SPLICE:
 		splice_sock_event(dp, f, SPLICE_NS, events);
+		break;
+	}
+}
+
+/**
+ * dp_fwd_remove() - stop forwarding a host socket (TCP connections already
+ * accepted stay; UDP flows replying through it are closed: udp_fwd_forget())
+ * @dp:		data plane
+ * @id:		forward id
+ *
+ * Return: 0, or -1 with errno ENOENT if there is no such forward
+ */
+int dp_fwd_remove(struct dp *dp, int id)
+{
+	int sock;
+
+	if (!dp) {
+		errno = ENOENT;
+		return -1;
+	}
+	sock = fwd_remove(dp, id);
+	if (sock < 0)
+		return -1;
+	udp_fwd_forget(dp, sock);
+	return 0;
+}
+
+/**
+ * dp_flow_timer() - hand a flow whose deadline passed to its protocol
+ * @dp:		data plane, @now_ms current
+ * @f:		flow, its deadline cleared (flow_timers_run())
+ */
+static void dp_flow_timer(struct dp *dp, struct flow *f)
+{
+	switch (f->type) {
+	case FLOW_TCP:
+		tcp_timer(dp, f);
+		break;
+	case FLOW_UDP:
+		udp_timer(dp, f);
+		break;
+	case FLOW_PING:
+		ping_timer(dp, f);
+		break;
+	case FLOW_SPLICE:
+		splice_timer(dp, f);
 		break;
 	}
 }
@@ -354,18 +440,18 @@ static int dp_dispatch(struct dp *dp, int budget, int wait_ms, bool *outer)
 		}
 	}
 
-	if (dp->next_deadline_ms && dp->next_deadline_ms <= dp->now_ms)
-		flow_timers_run(dp);
+	if (dp->flow.next_deadline_ms && dp->flow.next_deadline_ms <= dp->now_ms)
+		flow_timers_run(dp, dp_flow_timer);
 
 	/* reassembly has no flow: its timeouts are checked on their own */
-	if (dp->frag_deadline_ms && dp->frag_deadline_ms <= dp->now_ms)
+	if (dp->frag.deadline_ms && dp->frag.deadline_ms <= dp->now_ms)
 		frag_timer(dp);
 
-	if (dp->ra_deadline_ms && dp->ra_deadline_ms <= dp->now_ms)
+	if (dp->ndp.ra_deadline_ms && dp->ndp.ra_deadline_ms <= dp->now_ms)
 		ndp_timer(dp);
 
 	/* forward listeners paused for want of descriptors try again */
-	if (dp->fwd_deadline_ms && dp->fwd_deadline_ms <= dp->now_ms)
+	if (dp->fwd.deadline_ms && dp->fwd.deadline_ms <= dp->now_ms)
 		fwd_timer(dp);
 
 	tap_tx_flush(dp);
@@ -391,7 +477,7 @@ int dp_poll(struct dp *dp, int budget)
 		errno = EINVAL;
 		return DP_POLL_ERROR;
 	}
-	if (dp->tap_gone)
+	if (dp->tap.gone)
 		return DP_POLL_TAP_GONE;
 
 	return dp_dispatch(dp, budget, 0, &outer);
@@ -491,7 +577,7 @@ int dp_wait(struct dp *dp, int budget, int max_ms)
 		errno = EINVAL;
 		return DP_POLL_ERROR;
 	}
-	if (dp->tap_gone)
+	if (dp->tap.gone)
 		return DP_POLL_TAP_GONE;
 
 	end = max_ms < 0 ? 0 : dp_clock_ms() + (uint64_t)max_ms;
@@ -542,13 +628,13 @@ int dp_timeout_ms(struct dp *dp)
 	if (!dp)
 		return -1;
 
-	next = dp->next_deadline_ms;
-	if (dp->frag_deadline_ms && (!next || dp->frag_deadline_ms < next))
-		next = dp->frag_deadline_ms;
-	if (dp->ra_deadline_ms && (!next || dp->ra_deadline_ms < next))
-		next = dp->ra_deadline_ms;
-	if (dp->fwd_deadline_ms && (!next || dp->fwd_deadline_ms < next))
-		next = dp->fwd_deadline_ms;
+	next = dp->flow.next_deadline_ms;
+	if (dp->frag.deadline_ms && (!next || dp->frag.deadline_ms < next))
+		next = dp->frag.deadline_ms;
+	if (dp->ndp.ra_deadline_ms && (!next || dp->ndp.ra_deadline_ms < next))
+		next = dp->ndp.ra_deadline_ms;
+	if (dp->fwd.deadline_ms && (!next || dp->fwd.deadline_ms < next))
+		next = dp->fwd.deadline_ms;
 	if (!next)
 		return -1;
 
@@ -582,6 +668,62 @@ const char *dp_counter_name(int index)
 		return NULL;
 
 	return dp_counter_names[index];
+}
+
+/**
+ * dp_flow_state_count() - number of flow states
+ *
+ * Return: length of the arrays dp_flow_state_name() and dp_flow_states()
+ *	   index
+ */
+int dp_flow_state_count(void)
+{
+	return DP_FLOW_STATE_COUNT;
+}
+
+/**
+ * dp_flow_state_name() - name of a flow state
+ * @index:	state index, 0 to dp_flow_state_count() - 1
+ *
+ * Return: static string (TCP_ST_ESTABLISHED, FLOW_UDP...), or NULL if @index
+ *	   is out of range
+ */
+const char *dp_flow_state_name(int index)
+{
+	if (index < 0 || index >= DP_FLOW_STATE_COUNT)
+		return NULL;
+
+	return dp_flow_state_names[index];
+}
+
+/**
+ * dp_flow_states() - count the open flows by state
+ * @dp:		data plane
+ * @out:	array of at least @n elements, indexed like dp_flow_state_name()
+ * @n:		size of @out
+ *
+ * Return: number of states filled, the smaller of @n and
+ *	   dp_flow_state_count(), 0 if @dp or @out is NULL
+ */
+int dp_flow_states(struct dp *dp, uint64_t *out, int n)
+{
+	uint64_t count[DP_FLOW_STATE_COUNT] = { 0 };
+	struct flow *f;
+
+	if (!dp || !out || n <= 0)
+		return 0;
+
+	flow_foreach(dp, f) {
+		if (f->type == FLOW_TCP)
+			count[f->tcp.state]++;
+		else
+			count[DP_FLOW_STATE_TYPE(f->type)]++;
+	}
+	if (n > DP_FLOW_STATE_COUNT)
+		n = DP_FLOW_STATE_COUNT;
+
+	memcpy(out, count, (size_t)n * sizeof(*out));
+	return n;
 }
 
 /**

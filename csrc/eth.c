@@ -19,7 +19,16 @@
  * the frame, padded to DP_ETH_ZLEN as a wire would need.
  */
 
+#include "arp.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "eth.h"
+#include "inany.h"
+#include "ip4.h"
+#include "ip6.h"
+#include "tap.h"
+#include "util.h"
 
 /**
  * eth_input() - handle one Ethernet frame from the guest
@@ -44,9 +53,9 @@ void eth_input(struct dp *dp, const uint8_t *frame, size_t len)
 		return;
 	}
 
-	if (!dp->guest_mac_known || memcmp(dp->guest_mac, src, DP_MAC_LEN)) {
-		memcpy(dp->guest_mac, src, DP_MAC_LEN);
-		dp->guest_mac_known = true;
+	if (!dp->eth.guest_mac_known || memcmp(dp->eth.guest_mac, src, DP_MAC_LEN)) {
+		memcpy(dp->eth.guest_mac, src, DP_MAC_LEN);
+		dp->eth.guest_mac_known = true;
 	}
 
 	type = rd16(frame + 2 * DP_MAC_LEN);

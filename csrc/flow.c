@@ -14,9 +14,14 @@
  *   with a per-instance random seed, so a guest cannot aim for one bucket,
  *   into DP_FLOW_BUCKETS chained buckets: O(1) on average.
  * - life cycle: flow_alloc() takes a slot from the free list and links it in
- *   its bucket; flow_free() closes the socket (which also removes it from
- *   epoll), unlinks the slot and puts it back.  A full table is a counted
- *   drop (drop_flow_table_full), never an allocation.
+ *   its bucket; flow_open() does that for a guest's UDP or ping socket with
+ *   the rest of the sequence (connect, slot, epoll).  flow_close(), with a
+ *   reason counted per reason (enum flow_close_reason), is the one way a flow
+ *   ends: it closes the socket (which also removes it from epoll), unlinks
+ *   the slot and puts it back; what a protocol holds beside the flow, it
+ *   releases first.  Code outside flow.c walks the table with flow_foreach()
+ *   and finds a slot again with flow_index() and flow_at().  A full table is
+ *   a counted drop (drop_flow_table_full), never an allocation.
  * - events: a flow's socket is registered in the data plane's epoll set with
  *   a reference (EPOLL_REF_FLOW, slot index, generation).  The generation
  *   changes each time a slot is reused, so an event fetched for a flow that
@@ -25,8 +30,9 @@
  * - timers: each flow has at most one deadline (retransmission, idle
  *   timeout...), set with flow_timer_set().  The data plane remembers the
  *   earliest one; when it is due, flow_timers_run() scans the used part of the
- *   table once and calls each due flow's protocol timer (tcp_timer(),
- *   udp_timer(), ping_timer()).  dp_wait() sleeps until dp_timeout_ms().
+ *   table once and hands each due flow to dp.c, which calls its protocol's
+ *   timer (tcp_timer(), udp_timer()...) as it hands socket events on: flow.c
+ *   calls no protocol file.  dp_wait() sleeps until dp_timeout_ms().
  *
  * Host sockets
  * ------------
@@ -43,7 +49,8 @@
  *   1/DP_SOCK_FWD_RESERVE_DIV of it), so that forwarded ports keep accepting
  *   when the guest's flows have used up theirs.  Descriptors a flow opens
  *   beside its socket (a spliced connection's) are counted with
- *   flow_fds_take() and given back with flow_fds_give().  flow_free() gives a flow's
+ *   flow_fds_take() and given back with flow_fds_give().  flow_close() gives a
+ *   flow's
  *   socket back; flow_sock_close() one that never became a flow's.
  * - recycling: UDP and ping flows with a socket of their own are threaded on
  *   a list through the table, most recently used first; flow_touch() moves
@@ -71,9 +78,24 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "flow.h"
+#include "inany.h"
+#include "util.h"
+
+#define FLOW_CLOSE_NAME(name)	#name,
+static const char *const flow_close_names[] = {
+	FLOW_CLOSE_REASONS(FLOW_CLOSE_NAME)
+};
+#undef FLOW_CLOSE_NAME
+
+_Static_assert(sizeof(flow_close_names) / sizeof(flow_close_names[0]) ==
+	       FLOW_CLOSE_COUNT, "close reason names and enum differ");
 
 /* Reference layout in epoll_event.data.u64: kind, generation, index */
 #define REF_KIND_SHIFT		56
@@ -91,7 +113,7 @@
 static uint32_t flow_hash(const struct dp *dp, const struct flow_key *key)
 {
 	const uint8_t *p = (const uint8_t *)key;
-	uint64_t h = dp->flow_seed;
+	uint64_t h = dp->flow.seed;
 	size_t i;
 
 	for (i = 0; i + 8 <= sizeof(*key); i += 8) {
@@ -115,7 +137,7 @@ static uint32_t flow_hash(const struct dp *dp, const struct flow_key *key)
  */
 static void flow_socks_init(struct dp *dp)
 {
-	struct flow_socks *s = &dp->socks;
+	struct flow_socks *s = &dp->flow.socks;
 	uint32_t reserve;
 
 	memset(s, 0, sizeof(*s));
@@ -134,9 +156,9 @@ static void flow_socks_init(struct dp *dp)
  */
 int flow_table_init(struct dp *dp)
 {
-	dp->flows = calloc(DP_FLOW_MAX, sizeof(*dp->flows));
-	dp->flow_buckets = calloc(DP_FLOW_BUCKETS, sizeof(*dp->flow_buckets));
-	if (!dp->flows || !dp->flow_buckets) {
+	dp->flow.table = calloc(DP_FLOW_MAX, sizeof(*dp->flow.table));
+	dp->flow.buckets = calloc(DP_FLOW_BUCKETS, sizeof(*dp->flow.buckets));
+	if (!dp->flow.table || !dp->flow.buckets) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -144,12 +166,12 @@ int flow_table_init(struct dp *dp)
 	/* No slot is written now: calloc() gave zeroed pages the kernel has not
 	 * backed yet (the table is MiBs), and flow_alloc() takes slots above
 	 * flow_high_water, never used, when no freed one is waiting */
-	dp->flow_free_head = 0;
+	dp->flow.free_head = 0;
 	flow_socks_init(dp);
 
-	if (getrandom(&dp->flow_seed, sizeof(dp->flow_seed), 0) !=
-	    sizeof(dp->flow_seed))
-		dp->flow_seed = (uint64_t)(uintptr_t)dp ^ 0x5bd1e9955bd1e995ULL;
+	if (getrandom(&dp->flow.seed, sizeof(dp->flow.seed), 0) !=
+	    sizeof(dp->flow.seed))
+		dp->flow.seed = (uint64_t)(uintptr_t)dp ^ 0x5bd1e9955bd1e995ULL;
 
 	return 0;
 }
@@ -162,18 +184,16 @@ void flow_table_cleanup(struct dp *dp)
 {
 	uint32_t i;
 
-	if (dp->flows) {
-		for (i = 0; i < dp->flow_high_water; i++) {
-			if (dp->flows[i].type == FLOW_SPLICE)
-				splice_release(dp, &dp->flows[i]);
-			if (dp->flows[i].sock >= 0)
-				close(dp->flows[i].sock);
+	if (dp->flow.table) {
+		for (i = 0; i < dp->flow.high_water; i++) {
+			if (dp->flow.table[i].sock >= 0)
+				close(dp->flow.table[i].sock);
 		}
 	}
-	free(dp->flows);
-	free(dp->flow_buckets);
-	dp->flows = NULL;
-	dp->flow_buckets = NULL;
+	free(dp->flow.table);
+	free(dp->flow.buckets);
+	dp->flow.table = NULL;
+	dp->flow.buckets = NULL;
 }
 
 /**
@@ -206,10 +226,10 @@ void flow_key_fill(struct flow_key *key, uint8_t proto,
  */
 struct flow *flow_lookup(struct dp *dp, const struct flow_key *key)
 {
-	uint32_t idx = dp->flow_buckets[flow_hash(dp, key)];
+	uint32_t idx = dp->flow.buckets[flow_hash(dp, key)];
 
 	while (idx) {
-		struct flow *f = &dp->flows[idx - 1];
+		struct flow *f = &dp->flow.table[idx - 1];
 
 		if (!memcmp(&f->key, key, sizeof(*key)))
 			return f;
@@ -233,19 +253,19 @@ struct flow *flow_lookup(struct dp *dp, const struct flow_key *key)
 struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 			const struct flow_key *key)
 {
-	uint32_t bucket, idx = dp->flow_free_head;
+	uint32_t bucket, idx = dp->flow.free_head;
 	struct flow *f;
 	uint32_t gen;
 
-	if (!idx && dp->flow_high_water < DP_FLOW_MAX)
-		idx = dp->flow_high_water + 1;	/* never used: zeroed, hash_next 0 */
+	if (!idx && dp->flow.high_water < DP_FLOW_MAX)
+		idx = dp->flow.high_water + 1;	/* never used: zeroed, hash_next 0 */
 	if (!idx) {
 		DP_COUNT(dp, drop_flow_table_full);
 		return NULL;
 	}
 
-	f = &dp->flows[idx - 1];
-	dp->flow_free_head = f->hash_next;
+	f = &dp->flow.table[idx - 1];
+	dp->flow.free_head = f->hash_next;
 	gen = f->gen + 1;
 
 	memset(f, 0, sizeof(*f));
@@ -255,14 +275,59 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 	f->key = *key;
 
 	bucket = flow_hash(dp, key);
-	f->hash_next = dp->flow_buckets[bucket];
-	dp->flow_buckets[bucket] = idx;
+	f->hash_next = dp->flow.buckets[bucket];
+	dp->flow.buckets[bucket] = idx;
 
-	if (idx > dp->flow_high_water)
-		dp->flow_high_water = idx;
-	dp->flow_count++;
+	if (idx > dp->flow.high_water)
+		dp->flow.high_water = idx;
+	dp->flow.count++;
 	DP_COUNT(dp, flows_created);
 
+	return f;
+}
+
+/**
+ * flow_open() - make a flow of a new socket the guest's traffic goes out by:
+ * connect it, take a slot, watch it
+ * @dp:		data plane
+ * @type:	FLOW_UDP or FLOW_PING
+ * @key:	flow key, not in the table
+ * @s:		datagram socket from flow_sock_open(), options set and bound;
+ *		the flow's from now on, or closed if the flow cannot be had
+ * @sa:		where it connects
+ * @sa_len:	length of @sa
+ * @sock_drop:	counter to count a failed connect() or epoll_ctl() under,
+ *		an enum dp_counter (DP_CNT_drop_udp_socket...)
+ *
+ * The flow's socket is watched for EPOLLIN; the caller sets its timer.
+ *
+ * Return: the flow, or NULL (a full table is counted by flow_alloc())
+ */
+struct flow *flow_open(struct dp *dp, enum flow_type type,
+		       const struct flow_key *key, int s,
+		       const struct sockaddr_storage *sa, socklen_t sa_len,
+		       unsigned sock_drop)
+{
+	struct flow *f;
+
+	if (connect(s, (const struct sockaddr *)sa, sa_len)) {
+		dp->counters[sock_drop]++;
+		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
+		return NULL;
+	}
+
+	f = flow_alloc(dp, type, key);
+	if (!f) {
+		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
+		return NULL;
+	}
+	f->sock = s;
+
+	if (flow_epoll_set(dp, f, EPOLLIN)) {
+		dp->counters[sock_drop]++;
+		flow_close(dp, f, FLOW_CLOSE_SOCKET);
+		return NULL;
+	}
 	return f;
 }
 
@@ -273,14 +338,14 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
  */
 static void flow_lru_unlink(struct dp *dp, struct flow *f)
 {
-	struct flow_socks *s = &dp->socks;
+	struct flow_socks *s = &dp->flow.socks;
 
 	if (f->lru_prev)
-		dp->flows[f->lru_prev - 1].lru_next = f->lru_next;
+		dp->flow.table[f->lru_prev - 1].lru_next = f->lru_next;
 	else
 		s->lru_head = f->lru_next;
 	if (f->lru_next)
-		dp->flows[f->lru_next - 1].lru_prev = f->lru_prev;
+		dp->flow.table[f->lru_next - 1].lru_prev = f->lru_prev;
 	else
 		s->lru_tail = f->lru_prev;
 	f->lru_prev = f->lru_next = 0;
@@ -288,24 +353,26 @@ static void flow_lru_unlink(struct dp *dp, struct flow *f)
 }
 
 /**
- * flow_free() - close a flow's socket and return its slot
+ * flow_close() - close a flow's socket and return its slot, the one way
+ * flows end
  * @dp:		data plane
- * @f:		flow, in the table
+ * @f:		flow, in the table; what its protocol holds besides the flow
+ *		(a TCP out-of-order queue, a spliced connection's second
+ *		socket and pipes) already released by that protocol
+ * @why:	reason, counted in @dp->flow.closed
  */
-void flow_free(struct dp *dp, struct flow *f)
+void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why)
 {
-	uint32_t idx = (uint32_t)(f - dp->flows) + 1;
-	uint32_t *link = &dp->flow_buckets[flow_hash(dp, &f->key)];
+	uint32_t idx = (uint32_t)(f - dp->flow.table) + 1;
+	uint32_t *link = &dp->flow.buckets[flow_hash(dp, &f->key)];
 
 	while (*link && *link != idx)
-		link = &dp->flows[*link - 1].hash_next;
+		link = &dp->flow.table[*link - 1].hash_next;
 	if (*link)
 		*link = f->hash_next;
 
 	if (f->lru_on)
 		flow_lru_unlink(dp, f);
-	if (f->type == FLOW_SPLICE)
-		splice_release(dp, f);
 	if (f->sock >= 0)
 		flow_sock_close(dp, f->sock, f->sock_share);
 
@@ -313,10 +380,56 @@ void flow_free(struct dp *dp, struct flow *f)
 	f->type = FLOW_FREE;
 	f->epoll_events = 0;
 	f->deadline_ms = 0;
-	f->hash_next = dp->flow_free_head;
-	dp->flow_free_head = idx;
-	dp->flow_count--;
+	f->hash_next = dp->flow.free_head;
+	dp->flow.free_head = idx;
+	dp->flow.count--;
+	dp->flow.closed[why]++;
 	DP_COUNT(dp, flows_closed);
+}
+
+/**
+ * flow_index() - slot number of a flow, to find it again with flow_at()
+ * @dp:		data plane
+ * @f:		flow, in the table
+ *
+ * Return: index into the table, below DP_FLOW_MAX
+ */
+uint32_t flow_index(const struct dp *dp, const struct flow *f)
+{
+	return (uint32_t)(f - dp->flow.table);
+}
+
+/**
+ * flow_at() - the slot a flow_index() names
+ * @dp:		data plane
+ * @index:	from flow_index()
+ *
+ * Return: the slot, whatever it holds now: callers compare its type and
+ *	   generation with what they kept
+ */
+struct flow *flow_at(struct dp *dp, uint32_t index)
+{
+	return &dp->flow.table[index];
+}
+
+/**
+ * flow_next() - the next flow in use, for flow_foreach()
+ * @dp:		data plane, table possibly not set up
+ * @f:		the previous one, NULL to start
+ *
+ * Return: next flow in use in table order, NULL after the last
+ */
+struct flow *flow_next(struct dp *dp, const struct flow *f)
+{
+	uint32_t i = f ? flow_index(dp, f) + 1 : 0;
+
+	if (!dp->flow.table)
+		return NULL;
+	for (; i < dp->flow.high_water; i++) {
+		if (dp->flow.table[i].type != FLOW_FREE)
+			return &dp->flow.table[i];
+	}
+	return NULL;
 }
 
 /**
@@ -351,7 +464,7 @@ static int flow_epoll_ctl(struct dp *dp, struct flow *f, int op,
 uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
 			unsigned kind)
 {
-	uint32_t idx = (uint32_t)(f - dp->flows);
+	uint32_t idx = (uint32_t)(f - dp->flow.table);
 
 	return (uint64_t)kind << REF_KIND_SHIFT |
 	       (uint64_t)f->gen << REF_GEN_SHIFT | idx;
@@ -418,7 +531,7 @@ struct flow *flow_from_epoll(struct dp *dp, uint64_t ref)
 	if (idx >= DP_FLOW_MAX)
 		return NULL;
 
-	f = &dp->flows[idx];
+	f = &dp->flow.table[idx];
 	if (f->type == FLOW_FREE || f->gen != gen)
 		return NULL;
 
@@ -435,45 +548,34 @@ void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms)
 {
 	f->deadline_ms = deadline_ms;
 	if (deadline_ms &&
-	    (!dp->next_deadline_ms || deadline_ms < dp->next_deadline_ms))
-		dp->next_deadline_ms = deadline_ms;
+	    (!dp->flow.next_deadline_ms || deadline_ms < dp->flow.next_deadline_ms))
+		dp->flow.next_deadline_ms = deadline_ms;
 }
 
 /**
- * flow_timers_run() - call the timer of every flow whose deadline passed
+ * flow_timers_run() - fire every flow whose deadline passed
  * @dp:		data plane, @now_ms current
+ * @fire:	called for each due flow, its deadline cleared: dp.c's
+ *		dispatch to the flow's protocol
  *
- * Also recomputes the earliest deadline left.  A timer may free its flow or
+ * Also recomputes the earliest deadline left.  @fire may free the flow or
  * set a new deadline.
  */
-void flow_timers_run(struct dp *dp)
+void flow_timers_run(struct dp *dp, flow_timer_fn *fire)
 {
 	uint64_t next = 0;
 	uint32_t i;
 
-	dp->next_deadline_ms = 0;
-	for (i = 0; i < dp->flow_high_water; i++) {
-		struct flow *f = &dp->flows[i];
+	dp->flow.next_deadline_ms = 0;
+	for (i = 0; i < dp->flow.high_water; i++) {
+		struct flow *f = &dp->flow.table[i];
 
 		if (f->type == FLOW_FREE || !f->deadline_ms)
 			continue;
 
 		if (f->deadline_ms <= dp->now_ms) {
 			f->deadline_ms = 0;
-			switch (f->type) {
-			case FLOW_TCP:
-				tcp_timer(dp, f);
-				break;
-			case FLOW_UDP:
-				udp_timer(dp, f);
-				break;
-			case FLOW_PING:
-				ping_timer(dp, f);
-				break;
-			case FLOW_SPLICE:
-				splice_timer(dp, f);
-				break;
-			}
+			fire(dp, f);
 		}
 
 		if (f->type != FLOW_FREE && f->deadline_ms &&
@@ -482,8 +584,8 @@ void flow_timers_run(struct dp *dp)
 	}
 
 	/* timers may have set deadlines through flow_timer_set() meanwhile */
-	if (next && (!dp->next_deadline_ms || next < dp->next_deadline_ms))
-		dp->next_deadline_ms = next;
+	if (next && (!dp->flow.next_deadline_ms || next < dp->flow.next_deadline_ms))
+		dp->flow.next_deadline_ms = next;
 }
 
 /**
@@ -494,7 +596,7 @@ void flow_timers_run(struct dp *dp)
  */
 unsigned flow_count(const struct dp *dp)
 {
-	return dp->flow_count;
+	return dp->flow.count;
 }
 
 /**
@@ -504,7 +606,7 @@ unsigned flow_count(const struct dp *dp)
  */
 void flow_sock_short(struct dp *dp)
 {
-	dp->socks.short_ms = dp->now_ms;
+	dp->flow.socks.short_ms = dp->now_ms;
 	dp_notice(dp, DP_NOTICE_SOCK_SHORT);
 }
 
@@ -519,7 +621,7 @@ void flow_sock_short(struct dp *dp)
 static bool flow_sock_fits(const struct dp *dp, enum flow_sock_share share,
 			   uint32_t freed)
 {
-	const struct flow_socks *s = &dp->socks;
+	const struct flow_socks *s = &dp->flow.socks;
 	uint32_t guest = s->guest - freed;
 
 	if (!s->budget)
@@ -552,18 +654,18 @@ static uint64_t flow_last_ms(const struct flow *f)
  */
 static bool flow_recycle(struct dp *dp)
 {
-	uint32_t idx = dp->socks.lru_tail;
+	uint32_t idx = dp->flow.socks.lru_tail;
 	struct flow *f;
 
 	if (!idx)
 		return false;
-	f = &dp->flows[idx - 1];
+	f = &dp->flow.table[idx - 1];
 	if (flow_last_ms(f) + DP_SOCK_RECYCLE_IDLE_MS > dp->now_ms)
 		return false;
 
 	DP_COUNT(dp, flows_recycled);
 	flow_sock_short(dp);
-	flow_free(dp, f);
+	flow_close(dp, f, FLOW_CLOSE_RECYCLED);
 	return true;
 }
 
@@ -580,7 +682,7 @@ static bool flow_sock_room(struct dp *dp, enum flow_sock_share share)
 	if (flow_sock_fits(dp, share, 0))
 		return true;
 	/* recycle only if giving back one socket is enough */
-	return dp->socks.guest && flow_sock_fits(dp, share, 1) &&
+	return dp->flow.socks.guest && flow_sock_fits(dp, share, 1) &&
 	       flow_recycle(dp);
 }
 
@@ -623,7 +725,7 @@ static int flow_sock_refused(struct dp *dp, int err)
  * @protocol:	as for socket()
  *
  * Counted against the guest's share (FLOW_SOCK_GUEST), which is also what
- * flow_free() gives back when the socket becomes the flow's @sock.  When the
+ * flow_close() gives back when the socket becomes the flow's @sock.  When the
  * share is used up, or socket() fails with EMFILE or ENFILE, an idle UDP or
  * ping flow is recycled first (DP_SOCK_RECYCLE_MAX at most).
  *
@@ -663,9 +765,9 @@ int flow_sock_open_in(struct dp *dp, enum flow_sock_share share, int domain,
 	}
 
 	if (share == FLOW_SOCK_FWD)
-		dp->socks.fwd++;
+		dp->flow.socks.fwd++;
 	else
-		dp->socks.guest++;
+		dp->flow.socks.guest++;
 	return s;
 }
 
@@ -682,7 +784,7 @@ int flow_sock_open_in(struct dp *dp, enum flow_sock_share share, int domain,
  */
 int flow_fds_take(struct dp *dp, enum flow_sock_share share, unsigned n)
 {
-	struct flow_socks *s = &dp->socks;
+	struct flow_socks *s = &dp->flow.socks;
 
 	if (s->budget && (s->guest + s->fwd + n > s->budget ||
 			  (share == FLOW_SOCK_GUEST &&
@@ -759,7 +861,7 @@ int flow_sock_accept(struct dp *dp, int lsock, struct sockaddr *sa,
 		*sa_len = len;
 	}
 
-	dp->socks.fwd++;
+	dp->flow.socks.fwd++;
 	return fd;
 }
 
@@ -770,8 +872,8 @@ int flow_sock_accept(struct dp *dp, int lsock, struct sockaddr *sa,
  */
 void flow_sock_release(struct dp *dp, enum flow_sock_share share)
 {
-	uint32_t *n = share == FLOW_SOCK_FWD ? &dp->socks.fwd :
-					       &dp->socks.guest;
+	uint32_t *n = share == FLOW_SOCK_FWD ? &dp->flow.socks.fwd :
+					       &dp->flow.socks.guest;
 
 	if (*n)
 		(*n)--;
@@ -785,7 +887,7 @@ void flow_sock_release(struct dp *dp, enum flow_sock_share share)
  */
 void flow_sock_adopt(struct dp *dp)
 {
-	dp->socks.fwd++;
+	dp->flow.socks.fwd++;
 }
 
 /**
@@ -810,8 +912,8 @@ void flow_sock_close(struct dp *dp, int fd, enum flow_sock_share share)
  */
 void flow_touch(struct dp *dp, struct flow *f)
 {
-	struct flow_socks *s = &dp->socks;
-	uint32_t idx = (uint32_t)(f - dp->flows) + 1;
+	struct flow_socks *s = &dp->flow.socks;
+	uint32_t idx = (uint32_t)(f - dp->flow.table) + 1;
 
 	if (f->sock < 0 || (f->type != FLOW_UDP && f->type != FLOW_PING) ||
 	    s->lru_head == idx)
@@ -821,7 +923,7 @@ void flow_touch(struct dp *dp, struct flow *f)
 		flow_lru_unlink(dp, f);
 	f->lru_next = s->lru_head;
 	if (s->lru_head)
-		dp->flows[s->lru_head - 1].lru_prev = idx;
+		dp->flow.table[s->lru_head - 1].lru_prev = idx;
 	else
 		s->lru_tail = idx;
 	s->lru_head = idx;
@@ -844,7 +946,7 @@ int dp_sock_stats(const struct dp *dp, struct dp_sock_stats *out)
 		errno = EINVAL;
 		return -1;
 	}
-	s = &dp->socks;
+	s = &dp->flow.socks;
 
 	memset(out, 0, sizeof(*out));
 	out->budget = s->budget;
@@ -852,11 +954,58 @@ int dp_sock_stats(const struct dp *dp, struct dp_sock_stats *out)
 	out->guest = s->guest;
 	out->fwd = s->fwd;
 	for (i = 0; i < DP_FWD_MAX; i++)
-		out->paused += dp->fwd[i].sock >= 0 && dp->fwd[i].paused_until_ms;
+		out->paused += dp->fwd.listeners[i].sock >= 0 && dp->fwd.listeners[i].paused_until_ms;
 	out->degraded = out->paused ||
 			(s->budget && (s->guest >= s->guest_max ||
 				       s->guest + s->fwd >= s->budget)) ||
 			(s->short_ms && dp->now_ms < s->short_ms +
 							 DP_SOCK_DEGRADED_MS);
 	return 0;
+}
+
+/**
+ * dp_flow_close_reason_count() - number of reasons a flow is closed for
+ *
+ * Return: length of the arrays dp_flow_close_reason_name() and
+ *	   dp_flows_closed() index
+ */
+int dp_flow_close_reason_count(void)
+{
+	return FLOW_CLOSE_COUNT;
+}
+
+/**
+ * dp_flow_close_reason_name() - name of a reason a flow is closed for
+ * @index:	reason index, 0 to dp_flow_close_reason_count() - 1
+ *
+ * Return: static string (FLOW_CLOSE_IDLE...), or NULL if @index is out of
+ *	   range
+ */
+const char *dp_flow_close_reason_name(int index)
+{
+	if (index < 0 || index >= FLOW_CLOSE_COUNT)
+		return NULL;
+
+	return flow_close_names[index];
+}
+
+/**
+ * dp_flows_closed() - copy out the flows closed so far, by reason
+ * @dp:		data plane
+ * @out:	array of at least @n elements
+ * @n:		size of @out
+ *
+ * Return: number of reasons copied, the smaller of @n and
+ *	   dp_flow_close_reason_count(), 0 if @dp or @out is NULL
+ */
+int dp_flows_closed(const struct dp *dp, uint64_t *out, int n)
+{
+	if (!dp || !out || n <= 0)
+		return 0;
+
+	if (n > FLOW_CLOSE_COUNT)
+		n = FLOW_CLOSE_COUNT;
+
+	memcpy(out, dp->flow.closed, (size_t)n * sizeof(*out));
+	return n;
 }

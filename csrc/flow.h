@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 
 #include "inany.h"
-#include "tcp.h"
+#include "tcp_conn.h"
 #include "udp.h"
 #include "icmp.h"
 #include "splice.h"
@@ -117,6 +117,49 @@ struct flow {
 	};
 };
 
+/* Why a flow is closed, given to flow_close(): counted per reason
+ * (dp_flow_stats()) */
+#define FLOW_CLOSE_REASONS(X)						\
+	X(FLOW_CLOSE_DONE)	/* both sides finished in order */	\
+	X(FLOW_CLOSE_RESET)	/* reset by either side, or by us */	\
+	X(FLOW_CLOSE_IDLE)	/* idle timeout */			\
+	X(FLOW_CLOSE_SOCKET)	/* the host socket failed or was refused */ \
+	X(FLOW_CLOSE_RECYCLED)	/* its socket was wanted by a new flow */ \
+	X(FLOW_CLOSE_DNS)	/* the host's nameserver changed */	\
+	X(FLOW_CLOSE_FWD_GONE)	/* the forward it replied through went */
+
+#define FLOW_CLOSE_ENUM(name)	name,
+enum flow_close_reason {
+	FLOW_CLOSE_REASONS(FLOW_CLOSE_ENUM)
+	FLOW_CLOSE_COUNT
+};
+#undef FLOW_CLOSE_ENUM
+
+/**
+ * struct flow_ctx - the flow table, owned by flow.c
+ * @table:		DP_FLOW_MAX slots
+ * @buckets:		hash buckets: index + 1 of the first flow, 0 if empty
+ * @free_head:		index + 1 of the first freed slot, 0 if none is
+ * @high_water:		slots below this have been used at least once; those
+ *			from it on are free, never written
+ * @count:		flows in use
+ * @seed:		random hash seed
+ * @next_deadline_ms:	earliest flow deadline, 0 if none
+ * @socks:		host sockets held, their budget, the recycling list
+ * @closed:		flows closed, by enum flow_close_reason
+ */
+struct flow_ctx {
+	struct flow *table;
+	uint32_t *buckets;
+	uint32_t free_head;
+	uint32_t high_water;
+	uint32_t count;
+	uint64_t seed;
+	uint64_t next_deadline_ms;
+	struct flow_socks socks;
+	uint64_t closed[FLOW_CLOSE_COUNT];
+};
+
 /* epoll_event.data.u64 of everything in the data plane's epoll set */
 #define EPOLL_REF_TAP		0
 #define EPOLL_REF_FLOW		1
@@ -129,14 +172,28 @@ void flow_table_cleanup(struct dp *dp);
 struct flow *flow_lookup(struct dp *dp, const struct flow_key *key);
 struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 			const struct flow_key *key);
-void flow_free(struct dp *dp, struct flow *f);
+struct flow *flow_open(struct dp *dp, enum flow_type type,
+		       const struct flow_key *key, int s,
+		       const struct sockaddr_storage *sa, socklen_t sa_len,
+		       unsigned sock_drop);
+void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why);
+uint32_t flow_index(const struct dp *dp, const struct flow *f);
+struct flow *flow_at(struct dp *dp, uint32_t index);
+struct flow *flow_next(struct dp *dp, const struct flow *f);
+
+/* Every flow in use, @f the cursor: flow_close(@f) inside the loop is safe */
+#define flow_foreach(dp, f)						\
+	for ((f) = flow_next((dp), NULL); (f); (f) = flow_next((dp), (f)))
 int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events);
 int flow_epoll_rearm(struct dp *dp, struct flow *f);
 uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
 			unsigned kind);
 struct flow *flow_from_epoll(struct dp *dp, uint64_t ref);
 void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms);
-void flow_timers_run(struct dp *dp);
+/* What flow_timers_run() calls for each due flow (dp.c's dispatch) */
+typedef void flow_timer_fn(struct dp *dp, struct flow *f);
+
+void flow_timers_run(struct dp *dp, flow_timer_fn *fire);
 unsigned flow_count(const struct dp *dp);
 int flow_sock_open(struct dp *dp, int domain, int type, int protocol);
 int flow_sock_open_in(struct dp *dp, enum flow_sock_share share, int domain,

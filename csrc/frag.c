@@ -58,6 +58,14 @@
 #include <stdlib.h>
 
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "frag.h"
+#include "inany.h"
+#include "ip.h"
+#include "ip4.h"
+#include "ip6.h"
+#include "util.h"
 
 /* IPv4 header without options: the reassembled payload must fit after it;
  * a reassembled IPv6 payload may be 65535 bytes (RFC 8200, 4.5) */
@@ -114,16 +122,16 @@ int frag_init(struct dp *dp)
 	uint8_t *bufs;
 	int i;
 
-	dp->frags = calloc(DP_FRAG_SLOTS, sizeof(*dp->frags));
+	dp->frag.slots = calloc(DP_FRAG_SLOTS, sizeof(*dp->frag.slots));
 	bufs = malloc((size_t)DP_FRAG_SLOTS * DP_FRAG_SLOT_BYTES);
-	if (!dp->frags || !bufs) {
+	if (!dp->frag.slots || !bufs) {
 		free(bufs);
 		errno = ENOMEM;
 		return -1;
 	}
 
 	for (i = 0; i < DP_FRAG_SLOTS; i++)
-		dp->frags[i].buf = bufs + (size_t)i * DP_FRAG_SLOT_BYTES;
+		dp->frag.slots[i].buf = bufs + (size_t)i * DP_FRAG_SLOT_BYTES;
 
 	return 0;
 }
@@ -134,10 +142,10 @@ int frag_init(struct dp *dp)
  */
 void frag_cleanup(struct dp *dp)
 {
-	if (dp->frags)
-		free(dp->frags[0].buf);
-	free(dp->frags);
-	dp->frags = NULL;
+	if (dp->frag.slots)
+		free(dp->frag.slots[0].buf);
+	free(dp->frag.slots);
+	dp->frag.slots = NULL;
 }
 
 /**
@@ -158,7 +166,7 @@ static struct frag_slot *frag_find(struct dp *dp, const struct l4_pkt *ip,
 	int i;
 
 	for (i = 0; i < DP_FRAG_SLOTS; i++) {
-		s = &dp->frags[i];
+		s = &dp->frag.slots[i];
 		if (s->held)
 			continue;
 		if (!s->used) {
@@ -192,8 +200,8 @@ static struct frag_slot *frag_find(struct dp *dp, const struct l4_pkt *ip,
 	s->total = s->received = s->max_end = 0;
 	memset(s->map, 0, sizeof(s->map));
 
-	if (!dp->frag_deadline_ms || s->deadline_ms < dp->frag_deadline_ms)
-		dp->frag_deadline_ms = s->deadline_ms;
+	if (!dp->frag.deadline_ms || s->deadline_ms < dp->frag.deadline_ms)
+		dp->frag.deadline_ms = s->deadline_ms;
 
 	return s;
 }
@@ -329,7 +337,7 @@ void frag_batch_end(struct dp *dp)
 	int i;
 
 	for (i = 0; i < DP_FRAG_SLOTS; i++)
-		dp->frags[i].held = false;
+		dp->frag.slots[i].held = false;
 }
 
 /**
@@ -344,7 +352,7 @@ void frag_timer(struct dp *dp)
 	int i;
 
 	for (i = 0; i < DP_FRAG_SLOTS; i++) {
-		struct frag_slot *s = &dp->frags[i];
+		struct frag_slot *s = &dp->frag.slots[i];
 
 		if (!s->used)
 			continue;
@@ -359,5 +367,5 @@ void frag_timer(struct dp *dp)
 			next = s->deadline_ms;
 	}
 
-	dp->frag_deadline_ms = next;
+	dp->frag.deadline_ms = next;
 }

@@ -83,6 +83,16 @@
 #include <unistd.h>
 
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "flow.h"
+#include "fwd.h"
+#include "inany.h"
+#include "ip.h"
+#include "splice.h"
+#include "tcp.h"
+#include "udp.h"
+#include "util.h"
 
 /* IPv4 address blocks, host byte order: network, mask */
 #define IP4_BLOCK_THIS_NET	0x00000000U, 0xff000000U	/* 0/8 */
@@ -261,9 +271,9 @@ bool fwd_host_lo_open(const struct dp *dp)
  */
 void fwd_dns_query(struct dp *dp)
 {
-	if (!dp->dns_notice_ms ||
-	    dp->now_ms - dp->dns_notice_ms >= DP_DNS_RECHECK_MS) {
-		dp->dns_notice_ms = dp->now_ms;
+	if (!dp->fwd.dns_notice_ms ||
+	    dp->now_ms - dp->fwd.dns_notice_ms >= DP_DNS_RECHECK_MS) {
+		dp->fwd.dns_notice_ms = dp->now_ms;
 		dp->notices |= DP_NOTICE_DNS_USED;
 	}
 }
@@ -447,8 +457,8 @@ int dp_dns_upstream(struct dp *dp, uint32_t addr4, const uint8_t *addr6)
 	if (addr6)
 		memcpy(dp->cfg.dns_upstream6, addr6,
 		       sizeof(dp->cfg.dns_upstream6));
-	if (!++dp->dns_gen)
-		dp->dns_gen = 1;
+	if (!++dp->fwd.dns_gen)
+		dp->fwd.dns_gen = 1;
 	return 0;
 }
 
@@ -494,8 +504,8 @@ static struct fwd_listener *fwd_find(struct dp *dp, int id)
 	int i;
 
 	for (i = 0; i < DP_FWD_MAX; i++) {
-		if (dp->fwd[i].sock >= 0 && dp->fwd[i].id == id)
-			return &dp->fwd[i];
+		if (dp->fwd.listeners[i].sock >= 0 && dp->fwd.listeners[i].id == id)
+			return &dp->fwd.listeners[i];
 	}
 	return NULL;
 }
@@ -510,14 +520,14 @@ int fwd_init(struct dp *dp)
 {
 	int i;
 
-	dp->dns_gen = 1;
-	dp->fwd = calloc(DP_FWD_MAX, sizeof(*dp->fwd));
-	if (!dp->fwd) {
+	dp->fwd.dns_gen = 1;
+	dp->fwd.listeners = calloc(DP_FWD_MAX, sizeof(*dp->fwd.listeners));
+	if (!dp->fwd.listeners) {
 		errno = ENOMEM;
 		return -1;
 	}
 	for (i = 0; i < DP_FWD_MAX; i++)
-		dp->fwd[i].sock = -1;
+		dp->fwd.listeners[i].sock = -1;
 	return 0;
 }
 
@@ -527,8 +537,8 @@ int fwd_init(struct dp *dp)
  */
 void fwd_cleanup(struct dp *dp)
 {
-	free(dp->fwd);
-	dp->fwd = NULL;
+	free(dp->fwd.listeners);
+	dp->fwd.listeners = NULL;
 }
 
 /**
@@ -543,7 +553,7 @@ static int fwd_epoll_add(struct dp *dp, const struct fwd_listener *l)
 	struct epoll_event ev = {
 		.events = EPOLLIN,
 		.data.u64 = (uint64_t)EPOLL_REF_LISTEN << 56 |
-			    (uint64_t)(l - dp->fwd),
+			    (uint64_t)(l - dp->fwd.listeners),
 	};
 
 	return epoll_ctl(dp->epoll_fd, EPOLL_CTL_ADD, l->sock, &ev);
@@ -577,8 +587,8 @@ static int fwd_add(struct dp *dp, int id, int sock, int proto,
 		return -1;
 	}
 	for (i = 0; i < DP_FWD_MAX && !l; i++) {
-		if (dp->fwd[i].sock < 0)
-			l = &dp->fwd[i];
+		if (dp->fwd.listeners[i].sock < 0)
+			l = &dp->fwd.listeners[i];
 	}
 	if (!l) {
 		errno = ENOSPC;
@@ -662,16 +672,18 @@ int dp_fwd_add_splice(struct dp *dp, int id, int sock, int proto,
 }
 
 /**
- * dp_fwd_remove() - stop forwarding a host socket (TCP connections already
- * accepted stay; UDP flows replying through it are freed: udp_fwd_forget())
+ * fwd_remove() - stop watching a forwarded host socket and free its slot
+ * (dp_fwd_remove() in dp.c also forgets the UDP flows replying through it)
  * @dp:		data plane
  * @id:		forward id
  *
- * Return: 0, or -1 with errno ENOENT if there is no such forward
+ * Return: the socket, still open (Python closes it), or -1 with errno ENOENT
+ *	   if there is no such forward
  */
-int dp_fwd_remove(struct dp *dp, int id)
+int fwd_remove(struct dp *dp, int id)
 {
-	struct fwd_listener *l = dp ? fwd_find(dp, id) : NULL;
+	struct fwd_listener *l = fwd_find(dp, id);
+	int sock;
 
 	if (!l) {
 		errno = ENOENT;
@@ -680,11 +692,11 @@ int dp_fwd_remove(struct dp *dp, int id)
 
 	if (!l->paused_until_ms)
 		epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
-	udp_fwd_forget(dp, l->sock);
+	sock = l->sock;
 	flow_sock_release(dp, FLOW_SOCK_FWD);
 	l->sock = -1;
 	l->paused_until_ms = 0;
-	return 0;
+	return sock;
 }
 
 /**
@@ -816,8 +828,8 @@ void fwd_pause(struct dp *dp, struct fwd_listener *l)
 {
 	epoll_ctl(dp->epoll_fd, EPOLL_CTL_DEL, l->sock, NULL);
 	l->paused_until_ms = dp->now_ms + DP_FWD_ACCEPT_PAUSE_MS;
-	if (!dp->fwd_deadline_ms || l->paused_until_ms < dp->fwd_deadline_ms)
-		dp->fwd_deadline_ms = l->paused_until_ms;
+	if (!dp->fwd.deadline_ms || l->paused_until_ms < dp->fwd.deadline_ms)
+		dp->fwd.deadline_ms = l->paused_until_ms;
 	DP_COUNT(dp, fwd_accept_paused);
 	flow_sock_short(dp);
 }
@@ -835,7 +847,7 @@ void fwd_timer(struct dp *dp)
 	int i;
 
 	for (i = 0; i < DP_FWD_MAX; i++) {
-		struct fwd_listener *l = &dp->fwd[i];
+		struct fwd_listener *l = &dp->fwd.listeners[i];
 
 		if (l->sock < 0 || !l->paused_until_ms)
 			continue;
@@ -849,7 +861,7 @@ void fwd_timer(struct dp *dp)
 		if (l->paused_until_ms && (!next || l->paused_until_ms < next))
 			next = l->paused_until_ms;
 	}
-	dp->fwd_deadline_ms = next;
+	dp->fwd.deadline_ms = next;
 }
 
 /**
@@ -862,9 +874,9 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 	struct fwd_listener *l;
 	int n;
 
-	if (index >= DP_FWD_MAX || dp->fwd[index].sock < 0)
+	if (index >= DP_FWD_MAX || dp->fwd.listeners[index].sock < 0)
 		return;
-	l = &dp->fwd[index];
+	l = &dp->fwd.listeners[index];
 
 	if (l->proto == IPPROTO_UDP) {
 		udp_listener_input(dp, l);

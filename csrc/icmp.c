@@ -31,7 +31,7 @@
  * (socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6)), the same flows as IPv4
  * with the ICMPv6 types and checksum.
  *
- * Errors to the guest: icmp_tx_unreach() builds a destination unreachable
+ * Errors to the guest: ip_tx_unreach() builds a destination unreachable
  * quoting a transport header as the guest sent it, for destinations the guest
  * may not reach and for ICMP errors the host relays (udp.c).  None is sent
  * about a packet to a multicast or broadcast address (RFC 1122, RFC 4443).
@@ -60,42 +60,33 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "eth.h"
+#include "flow.h"
+#include "fwd.h"
+#include "icmp.h"
+#include "inany.h"
+#include "ip.h"
+#include "ip4.h"
+#include "ip6.h"
+#include "ndp.h"
+#include "udp.h"
+#include "util.h"
 
-/* ICMP header: type, code, checksum, identifier, sequence number */
-#define ICMP_HLEN		8
-#define ICMP_OFF_TYPE		0
-#define ICMP_OFF_CODE		1
-#define ICMP_OFF_CSUM		2
+/* ICMP identifier (echo request and reply) */
 #define ICMP_OFF_ID		4
-/* Destination unreachable: the four bytes after the checksum */
-#define ICMP_OFF_INFO		4
 
 #define ICMP_ECHO_REPLY		0
-#define ICMP_DEST_UNREACH	3
 #define ICMP_ECHO_REQUEST	8
 
 /* ICMPv6 types (RFC 4443, RFC 4861) */
-#define ICMP6_DEST_UNREACH	1
 #define ICMP6_ECHO_REQUEST	128
 #define ICMP6_ECHO_REPLY	129
 #define ICMP6_NDP_FIRST		133	/* router solicitation */
 #define ICMP6_NDP_LAST		137	/* redirect */
-
-/* Destination unreachable, host and port unreachable codes */
-#define ICMP_UNREACH_HOST	1
-#define ICMP_UNREACH_PORT	3
-/* ICMPv6 destination unreachable codes */
-#define ICMP6_UNREACH_ADDR	3
-#define ICMP6_UNREACH_PORT	4
-
-/* Transport bytes an ICMP error quotes after the IP header (RFC 792) */
-#define ICMP_QUOTE_L4		8
-
-/* IP header lengths of the replies we build, see ip4_hdr_fill() and
- * ip6_hdr_fill() */
-#define ICMP_IP4_HLEN		20
-#define ICMP_IP6_HLEN		40
 
 /**
  * icmp4_valid() - check an ICMP message's length and checksum
@@ -135,7 +126,7 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 		return;
 	}
 
-	if (ICMP_IP4_HLEN + ip->l4_len > dp->cfg.mtu) {
+	if (IP4_HLEN + ip->l4_len > dp->cfg.mtu) {
 		DP_COUNT(dp, drop_icmp_too_big);
 		return;
 	}
@@ -144,7 +135,7 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 	ip4_hdr_fill(dp, r, ip->daddr, ip->saddr, IPPROTO_ICMP, ip->tos,
 		     ip->l4_len);
 
-	r += ICMP_IP4_HLEN;
+	r += IP4_HLEN;
 	memcpy(r, ip->l4, ip->l4_len);
 	r[ICMP_OFF_TYPE] = ICMP_ECHO_REPLY;
 	r[ICMP_OFF_CODE] = 0;
@@ -152,98 +143,8 @@ void icmp4_input(struct dp *dp, const struct ip4_pkt *ip)
 	sum = csum(r, ip->l4_len, 0);
 	memcpy(r + ICMP_OFF_CSUM, &sum, sizeof(sum));
 
-	eth_tx_commit(dp, ICMP_IP4_HLEN + ip->l4_len);
+	eth_tx_commit(dp, IP4_HLEN + ip->l4_len);
 	DP_COUNT(dp, icmp_echo_replies);
-}
-
-/**
- * icmp6_tx_unreach() - send an IPv6 guest an ICMPv6 destination unreachable
- * @dp:		data plane
- * @from:	source of the error (the remote, or the gateway)
- * @guest:	the guest, source of the offending packet
- * @remote:	destination of the offending packet, as the guest wrote it
- * @proto:	its protocol
- * @l4_head:	its first ICMP_QUOTE_L4 transport bytes
- * @l4_len:	its transport length, for the quoted IPv6 header
- * @code:	ICMPv4 unreachable code, mapped to ICMPv6's
- */
-static void icmp6_tx_unreach(struct dp *dp, const union inany_addr *from,
-			     const union inany_addr *guest,
-			     const union inany_addr *remote, uint8_t proto,
-			     const uint8_t *l4_head, size_t l4_len,
-			     uint8_t code)
-{
-	uint8_t msg[ICMP_HLEN + ICMP_IP6_HLEN + ICMP_QUOTE_L4];
-	uint16_t sum;
-
-	if (inany_is_multicast6(remote))
-		return;
-	if (l4_len > DP_IP_MAX_LEN)
-		l4_len = DP_IP_MAX_LEN;
-
-	msg[ICMP_OFF_TYPE] = ICMP6_DEST_UNREACH;
-	msg[ICMP_OFF_CODE] = code == ICMP_UNREACH_PORT ? ICMP6_UNREACH_PORT :
-							 ICMP6_UNREACH_ADDR;
-	memset(msg + ICMP_OFF_CSUM, 0, ICMP_HLEN - ICMP_OFF_CSUM);
-	ip6_hdr_fill(msg + ICMP_HLEN, guest, remote, proto, DP_IP6_HOP_LIMIT,
-		     l4_len);
-	memcpy(msg + ICMP_HLEN + ICMP_IP6_HLEN, l4_head, ICMP_QUOTE_L4);
-	sum = csum(msg, sizeof(msg), ip_pseudo_csum(from, guest, IPPROTO_ICMPV6,
-						   sizeof(msg)));
-	memcpy(msg + ICMP_OFF_CSUM, &sum, sizeof(sum));
-
-	ip_tx_l4(dp, from, guest, IPPROTO_ICMPV6, msg, sizeof(msg));
-	DP_COUNT(dp, icmp_unreach_sent);
-}
-
-/**
- * icmp_tx_unreach() - send the guest an ICMP destination unreachable
- * @dp:		data plane
- * @from:	source of the error (the remote, or the gateway)
- * @guest:	the guest, source of the offending packet
- * @remote:	destination of the offending packet, as the guest wrote it
- * @proto:	its protocol
- * @l4_head:	its first ICMP_QUOTE_L4 transport bytes (ports, or ICMP header)
- * @l4_len:	its transport length, for the quoted IP header
- * @code:	ICMPv4 unreachable code (1 host, 3 port...), mapped for IPv6
- * @info:	the four bytes after the checksum (next-hop MTU for code 4), 0;
- *		IPv4 only
- */
-void icmp_tx_unreach(struct dp *dp, const union inany_addr *from,
-		     const union inany_addr *guest,
-		     const union inany_addr *remote, uint8_t proto,
-		     const uint8_t *l4_head, size_t l4_len, uint8_t code,
-		     uint32_t info)
-{
-	uint8_t msg[ICMP_HLEN + ICMP_IP4_HLEN + ICMP_QUOTE_L4];
-	uint16_t sum;
-
-	if (!dp->guest_mac_known || inany_is_v4(remote) != inany_is_v4(from))
-		return;
-	if (!inany_is_v4(remote)) {
-		icmp6_tx_unreach(dp, from, guest, remote, proto, l4_head,
-				 l4_len, code);
-		return;
-	}
-	if (!ip4_is_unicast(dp, inany_v4(remote)))
-		return;
-
-	if (l4_len > DP_IP_MAX_LEN - ICMP_IP4_HLEN)
-		l4_len = DP_IP_MAX_LEN - ICMP_IP4_HLEN;
-
-	msg[ICMP_OFF_TYPE] = ICMP_DEST_UNREACH;
-	msg[ICMP_OFF_CODE] = code;
-	wr16(msg + ICMP_OFF_CSUM, 0);
-	wr16(msg + ICMP_OFF_INFO, (uint16_t)(info >> 16));
-	wr16(msg + ICMP_OFF_INFO + 2, (uint16_t)info);
-	ip4_hdr_fill(dp, msg + ICMP_HLEN, inany_v4(guest), inany_v4(remote),
-		     proto, 0, l4_len);
-	memcpy(msg + ICMP_HLEN + ICMP_IP4_HLEN, l4_head, ICMP_QUOTE_L4);
-	sum = csum(msg, sizeof(msg), 0);
-	memcpy(msg + ICMP_OFF_CSUM, &sum, sizeof(sum));
-
-	ip_tx_l4(dp, from, guest, IPPROTO_ICMP, msg, sizeof(msg));
-	DP_COUNT(dp, icmp_unreach_sent);
 }
 
 /**
@@ -268,9 +169,9 @@ static struct flow *ping_flow_open(struct dp *dp, const struct l4_pkt *p,
 
 		DP_COUNT(dp, drop_unreachable);
 		ip_gateway(dp, &key->remote_addr, &gw);
-		icmp_tx_unreach(dp, &gw, &key->guest_addr, &key->remote_addr,
-				p->proto, p->l4, p->l4_len, ICMP_UNREACH_HOST,
-				0);
+		ip_tx_unreach(dp, &gw, &key->guest_addr, &key->remote_addr,
+			      p->proto, p->l4, p->l4_len, ICMP_UNREACH_HOST,
+			      0);
 		return NULL;
 	}
 
@@ -288,25 +189,16 @@ static struct flow *ping_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 
-	if (fwd_bind_outbound(dp, s, sa.ss_family) ||
-	    connect(s, (struct sockaddr *)&sa, sa_len)) {
+	if (fwd_bind_outbound(dp, s, sa.ss_family)) {
 		DP_COUNT(dp, drop_ping_socket);
 		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
 		return NULL;
 	}
 
-	f = flow_alloc(dp, FLOW_PING, key);
-	if (!f) {
-		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
+	f = flow_open(dp, FLOW_PING, key, s, &sa, sa_len,
+		      DP_CNT_drop_ping_socket);
+	if (!f)
 		return NULL;
-	}
-	f->sock = s;
-
-	if (flow_epoll_set(dp, f, EPOLLIN)) {
-		DP_COUNT(dp, drop_ping_socket);
-		flow_free(dp, f);
-		return NULL;
-	}
 
 	flow_timer_set(dp, f, dp->now_ms + DP_PING_IDLE_MS);
 	return f;
@@ -378,7 +270,7 @@ static void icmp6_echo_reply(struct dp *dp, const struct l4_pkt *p)
 	uint16_t sum;
 	uint8_t *r;
 
-	if (ICMP_IP6_HLEN + p->l4_len > dp->cfg.mtu) {
+	if (IP6_HLEN + p->l4_len > dp->cfg.mtu) {
 		DP_COUNT(dp, drop_icmp_too_big);
 		return;
 	}
@@ -386,7 +278,7 @@ static void icmp6_echo_reply(struct dp *dp, const struct l4_pkt *p)
 	r = eth_tx_start(dp, p->eth_src, ETH_TYPE_IP6);
 	ip6_hdr_fill(r, &p->dst, &p->src, IPPROTO_ICMPV6, DP_IP6_HOP_LIMIT,
 		     p->l4_len);
-	r += ICMP_IP6_HLEN;
+	r += IP6_HLEN;
 	memcpy(r, p->l4, p->l4_len);
 	r[ICMP_OFF_TYPE] = ICMP6_ECHO_REPLY;
 	wr16(r + ICMP_OFF_CSUM, 0);
@@ -394,7 +286,7 @@ static void icmp6_echo_reply(struct dp *dp, const struct l4_pkt *p)
 						IPPROTO_ICMPV6, p->l4_len));
 	memcpy(r + ICMP_OFF_CSUM, &sum, sizeof(sum));
 
-	eth_tx_commit(dp, ICMP_IP6_HLEN + p->l4_len);
+	eth_tx_commit(dp, IP6_HLEN + p->l4_len);
 	DP_COUNT(dp, icmp_echo_replies);
 }
 
@@ -462,7 +354,7 @@ void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 	n = udp_recv_batch(dp, f->sock);
 	for (i = 0; i < n; i++) {
 		uint8_t *r = udp_rx_data(dp, i);
-		size_t len = dp->udp_rx_len[i];
+		size_t len = dp->udp.rx_len[i];
 		uint16_t sum;
 
 		if (len == SIZE_MAX || len < ICMP_HLEN ||
@@ -498,7 +390,7 @@ void ping_timer(struct dp *dp, struct flow *f)
 	uint64_t end = f->ping.last_ms + DP_PING_IDLE_MS;
 
 	if (end <= dp->now_ms)
-		flow_free(dp, f);
+		flow_close(dp, f, FLOW_CLOSE_IDLE);
 	else
 		flow_timer_set(dp, f, end);
 }

@@ -40,21 +40,22 @@
  * slirp4netns's gateway and DNS address) and the link-local fe80::2 that
  * router advertisements come from.
  * Packets we originate get a 40-byte header from ip6_hdr_fill() (traffic
- * class and flow label 0); ip4.c's ip_tx_*() choose it by address family.
+ * class and flow label 0); ip.c's ip_tx_*() choose it by address family.
  */
 
 #include <netinet/in.h>
 
 #include "dp.h"
-
-/* IPv6 header and offsets of its fields */
-#define IP6_HLEN		40
-#define IP6_OFF_VER		0
-#define IP6_OFF_PLEN		4
-#define IP6_OFF_NEXT		6
-#define IP6_OFF_HOPS		7
-#define IP6_OFF_SADDR		8
-#define IP6_OFF_DADDR		24
+#include "dp_limits.h"
+#include "frag.h"
+#include "fwd.h"
+#include "icmp.h"
+#include "inany.h"
+#include "ip.h"
+#include "ip6.h"
+#include "tcp.h"
+#include "udp.h"
+#include "util.h"
 
 /* Extension headers: next header and length (in 8 bytes, minus one) first */
 #define IP6_EXT_HOPOPTS		0
@@ -82,28 +83,6 @@ bool ip6_is_local(const struct dp *dp, const union inany_addr *addr)
 	static const union inany_addr ll = DP_LL6_ADDR;
 
 	return fwd_is_local(dp, addr) || inany_equal(addr, &ll);
-}
-
-/**
- * ip6_hdr_fill() - write a 40-byte IPv6 header
- * @hdr:	where the header goes, IP6_HLEN bytes
- * @src:	source address
- * @dst:	destination address
- * @next:	next header (protocol)
- * @hops:	hop limit
- * @payload_len:	bytes after the header, at most 65535
- */
-void ip6_hdr_fill(uint8_t *hdr, const union inany_addr *src,
-		  const union inany_addr *dst, uint8_t next, uint8_t hops,
-		  size_t payload_len)
-{
-	hdr[IP6_OFF_VER] = 6 << 4;
-	hdr[1] = hdr[2] = hdr[3] = 0;
-	wr16(hdr + IP6_OFF_PLEN, (uint16_t)payload_len);
-	hdr[IP6_OFF_NEXT] = next;
-	hdr[IP6_OFF_HOPS] = hops;
-	memcpy(hdr + IP6_OFF_SADDR, src->a, sizeof(src->a));
-	memcpy(hdr + IP6_OFF_DADDR, dst->a, sizeof(dst->a));
 }
 
 /**

@@ -46,7 +46,16 @@
 
 #include <netinet/in.h>
 
+#include "checksum.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "eth.h"
+#include "inany.h"
+#include "ip.h"
+#include "ip6.h"
+#include "ndp.h"
+#include "util.h"
 
 /* NDP message types (RFC 4861) */
 #define NDP_RS			133
@@ -288,7 +297,7 @@ static void ndp_send_ra(struct dp *dp, const union inany_addr *dst,
 	ndp_send(dp, eth_dst, &ll, dst, msg, (size_t)(o - msg));
 	DP_COUNT(dp, ndp_ra_sent);
 
-	dp->ra_deadline_ms = dp->now_ms + (dp->cfg.ra_interval_ms ?
+	dp->ndp.ra_deadline_ms = dp->now_ms + (dp->cfg.ra_interval_ms ?
 					   dp->cfg.ra_interval_ms :
 					   DP_NDP_RA_INTERVAL_MS);
 }

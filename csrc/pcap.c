@@ -8,7 +8,7 @@
  * in host byte order (readers detect it from the magic number).
  *
  * tap.c calls pcap_batch() once per batch and direction, only when a capture
- * is running (dp->pcap_fd >= 0: the one branch the uncaptured path pays):
+ * is running (dp->pcap.fd >= 0: the one branch the uncaptured path pays):
  * after tap_read_batch() filled the receive ring, and in tap_tx_flush() before
  * the transmit queue is written to the TAP.  A batch becomes one writev(): a
  * record header from PCAP_HDR_LEN-byte slots in @pcap_rec, then the frame
@@ -37,6 +37,9 @@
 #include <unistd.h>
 
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "pcap.h"
 
 #define PCAP_MAGIC		0xa1b2c3d4	/* microsecond timestamps */
 #define PCAP_VERSION_MAJOR	2
@@ -96,9 +99,9 @@ _Static_assert(sizeof(struct pcap_rec_hdr) == PCAP_HDR_LEN,
  */
 static void pcap_stop(struct dp *dp, int state)
 {
-	close(dp->pcap_fd);
-	dp->pcap_fd = -1;
-	dp->pcap_state = state;
+	close(dp->pcap.fd);
+	dp->pcap.fd = -1;
+	dp->pcap.state = state;
 	dp_notice(dp, DP_NOTICE_PCAP_STOPPED);
 }
 
@@ -118,7 +121,7 @@ static int pcap_write_all(struct dp *dp, struct iovec *iov, int iovcnt,
 			  size_t len)
 {
 	while (len) {
-		ssize_t rc = writev(dp->pcap_fd, iov, iovcnt);
+		ssize_t rc = writev(dp->pcap.fd, iov, iovcnt);
 
 		if (rc < 0 && errno == EINTR)
 			continue;
@@ -127,7 +130,7 @@ static int pcap_write_all(struct dp *dp, struct iovec *iov, int iovcnt,
 		if (rc == 0)
 			return EIO;
 
-		dp->pcap_size += (uint64_t)rc;
+		dp->pcap.size += (uint64_t)rc;
 		len -= (size_t)rc;
 		while (iovcnt && (size_t)rc >= iov->iov_len) {
 			rc -= (ssize_t)iov->iov_len;
@@ -145,7 +148,7 @@ static int pcap_write_all(struct dp *dp, struct iovec *iov, int iovcnt,
 
 /**
  * pcap_batch() - append a batch of frames from a ring to the capture
- * @dp:		data plane with a capture running (dp->pcap_fd >= 0)
+ * @dp:		data plane with a capture running (dp->pcap.fd >= 0)
  * @ring:	first buffer of the ring, buffers DP_FRAME_MAX bytes apart
  * @lens:	bytes in each buffer, virtio-net header included
  * @count:	buffers to capture, from the first; at most DP_PCAP_BATCH
@@ -158,7 +161,7 @@ void pcap_batch(struct dp *dp, const uint8_t *ring, const size_t *lens,
 	struct iovec iov[DP_PCAP_BATCH * 2];
 	int saved_errno = errno, iovcnt = 0, err;
 	struct timespec now;
-	uint64_t before = dp->pcap_size;
+	uint64_t before = dp->pcap.size;
 	bool full = false;
 	size_t total = 0;
 	unsigned i;
@@ -169,15 +172,15 @@ void pcap_batch(struct dp *dp, const uint8_t *ring, const size_t *lens,
 	clock_gettime(CLOCK_REALTIME, &now);
 
 	for (i = 0; i < count; i++) {
-		struct pcap_rec_hdr *rec = &dp->pcap_rec[i];
+		struct pcap_rec_hdr *rec = &dp->pcap.rec[i];
 		size_t len;
 
-		if (lens[i] < dp->vnet_len)
+		if (lens[i] < dp->tap.vnet_len)
 			continue;
-		len = lens[i] - dp->vnet_len;
+		len = lens[i] - dp->tap.vnet_len;
 
-		if (dp->pcap_size + total + PCAP_HDR_LEN + len >
-		    dp->pcap_max_size) {
+		if (dp->pcap.size + total + PCAP_HDR_LEN + len >
+		    dp->pcap.max_size) {
 			full = true;
 			break;
 		}
@@ -189,7 +192,7 @@ void pcap_batch(struct dp *dp, const uint8_t *ring, const size_t *lens,
 		iov[iovcnt].iov_base = rec;
 		iov[iovcnt++].iov_len = PCAP_HDR_LEN;
 		iov[iovcnt].iov_base = (uint8_t *)ring +
-				       (size_t)i * DP_FRAME_MAX + dp->vnet_len;
+				       (size_t)i * DP_FRAME_MAX + dp->tap.vnet_len;
 		iov[iovcnt++].iov_len = len;
 		total += PCAP_HDR_LEN + len;
 	}
@@ -198,8 +201,8 @@ void pcap_batch(struct dp *dp, const uint8_t *ring, const size_t *lens,
 	if (err) {
 		DP_COUNT(dp, pcap_write_errors);
 		/* drop a partial record: readers then see a clean end */
-		if (ftruncate(dp->pcap_fd, (off_t)before) == 0)
-			dp->pcap_size = before;
+		if (ftruncate(dp->pcap.fd, (off_t)before) == 0)
+			dp->pcap.size = before;
 		pcap_stop(dp, -err);
 	} else {
 		DP_COUNT_N(dp, pcap_frames, (uint64_t)iovcnt / 2);
@@ -237,30 +240,30 @@ int dp_pcap_start(struct dp *dp, int fd, uint64_t max_size)
 		errno = EINVAL;
 		return -1;
 	}
-	if (dp->pcap_fd >= 0 || dp->pcap_state != DP_PCAP_OFF) {
+	if (dp->pcap.fd >= 0 || dp->pcap.state != DP_PCAP_OFF) {
 		errno = EBUSY;
 		return -1;
 	}
 
-	dp->pcap_rec = calloc(DP_PCAP_BATCH, sizeof(*dp->pcap_rec));
-	if (!dp->pcap_rec) {
+	dp->pcap.rec = calloc(DP_PCAP_BATCH, sizeof(*dp->pcap.rec));
+	if (!dp->pcap.rec) {
 		errno = ENOMEM;
 		return -1;
 	}
 
-	dp->pcap_fd = fd;
-	dp->pcap_size = 0;
-	dp->pcap_max_size = max_size;
+	dp->pcap.fd = fd;
+	dp->pcap.size = 0;
+	dp->pcap.max_size = max_size;
 	err = pcap_write_all(dp, &iov, 1, sizeof(hdr));
 	if (err) {
-		dp->pcap_fd = -1;
-		free(dp->pcap_rec);
-		dp->pcap_rec = NULL;
+		dp->pcap.fd = -1;
+		free(dp->pcap.rec);
+		dp->pcap.rec = NULL;
 		errno = err;
 		return -1;
 	}
 
-	dp->pcap_state = DP_PCAP_ON;
+	dp->pcap.state = DP_PCAP_ON;
 	return 0;
 }
 
@@ -274,7 +277,7 @@ int dp_pcap_start(struct dp *dp, int fd, uint64_t max_size)
  */
 int dp_pcap_state(const struct dp *dp)
 {
-	return dp ? dp->pcap_state : DP_PCAP_OFF;
+	return dp ? dp->pcap.state : DP_PCAP_OFF;
 }
 
 /**
@@ -283,8 +286,8 @@ int dp_pcap_state(const struct dp *dp)
  */
 void pcap_init(struct dp *dp)
 {
-	dp->pcap_fd = -1;
-	dp->pcap_state = DP_PCAP_OFF;
+	dp->pcap.fd = -1;
+	dp->pcap.state = DP_PCAP_OFF;
 }
 
 /**
@@ -293,9 +296,9 @@ void pcap_init(struct dp *dp)
  */
 void pcap_cleanup(struct dp *dp)
 {
-	if (dp->pcap_fd >= 0)
-		close(dp->pcap_fd);
-	dp->pcap_fd = -1;
-	free(dp->pcap_rec);
-	dp->pcap_rec = NULL;
+	if (dp->pcap.fd >= 0)
+		close(dp->pcap.fd);
+	dp->pcap.fd = -1;
+	free(dp->pcap.rec);
+	dp->pcap.rec = NULL;
 }

@@ -51,6 +51,11 @@
 #include <unistd.h>
 
 #include "dp.h"
+#include "dp_limits.h"
+#include "flow.h"
+#include "fwd.h"
+#include "inany.h"
+#include "splice.h"
 
 #define SPLICE_FDS	5	/* besides the accepted socket: host socket, pipes */
 #define SPLICE_KEY_PROTO 0	/* flow keys of spliced connections: no guest
@@ -152,11 +157,11 @@ static void splice_pipes_close(struct splice_flow *s)
 
 /**
  * splice_release() - close what a spliced flow holds besides @sock and give
- * it back to the budget (flow_free() calls it, then closes @sock)
+ * it back to the budget
  * @dp:		data plane
  * @f:		spliced flow
  */
-void splice_release(struct dp *dp, struct flow *f)
+static void splice_release(struct dp *dp, struct flow *f)
 {
 	struct splice_flow *s = &f->splice;
 
@@ -164,6 +169,33 @@ void splice_release(struct dp *dp, struct flow *f)
 	s->host_sock = -1;
 	splice_pipes_close(s);
 	flow_fds_give(dp, FLOW_SOCK_FWD, SPLICE_FDS);
+}
+
+/**
+ * splice_close() - close a spliced flow, both sides
+ * @dp:		data plane
+ * @f:		spliced flow
+ * @why:	reason, for flow_close()
+ */
+static void splice_close(struct dp *dp, struct flow *f,
+			 enum flow_close_reason why)
+{
+	splice_release(dp, f);
+	flow_close(dp, f, why);
+}
+
+/**
+ * splice_cleanup() - release what spliced flows hold besides their @sock
+ * @dp:		data plane, going away: flow_table_cleanup() closes the rest
+ */
+void splice_cleanup(struct dp *dp)
+{
+	struct flow *f;
+
+	flow_foreach(dp, f) {
+		if (f->type == FLOW_SPLICE)
+			splice_release(dp, f);
+	}
 }
 
 /**
@@ -179,7 +211,7 @@ static void splice_reset(struct dp *dp, struct flow *f)
 	setsockopt(f->splice.host_sock, SOL_SOCKET, SO_LINGER, &rst,
 		   sizeof(rst));
 	DP_COUNT(dp, splice_resets);
-	flow_free(dp, f);
+	splice_close(dp, f, FLOW_CLOSE_RESET);
 }
 
 /**
@@ -296,7 +328,7 @@ void splice_sock_event(struct dp *dp, struct flow *f, int side,
 	}
 	if (s->shut[SPLICE_NS] && s->shut[SPLICE_HOST]) {
 		DP_COUNT(dp, splice_conn_closed);
-		flow_free(dp, f);
+		splice_close(dp, f, FLOW_CLOSE_DONE);
 		return;
 	}
 	if (events & EPOLLHUP) {

@@ -46,6 +46,6 @@ void splice_accept(struct dp *dp, struct fwd_listener *l);
 void splice_sock_event(struct dp *dp, struct flow *f, int side,
 		       uint32_t events);
 void splice_timer(struct dp *dp, struct flow *f);
-void splice_release(struct dp *dp, struct flow *f);
+void splice_cleanup(struct dp *dp);
 
 #endif /* SPLICE_H */

@@ -32,7 +32,7 @@
  * struct tap_offload.
  *
  * tap_init() also asks the kernel (TUNSETOFFLOAD) for TUN_F_CSUM, TUN_F_TSO4,
- * TUN_F_TSO6 and, since Linux 6.2, TUN_F_USO4 and TUN_F_USO6 (dp->uso; a
+ * TUN_F_TSO6 and, since Linux 6.2, TUN_F_USO4 and TUN_F_USO6 (dp->tap.uso; a
  * kernel that refuses them gets the request again without USO): the guest's
  * interface then claims checksum, TCP and UDP segmentation offload, and its
  * kernel hands us TCP and UDP with only the pseudo-header sum in the
@@ -115,7 +115,14 @@
 #include <linux/if_tun.h>
 #include <linux/virtio_net.h>
 
+#include "checksum.h"
 #include "dp.h"
+#include "dp_api_once.h"
+#include "dp_limits.h"
+#include "inany.h"
+#include "pcap.h"
+#include "tap.h"
+#include "util.h"
 
 /* UDP segmentation offload (Linux 6.2), should the system's headers be
  * older than the kernel */
@@ -155,37 +162,37 @@ int tap_init(struct dp *dp)
 {
 	int flags;
 
-	flags = fcntl(dp->tap_fd, F_GETFL);
-	if (flags < 0 || fcntl(dp->tap_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+	flags = fcntl(dp->tap.fd, F_GETFL);
+	if (flags < 0 || fcntl(dp->tap.fd, F_SETFL, flags | O_NONBLOCK) < 0)
 		return -1;
 
 	if (dp->cfg.vnet_hdr) {
 		bool no_uso = dp->cfg.offloads_off & DP_OFFLOAD_NO_USO;
 		int sz = DP_VNET_HDR_LEN;
 
-		if (ioctl(dp->tap_fd, TUNSETVNETHDRSZ, &sz) < 0) {
+		if (ioctl(dp->tap.fd, TUNSETVNETHDRSZ, &sz) < 0) {
 			if (errno != ENOTTY)
 				return -1;
 			/* Not a TAP (a test's socket pair): its peer must speak
 			 * DP_VNET_HDR_LEN byte headers, no offload is
 			 * negotiated, and it is taken to speak every header */
-			dp->uso = !no_uso;
+			dp->tap.uso = !no_uso;
 		} else if (!no_uso &&
-			   !ioctl(dp->tap_fd, TUNSETOFFLOAD,
+			   !ioctl(dp->tap.fd, TUNSETOFFLOAD,
 				  (unsigned long)TAP_OFFLOADS_USO)) {
-			dp->uso = true;
+			dp->tap.uso = true;
 		} else {
 			/* before Linux 6.2, USO is EINVAL; refused again:
 			 * the guest checksums everything itself */
-			ioctl(dp->tap_fd, TUNSETOFFLOAD,
+			ioctl(dp->tap.fd, TUNSETOFFLOAD,
 			      (unsigned long)TAP_OFFLOADS);
 		}
-		dp->vnet_len = DP_VNET_HDR_LEN;
+		dp->tap.vnet_len = DP_VNET_HDR_LEN;
 	}
 
-	dp->rx_buf = calloc(DP_RX_RING, DP_FRAME_MAX);
-	dp->tx_buf = calloc(DP_TX_RING, DP_FRAME_MAX);
-	if (!dp->rx_buf || !dp->tx_buf) {
+	dp->tap.rx_buf = calloc(DP_RX_RING, DP_FRAME_MAX);
+	dp->tap.tx_buf = calloc(DP_TX_RING, DP_FRAME_MAX);
+	if (!dp->tap.rx_buf || !dp->tap.tx_buf) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -199,10 +206,10 @@ int tap_init(struct dp *dp)
  */
 void tap_cleanup(struct dp *dp)
 {
-	free(dp->rx_buf);
-	free(dp->tx_buf);
-	dp->rx_buf = NULL;
-	dp->tx_buf = NULL;
+	free(dp->tap.rx_buf);
+	free(dp->tap.tx_buf);
+	dp->tap.rx_buf = NULL;
+	dp->tap.tx_buf = NULL;
 }
 
 /**
@@ -224,21 +231,21 @@ int tap_read_batch(struct dp *dp, int max, int *status)
 		max = DP_RX_RING;
 
 	for (n = 0; n < max; n++) {
-		uint8_t *buf = dp->rx_buf + (size_t)n * DP_FRAME_MAX;
+		uint8_t *buf = dp->tap.rx_buf + (size_t)n * DP_FRAME_MAX;
 		ssize_t rc;
 
 		do
-			rc = read(dp->tap_fd, buf, DP_FRAME_MAX);
+			rc = read(dp->tap.fd, buf, DP_FRAME_MAX);
 		while (rc < 0 && errno == EINTR);
 
 		if (rc > 0) {
-			dp->rx_len[n] = (size_t)rc;
+			dp->tap.rx_len[n] = (size_t)rc;
 			continue;
 		}
 
 		if (rc == 0 || errno == EIO || errno == EBADFD ||
 		    errno == ENXIO) {
-			dp->tap_gone = true;
+			dp->tap.gone = true;
 			*status = DP_POLL_TAP_GONE;
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
 			DP_COUNT(dp, tap_read_errors);
@@ -247,8 +254,8 @@ int tap_read_batch(struct dp *dp, int max, int *status)
 		break;
 	}
 
-	if (dp->pcap_fd >= 0 && n)
-		pcap_batch(dp, dp->rx_buf, dp->rx_len, (unsigned)n);
+	if (dp->pcap.fd >= 0 && n)
+		pcap_batch(dp, dp->tap.rx_buf, dp->tap.rx_len, (unsigned)n);
 	return n;
 }
 
@@ -283,7 +290,7 @@ static bool tap_gso_carries(const uint8_t *frame, size_t len, bool v4,
 
 /**
  * tap_rx_vnet() - check a received virtio-net header, keep what it asks for
- * @dp:		data plane, dp->rx_off filled on success
+ * @dp:		data plane, dp->tap.rx_off filled on success
  * @h:		the header, from the guest
  * @frame:	Ethernet frame behind it
  * @len:	frame length
@@ -294,7 +301,7 @@ static bool tap_gso_carries(const uint8_t *frame, size_t len, bool v4,
 static bool tap_rx_vnet(struct dp *dp, const struct virtio_net_hdr_v1 *h,
 			const uint8_t *frame, size_t len)
 {
-	struct tap_offload *o = &dp->rx_off;
+	struct tap_offload *o = &dp->tap.rx_off;
 	bool sound;
 
 	memset(o, 0, sizeof(*o));
@@ -335,7 +342,7 @@ static bool tap_rx_vnet(struct dp *dp, const struct virtio_net_hdr_v1 *h,
 		break;
 	case VIRTIO_NET_HDR_GSO_UDP_L4:
 		/* never negotiated: a guest kernel would not send it */
-		sound = dp->uso &&
+		sound = dp->tap.uso &&
 			tap_gso_carries(frame, len, true, true, IPPROTO_UDP);
 		break;
 	default:	/* UDP (UFO), the ECN bit alone or with UDP_L4... */
@@ -355,8 +362,8 @@ static bool tap_rx_vnet(struct dp *dp, const struct virtio_net_hdr_v1 *h,
 
 /**
  * tap_rx_frame() - find and check the Ethernet frame in a receive ring slot
- * @dp:		data plane; on success dp->rx_frame and dp->rx_off describe
- *		the frame until the caller clears dp->rx_frame
+ * @dp:		data plane; on success dp->tap.rx_frame and dp->tap.rx_off describe
+ *		the frame until the caller clears dp->tap.rx_frame
  * @i:		slot, below the count tap_read_batch() returned
  * @len:	set to the frame length, virtio-net header excluded
  *
@@ -365,25 +372,25 @@ static bool tap_rx_vnet(struct dp *dp, const struct virtio_net_hdr_v1 *h,
  */
 uint8_t *tap_rx_frame(struct dp *dp, int i, size_t *len)
 {
-	uint8_t *buf = dp->rx_buf + (size_t)i * DP_FRAME_MAX;
-	uint8_t *frame = buf + dp->vnet_len;
+	uint8_t *buf = dp->tap.rx_buf + (size_t)i * DP_FRAME_MAX;
+	uint8_t *frame = buf + dp->tap.vnet_len;
 
 	*len = 0;
-	if (dp->rx_len[i] < dp->vnet_len) {
+	if (dp->tap.rx_len[i] < dp->tap.vnet_len) {
 		DP_COUNT(dp, drop_vnet_hdr);
 		return NULL;
 	}
 
-	if (dp->vnet_len &&
+	if (dp->tap.vnet_len &&
 	    !tap_rx_vnet(dp, (const struct virtio_net_hdr_v1 *)buf, frame,
-			 dp->rx_len[i] - dp->vnet_len))
+			 dp->tap.rx_len[i] - dp->tap.vnet_len))
 		return NULL;
-	if (!dp->vnet_len)
-		memset(&dp->rx_off, 0, sizeof(dp->rx_off));
+	if (!dp->tap.vnet_len)
+		memset(&dp->tap.rx_off, 0, sizeof(dp->tap.rx_off));
 
-	*len = dp->rx_len[i] - dp->vnet_len;
-	dp->rx_frame = frame;
-	dp->rx_frame_len = *len;
+	*len = dp->tap.rx_len[i] - dp->tap.vnet_len;
+	dp->tap.rx_frame = frame;
+	dp->tap.rx_frame_len = *len;
 	return frame;
 }
 
@@ -395,7 +402,7 @@ uint8_t *tap_rx_frame(struct dp *dp, int i, size_t *len)
  * @tcp:	true for TCP, false for UDP
  *
  * A GSO frame's header is the one its type segments (TCP for TCPV4 and
- * TCPV6, UDP for UDP_L4); dp->rx_off.gso_size tells the caller it holds a
+ * TCPV6, UDP for UDP_L4); dp->tap.rx_off.gso_size tells the caller it holds a
  * super-segment or super-datagram.
  *
  * Return: TAP_CSUM_PARTIAL if the frame being dispatched says, with
@@ -408,14 +415,14 @@ uint8_t *tap_rx_frame(struct dp *dp, int i, size_t *len)
 int tap_rx_l4_csum(struct dp *dp, const uint8_t *l4, size_t csum_field,
 		   bool tcp)
 {
-	const struct tap_offload *o = &dp->rx_off;
+	const struct tap_offload *o = &dp->tap.rx_off;
 	bool exact;
 
-	if (!dp->rx_frame || l4 < dp->rx_frame ||
-	    l4 >= dp->rx_frame + dp->rx_frame_len)
+	if (!dp->tap.rx_frame || l4 < dp->tap.rx_frame ||
+	    l4 >= dp->tap.rx_frame + dp->tap.rx_frame_len)
 		return TAP_CSUM_VERIFY;
 
-	exact = o->csum_partial && l4 - dp->rx_frame == o->csum_start &&
+	exact = o->csum_partial && l4 - dp->tap.rx_frame == o->csum_start &&
 		o->csum_offset == csum_field;
 
 	if (o->gso_size &&
@@ -444,10 +451,10 @@ int tap_rx_l4_csum(struct dp *dp, const uint8_t *l4, size_t csum_field,
  */
 uint8_t *tap_tx_alloc(struct dp *dp)
 {
-	if (dp->tx_count == DP_TX_RING)
+	if (dp->tap.tx_count == DP_TX_RING)
 		tap_tx_flush(dp);
 
-	return dp->tx_buf + (size_t)dp->tx_count * DP_FRAME_MAX + dp->vnet_len;
+	return dp->tap.tx_buf + (size_t)dp->tap.tx_count * DP_FRAME_MAX + dp->tap.vnet_len;
 }
 
 /**
@@ -457,10 +464,10 @@ uint8_t *tap_tx_alloc(struct dp *dp)
  */
 void tap_tx_commit(struct dp *dp, size_t len)
 {
-	uint8_t *buf = dp->tx_buf + (size_t)dp->tx_count * DP_FRAME_MAX;
+	uint8_t *buf = dp->tap.tx_buf + (size_t)dp->tap.tx_count * DP_FRAME_MAX;
 
-	if (dp->vnet_len) {
-		const struct tap_offload *o = &dp->tx_off;
+	if (dp->tap.vnet_len) {
+		const struct tap_offload *o = &dp->tap.tx_off;
 		struct virtio_net_hdr_v1 h = { 0 };
 
 		if (o->csum_partial) {
@@ -476,14 +483,14 @@ void tap_tx_commit(struct dp *dp, size_t len)
 		}
 		memcpy(buf, &h, sizeof(h));
 	}
-	memset(&dp->tx_off, 0, sizeof(dp->tx_off));
+	memset(&dp->tap.tx_off, 0, sizeof(dp->tap.tx_off));
 
-	dp->tx_len[dp->tx_count++] = dp->vnet_len + len;
+	dp->tap.tx_len[dp->tap.tx_count++] = dp->tap.vnet_len + len;
 }
 
 /**
  * tap_tx_csum_partial() - leave a transport checksum to the guest's kernel
- * @dp:		data plane with virtio-net headers (dp->vnet_len)
+ * @dp:		data plane with virtio-net headers (dp->tap.vnet_len)
  * @l4_off:	offset of the transport header from the start of the frame
  *		being built
  * @csum_field:	offset of its checksum field, which holds the pseudo-header
@@ -493,9 +500,9 @@ void tap_tx_commit(struct dp *dp, size_t len)
  */
 void tap_tx_csum_partial(struct dp *dp, size_t l4_off, size_t csum_field)
 {
-	dp->tx_off.csum_partial = true;
-	dp->tx_off.csum_start = (uint16_t)l4_off;
-	dp->tx_off.csum_offset = (uint16_t)csum_field;
+	dp->tap.tx_off.csum_partial = true;
+	dp->tap.tx_off.csum_start = (uint16_t)l4_off;
+	dp->tap.tx_off.csum_offset = (uint16_t)csum_field;
 }
 
 /**
@@ -508,15 +515,15 @@ void tap_tx_csum_partial(struct dp *dp, size_t l4_off, size_t csum_field)
  */
 void tap_tx_gso_tcp(struct dp *dp, bool v6, size_t hdr_len, uint16_t mss)
 {
-	dp->tx_off.gso_size = mss;
-	dp->tx_off.hdr_len = (uint16_t)hdr_len;
-	dp->tx_off.gso_type = v6 ? VIRTIO_NET_HDR_GSO_TCPV6 :
+	dp->tap.tx_off.gso_size = mss;
+	dp->tap.tx_off.hdr_len = (uint16_t)hdr_len;
+	dp->tap.tx_off.gso_type = v6 ? VIRTIO_NET_HDR_GSO_TCPV6 :
 				   VIRTIO_NET_HDR_GSO_TCPV4;
 }
 
 /**
  * tap_tx_gso_udp() - mark the frame being built as a UDP datagram to cut
- * @dp:		data plane with UDP segmentation offload (dp->uso),
+ * @dp:		data plane with UDP segmentation offload (dp->tap.uso),
  *		tap_tx_csum_partial() called for this frame
  * @hdr_len:	Ethernet, IP and UDP header bytes
  * @gso_size:	payload bytes per datagram, all but the last (which may be
@@ -529,9 +536,9 @@ void tap_tx_gso_tcp(struct dp *dp, bool v6, size_t hdr_len, uint16_t mss)
  */
 void tap_tx_gso_udp(struct dp *dp, size_t hdr_len, uint16_t gso_size)
 {
-	dp->tx_off.gso_size = gso_size;
-	dp->tx_off.hdr_len = (uint16_t)hdr_len;
-	dp->tx_off.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
+	dp->tap.tx_off.gso_size = gso_size;
+	dp->tap.tx_off.hdr_len = (uint16_t)hdr_len;
+	dp->tap.tx_off.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
 }
 
 /**
@@ -550,7 +557,7 @@ unsigned tap_tx_reserve(struct dp *dp, unsigned n)
 {
 	if (n > DP_TX_RING)
 		n = DP_TX_RING;
-	if (dp->tx_count + n > DP_TX_RING)
+	if (dp->tap.tx_count + n > DP_TX_RING)
 		tap_tx_flush(dp);
 
 	return n;
@@ -566,8 +573,8 @@ unsigned tap_tx_reserve(struct dp *dp, unsigned n)
  */
 uint8_t *tap_tx_ahead(struct dp *dp, unsigned i)
 {
-	return dp->tx_buf + (size_t)(dp->tx_count + i) * DP_FRAME_MAX +
-	       dp->vnet_len;
+	return dp->tap.tx_buf + (size_t)(dp->tap.tx_count + i) * DP_FRAME_MAX +
+	       dp->tap.vnet_len;
 }
 
 /**
@@ -582,26 +589,26 @@ void tap_tx_flush(struct dp *dp)
 	int saved_errno = errno;
 	unsigned i;
 
-	if (dp->pcap_fd >= 0 && dp->tx_count)
-		pcap_batch(dp, dp->tx_buf, dp->tx_len, dp->tx_count);
+	if (dp->pcap.fd >= 0 && dp->tap.tx_count)
+		pcap_batch(dp, dp->tap.tx_buf, dp->tap.tx_len, dp->tap.tx_count);
 
-	for (i = 0; i < dp->tx_count; i++) {
-		const uint8_t *buf = dp->tx_buf + (size_t)i * DP_FRAME_MAX;
+	for (i = 0; i < dp->tap.tx_count; i++) {
+		const uint8_t *buf = dp->tap.tx_buf + (size_t)i * DP_FRAME_MAX;
 		ssize_t rc;
 
 		do
-			rc = write(dp->tap_fd, buf, dp->tx_len[i]);
+			rc = write(dp->tap.fd, buf, dp->tap.tx_len[i]);
 		while (rc < 0 && errno == EINTR);
 
-		if (rc < 0 || (size_t)rc != dp->tx_len[i]) {
+		if (rc < 0 || (size_t)rc != dp->tap.tx_len[i]) {
 			DP_COUNT(dp, drop_tap_write);
 			continue;
 		}
 
 		DP_COUNT(dp, frames_out);
-		DP_COUNT_N(dp, bytes_out, dp->tx_len[i] - dp->vnet_len);
+		DP_COUNT_N(dp, bytes_out, dp->tap.tx_len[i] - dp->tap.vnet_len);
 	}
 
-	dp->tx_count = 0;
+	dp->tap.tx_count = 0;
 	errno = saved_errno;
 }

@@ -112,389 +112,35 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <linux/sock_diag.h>
-
+#include "checksum.h"
 #include "dp.h"
-
-/* TCP header: offsets of its fields, flag bits, options we read or write */
-#define TCP_HLEN		20
-#define TCP_OFF_SPORT		0
-#define TCP_OFF_DPORT		2
-#define TCP_OFF_SEQ		4
-#define TCP_OFF_ACK		8
-#define TCP_OFF_DOFF		12
-#define TCP_OFF_FLAGS		13
-#define TCP_OFF_WND		14
-#define TCP_OFF_CSUM		16
-#define TCP_OFF_URG		18
-
-#define TCP_FIN			0x01
-#define TCP_SYN			0x02
-#define TCP_RST			0x04
-#define TCP_PSH			0x08
-#define TCP_ACK			0x10
-
-#define TCP_OPT_EOL		0
-#define TCP_OPT_NOP		1
-#define TCP_OPT_MSS		2
-#define TCP_OPT_WS		3
-#define TCP_OPT_SACK_OK		4
-#define TCP_OPT_SACK		5
-#define TCP_OPT_MSS_LEN		4
-#define TCP_OPT_WS_LEN		3
-#define TCP_OPT_SACK_OK_LEN	2
-#define TCP_SACK_BLOCKS_MAX	4	/* 2 + 2 + 4 * 8 bytes fit the 40 */
-#define TCP_OPT_MAX		40	/* 60-byte header less the fixed part */
-
-/* ICMP destination unreachable codes for a failed connect(), and how much of
- * the guest's SYN the error quotes (ports and sequence number) */
-#define TCP_ICMP_NET_UNREACH	0
-#define TCP_ICMP_HOST_UNREACH	1
-#define TCP_SYN_QUOTE_LEN	8
-
-/* Three duplicate ACKs in a row start a fast retransmit (RFC 5681) */
-#define TCP_DUP_ACK_THRESHOLD	3
-
-
-/* Connection states, see the theory of operation; TCP_ST_CLOSED is a zeroed
- * flow that never got further */
-#define TCP_STATES(X)							\
-	X(TCP_ST_CLOSED)							\
-	X(TCP_ST_CONNECTING)	/* host connect() in progress */	\
-	X(TCP_ST_SYN_ACK_SENT)	/* waiting for the guest's ACK */	\
-	X(TCP_ST_ESTABLISHED)	/* data both ways, half-closes in flags */ \
-	X(TCP_ST_SYN_SENT)	/* forwarded: waiting for the SYN-ACK */
-
-#define TCP_STATE_ENUM(name)	name,
-enum tcp_state {
-	TCP_STATES(TCP_STATE_ENUM)
-	TCP_STATE_COUNT
-};
-#undef TCP_STATE_ENUM
-
-#define TCP_STATE_NAME(name)	#name,
-static const char *const tcp_state_names[] __attribute__((unused)) = {
-	TCP_STATES(TCP_STATE_NAME)
-};
-#undef TCP_STATE_NAME
-
-_Static_assert(sizeof(tcp_state_names) / sizeof(tcp_state_names[0]) ==
-	       TCP_STATE_COUNT, "TCP state names and enum tcp_state differ");
-
-/* struct tcp_flow.flags */
-#define TCP_F_WS		0x0001	/* window scaling negotiated */
-#define TCP_F_BATCHED		0x0002	/* has an entry in dp->tcp.ent */
-#define TCP_F_ACK_DUE		0x0004	/* guest data or FIN to acknowledge */
-#define TCP_F_SEND_DUE		0x0008	/* ack or window moved: send data */
-#define TCP_F_WND_LIMITED	0x0010	/* socket nearly full: EPOLLOUT on */
-#define TCP_F_GUEST_FIN_QUEUED	0x0020	/* guest FIN seen, after queued data */
-#define TCP_F_GUEST_FIN		0x0040	/* guest FIN done: socket SHUT_WR */
-#define TCP_F_HOST_EOF		0x0080	/* socket EOF, FIN at seq_fin_to_guest */
-#define TCP_F_FIN_SENT		0x0100	/* our FIN is out (cleared on rewind) */
-#define TCP_F_FIN_ACKED		0x0200	/* the guest acked our FIN */
-#define TCP_F_SACK		0x0400	/* SACK permitted: our ACKs carry blocks */
-
-/* epoll events of an open connection; EPOLLOUT is added while needed */
-#define TCP_EPOLL_EVENTS	(EPOLLIN | EPOLLRDHUP | EPOLLET)
-
-/**
- * struct tcp_seg - the fields of a validated segment from the guest
- * @sport:	source port (the guest's)
- * @dport:	destination port
- * @seq:	sequence number
- * @ack:	acknowledgement number, valid with TCP_ACK
- * @flags:	TCP_SYN, TCP_ACK...
- * @wnd:	window field, not scaled
- * @opts:	options
- * @opt_len:	bytes of options
- * @data:	payload
- * @len:	bytes of payload
- */
-struct tcp_seg {
-	uint16_t sport;
-	uint16_t dport;
-	uint32_t seq;
-	uint32_t ack;
-	uint8_t flags;
-	uint16_t wnd;
-	const uint8_t *opts;
-	size_t opt_len;
-	const uint8_t *data;
-	size_t len;
-};
+#include "dp_limits.h"
+#include "flow.h"
+#include "fwd.h"
+#include "inany.h"
+#include "ip.h"
+#include "tap.h"
+#include "tcp.h"
+#include "tcp_buf.h"
+#include "tcp_conn.h"
+#include "tcp_internal.h"
+#include "tcp_ooo.h"
+#include "util.h"
 
 static void tcp_timer_arm(struct dp *dp, struct flow *f);
 
 /**
- * tcp_flow_free() - release a TCP flow and its socket
+ * tcp_flow_close() - release a TCP flow and its socket
  * @dp:		data plane
  * @f:		flow, type FLOW_TCP
+ * @why:	reason, for flow_close()
  */
-static void tcp_flow_free(struct dp *dp, struct flow *f)
+static void tcp_flow_close(struct dp *dp, struct flow *f,
+			   enum flow_close_reason why)
 {
 	tcp_ooo_free(dp, &f->tcp.ooo);
 	dp->tcp.conns--;
-	flow_free(dp, f);
-}
-
-/**
- * tcp_csum_commit() - checksum a segment built after ip_tx_start(), queue it
- * @dp:		data plane
- * @src:	source address, as given to ip_tx_start()
- * @dst:	destination address, as given to ip_tx_start()
- * @th:		TCP header, checksum field zero, payload behind it
- * @l4_len:	header plus payload bytes
- */
-static void tcp_csum_commit(struct dp *dp, const union inany_addr *src,
-			    const union inany_addr *dst, uint8_t *th,
-			    size_t l4_len)
-{
-	uint16_t sum;
-
-	sum = csum(th, l4_len, ip_pseudo_csum(src, dst, IPPROTO_TCP, l4_len));
-	memcpy(th + TCP_OFF_CSUM, &sum, sizeof(sum));
-	ip_tx_commit(dp, IPPROTO_TCP, l4_len);
-}
-
-/**
- * tcp_offload_commit() - queue a data segment, checksum and cutting left to
- * the guest's kernel
- * @dp:		data plane with virtio-net headers
- * @f:		flow
- * @th:		TCP header (no options) built after ip_tx_start(), checksum
- *		field zero, payload behind it
- * @len:	payload bytes, more than the guest's MSS for a GSO segment
- *
- * The checksum field gets the pseudo-header sum over the whole segment, as
- * Linux's own stack leaves it for CHECKSUM_PARTIAL: the guest verifies
- * nothing for local delivery, and fixes the sum up per segment if it ever
- * forwards the segment.
- */
-static void tcp_offload_commit(struct dp *dp, const struct flow *f,
-			       uint8_t *th, size_t len)
-{
-	size_t l4_off = DP_ETH_HLEN + ip_hdr_len(&f->key.guest_addr);
-	size_t l4_len = TCP_HLEN + len;
-	uint16_t sum;
-
-	sum = (uint16_t)~csum_fold(ip_pseudo_csum(&f->key.remote_addr,
-						  &f->key.guest_addr,
-						  IPPROTO_TCP, l4_len));
-	memcpy(th + TCP_OFF_CSUM, &sum, sizeof(sum));
-	tap_tx_csum_partial(dp, l4_off, TCP_OFF_CSUM);
-	if (len > f->tcp.mss)
-		tap_tx_gso_tcp(dp, !inany_is_v4(&f->key.guest_addr),
-			       l4_off + TCP_HLEN, f->tcp.mss);
-	ip_tx_commit(dp, IPPROTO_TCP, l4_len);
-}
-
-/**
- * tcp_frame_payload() - largest payload of one data frame to the guest
- * @dp:		data plane
- * @f:		flow
- *
- * Return: the MSS without virtio-net headers; with them, as many whole MSS
- *	   as fit a maximal IP datagram (the guest's kernel cuts the segment)
- */
-static size_t tcp_frame_payload(const struct dp *dp, const struct flow *f)
-{
-	size_t mss = f->tcp.mss, max;
-
-	if (!dp->vnet_len)
-		return mss;
-
-	max = DP_IP_MAX_LEN - ip_hdr_len(&f->key.guest_addr) - TCP_HLEN;
-	return max < mss ? mss : max / mss * mss;
-}
-
-/**
- * tcp_hdr_fill() - write a TCP header
- * @th:		where the header goes
- * @sport:	source port, host order
- * @dport:	destination port, host order
- * @seq:	sequence number
- * @ack:	acknowledgement number (written even without TCP_ACK)
- * @flags:	TCP_ACK, TCP_PSH...
- * @wnd:	window field value
- * @hlen:	header length with options, a multiple of 4
- */
-static void tcp_hdr_fill(uint8_t *th, uint16_t sport, uint16_t dport,
-			 uint32_t seq, uint32_t ack, uint8_t flags,
-			 uint16_t wnd, size_t hlen)
-{
-	uint32_t v;
-
-	wr16(th + TCP_OFF_SPORT, sport);
-	wr16(th + TCP_OFF_DPORT, dport);
-	v = htonl(seq);
-	memcpy(th + TCP_OFF_SEQ, &v, sizeof(v));
-	v = htonl(ack);
-	memcpy(th + TCP_OFF_ACK, &v, sizeof(v));
-	th[TCP_OFF_DOFF] = (uint8_t)(hlen / 4 << 4);
-	th[TCP_OFF_FLAGS] = flags;
-	wr16(th + TCP_OFF_WND, wnd);
-	wr16(th + TCP_OFF_CSUM, 0);
-	wr16(th + TCP_OFF_URG, 0);
-}
-
-/**
- * tcp_wnd_field() - the window field for segments of a flow
- * @t:		TCP state
- *
- * Return: @wnd_to_guest scaled, at most 65535
- */
-static uint16_t tcp_wnd_field(const struct tcp_flow *t)
-{
-	uint32_t w = t->wnd_to_guest >> t->ws_to_guest;
-
-	return w > 0xffff ? 0xffff : (uint16_t)w;
-}
-
-/**
- * tcp_wnd_sent() - note the window a segment to the guest advertises
- * @t:		TCP state, @seq_from_guest being the segment's ack number
- * @wnd:	the window in bytes (the field, scaled unless in a SYN)
- *
- * The right edge only moves right: a window that shrank (the socket filled)
- * does not take back what an earlier one offered (RFC 9293, 3.8.6).
- */
-static void tcp_wnd_sent(struct tcp_flow *t, uint32_t wnd)
-{
-	uint32_t edge = t->seq_from_guest + wnd;
-
-	if (SEQ_GT(edge, t->seq_wnd_edge))
-		t->seq_wnd_edge = edge;
-}
-
-/**
- * tcp_sack_opts() - SACK blocks for the data held out of order
- * @t:		TCP state, SACK permitted
- * @o:		where the options go, behind the fixed header
- * @room:	bytes the frame has for the TCP header and options (MTU bound)
- *
- * Return: bytes of options written (a multiple of 4), 0 if nothing is held
- */
-static size_t tcp_sack_opts(const struct tcp_flow *t, uint8_t *o, size_t room)
-{
-	struct tcp_sack_block b[TCP_SACK_BLOCKS_MAX];
-	unsigned i, n, max = TCP_SACK_BLOCKS_MAX;
-
-	/* on tiny MTUs, as many blocks as the frame has room for */
-	if (room < TCP_HLEN + 4 + 8 * max)
-		max = room < TCP_HLEN + 4 ? 0 :
-		      (unsigned)((room - TCP_HLEN - 4) / 8);
-	n = tcp_ooo_sack(t->ooo, t->seq_from_guest, b, max);
-	if (!n)
-		return 0;
-
-	o[0] = TCP_OPT_NOP;
-	o[1] = TCP_OPT_NOP;
-	o[2] = TCP_OPT_SACK;
-	o[3] = (uint8_t)(2 + 8 * n);
-	for (i = 0; i < n; i++) {
-		uint32_t start = htonl(b[i].start), end = htonl(b[i].end);
-
-		memcpy(o + 4 + 8 * i, &start, 4);
-		memcpy(o + 8 + 8 * i, &end, 4);
-	}
-	return 4 + 8 * n;
-}
-
-/**
- * tcp_send_ctl() - send a segment without payload on a flow
- * @dp:		data plane
- * @f:		flow
- * @flags:	TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN (adds MSS and window scale
- *		options, unscaled window)
- * @seq:	sequence number
- */
-static void tcp_send_ctl(struct dp *dp, struct flow *f, uint8_t flags,
-			 uint32_t seq)
-{
-	struct tcp_flow *t = &f->tcp;
-	size_t room, hlen = TCP_HLEN;
-	uint16_t wnd = tcp_wnd_field(t);
-	uint8_t *th;
-
-	th = ip_tx_start(dp, &f->key.remote_addr, &f->key.guest_addr, &room);
-
-	if (flags & TCP_SYN) {
-		size_t mss = dp->cfg.mtu - ip_hdr_len(&f->key.guest_addr) -
-			     TCP_HLEN;
-		uint8_t *o = th + TCP_HLEN;
-
-		o[0] = TCP_OPT_MSS;
-		o[1] = TCP_OPT_MSS_LEN;
-		wr16(o + 2, (uint16_t)(mss > 0xffff ? 0xffff : mss));
-		hlen += TCP_OPT_MSS_LEN;
-		if (t->flags & TCP_F_WS) {
-			o[4] = TCP_OPT_NOP;
-			o[5] = TCP_OPT_WS;
-			o[6] = TCP_OPT_WS_LEN;
-			o[7] = t->ws_to_guest;
-			hlen += 1 + TCP_OPT_WS_LEN;
-		}
-		/* our SYN offers SACK, our SYN-ACK accepts the guest's offer */
-		if (!(flags & TCP_ACK) || t->flags & TCP_F_SACK) {
-			o = th + hlen;
-			o[0] = TCP_OPT_NOP;
-			o[1] = TCP_OPT_NOP;
-			o[2] = TCP_OPT_SACK_OK;
-			o[3] = TCP_OPT_SACK_OK_LEN;
-			hlen += 4;
-		}
-		/* RFC 7323: the window of a SYN is never scaled */
-		wnd = t->wnd_to_guest > 0xffff ? 0xffff :
-		      (uint16_t)t->wnd_to_guest;
-	} else if (flags == TCP_ACK && t->flags & TCP_F_SACK) {
-		hlen += tcp_sack_opts(t, th + TCP_HLEN,
-				      dp->cfg.mtu - ip_hdr_len(&f->key.guest_addr));
-	}
-
-	tcp_hdr_fill(th, f->key.remote_port, f->key.guest_port, seq,
-		     t->seq_from_guest, flags, wnd, hlen);
-	tcp_csum_commit(dp, &f->key.remote_addr, &f->key.guest_addr, th, hlen);
-
-	if (flags & TCP_ACK) {
-		t->seq_ack_sent = t->seq_from_guest;
-		t->flags &= ~TCP_F_ACK_DUE;
-		if (!(flags & TCP_RST))
-			tcp_wnd_sent(t, flags & TCP_SYN ? wnd :
-					(uint32_t)wnd << t->ws_to_guest);
-	}
-	if (flags & TCP_RST)
-		DP_COUNT(dp, tcp_rst_sent);
-}
-
-/**
- * tcp_rst_reply() - answer a segment that has no connection with a RST
- * @dp:		data plane
- * @p:		packet the segment came in (for the addresses)
- * @seg:	the segment (RFC 793 "Reset Generation")
- */
-static void tcp_rst_reply(struct dp *dp, const struct l4_pkt *p,
-			  const struct tcp_seg *seg)
-{
-	uint32_t seq = 0, ack = 0;
-	uint8_t flags = TCP_RST;
-	size_t room;
-	uint8_t *th;
-
-	if (seg->flags & TCP_RST)
-		return;
-
-	if (seg->flags & TCP_ACK) {
-		seq = seg->ack;
-	} else {
-		ack = seg->seq + (uint32_t)seg->len +
-		      !!(seg->flags & TCP_SYN) + !!(seg->flags & TCP_FIN);
-		flags |= TCP_ACK;
-	}
-
-	th = ip_tx_start(dp, &p->dst, &p->src, &room);
-	tcp_hdr_fill(th, seg->dport, seg->sport, seq, ack, flags, 0, TCP_HLEN);
-	tcp_csum_commit(dp, &p->dst, &p->src, th, TCP_HLEN);
-	DP_COUNT(dp, tcp_rst_sent);
+	flow_close(dp, f, why);
 }
 
 /**
@@ -508,7 +154,7 @@ static void tcp_close_rst_host(struct dp *dp, struct flow *f)
 
 	if (f->sock >= 0)
 		setsockopt(f->sock, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-	tcp_flow_free(dp, f);
+	tcp_flow_close(dp, f, FLOW_CLOSE_RESET);
 }
 
 /**
@@ -538,250 +184,6 @@ static void tcp_reset_from_host(struct dp *dp, struct flow *f)
 {
 	DP_COUNT(dp, tcp_rst_from_host);
 	tcp_reset(dp, f);
-}
-
-/**
- * tcp_epoll_out() - watch or stop watching the socket for writability
- * @dp:		data plane
- * @f:		flow, connected
- * @on:		true to add EPOLLOUT
- *
- * Events are edge-triggered: once EPOLLOUT was reported, a socket that is
- * full again reports nothing more until it is polled anew.  Turning EPOLLOUT
- * on while it is already on is therefore a fresh registration (the kernel
- * polls the socket, which marks it as waiting for space), not a no-op.
- *
- * Return: 0, or -1 if epoll refused
- */
-static int tcp_epoll_out(struct dp *dp, struct flow *f, bool on)
-{
-	if (on && f->epoll_events & EPOLLOUT)
-		return flow_epoll_rearm(dp, f);
-	return flow_epoll_set(dp, f, TCP_EPOLL_EVENTS | (on ? EPOLLOUT : 0));
-}
-
-/**
- * tcp_wnd_update() - compute the window to advertise from the socket
- * @dp:		data plane
- * @f:		flow with a socket
- *
- * The window is the socket's free send buffer as the kernel counts it
- * (SO_MEMINFO: SO_SNDBUF less the memory queued, headers and all), less a
- * margin, and no more than the connection's share of the guest's transmit
- * queue.  When the kernel calls the socket not writable (more than two
- * thirds of SO_SNDBUF queued: sk_stream_is_writeable()), EPOLLOUT is
- * watched: the host peer reads slower than the guest writes, and the guest
- * gets a window update once the socket drained to a third free, a window of
- * at least a twelfth of SO_SNDBUF.  The test is the kernel's own, on the
- * kernel's own numbers: with any other (SIOCOUTQ counts payload only) we
- * could decide the socket is full while the kernel has just said it is not,
- * and wait for an EPOLLOUT that never comes.
- *
- * Return: 0, or -1 if epoll failed
- */
-static int tcp_wnd_update(struct dp *dp, struct flow *f)
-{
-	uint32_t mem[SK_MEMINFO_VARS] = { 0 };
-	socklen_t sl = sizeof(mem);
-	struct tcp_flow *t = &f->tcp;
-	long sndbuf, queued, w;
-	unsigned long segs;
-
-	if (getsockopt(f->sock, SOL_SOCKET, SO_MEMINFO, mem, &sl) ||
-	    sl <= SK_MEMINFO_WMEM_QUEUED * sizeof(mem[0]))
-		return 0;
-	sndbuf = mem[SK_MEMINFO_SNDBUF];
-	queued = mem[SK_MEMINFO_WMEM_QUEUED];
-
-	w = sndbuf - sndbuf / DP_TCP_SNDBUF_MARGIN - queued;
-	if (w < 0)
-		w = 0;
-	if (w > DP_TCP_WND_MAX)
-		w = DP_TCP_WND_MAX;
-	segs = DP_TCP_GUEST_QUEUE / (dp->tcp.conns ? dp->tcp.conns : 1);
-	if (segs < DP_TCP_WND_MIN_SEGS)
-		segs = DP_TCP_WND_MIN_SEGS;
-	if (w > (long)(segs * t->mss))
-		w = (long)(segs * t->mss);
-	if (!(t->flags & TCP_F_WS) && w > 0xffff)
-		w = 0xffff;
-	t->wnd_to_guest = (uint32_t)w;
-
-	/* sk_stream_is_writeable(): free space at least half of what's queued */
-	if (queued * 3 > sndbuf * 2 && !(t->flags & TCP_F_WND_LIMITED)) {
-		t->flags |= TCP_F_WND_LIMITED;
-		return tcp_epoll_out(dp, f, true);
-	}
-	return 0;
-}
-
-/**
- * tcp_consume() - drop from the socket the bytes the guest acked
- * @f:		flow
- *
- * Return: 0, or -1 if the socket failed
- */
-static int tcp_consume(struct flow *f)
-{
-	struct tcp_flow *t = &f->tcp;
-	uint32_t upto = t->flags & TCP_F_FIN_ACKED ? t->seq_fin_to_guest :
-						    t->seq_acked;
-	ssize_t rc;
-
-	if (!SEQ_GT(upto, t->seq_consumed))
-		return 0;
-
-	do
-		rc = recv(f->sock, NULL, upto - t->seq_consumed,
-			  MSG_DONTWAIT | MSG_TRUNC);
-	while (rc < 0 && errno == EINTR);
-
-	if (rc < 0)
-		return errno == EAGAIN ? 0 : -1;
-
-	t->seq_consumed += (uint32_t)rc;
-	return 0;
-}
-
-/**
- * tcp_tx_data() - build data segments around payloads already in place
- * @dp:		data plane, transmit buffers reserved by tap_tx_reserve()
- * @f:		flow
- * @iov:	payload areas, one per frame, in tap_tx_ahead() order
- * @bytes:	bytes received into @iov, filling each area before the next
- */
-static void tcp_tx_data(struct dp *dp, struct flow *f, const struct iovec *iov,
-			size_t bytes)
-{
-	struct tcp_flow *t = &f->tcp;
-	uint16_t wnd = tcp_wnd_field(t);
-	unsigned i;
-
-	for (i = 0; bytes; i++) {
-		size_t len = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
-		uint8_t flags = TCP_ACK;
-		size_t room;
-		uint8_t *th;
-
-		bytes -= len;
-		if (!bytes)
-			flags |= TCP_PSH;
-
-		th = ip_tx_start(dp, &f->key.remote_addr, &f->key.guest_addr,
-				 &room);
-		/* The payload is where tap_tx_ahead() said: nothing to move */
-		if (th + TCP_HLEN != (uint8_t *)iov[i].iov_base)
-			memmove(th + TCP_HLEN, iov[i].iov_base, len);
-
-		tcp_hdr_fill(th, f->key.remote_port, f->key.guest_port,
-			     t->seq_to_guest, t->seq_from_guest, flags, wnd,
-			     TCP_HLEN);
-		if (dp->vnet_len)
-			tcp_offload_commit(dp, f, th, len);
-		else
-			tcp_csum_commit(dp, &f->key.remote_addr,
-					&f->key.guest_addr, th, TCP_HLEN + len);
-		t->seq_to_guest += (uint32_t)len;
-	}
-
-	if (SEQ_GT(t->seq_to_guest, t->seq_max))
-		t->seq_max = t->seq_to_guest;
-	t->seq_ack_sent = t->seq_from_guest;
-	t->flags &= ~TCP_F_ACK_DUE;
-	tcp_wnd_sent(t, (uint32_t)wnd << t->ws_to_guest);
-}
-
-/**
- * tcp_send_fin() - send our FIN after the last byte of host data
- * @dp:		data plane
- * @f:		flow, TCP_F_HOST_EOF set
- */
-static void tcp_send_fin(struct dp *dp, struct flow *f)
-{
-	struct tcp_flow *t = &f->tcp;
-
-	tcp_send_ctl(dp, f, TCP_FIN | TCP_ACK, t->seq_fin_to_guest);
-	t->seq_to_guest = t->seq_fin_to_guest + 1;
-	if (SEQ_GT(t->seq_to_guest, t->seq_max))
-		t->seq_max = t->seq_to_guest;
-	t->flags |= TCP_F_FIN_SENT;
-}
-
-/**
- * tcp_data_from_sock() - send the guest what fits its window from the socket
- * @dp:		data plane
- * @f:		flow, established
- *
- * Peeks at the socket from where the last peek stopped, directly into frames,
- * until the guest's window is full or the socket has nothing more.  End of
- * file, once every byte before it is out, becomes our FIN.
- *
- * Return: 0, or -1 if the socket failed (the caller resets the flow)
- */
-static int tcp_data_from_sock(struct dp *dp, struct flow *f)
-{
-	size_t hdr = DP_ETH_HLEN + ip_hdr_len(&f->key.guest_addr) + TCP_HLEN;
-	size_t seg_max = tcp_frame_payload(dp, f);
-	struct iovec iov[DP_TCP_RECV_FRAMES];
-	struct tcp_flow *t = &f->tcp;
-
-	t->flags &= ~TCP_F_SEND_DUE;
-	if (t->state != TCP_ST_ESTABLISHED ||
-	    (t->flags & (TCP_F_FIN_SENT | TCP_F_FIN_ACKED)))
-		return 0;
-
-	if (tcp_consume(f))
-		return -1;
-
-	for (;;) {
-		uint32_t flight = t->seq_to_guest - t->seq_acked;
-		struct msghdr mh = { .msg_iov = iov };
-		size_t avail, want = 0;
-		unsigned n, i;
-		ssize_t rc;
-
-		if (t->flags & TCP_F_HOST_EOF &&
-		    t->seq_to_guest == t->seq_fin_to_guest) {
-			tcp_send_fin(dp, f);
-			return 0;
-		}
-
-		if (flight >= t->wnd_from_guest)
-			return 0;
-
-		avail = t->wnd_from_guest - flight;
-		n = (unsigned)((avail + seg_max - 1) / seg_max);
-		if (n > DP_TCP_RECV_FRAMES)
-			n = DP_TCP_RECV_FRAMES;
-		n = tap_tx_reserve(dp, n);
-
-		for (i = 0; i < n; i++) {
-			size_t len = avail - want < seg_max ? avail - want :
-							      seg_max;
-
-			iov[i].iov_base = tap_tx_ahead(dp, i) + hdr;
-			iov[i].iov_len = len;
-			want += len;
-		}
-		mh.msg_iovlen = n;
-
-		do
-			rc = recvmsg(f->sock, &mh, MSG_PEEK | MSG_DONTWAIT);
-		while (rc < 0 && errno == EINTR);
-
-		if (rc < 0)
-			return errno == EAGAIN ? 0 : -1;
-
-		if (rc == 0) {
-			t->flags |= TCP_F_HOST_EOF;
-			t->seq_fin_to_guest = t->seq_to_guest;
-			continue;
-		}
-
-		tcp_tx_data(dp, f, iov, (size_t)rc);
-		if ((size_t)rc < want)
-			return 0;
-	}
 }
 
 /**
@@ -821,7 +223,7 @@ static bool tcp_check_close(struct dp *dp, struct flow *f)
 		return false;
 
 	DP_COUNT(dp, tcp_conn_closed);
-	tcp_flow_free(dp, f);
+	tcp_flow_close(dp, f, FLOW_CLOSE_DONE);
 	return true;
 }
 
@@ -932,7 +334,7 @@ void tcp_batch_end(struct dp *dp)
 
 		if (e->idx == UINT32_MAX)
 			continue;
-		f = &dp->flows[e->idx];
+		f = flow_at(dp, e->idx);
 
 		for (j = i; j < b->count; j++) {
 			struct tcp_batch_ent *o = &b->ent[j];
@@ -977,7 +379,7 @@ static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
 		return;
 
 	e = &b->ent[b->count++];
-	e->idx = (uint32_t)(f - dp->flows);
+	e->idx = flow_index(dp, f);
 	e->gen = f->gen;
 	e->data = data;
 	e->len = len;
@@ -986,8 +388,8 @@ static void tcp_batch_add(struct dp *dp, struct flow *f, const uint8_t *data,
 	/* A payload outside the receive ring (a reassembled datagram) may not
 	 * outlive this call: write it out now; so does a full batch, with this
 	 * entry, which the caller has already counted in @seq_queued */
-	in_ring = !data || held || (data >= dp->rx_buf &&
-			    data < dp->rx_buf + (size_t)DP_RX_RING *
+	in_ring = !data || held || (data >= dp->tap.rx_buf &&
+			    data < dp->tap.rx_buf + (size_t)DP_RX_RING *
 						DP_FRAME_MAX);
 	if (!in_ring || b->count == DP_TCP_BATCH)
 		tcp_batch_end(dp);
@@ -1069,8 +471,8 @@ static uint16_t tcp_mss(const struct dp *dp, const union inany_addr *guest,
  */
 static uint32_t tcp_isn(const struct dp *dp, const struct flow *f)
 {
-	uint64_t h = dp->flow_seed ^ (dp->now_ms << 20) ^
-		     ((uint64_t)f->gen << 40) ^ (uint64_t)(f - dp->flows);
+	uint64_t h = dp->flow.seed ^ (dp->now_ms << 20) ^
+		     ((uint64_t)f->gen << 40) ^ flow_index(dp, f);
 
 	h *= 0x9e3779b97f4a7c15ULL;
 	h ^= h >> 31;
@@ -1123,14 +525,14 @@ static void tcp_conn_failed(struct dp *dp, struct flow *f, int err)
 		wr16(head + TCP_OFF_SPORT, f->key.guest_port);
 		wr16(head + TCP_OFF_DPORT, f->key.remote_port);
 		memcpy(head + TCP_OFF_SEQ, &seq, sizeof(seq));
-		icmp_tx_unreach(dp, &f->key.remote_addr, &f->key.guest_addr,
-				&f->key.remote_addr, IPPROTO_TCP, head, TCP_HLEN,
-				err == EHOSTUNREACH ? TCP_ICMP_HOST_UNREACH :
-						      TCP_ICMP_NET_UNREACH, 0);
+		ip_tx_unreach(dp, &f->key.remote_addr, &f->key.guest_addr,
+			      &f->key.remote_addr, IPPROTO_TCP, head, TCP_HLEN,
+			      err == EHOSTUNREACH ? TCP_ICMP_HOST_UNREACH :
+						    TCP_ICMP_NET_UNREACH, 0);
 	} else {
 		tcp_send_ctl(dp, f, TCP_RST | TCP_ACK, 0);
 	}
-	tcp_flow_free(dp, f);
+	tcp_flow_close(dp, f, FLOW_CLOSE_SOCKET);
 }
 
 /**
@@ -1177,7 +579,7 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 			   IPPROTO_TCP);
 	if (s < 0) {	/* EMFILE: none left even after recycling a flow */
 		DP_COUNT(dp, drop_tcp_socket);
-		tcp_flow_free(dp, f);
+		tcp_flow_close(dp, f, FLOW_CLOSE_SOCKET);
 		tcp_rst_reply(dp, p, seg);
 		return;
 	}
@@ -1186,7 +588,7 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	if (setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
 	    fwd_bind_outbound(dp, s, sa.ss_family)) {
 		DP_COUNT(dp, drop_tcp_socket);
-		tcp_flow_free(dp, f);
+		tcp_flow_close(dp, f, FLOW_CLOSE_SOCKET);
 		tcp_rst_reply(dp, p, seg);
 		return;
 	}
@@ -1862,7 +1264,7 @@ void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 	struct tcp_flow *t;
 	struct flow *f;
 
-	if (!dp->guest_mac_known || !src_port) {
+	if (!dp->eth.guest_mac_known || !src_port) {
 		tcp_fwd_refuse(dp, fd);
 		return;
 	}
@@ -1918,12 +1320,10 @@ void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
  */
 void tcp_cleanup(struct dp *dp)
 {
-	uint32_t i;
+	struct flow *f;
 
-	if (!dp->flows)
-		return;
-	for (i = 0; i < dp->flow_high_water; i++) {
-		if (dp->flows[i].type == FLOW_TCP)
-			tcp_ooo_free(dp, &dp->flows[i].tcp.ooo);
+	flow_foreach(dp, f) {
+		if (f->type == FLOW_TCP)
+			tcp_ooo_free(dp, &f->tcp.ooo);
 	}
 }

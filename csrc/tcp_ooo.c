@@ -36,7 +36,9 @@
 #include <string.h>
 
 #include "dp.h"
+#include "dp_limits.h"
 #include "tcp_ooo.h"
+#include "util.h"
 
 /* What malloc() keeps beside each block (glibc: one size word, 16-byte
  * alignment): counted with every run, so tiny runs cost what they take */

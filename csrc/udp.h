@@ -3,6 +3,7 @@
 #define UDP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 struct dp;
 struct flow;
 struct l4_pkt;
+struct fwd_listener;
 
 /**
  * struct udp_flow - per-flow UDP state
@@ -101,6 +103,9 @@ struct udp_tx_flow {
  * @fl:		flows that hold them, each with its own list through @d
  * @rx_gso:	for each datagram of the last read, the size of the
  *		datagrams the kernel coalesced into it (UDP_GRO), 0 for one
+ * @buf:	receive buffers of UDP and ping sockets, DP_UDP_RECV_BATCH of
+ *		DP_UDP_BUF bytes
+ * @rx_len:	datagram length in each of @buf
  */
 struct udp_ctx {
 	unsigned ndgrams;
@@ -111,11 +116,19 @@ struct udp_ctx {
 	struct udp_tx_dgram d[DP_UDP_TX_BATCH];
 	struct udp_tx_flow fl[DP_UDP_TX_BATCH];
 	uint16_t rx_gso[DP_UDP_RECV_BATCH];
+	uint8_t *buf;
+	size_t rx_len[DP_UDP_RECV_BATCH];
 };
 
 void udp_input(struct dp *dp, const struct l4_pkt *p);
 void udp_batch_end(struct dp *dp);
 void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events);
 void udp_timer(struct dp *dp, struct flow *f);
+int udp_init(struct dp *dp);
+void udp_cleanup(struct dp *dp);
+int udp_recv_batch(struct dp *dp, int fd);
+uint8_t *udp_rx_data(struct dp *dp, int i);
+void udp_listener_input(struct dp *dp, struct fwd_listener *l);
+void udp_fwd_forget(struct dp *dp, int sock);
 
 #endif /* UDP_H */

@@ -193,7 +193,8 @@ class Api:
         """Beyond slirp4netns: the data plane's counters (frames, bytes, flows,
         drops by reason), each forward's connection count, the capture's state
         (--pcap), "sockets": host sockets against their budget, "degraded"
-        while short, then one entry per stats_sections (the DHCP server's
+        while short, "flow_states": open flows by state, "flows_closed": closed
+        flows by reason, then one entry per stats_sections (the DHCP server's
         replies, leases and drops; the API server's clients and accept
         errors)."""
         dp = self.forwards.dp
@@ -201,6 +202,8 @@ class Api:
         stats = {"counters": counters,
                  "flows": counters.get("flows_created", 0) - counters.get("flows_closed", 0),
                  "sockets": dp.sockets(),
+                 "flow_states": dp.flow_states(),
+                 "flows_closed": dp.flows_closed(),
                  "forwards": self.forwards.stats(),
                  "pcap": _pcap_state(dp.pcap_state())}
         for name, section in self.stats_sections.items():

@@ -162,10 +162,13 @@ class Daemon:
 
     def _dump_counters(self) -> None:
         """SIGUSR1: one line on stderr with every data plane counter, and the
-        host sockets' state under "sockets", as JSON."""
+        host sockets' state under "sockets", as JSON; with --debug a second
+        line, the open flows by state and the closed ones by reason."""
         self.dump_requested = False
         line = {**self.dp.counters(), "sockets": self.dp.sockets()}
         log.warning("counters %s", compact_json(line))
+        log.debug("flows %s", compact_json({"states": self.dp.flow_states(),
+                                            "closed": self.dp.flows_closed()}))
 
     def _on_signal(self, signum, _frame) -> None:
         if self.forward_signals_to is not None:

@@ -33,6 +33,10 @@ PCAP_FULL = lib.DP_PCAP_FULL
 
 _COUNTER_NAMES = tuple(ffi.string(lib.dp_counter_name(i)).decode("ascii")
                        for i in range(lib.dp_counter_count()))
+_FLOW_STATE_NAMES = tuple(ffi.string(lib.dp_flow_state_name(i)).decode("ascii")
+                          for i in range(lib.dp_flow_state_count()))
+_CLOSE_REASON_NAMES = tuple(ffi.string(lib.dp_flow_close_reason_name(i)).decode("ascii")
+                            for i in range(lib.dp_flow_close_reason_count()))
 
 
 def counter_names() -> tuple[str, ...]:
@@ -162,6 +166,8 @@ class Dataplane:
         self._dp = ffi.gc(dp, lib.dp_free)
         self._epoll_fd = lib.dp_epoll_fd(dp)
         self._counters = ffi.new("uint64_t[]", len(_COUNTER_NAMES))
+        self._flow_states = ffi.new("uint64_t[]", len(_FLOW_STATE_NAMES))
+        self._flows_closed = ffi.new("uint64_t[]", len(_CLOSE_REASON_NAMES))
         self._sock_stats = ffi.new("struct dp_sock_stats *")
         self._ctl_buf = ffi.new("uint8_t[]", lib.DP_CTL_FRAME_MAX)
 
@@ -292,6 +298,17 @@ class Dataplane:
         """Every counter by name (see csrc/dp_counters.h)."""
         n = lib.dp_counters(self._handle(), self._counters, len(_COUNTER_NAMES))
         return {_COUNTER_NAMES[i]: int(self._counters[i]) for i in range(n)}
+
+    def flow_states(self) -> dict[str, int]:
+        """Open flows by state: TCP connections by their state (TCP_ST_*),
+        other flows by their type (FLOW_UDP, FLOW_PING, FLOW_SPLICE)."""
+        n = lib.dp_flow_states(self._handle(), self._flow_states, len(_FLOW_STATE_NAMES))
+        return {_FLOW_STATE_NAMES[i]: int(self._flow_states[i]) for i in range(n)}
+
+    def flows_closed(self) -> dict[str, int]:
+        """Flows closed so far by reason (FLOW_CLOSE_IDLE...; see csrc/flow.h)."""
+        n = lib.dp_flows_closed(self._handle(), self._flows_closed, len(_CLOSE_REASON_NAMES))
+        return {_CLOSE_REASON_NAMES[i]: int(self._flows_closed[i]) for i in range(n)}
 
     def sockets(self) -> dict:
         """The host sockets of flows and forwards against their budget:

@@ -122,6 +122,11 @@ def test_recycles_least_recently_used_idle_flow(sink):
         assert sink.take(1)[b"b2"] not in first.values()
         assert lk.dp.counters()["flows_recycled"] == 3
         assert lk.dp.sockets()["guest"] == 7
+        # the flows by state and by reason closed, as get_stats reports them
+        states = lk.dp.flow_states()
+        assert states["FLOW_UDP"] == 7 and sum(states.values()) == 7, states
+        closed = lk.dp.flows_closed()
+        assert closed["FLOW_CLOSE_RECYCLED"] == 3 and sum(closed.values()) == 3, closed
     finally:
         lk.close()
 

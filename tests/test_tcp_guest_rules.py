@@ -215,8 +215,10 @@ def scenario_hole_after_short_write(free: int) -> dict:
     lock_sndbuf(peer, SNDBUF)
     stream = stream_bytes(16 << 20)
     before = link.dp.counters()
+    states = link.dp.flow_states()
 
     result = fill(conn, stream)
+    result["flow_states"] = states
     result["held_while_filling"] = link.dp.counters()["tcp_ooo_held"] - before["tcp_ooo_held"]
 
     # about 20 KB free in the host socket
@@ -291,6 +293,8 @@ def test_hole_filled_behind_runs_on_a_part_full_socket(free):
     assert r["intact"], r
     assert r["beyond_window"] <= 0, r  # in-order data past the window is not taken
     assert r["held_while_filling"] == 0, r  # a short write is no reason to hold data
+    # the connection as get_stats shows it: one flow, established
+    assert r["flow_states"]["TCP_ST_ESTABLISHED"] == 1 and sum(r["flow_states"].values()) == 1, r
 
 
 if __name__ == "__main__":
