@@ -80,6 +80,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dp.h"
@@ -599,6 +600,15 @@ static int fwd_add(struct dp *dp, int id, int sock, int proto,
 	if (fwd_epoll_add(dp, l)) {
 		l->sock = -1;
 		return -1;
+	}
+	/* a forwarded UDP port takes bursts for all its clients: the receive
+	 * buffer of a guest's own UDP socket, best effort (capped by
+	 * net.core.rmem_max) */
+	if (proto == IPPROTO_UDP) {
+		int rcvbuf = DP_UDP_SOCK_RCVBUF;
+
+		setsockopt(sock, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+			   sizeof(rcvbuf));
 	}
 
 	l->id = id;

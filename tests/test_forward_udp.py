@@ -157,6 +157,20 @@ def test_forward_frames_both_ways_and_idle(fwd_link):
         assert lk.dp.forward_connections(1) == 2
 
 
+def test_forward_socket_gets_a_flows_receive_buffer(fwd_link):
+    """A forwarded UDP port takes bursts for all its clients: the data plane
+    asks for the receive buffer a guest's own UDP socket gets (4 MiB, which
+    the kernel caps at net.core.rmem_max and doubles), not the default."""
+    lk, host = fwd_link
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as fresh, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as asked:
+        asked.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        default = fresh.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        wanted = asked.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    assert wanted > default
+    assert host.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == wanted
+
+
 def test_forward_remove_frees_flows_keeps_socket(fwd_link):
     lk, host = fwd_link
     with client(host.getsockname()[1]) as a, client(host.getsockname()[1]) as b:
