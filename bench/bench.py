@@ -36,13 +36,14 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import report
 import startup
-from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, attached, cpu_seconds, listening,
-                   plain_user, rss_mib, start_server, stop)
+from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, TOOLS, Guest, ToolError, attached, cpu_seconds, plain_user,
+                   rss_mib, start_server, stop)
 from udpbench import RunError, udp_iperf3
 
 HERE = Path(__file__).resolve().parent

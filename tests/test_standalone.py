@@ -195,7 +195,7 @@ def test_create_netns_without_privilege_fails_clearly(plain_user, user_tmp):
     assert "--create-netns:" in res.stderr and "unshare -mr" in res.stderr
 
 
-def test_command_reaches_host_dns_and_files(plain_user, dns_server, user_tmp):
+def test_command_reaches_host_dns_and_files(plain_user, dns_server, user_tmp):  # noqa: F811 (the fixture)
     """The issue's example: address, ping, DNS through 10.0.2.3 (also as the
     command's resolv.conf), a file from the host's loopback, intact."""
     import hashlib

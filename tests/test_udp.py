@@ -13,7 +13,6 @@ Two levels:
 from __future__ import annotations
 
 import ipaddress
-import os
 import random
 import socket
 import struct

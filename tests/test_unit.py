@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from conftest import SLIRPD, as_user, have, wait_for
+from conftest import SLIRPD, as_user, have
 
 SLIRPD_CTL = SLIRPD + "-ctl"
 
