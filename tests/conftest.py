@@ -87,7 +87,7 @@ def plain_user() -> pwd.struct_passwd:
 
 
 # Passed on to children: the sanitizer runtime of `make test-asan`, debug logs
-INHERITED_ENV = ("PATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "SLIRPD_DEBUG")
+INHERITED_ENV = ("PATH", "LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC", "SLIRPD_DEBUG")
 
 
 def environ_without_preload(**extra: str) -> dict[str, str]:
