@@ -159,7 +159,7 @@ def test_api_during_1gib_transfer(guest, start_slirpd, user_tmp):
     comparable to the same download without them (not a benchmark: only a
     collapse, below a quarter of the quiet rate, fails)."""
     path = str(user_tmp / "api.sock")
-    d = start_slirpd("--configure", f"--api-socket={path}", str(guest.pid))
+    start_slirpd("--configure", f"--api-socket={path}", str(guest.pid))
     wait_for(lambda: os.path.exists(path), 5, "the API socket")
     assert api(path, ADD % f'{{"proto": "tcp", "host_addr": "127.0.0.1", "host_port": {HOST_PORT}, '
                            f'"guest_port": {GUEST_PORT}}}') == '{"return":{"id":1}}'

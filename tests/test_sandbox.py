@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from lib.harness import SLIRPD, wait_for
+from lib.harness import SLIRPD, environ_without_preload, wait_for
 from lib.lockdown import ATTEMPTS, assert_locked_down
 
 
@@ -158,7 +158,7 @@ def test_api_socket_removed_even_when_the_daemon_is_killed(sandboxed):
     """The helper that removes the socket file outlives a SIGKILLed daemon
     just long enough to remove it, then exits."""
     helpers = subprocess.run(["pgrep", "-P", str(sandboxed.proc.pid)], capture_output=True, text=True,
-                             timeout=10).stdout.split()
+                             timeout=10, env=environ_without_preload()).stdout.split()
     assert [open(f"/proc/{p}/comm").read() for p in helpers] == ["slirpd-sockrm\n"]
     sandboxed.proc.send_signal(signal.SIGKILL)
     sandboxed.proc.wait(timeout=10)

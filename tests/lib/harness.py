@@ -33,7 +33,7 @@ HARDEN = os.environ.get("SLIRPD_TEST_HARDEN") == "1"
 # file per process in this directory (see slirpd/seccomp.py).
 STRACE_DIR = os.environ.get("SLIRPD_TEST_STRACE")
 # Passed on to children: the sanitizer runtime of `make test-asan`, debug logs
-INHERITED_ENV = ("PATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "SLIRPD_DEBUG")
+INHERITED_ENV = ("PATH", "LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC", "SLIRPD_DEBUG")
 # Marks the processes this test session starts as the plain user (and what
 # they start): other sessions may run as the same user at the same time
 SESSION_MARK = f"SLIRPD_TEST_SESSION={os.getpid()}"
