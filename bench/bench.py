@@ -42,8 +42,8 @@ from pathlib import Path
 
 import report
 import startup
-from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, REPO, TOOLS, Guest, ToolError, attached, cpu_seconds, listening,
-                   pasta_link, plain_user, rss_mib, start_server, stop)
+from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, REPO, TOOLS, Guest, ToolError, attached, cpu_seconds, pasta_link,
+                   plain_user, rss_mib, start_server, stop)
 from udpbench import RunError, udp_iperf3
 
 HERE = Path(__file__).resolve().parent

@@ -76,7 +76,7 @@ def podman(clients_root, impl: str, command: str) -> tuple[str, list]:
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_podman_network(clients_root, resolver, host_web, impl):  # noqa: F811 (resolver: the fixture)
+def test_podman_network(clients_root, resolver, host_web, impl):
     """podman run with its defaults: the host's address and default route
     copied, the container's resolv.conf names 169.254.1.1 and a lookup there
     reaches the host's 127.0.0.53, host.containers.internal (169.254.1.2)
@@ -131,7 +131,7 @@ ROOTLESSKIT_ARGV = ["--foreground", "--stderr", "--ns-ifname=tap0", "--mtu=65520
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_rootlesskit_pasta(clients_root, resolver, impl):  # noqa: F811 (resolver: the fixture)
+def test_rootlesskit_pasta(clients_root, resolver, impl):
     """rootlesskit 2.0 --net=pasta --port-driver=implicit: the child resolves
     names through 10.0.2.3 (the host's 127.0.0.53), and a server it starts
     later is reached from the host on the same port (pasta's -t auto)."""

@@ -204,7 +204,7 @@ def test_udp_echo_including_large_datagrams(v6_guest):
 
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(not have("dig"), reason="dig (dnsutils) not installed")
-def test_aaaa_lookup_via_dns6(dns_server, guest, start_slirpd):  # noqa: F811
+def test_aaaa_lookup_via_dns6(dns_server, guest, start_slirpd):
     guest.slirpd = start_slirpd("--configure", "-6", str(guest.pid))
     for tcp in ("", "+tcp"):
         res = guest.run(f"dig @{DNS6} {tcp} +time=2 +tries=1 +short {NAME} AAAA")
