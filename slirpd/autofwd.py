@@ -15,9 +15,16 @@ requests, each answer read READS_MAX times at most, REPLY_MAX bytes at
 a time, each read waiting RECV_TIMEOUT at most), and opens or closes host forwards to match: host port P to the
 guest's port P, as pasta does.  As pasta does too, a UDP port is also
 forwarded for each TCP port listening (iperf3 and others pair them), and a
-port the other direction already uses (pasta's -T/-U sockets inside the
-namespace, `excluded` ports) is left alone.  UDP ports in the ephemeral range
-are ignored: those are clients' sockets (resolvers, ...), not servers.
+port the other direction already uses is left alone (pasta's "don't loop
+back our own ports": `excluded` ports, and those a `reverse` AutoForwarder
+has open; a UDP port also when it is one of those TCP ports).  UDP ports in
+the ephemeral range are ignored: those are clients' sockets (resolvers,
+the daemon's own for the guest's flows, ...), not servers.
+
+The same watcher serves the other direction (nsautofwd.py, pasta's -T/-U
+auto): a sock_diag socket of the host's namespace, and forwards that bind
+inside the guest's.  A forwards object that can open no more raises
+ForwardingStopped: the watcher says so once and stops.
 
 Bounds: AUTO_MAX automatic forwards at once; a port whose host side cannot be
 bound (in use on the host) is logged once and tried again only after it was
@@ -50,9 +57,14 @@ RECV_TIMEOUT = 0.2  # seconds a read may wait (SO_RCVTIMEO: no poll, no sleep un
 AUTO_MAX = 1024  # automatic forwards at once
 
 
+class ForwardingStopped(OSError):
+    """Raised by a forwards object's add() when no forward can be opened
+    any more (nsbinder.py's helper is gone)."""
+
+
 def open_diag_socket() -> int:
     """A NETLINK_SOCK_DIAG socket of the namespace we are in (the helper
-    calls it inside the guest's).  Return: its fd, close-on-exec."""
+    calls it inside the guest's, the daemon in the host's at setup).  Return: its fd, close-on-exec."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
     return sock.detach()
 
@@ -134,10 +146,14 @@ class AutoForwarder:
     protos: the protocols forwarded automatically ("tcp", "udp");
     forwards: forward.Forwards; targets: [(host address, guest address,
     v6only)] each port is forwarded on (pasta: both families); excluded:
-    {proto: ports} never forwarded (the other direction's)."""
+    {proto: ports} never forwarded (the other direction's); reverse: the
+    AutoForwarder of the other direction, whose open ports are excluded too
+    (set once both exist); sides: where the ports are watched and where
+    they are bound, as log lines name them."""
 
-    def __init__(self, watcher: PortWatcher, forwards, protos, targets, excluded=None):
+    def __init__(self, watcher: PortWatcher, forwards, protos, targets, excluded=None, sides=("guest", "host")):
         self.watcher = watcher
+        self.sides = sides
         self.forwards = forwards
         self.protos = tuple(protos)
         self.targets = list(targets)
@@ -149,21 +165,28 @@ class AutoForwarder:
         self.scans = 0
         self.errors = 0
         self.capped = False
+        self.stopped = False
+        self.reverse: AutoForwarder | None = None
 
     def wanted(self, found: dict[str, set[int]]) -> set[tuple[str, int]]:
         """The (proto, port) pairs to forward for a scan's result."""
         udp = {p for p in found["udp"] if p not in range(self.ephemeral.first, self.ephemeral.last + 1)}
         ports = {"tcp": found["tcp"], "udp": udp | found["tcp"]}
-        return {(proto, port) for proto in self.protos for port in ports[proto]
-                if port not in self.excluded[proto]}
+        ours = {p: self.excluded[p] | (self.reverse.ports(p) if self.reverse else set()) for p in ("tcp", "udp")}
+        ours["udp"] = ours["udp"] | ours["tcp"]
+        return {(proto, port) for proto in self.protos for port in ports[proto] if port not in ours[proto]}
 
-    def timeout(self) -> float:
-        """Seconds until the next scan is due."""
-        return max(0.0, self.next_scan - time.monotonic())
+    def ports(self, proto: str) -> set[int]:
+        """The ports of proto forwarded now."""
+        return {port for p, port in self.active if p == proto}
+
+    def timeout(self) -> float | None:
+        """Seconds until the next scan is due (None once stopped)."""
+        return None if self.stopped else max(0.0, self.next_scan - time.monotonic())
 
     def expire(self) -> None:
         """Scan if due, and open and close forwards to match."""
-        if time.monotonic() < self.next_scan:
+        if self.stopped or time.monotonic() < self.next_scan:
             return
         self.next_scan = time.monotonic() + SCAN_INTERVAL
         try:
@@ -171,7 +194,7 @@ class AutoForwarder:
         except (OSError, ValueError) as e:
             self.errors += 1
             if self.errors == 1:
-                log.warning("automatic forwarding: cannot read the guest's ports: %s", e)
+                log.warning("automatic forwarding: cannot read the %s's ports: %s", self.sides[0], e)
             return
         self.scans += 1
         for key in [k for k in self.active if k not in want]:
@@ -183,7 +206,12 @@ class AutoForwarder:
                     log.warning("automatic forwarding: %d ports forwarded, no more", AUTO_MAX)
                 self.capped = True
                 break
-            self._open(key)
+            try:
+                self._open(key)
+            except ForwardingStopped as e:
+                log.warning("automatic forwarding stopped: %s", e.strerror)
+                self.stopped = True
+                break
 
     def _open(self, key: tuple[str, int]) -> None:
         proto, port = key
@@ -192,10 +220,14 @@ class AutoForwarder:
             try:
                 ids.append(self.forwards.add(proto, host_addr, PortRange(port, port), guest_addr, port,
                                              v6only=v6only, auto=True))
+            except ForwardingStopped:
+                for fwd_id in ids:
+                    self.forwards.remove(fwd_id)
+                raise
             except OSError as e:
                 if e.errno != errno.EAFNOSUPPORT:
-                    log.warning("automatic forwarding: %s port %d bound in the guest, not on the host: %s",
-                                proto, port, e.strerror)
+                    log.warning("automatic forwarding: %s port %d bound in the %s, not in the %s: %s",
+                                proto, port, *self.sides, e.strerror)
         if ids:
             self.active[key] = ids
             log.debug("automatic forwarding: %s port %d", proto, port)
@@ -211,7 +243,7 @@ class AutoForwarder:
         """The get_stats section."""
         return {"ports": sorted(f"{p}/{n}" for p, n in self.active), "scans": self.scans,
                 "not_bound_on_host": sorted(f"{p}/{n}" for p, n in self.failed), "scan_errors": self.errors,
-                "at_limit": self.capped}
+                "at_limit": self.capped, "stopped": self.stopped}
 
     def close(self) -> None:
         for key in list(self.active):

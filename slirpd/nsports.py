@@ -23,6 +23,7 @@ import socket
 
 from slirpd._linux import SetupError
 from slirpd.autofwd import open_diag_socket
+from slirpd.nsbinder import bind_loopback
 from slirpd.portspec import Spec
 
 NS_SOCKETS_MAX = 250  # below SCM_MAX_FD (253), with the TAP
@@ -59,19 +60,9 @@ class NamespaceSockets:
         Return: their fds, in plan order, then the diag socket's."""
         fds = []
         for proto, version, ns_port, _host in self.plan:
-            family = socket.AF_INET if version == 4 else socket.AF_INET6
-            kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-            sock = socket.socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
             try:
-                if version == 6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                if proto == "tcp":
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((str(LOOPBACK[version]), ns_port))
-                if proto == "tcp":
-                    sock.listen(socket.SOMAXCONN)
+                sock = bind_loopback(proto, version, ns_port)
             except OSError as e:
-                sock.close()
                 letter = "T" if proto == "tcp" else "U"
                 raise SetupError(f"Failed to bind port {ns_port} ({e.strerror}) for option '-{letter}' "
                                  "in the namespace, exiting") from None

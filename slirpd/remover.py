@@ -34,7 +34,7 @@ IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
                    signal.SIGPIPE, signal.SIGALRM)
 
 
-def _close_all_but(keep: set[int]) -> None:
+def close_all_but(keep: set[int]) -> None:
     """Close every descriptor of this process but keep (stdio goes to /dev/null)."""
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -56,7 +56,7 @@ def _helper(dir_fd: int, name: str, identity: tuple[int, int], pipe_r: int) -> N
         for sig in IGNORED_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         libc().prctl(PR_SET_NAME, HELPER_NAME, 0, 0, 0)  # only what ps shows: a failure changes nothing
-        _close_all_but({dir_fd, pipe_r})
+        close_all_but({dir_fd, pipe_r})
         while os.read(pipe_r, 1):  # nothing is written: this returns at the pipe's end
             pass
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)

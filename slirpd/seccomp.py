@@ -71,7 +71,10 @@ each connection moves its bytes with splice(2) through a pair of pipes it
 opens when accepted, csrc/splice.c; pipe2 makes no file of the host's).
 Automatic forwarding (autofwd.py) needs nothing new: its sock_diag socket
 is opened inside the guest's namespace at setup, and once serving it only
-sends and receives on it and binds AF_INET/AF_INET6 sockets; the watch on
+sends and receives on it and binds AF_INET/AF_INET6 sockets; pasta's -T/-U
+auto (nsautofwd.py) neither: its sock_diag socket of the host's namespace is
+opened at setup, and the sockets inside the guest's come from a helper
+there (nsbinder.py) over SCM_RIGHTS, recvmsg; the watch on
 a namespace file (nswatch.py) is an inotify descriptor made at setup and
 read.  IPv6 (being added) uses the same calls with
 AF_INET6; TAP offload adds ioctls at setup only, before the filter.

@@ -22,37 +22,12 @@ import time
 import pytest
 
 from lib.harness import wait_for
+from lib.pastalib import HostServer
 
 pytestmark = pytest.mark.timeout(180)
 
 SIZE = 64 << 20
 NS_PORT, NS_UDP = 9400, 9401
-
-
-class HostServer:
-    """A TCP server on the host's addr, one connection at a time, handler(conn)."""
-
-    def __init__(self, handler, addr="127.0.0.1"):
-        self.sock = socket.create_server((addr, 0), family=socket.AF_INET6 if ":" in addr else socket.AF_INET)
-        self.port = self.sock.getsockname()[1]
-        self.results, self.errors = [], []
-        self.handler = handler
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                with conn:
-                    self.results.append(self.handler(conn))
-            except OSError as e:
-                self.errors.append(e)
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture

@@ -94,7 +94,8 @@ network model: the host's addresses and routes copied in (--config-net).
     default: auto
   -T, --tcp-ns SPEC	TCP forwarding from namespace loopback to host's
   -U, --udp-ns SPEC	UDP forwarding from namespace loopback to host's
-    SPEC: none or PORTS as above; default: none
+    SPEC: none, auto (ports bound on the host), or PORTS as above
+    default: auto
   --userns NSPATH	Target user namespace to join
   --netns PATH|NAME	Target network namespace to join
   --no-netns-quit	Don't quit if filesystem-bound target is gone
@@ -144,8 +145,8 @@ class PastaArgs:
     ipv6: bool = True
     tcp: Spec = Spec("auto")
     udp: Spec = Spec("auto")
-    tcp_ns: Spec = Spec("none")
-    udp_ns: Spec = Spec("none")
+    tcp_ns: Spec = Spec("auto")
+    udp_ns: Spec = Spec("auto")
     userns: str | None = None
     netns: str | None = None
     pid: int | None = None
@@ -228,8 +229,6 @@ def _ports(args: PastaArgs, field: str, letter: str, text: str) -> None:
         raise UsageError(str(e)) from None
     if spec.mode == "ports" and not spec.maps:
         raise UsageError(f"Failed to bind any port for '-{letter} {text}'")
-    if letter in "TU" and spec.mode == "auto":
-        raise UsageError(f"-{letter} auto is not supported by slirpd: give the ports")
     old = getattr(args, field)
     if old is _UNSET[field] and spec.mode != "ports":
         setattr(args, field, spec)

@@ -158,6 +158,39 @@ def _auto(args: cli.PastaArgs, network, forwards, diag_fd: int | None, nsocks: N
                          {p: nsocks.ports(p) for p in ("tcp", "udp")})
 
 
+def _reverse_protos(args: cli.PastaArgs) -> list[str]:
+    """The protocols of -T auto and -U auto."""
+    return [p for p, spec in (("tcp", args.tcp_ns), ("udp", args.udp_ns)) if spec.mode == "auto"]
+
+
+def _binder(args: cli.PastaArgs, ns: TargetNamespaces, cleanup: contextlib.ExitStack):
+    """For -T/-U auto, the helper that binds sockets in the guest's
+    namespaces (nsbinder.py), forked now, before the data plane is loaded
+    (the pages the daemon writes after the fork become the helper's own);
+    else None."""
+    if not _reverse_protos(args):
+        return None
+    from slirpd.nsbinder import NamespaceBinder
+
+    binder = NamespaceBinder(ns)
+    cleanup.callback(binder.close)
+    return binder
+
+
+def _reverse_auto(args: cli.PastaArgs, network, binder, dp, forwards, cleanup: contextlib.ExitStack):
+    """-T auto, -U auto (nsautofwd.py), leaving -t and -u's host ports
+    alone: an AutoForwarder, or None."""
+    if binder is None:
+        return None
+    from slirpd.nsautofwd import reverse_auto
+
+    inward = {p: {port for m in spec.maps for port, _to in m.pairs()}
+              for p, spec in (("tcp", args.tcp), ("udp", args.udp))}
+    auto = reverse_auto(binder, dp, forwards, _reverse_protos(args), (4, 6) if network.ipv6 else (4,), inward)
+    cleanup.callback(auto.close)
+    return auto
+
+
 def run(args: cli.PastaArgs) -> int:
     """Set up, signal readiness as pasta does, serve. Return: exit status."""
     from slirpd.daemon import Daemon
@@ -191,12 +224,17 @@ def run(args: cli.PastaArgs) -> int:
         auto = any(s.mode == "auto" for s in (args.tcp, args.udp))
         nsocks = NamespaceSockets(args.tcp_ns, args.udp_ns, network.ipv6, diag=auto)
         with TargetNamespaces(cfg) as ns:
+            binder = _binder(args, ns, cleanup)
             helper = tap_helper(cfg, cleanup, ns, nsocks, lambda: net.configure(setup))
             dp, forwards, diag_fd = attach(cfg, cleanup, helper, resolver, nsocks, args.freebind)
             _forward_in(args, network, forwards)
             autofwd = _auto(args, network, forwards, diag_fd, nsocks)
             if autofwd is not None:
                 cleanup.callback(autofwd.close)
+            reverse = _reverse_auto(args, network, binder, dp, forwards, cleanup)
+            if autofwd is not None and reverse is not None:
+                autofwd.reverse, reverse.reverse = reverse, autofwd
+            tasks = [t for t in (autofwd, reverse) if t is not None]
             helper.configured()  # pasta exits 0 only once the namespace is configured
             _release_netns(ns)
             if command is None and not args.foreground:
@@ -206,7 +244,7 @@ def run(args: cli.PastaArgs) -> int:
             cfg = cfg._replace(enable_seccomp=seccomp.available())  # loaded while the files are there
             lock_down(cfg, ns, resolver)
         daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver,
-                        forward_signals_to=command.pid if command else None, tasks=[autofwd] if autofwd else [])
+                        forward_signals_to=command.pid if command else None, tasks=tasks)
         if not cfg.enable_seccomp:
             log.warning("libseccomp is not available: serving without a seccomp filter")
         else:

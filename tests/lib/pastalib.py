@@ -326,3 +326,32 @@ class HostEcho:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class HostServer:
+    """A TCP server on the host's addr:port (0: any free one), one connection
+    at a time, handler(conn); what it returns goes to results."""
+
+    def __init__(self, handler, addr="127.0.0.1", port=0):
+        self.sock = socket.create_server((addr, port), family=socket.AF_INET6 if ":" in addr else socket.AF_INET)
+        self.port = self.sock.getsockname()[1]
+        self.results, self.errors = [], []
+        self.handler = handler
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with conn:
+                    self.results.append(self.handler(conn))
+            except OSError as e:
+                self.errors.append(e)
+
+    def close(self):
+        """Close now (a thread blocked in accept() would keep it listening)."""
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
