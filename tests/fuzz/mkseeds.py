@@ -24,6 +24,9 @@ import struct
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/: its lib
+from lib.frames import inet_csum as csum  # noqa: E402
+
 OP_FRAME, OP_POLL, OP_TIME, OP_STREAM, OP_DGRAM, OP_SOCK_EVENT, OP_KNOB, OP_ACCEPT, \
     OP_CTL, OP_FWD, OP_API, OP_NS_CONNECT, OP_VNET_FRAME = range(13)
 FWD_SPLICE_TCP, FWD_SPLICE_UDP = 2, 3  # fuzz_frames.c's listener slots: OP_FWD adds slot N with N << 1
@@ -38,14 +41,6 @@ GUEST_MAC = bytes.fromhex("020000000064")
 GW4, DNS4, GUEST4 = "10.0.2.2", "10.0.2.3", "10.0.2.100"
 REMOTE4 = "198.51.100.1"
 
-
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def eth(payload: bytes, ethertype=0x0800, dst=GW_MAC) -> bytes:
