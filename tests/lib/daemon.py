@@ -11,6 +11,7 @@ from pathlib import Path
 from lib.harness import wait_for
 
 READY_TIMEOUT = 20.0
+COUNTERS_PREFIX = "slirpd: counters "  # the line SIGUSR1 has the daemon write
 
 
 class Slirpd:
@@ -36,11 +37,17 @@ class Slirpd:
     def counters(self, timeout: float = 5) -> dict:
         """The data plane's counters, asked for with SIGUSR1 (one JSON line
         on stderr)."""
-        before = self.stderr.count("slirpd: counters ")
+        before = len(self._counters_lines())
         self.proc.send_signal(signal.SIGUSR1)
-        wait_for(lambda: self.stderr.count("slirpd: counters ") > before, timeout, "a counters line")
-        line = [ln for ln in self.stderr.splitlines() if ln.startswith("slirpd: counters ")][-1]
-        return json.loads(line[len("slirpd: counters "):])
+        wait_for(lambda: len(self._counters_lines()) > before, timeout, "a counters line")
+        return json.loads(self._counters_lines()[-1][len(COUNTERS_PREFIX):])
+
+    def _counters_lines(self) -> list[str]:
+        """The counters lines on stderr so far that are whole: stderr is read
+        as it comes, so the last line may still lack its end."""
+        text = self.stderr
+        whole = text[:text.rfind("\n") + 1]
+        return [ln for ln in whole.splitlines() if ln.startswith(COUNTERS_PREFIX)]
 
     def footprint(self) -> dict | None:
         """Descriptors and RSS (KiB) now, None if the daemon is gone."""
