@@ -109,8 +109,18 @@ class Deb12Clients:
             pytest.fail(f"Debian 12's clients are missing ({' '.join(missing)}): run `make deps` (as root)")
         if Path(SLIRPD).resolve().is_relative_to("/tmp"):
             pytest.fail(f"{SLIRPD} is under /tmp, which each run of the clients replaces: use a VENV elsewhere")
-        user = plain_user(USER)
-        clients = cls(work, user)
+        clients = cls(work, plain_user(USER))
+        try:
+            clients.lay_out()
+            clients.run_ok(f"podman import /mnt/rootfs.tar {IMAGE} >/dev/null")
+        except BaseException:
+            clients.close()
+            raise
+        return clients
+
+    def lay_out(self) -> None:
+        """The session's files (see the module doc) in work."""
+        work, user = self.work, self.user
         os.chmod(work, 0o755)
         config = work / "home/.config/containers"
         config.mkdir(parents=True)
@@ -123,8 +133,6 @@ class Deb12Clients:
         (work / "etc").mkdir()
         (work / "etc/subids").write_text(f"{USER}:{SUBIDS[0]}:{SUBIDS[1]}\n")
         busybox_rootfs(work / "rootfs.tar", BUSYBOX)
-        clients.run_ok(f"podman import /mnt/rootfs.tar {IMAGE} >/dev/null")
-        return clients
 
     def close(self) -> None:
         """Remove the session's files."""
