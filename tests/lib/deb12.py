@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from lib.clients import LoggedCommand, busybox_rootfs, check_nothing_left
-from lib.harness import HARDEN, SLIRPD, plain_user
+from lib.harness import HARDEN, INHERITED_ENV, SLIRPD, plain_user
 
 USER = "slirpd-deb12"
 SUBIDS = (400000, 65536)  # first, count: apart from the Debian 13 root's podu (300000)
@@ -139,8 +139,14 @@ class Deb12Clients:
         shutil.rmtree(self.work)
 
     def logged(self, name: str) -> LoggedCommand:
-        """slirpd or Debian 12's slirp4netns behind a LoggedCommand of that name."""
-        return LoggedCommand(self.work, name, {"slirpd": SLIRPD, "slirp4netns": BINARIES["slirp4netns"]}[name])
+        """slirpd or Debian 12's slirp4netns behind a LoggedCommand of that
+        name.  slirpd gets what the harness passes on to its children (under
+        `make test-asan`, the sanitizer runtimes that its build needs), which
+        a run's clients would not."""
+        if name == "slirp4netns":
+            return LoggedCommand(self.work, name, BINARIES["slirp4netns"])
+        passed = [f"{key}={shlex.quote(os.environ[key])}" for key in INHERITED_ENV if key in os.environ and key != "PATH"]
+        return LoggedCommand(self.work, name, " ".join(["env", *passed, SLIRPD]) if passed else SLIRPD)
 
     def run(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run command (sh) as the user in a run of its own (see the module
