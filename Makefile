@@ -13,15 +13,28 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := python3 python3-venv python3-dev libffi-dev gcc make iproute2 iputils-ping \
 	socat dnsutils nftables iperf3 slirp4netns libseccomp2 util-linux passwd strace uidmap busybox curl \
 	tcpdump systemd clang binutils man-db groff-base cppcheck
+# Debian 12's own clients of slirp4netns, for tests/test_clients_deb12.py:
+# podman 4.3 and rootlesskit 1.1, with runc (crun refuses this kernel's cgroup
+# v1 layout) and uidmap (in DEBIAN_PACKAGES).  Without recommends (catatonit,
+# fuse-overlayfs, dbus-user-session: the tests need none) and without podman's
+# /etc/cni: its rootful bridge, 10.88.0.0/16, is network configuration that no
+# test may meet.  registries.conf as Debian ships it names no registry; the
+# tests give podman a containers.conf, storage.conf and registries.conf of
+# their own anyway (tests/lib/deb12.py).
+DEBIAN12_CLIENTS := podman rootlesskit runc
+DEBIAN12_CLIENTS_DPKG := -o Dpkg::Options::=--path-exclude='/etc/cni*'
 
 .PHONY: deps venv install test test-hardened test-asan quickstart wheel wheel-check clean clients-root \
 	ci check cc-strict lint cppcheck
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN12_CLIENTS_DPKG) \
+			$(DEBIAN12_CLIENTS) >/dev/null; \
 	else \
-		echo "make deps: not root or no apt-get; install these yourself: $(DEBIAN_PACKAGES)"; \
+		echo "make deps: not root or no apt-get; install these yourself: $(DEBIAN_PACKAGES)" \
+			"$(DEBIAN12_CLIENTS) (without recommends)"; \
 	fi
 
 $(PY):

@@ -30,19 +30,20 @@ import pytest
 from lib import daemon_check
 from lib.clients import ClientsRoot, RESOLVER
 from lib.daemon import READY_TIMEOUT, Slirpd
+from lib.deb12 import Deb12Clients
 from lib.dns import DnsServer, host_resolver
 from lib.guest import Guest
 from lib.harness import (HARDEN, REPO, SLIRPD, VENV_BIN, as_user, environ_without_preload, plain_user as new_plain_user,
                          read_with_timeout, run_ok, slirpd_argv)
-from lib.pastalib import Pasta, pasta_link
+from lib.pastalib import GATEWAY4, Pasta, pasta_link
 
 # The soak (tests/soak.sh): each daemon's descriptors and RSS once ready and at
 # the end of its test, one JSON line per daemon appended to this file.
 SOAK_LOG = os.environ.get("SLIRPD_SOAK_LOG")
 # Fixtures that start slirpd (directly, as pasta, or through podman and
-# rootlesskit in the clients' root): a test using one, even through another
-# fixture, is marked daemon.
-DAEMON_FIXTURES = {"start_slirpd", "pasta_bin", "clients_root"}
+# rootlesskit in the clients' root or on this Debian 12): a test using one,
+# even through another fixture, is marked daemon.
+DAEMON_FIXTURES = {"start_slirpd", "pasta_bin", "clients_root", "deb12_clients"}
 
 
 def pytest_configure(config):
@@ -205,6 +206,15 @@ def clients_root(wheel, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def deb12_clients(tmp_path_factory):
+    """Debian 12's podman 4.3 and rootlesskit 1.1, run as a plain user with
+    subordinate ids (a Deb12Clients: see tests/lib/deb12.py)."""
+    clients = Deb12Clients.prepare(tmp_path_factory.mktemp("deb12"))
+    yield clients
+    clients.close()
+
+
+@pytest.fixture(scope="session")
 def pasta_bin():
     """A `pasta` link to the slirpd under test (what users put in podman's
     helper_binaries_dir), in a directory the plain user may read."""
@@ -241,3 +251,14 @@ def resolver():
     srv = DnsServer(RESOLVER)
     yield srv
     srv.close()
+
+
+@pytest.fixture
+def stub_resolver(tmp_path):
+    """The host's resolver as systemd-resolved's stub: DNS on the sandbox's
+    127.0.0.53:53, named first in /etc/resolv.conf (host_resolver), then the
+    sandbox's gateway, which does not exist: podman drops loopback
+    nameservers from a container's resolv.conf, and with none left would
+    name Google's public ones."""
+    with host_resolver(tmp_path, RESOLVER, f"nameserver {GATEWAY4}\n") as srv:
+        yield srv

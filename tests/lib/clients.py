@@ -78,9 +78,9 @@ RUN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LEFT_BEHIND_TIMEOUT = 10.0
 
 
-def podu_processes() -> list[str]:
-    """podu's processes (its uid or a subordinate one) in this network
-    namespace, the test sandbox, as "PID COMMAND LINE"."""
+def user_processes(uids: set[int]) -> list[str]:
+    """The processes of uids (a user and its subordinate ids) in this
+    network namespace, the test sandbox, as "PID COMMAND LINE"."""
     sandbox = os.stat("/proc/self/ns/net")
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -88,7 +88,7 @@ def podu_processes() -> list[str]:
             with open(f"/proc/{pid}/status") as f:
                 uid = int(next(line for line in f if line.startswith("Uid:")).split()[1])
             net = os.stat(f"/proc/{pid}/ns/net")
-            if uid in PODU_UIDS and (net.st_dev, net.st_ino) == (sandbox.st_dev, sandbox.st_ino):
+            if uid in uids and (net.st_dev, net.st_ino) == (sandbox.st_dev, sandbox.st_ino):
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
                 found.append(f"{pid} {cmdline}")
@@ -97,11 +97,12 @@ def podu_processes() -> list[str]:
     return found
 
 
-def check_nothing_left() -> None:
-    """Fail when podu's processes outlive a run (once the kernel has had
-    LEFT_BEHIND_TIMEOUT to finish a killed PID namespace); kill them first."""
+def check_nothing_left(uids: set[int], where: str) -> None:
+    """Fail when processes of uids outlive a run (once the kernel has had
+    LEFT_BEHIND_TIMEOUT to finish a killed PID namespace); kill them first.
+    where names the runs in the message."""
     deadline = time.monotonic() + LEFT_BEHIND_TIMEOUT
-    while (left := podu_processes()) and time.monotonic() < deadline:
+    while (left := user_processes(uids)) and time.monotonic() < deadline:
         time.sleep(0.05)
     for line in left:
         try:
@@ -109,20 +110,32 @@ def check_nothing_left() -> None:
         except ProcessLookupError:
             pass
     if left:
-        pytest.fail("processes of podu left behind by a run in the Debian 13 root (killed):\n" + "\n".join(left))
+        pytest.fail(f"processes left behind by a run {where} (killed):\n" + "\n".join(left))
 
 
-def busybox_rootfs(tar_path: Path) -> None:
-    """A container image's root file system: the root's busybox-static as
-    /bin/busybox and a link to it for each of its applets."""
-    busybox = ROOT / "usr/bin/busybox"
+def shared_libraries(binary: Path) -> list[str]:
+    """The shared objects that binary loads (its interpreter included), as
+    ldd finds them on this host; none for a static binary."""
+    res = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    if res.returncode != 0:  # "not a dynamic executable"
+        return []
+    return re.findall(r"^\s*(?:\S+ => )?(/\S+) \(0x", res.stdout, re.M)
+
+
+def busybox_rootfs(tar_path: Path, busybox: Path) -> None:
+    """A container image's root file system: busybox as /bin/busybox, a
+    link to it for each of its applets, and the shared objects it loads
+    (none for busybox-static) at their paths."""
     applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    libraries = shared_libraries(busybox)
     with tarfile.open(tar_path, "w") as tar:
         for d in ("bin", "etc"):
             info = tarfile.TarInfo(d)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
         tar.add(busybox, "bin/busybox")
+        for lib in libraries:
+            tar.add(os.path.realpath(lib), lib.lstrip("/"))
         for name in applets:
             if name != "busybox":
                 info = tarfile.TarInfo(f"bin/{name}")
@@ -131,9 +144,11 @@ def busybox_rootfs(tar_path: Path) -> None:
 
 
 class LoggedCommand:
-    """A wrapper script in the root, /mnt/DIRECTORY/NAME, that appends its
-    argv to a log, one line per call, and execs binary: what a client passes
-    to its network command (no argument here holds a space)."""
+    """A wrapper script, WORK/DIRECTORY/NAME, which a run sees as
+    /mnt/DIRECTORY/NAME (a run binds its session's files, work, on /mnt),
+    that appends its argv to a log, one line per call, and execs binary:
+    what a client passes to its network command (no argument here holds a
+    space)."""
 
     def __init__(self, work: Path, name: str, binary: str, directory: str = "bin"):
         self.dir = f"/mnt/{directory}"
@@ -178,7 +193,7 @@ class ClientsRoot:
             (root.mnt / d).mkdir(parents=True)
         for d in ("log", "data", "cache"):
             shutil.chown(root.mnt / d, PODU_UID, PODU_UID)
-        busybox_rootfs(root.mnt / "rootfs.tar")
+        busybox_rootfs(root.mnt / "rootfs.tar", ROOT / "usr/bin/busybox")
         upper = work / "etc-upper"
         for d in (upper, work / "etc-work", root.etc):
             d.mkdir()
@@ -233,7 +248,7 @@ class ClientsRoot:
             return subprocess.run(argv, cwd=REPO, env={"PATH": RUN_PATH, "BIND": bind}, capture_output=True, text=True,
                                   timeout=timeout)
         finally:
-            check_nothing_left()
+            check_nothing_left(PODU_UIDS, "in the Debian 13 root")
 
     def run_ok(self, command: str, **kw) -> subprocess.CompletedProcess:
         """run(), failing the test unless command exits 0."""

@@ -39,14 +39,15 @@ INHERITED_ENV = ("PATH", "LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OP
 SESSION_MARK = f"SLIRPD_TEST_SESSION={os.getpid()}"
 
 
-def plain_user() -> pwd.struct_passwd:
-    """The unprivileged user that runs guests and daemons (created when missing)."""
+def plain_user(name: str = TEST_USER) -> pwd.struct_passwd:
+    """The unprivileged user that runs guests and daemons, or another one
+    named name (created when missing)."""
     try:
-        return pwd.getpwnam(TEST_USER)
+        return pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
                        check=True)
-        return pwd.getpwnam(TEST_USER)
+        return pwd.getpwnam(name)
 
 
 def harden_args(args) -> list[str]:
