@@ -637,26 +637,6 @@ struct flow *flow_next(struct dp *dp, const struct flow *f)
 }
 
 /**
- * flow_epoll_ctl() - epoll_ctl() for a flow's socket
- * @dp:		data plane
- * @f:		flow with a socket
- * @op:		EPOLL_CTL_ADD, EPOLL_CTL_MOD or EPOLL_CTL_DEL
- * @events:	EPOLLIN, EPOLLOUT...
- *
- * Return: 0, or -1 with errno set
- */
-static int flow_epoll_ctl(struct dp *dp, struct flow *f, int op,
-			  uint32_t events)
-{
-	struct epoll_event ev = {
-		.events = events,
-		.data.u64 = flow_epoll_ref(dp, f, EPOLL_REF_FLOW),
-	};
-
-	return epoll_ctl(dp->epoll_fd, op, f->sock, &ev);
-}
-
-/**
  * flow_epoll_ref() - the epoll reference of one of a flow's sockets
  * @dp:		data plane
  * @f:		flow
@@ -665,13 +645,69 @@ static int flow_epoll_ctl(struct dp *dp, struct flow *f, int op,
  *
  * Return: epoll_event.data.u64 with @kind, the generation and the slot
  */
-uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
-			unsigned kind)
+static uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
+			       unsigned kind)
 {
 	uint32_t idx = (uint32_t)(f - dp->flow.table);
 
 	return (uint64_t)kind << REF_KIND_SHIFT |
 	       (uint64_t)f->gen << REF_GEN_SHIFT | idx;
+}
+
+/**
+ * flow_epoll_ctl() - epoll_ctl() for one of a flow's sockets
+ * @dp:		data plane
+ * @f:		flow
+ * @sock:	its socket, @sock or a spliced flow's host socket
+ * @kind:	EPOLL_REF_FLOW or EPOLL_REF_SPLICE, as flow_epoll_ref()
+ * @op:		EPOLL_CTL_ADD, EPOLL_CTL_MOD or EPOLL_CTL_DEL
+ * @events:	EPOLLIN, EPOLLOUT...
+ *
+ * Return: 0, or -1 with errno set
+ */
+static int flow_epoll_ctl(struct dp *dp, const struct flow *f, int sock,
+			  unsigned kind, int op, uint32_t events)
+{
+	struct epoll_event ev = {
+		.events = events,
+		.data.u64 = flow_epoll_ref(dp, f, kind),
+	};
+
+	return epoll_ctl(dp->epoll_fd, op, sock, &ev);
+}
+
+/**
+ * flow_epoll_watch() - register one of a flow's sockets for epoll events
+ * @dp:		data plane
+ * @f:		flow
+ * @sock:	the socket
+ * @kind:	EPOLL_REF_FLOW or EPOLL_REF_SPLICE, as flow_epoll_ref()
+ * @registered:	events @sock is registered for now, 0 if none; updated
+ * @events:	EPOLLIN, EPOLLOUT... (0 to stop watching)
+ *
+ * Return: 0, or -1 with errno set (@registered unchanged)
+ */
+static int flow_epoll_watch(struct dp *dp, const struct flow *f, int sock,
+			    unsigned kind, uint32_t *registered,
+			    uint32_t events)
+{
+	int op;
+
+	if (events == *registered)
+		return 0;
+
+	if (!events)
+		op = EPOLL_CTL_DEL;
+	else if (!*registered)
+		op = EPOLL_CTL_ADD;
+	else
+		op = EPOLL_CTL_MOD;
+
+	if (flow_epoll_ctl(dp, f, sock, kind, op, events))
+		return -1;
+
+	*registered = events;
+	return 0;
 }
 
 /**
@@ -684,23 +720,27 @@ uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
  */
 int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events)
 {
-	int op;
+	return flow_epoll_watch(dp, f, f->sock, EPOLL_REF_FLOW,
+				&f->epoll_events, events);
+}
 
-	if (events == f->epoll_events)
-		return 0;
-
-	if (!events)
-		op = EPOLL_CTL_DEL;
-	else if (!f->epoll_events)
-		op = EPOLL_CTL_ADD;
-	else
-		op = EPOLL_CTL_MOD;
-
-	if (flow_epoll_ctl(dp, f, op, events))
-		return -1;
-
-	f->epoll_events = events;
-	return 0;
+/**
+ * flow_epoll_set_splice() - register a spliced flow's host socket, beside
+ * its @sock, for epoll events (EPOLL_REF_SPLICE)
+ * @dp:		data plane
+ * @f:		spliced flow
+ * @sock:	its host socket
+ * @registered:	events @sock is registered for now, 0 if none; updated
+ *		(struct splice_flow's @host_events, splice.c's own)
+ * @events:	EPOLLIN, EPOLLOUT... (0 to stop watching)
+ *
+ * Return: 0, or -1 with errno set
+ */
+int flow_epoll_set_splice(struct dp *dp, const struct flow *f, int sock,
+			  uint32_t *registered, uint32_t events)
+{
+	return flow_epoll_watch(dp, f, sock, EPOLL_REF_SPLICE, registered,
+				events);
 }
 
 /**
@@ -716,7 +756,8 @@ int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events)
  */
 int flow_epoll_rearm(struct dp *dp, struct flow *f)
 {
-	return flow_epoll_ctl(dp, f, EPOLL_CTL_MOD, f->epoll_events);
+	return flow_epoll_ctl(dp, f, f->sock, EPOLL_REF_FLOW, EPOLL_CTL_MOD,
+			      f->epoll_events);
 }
 
 /**

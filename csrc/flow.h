@@ -252,8 +252,8 @@ static inline bool flow_closed(const struct flow *f)
 	for ((f) = flow_next((dp), NULL); (f); (f) = flow_next((dp), (f)))
 int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events);
 int flow_epoll_rearm(struct dp *dp, struct flow *f);
-uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
-			unsigned kind);
+int flow_epoll_set_splice(struct dp *dp, const struct flow *f, int sock,
+			  uint32_t *registered, uint32_t events);
 struct flow *flow_from_epoll(struct dp *dp, uint64_t ref);
 void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms);
 /* What flow_timers_run() calls for each due flow (dp.c's dispatch) */

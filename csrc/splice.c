@@ -89,32 +89,6 @@ static int splice_fd(const struct flow *f, int side)
 }
 
 /**
- * splice_host_epoll() - register the host side for epoll events
- * @dp:		data plane
- * @f:		spliced flow
- * @events:	EPOLLIN, EPOLLOUT (0 to stop watching)
- *
- * Return: 0, or -1 with errno set
- */
-static int splice_host_epoll(struct dp *dp, struct flow *f, uint32_t events)
-{
-	struct splice_flow *s = &f->splice;
-	struct epoll_event ev = {
-		.events = events,
-		.data.u64 = flow_epoll_ref(dp, f, EPOLL_REF_SPLICE),
-	};
-	int op = !events ? EPOLL_CTL_DEL :
-		 s->host_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-
-	if (events == s->host_events)
-		return 0;
-	if (epoll_ctl(dp->epoll_fd, op, s->host_sock, &ev))
-		return -1;
-	s->host_events = events;
-	return 0;
-}
-
-/**
  * splice_watch() - watch each side for what it can do next
  * @dp:		data plane
  * @f:		spliced flow
@@ -142,7 +116,8 @@ static int splice_watch(struct dp *dp, struct flow *f)
 	if (connecting)
 		ev[SPLICE_HOST] = EPOLLOUT;
 	return flow_epoll_set(dp, f, ev[SPLICE_NS]) ||
-	       splice_host_epoll(dp, f, ev[SPLICE_HOST]) ? -1 : 0;
+	       flow_epoll_set_splice(dp, f, s->host_sock, &f->splice.host_events,
+				     ev[SPLICE_HOST]) ? -1 : 0;
 }
 
 /**
