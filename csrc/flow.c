@@ -270,7 +270,7 @@ struct flow *flow_lookup(struct dp *dp, const struct flow_key *key)
 /**
  * flow_alloc() - take a free slot for a new flow and link it for lookup
  * @dp:		data plane
- * @type:	FLOW_TCP, FLOW_UDP or FLOW_PING
+ * @type:	FLOW_TCP, FLOW_UDP, FLOW_PING or FLOW_SPLICE
  * @key:	key, built with flow_key_fill(), not in the table yet
  *
  * The protocol state (@tcp, @udp or @ping) is zeroed, @sock is -1, @state
