@@ -270,3 +270,13 @@ CPPCHECK_FLAGS := --std=c11 --library=posix --library=gnu -D_GNU_SOURCE -Icsrc \
 
 cppcheck:
 	cppcheck $(CPPCHECK_FLAGS) csrc/
+
+# doc/slirpd.1's .TH line from the one place the version and the release date
+# live (slirpd/__init__.py's __version__ and __date__); tests/test_manpage.py
+# fails while they differ
+.PHONY: man-th
+man-th:
+	python3 -c 'import re; \
+		v = dict(re.findall(r"^__(version|date)__ = \"([^\"]+)\"", open("slirpd/__init__.py").read(), re.M)); \
+		p = open("doc/slirpd.1").read(); \
+		open("doc/slirpd.1", "w").write(re.sub(r"^\.TH .*$$", ".TH SLIRPD 1 \"%s\" \"slirpd %s\" \"User Commands\"" % (v["date"], v["version"]), p, count=1, flags=re.M))'

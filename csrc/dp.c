@@ -46,8 +46,10 @@
  * datagrams past their reassembly timeout are dropped (frag.c: reassembly has
  * no flow, so it keeps a deadline of its own, which dp_timeout_ms() also
  * reports), forward listeners paused for want of descriptors go back into
- * the epoll set (fwd.c, a deadline of their own too), and the transmit queue
- * is flushed.  dp_poll() never blocks, never
+ * the epoll set (fwd.c, a deadline of their own too), the transmit queue
+ * is flushed, and last the slots of the flows closed during the batch are
+ * freed (flow_defer_sweep(): until then nothing reuses a flow some caller
+ * still points to).  dp_poll() never blocks, never
  * exits and never aborts: I/O errors come back as return codes, and whatever
  * the guest sends is either handled or counted as a drop under a named reason
  * (dp_counters.h).  Events worth one log line rather than one per packet
@@ -107,26 +109,6 @@ static const char *const dp_counter_names[] = {
 
 _Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) ==
 	       DP_CNT_COUNT, "counter names and enum dp_counter differ");
-
-/* Open flows by state, for dp_flow_states(): a TCP connection by its state
- * (enum tcp_state), any other flow by its type, after the TCP states */
-#define DP_FLOW_STATE_TYPE(type)	(TCP_STATE_COUNT + (type) - FLOW_UDP)
-#define DP_FLOW_STATE_COUNT		DP_FLOW_STATE_TYPE(FLOW_TYPE_COUNT)
-
-#define DP_TCP_STATE_NAME(name)	#name,
-static const char *const dp_flow_state_names[] = {
-	TCP_STATES(DP_TCP_STATE_NAME)
-	[DP_FLOW_STATE_TYPE(FLOW_UDP)]		= "FLOW_UDP",
-	[DP_FLOW_STATE_TYPE(FLOW_PING)]		= "FLOW_PING",
-	[DP_FLOW_STATE_TYPE(FLOW_SPLICE)]	= "FLOW_SPLICE",
-};
-#undef DP_TCP_STATE_NAME
-
-_Static_assert(FLOW_UDP == FLOW_TCP + 1 && FLOW_TCP == FLOW_FREE + 1,
-	       "flow types other than TCP must follow it");
-_Static_assert(sizeof(dp_flow_state_names) / sizeof(dp_flow_state_names[0]) ==
-	       DP_FLOW_STATE_COUNT,
-	       "flow state names and enum tcp_state, enum flow_type differ");
 
 /**
  * dp_config_valid() - check a configuration coming from Python
@@ -455,6 +437,8 @@ static int dp_dispatch(struct dp *dp, int budget, int wait_ms, bool *outer)
 		fwd_timer(dp);
 
 	tap_tx_flush(dp);
+	/* the batch is over: nothing holds a flow now, closed slots go back */
+	flow_defer_sweep(dp);
 	return status ? status : done;
 }
 
@@ -668,62 +652,6 @@ const char *dp_counter_name(int index)
 		return NULL;
 
 	return dp_counter_names[index];
-}
-
-/**
- * dp_flow_state_count() - number of flow states
- *
- * Return: length of the arrays dp_flow_state_name() and dp_flow_states()
- *	   index
- */
-int dp_flow_state_count(void)
-{
-	return DP_FLOW_STATE_COUNT;
-}
-
-/**
- * dp_flow_state_name() - name of a flow state
- * @index:	state index, 0 to dp_flow_state_count() - 1
- *
- * Return: static string (TCP_ST_ESTABLISHED, FLOW_UDP...), or NULL if @index
- *	   is out of range
- */
-const char *dp_flow_state_name(int index)
-{
-	if (index < 0 || index >= DP_FLOW_STATE_COUNT)
-		return NULL;
-
-	return dp_flow_state_names[index];
-}
-
-/**
- * dp_flow_states() - count the open flows by state
- * @dp:		data plane
- * @out:	array of at least @n elements, indexed like dp_flow_state_name()
- * @n:		size of @out
- *
- * Return: number of states filled, the smaller of @n and
- *	   dp_flow_state_count(), 0 if @dp or @out is NULL
- */
-int dp_flow_states(struct dp *dp, uint64_t *out, int n)
-{
-	uint64_t count[DP_FLOW_STATE_COUNT] = { 0 };
-	struct flow *f;
-
-	if (!dp || !out || n <= 0)
-		return 0;
-
-	flow_foreach(dp, f) {
-		if (f->type == FLOW_TCP)
-			count[f->tcp.state]++;
-		else
-			count[DP_FLOW_STATE_TYPE(f->type)]++;
-	}
-	if (n > DP_FLOW_STATE_COUNT)
-		n = DP_FLOW_STATE_COUNT;
-
-	memcpy(out, count, (size_t)n * sizeof(*out));
-	return n;
 }
 
 /**

@@ -13,20 +13,39 @@
  *   and port, 128-bit addresses so IPv4 and IPv6 share the code) is hashed
  *   with a per-instance random seed, so a guest cannot aim for one bucket,
  *   into DP_FLOW_BUCKETS chained buckets: O(1) on average.
- * - life cycle: flow_alloc() takes a slot from the free list and links it in
- *   its bucket; flow_open() does that for a guest's UDP or ping socket with
- *   the rest of the sequence (connect, slot, epoll).  flow_close(), with a
- *   reason counted per reason (enum flow_close_reason), is the one way a flow
- *   ends: it closes the socket (which also removes it from epoll), unlinks
- *   the slot and puts it back; what a protocol holds beside the flow, it
- *   releases first.  Code outside flow.c walks the table with flow_foreach()
- *   and finds a slot again with flow_index() and flow_at().  A full table is
- *   a counted drop (drop_flow_table_full), never an allocation.
+ * - opening: every flow opens here.  flow_alloc() takes a slot from the free
+ *   list and links it in its bucket (a forwarded UDP flow, which has no
+ *   socket, needs no more); flow_adopt() gives the slot a socket that is open
+ *   already (a connection accepted on a forward, a UDP socket connected);
+ *   flow_open() does the datagram sequence (connect, slot, epoll) for a
+ *   guest's UDP or ping socket and a spliced UDP flow's; a guest's TCP
+ *   connection takes its slot first, then its socket (flow_sock_attach()),
+ *   then flow_connect(), where EINPROGRESS is success and the socket is
+ *   watched for the connect to complete; flow_sock_dial() starts the connect
+ *   of a spliced connection's second socket.  A full table is a counted drop
+ *   (drop_flow_table_full), never an allocation.
+ * - states: one enum flow_state for every protocol (FLOW_STATES: a free
+ *   slot, FLOW_ST_NEW, FLOW_ST_CLOSED, then TCP's, UDP's, ping's and
+ *   splice's), in struct flow's @state, set by flow_set_state(); get_stats
+ *   and --debug count open flows by it (dp_flow_states()).
+ * - closing, deferred: flow_close(), with a reason counted per reason (enum
+ *   flow_close_reason), is the one way a flow ends.  It releases at once what
+ *   the rest of the data plane could still meet (the socket, which leaves
+ *   epoll with it and goes back to its share; the hash bucket, so a lookup
+ *   no longer finds it; the recycling list; the timer) and marks the flow
+ *   FLOW_ST_CLOSED on a list of closed flows; what a protocol holds beside
+ *   the flow, it releases first.  The slot itself goes back to the free list
+ *   only in flow_defer_sweep(), which dp.c runs once per event-loop batch, as
+ *   passt's flow_defer_handler() does: a flow is never reused under a caller
+ *   that still holds its pointer (a receive batch's entries, a timer walk, an
+ *   epoll event fetched for it), and such callers ask flow_closed().  Code
+ *   outside flow.c walks the open flows with flow_foreach() and finds a slot
+ *   again with flow_index() and flow_at().
  * - events: a flow's socket is registered in the data plane's epoll set with
  *   a reference (EPOLL_REF_FLOW, slot index, generation).  The generation
  *   changes each time a slot is reused, so an event fetched for a flow that
- *   was freed (and perhaps reused) in the same batch is recognised as stale
- *   and ignored by flow_from_epoll().
+ *   was closed in the same batch (or freed and reused since) is recognised
+ *   as stale and ignored by flow_from_epoll().
  * - timers: each flow has at most one deadline (retransmission, idle
  *   timeout...), set with flow_timer_set().  The data plane remembers the
  *   earliest one; when it is due, flow_timers_run() scans the used part of the
@@ -96,6 +115,15 @@ static const char *const flow_close_names[] = {
 
 _Static_assert(sizeof(flow_close_names) / sizeof(flow_close_names[0]) ==
 	       FLOW_CLOSE_COUNT, "close reason names and enum differ");
+
+#define FLOW_STATE_NAME(name)	[name] = #name,
+static const char *const flow_state_names[] = {
+	FLOW_STATES(FLOW_STATE_NAME)
+};
+#undef FLOW_STATE_NAME
+
+_Static_assert(sizeof(flow_state_names) / sizeof(flow_state_names[0]) ==
+	       FLOW_STATE_COUNT, "flow state names and enum flow_state differ");
 
 /* Reference layout in epoll_event.data.u64: kind, generation, index */
 #define REF_KIND_SHIFT		56
@@ -242,10 +270,11 @@ struct flow *flow_lookup(struct dp *dp, const struct flow_key *key)
 /**
  * flow_alloc() - take a free slot for a new flow and link it for lookup
  * @dp:		data plane
- * @type:	FLOW_TCP, FLOW_UDP or FLOW_PING
+ * @type:	FLOW_TCP, FLOW_UDP, FLOW_PING or FLOW_SPLICE
  * @key:	key, built with flow_key_fill(), not in the table yet
  *
- * The protocol state (@tcp, @udp or @ping) is zeroed, @sock is -1.
+ * The protocol state (@tcp, @udp or @ping) is zeroed, @sock is -1, @state
+ * FLOW_ST_NEW.  A slot closed since the last flow_defer_sweep() is not taken.
  *
  * Return: the flow, or NULL (counted as drop_flow_table_full) if the table
  *	   is full
@@ -270,6 +299,7 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 
 	memset(f, 0, sizeof(*f));
 	f->type = (uint8_t)type;
+	f->state = FLOW_ST_NEW;
 	f->gen = gen & REF_GEN_MASK;
 	f->sock = -1;
 	f->key = *key;
@@ -287,24 +317,58 @@ struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 }
 
 /**
- * flow_open() - make a flow of a new socket the guest's traffic goes out by:
- * connect it, take a slot, watch it
+ * flow_adopt() - make a flow of a host socket that is open already: take a
+ * slot and give it the socket
+ * @dp:		data plane
+ * @type:	FLOW_TCP, FLOW_UDP or FLOW_SPLICE
+ * @key:	flow key, not in the table
+ * @s:		the socket, counted in @share (flow_sock_open_in(),
+ *		flow_sock_accept()); the flow's from now on, flow_close() closes
+ *		it
+ * @share:	the share @s counts against
+ *
+ * Not watched yet: the caller sets its options, then flow_epoll_set().
+ *
+ * Return: the flow, or NULL (a full table, counted by flow_alloc()) with @s
+ *	   still the caller's, to refuse as its protocol does
+ */
+struct flow *flow_adopt(struct dp *dp, enum flow_type type,
+			const struct flow_key *key, int s,
+			enum flow_sock_share share)
+{
+	struct flow *f = flow_alloc(dp, type, key);
+
+	if (!f)
+		return NULL;
+	f->sock = s;
+	f->sock_share = (uint8_t)share;
+	return f;
+}
+
+/**
+ * flow_open() - make a flow of a new datagram socket: connect it, take a
+ * slot, watch it
  * @dp:		data plane
  * @type:	FLOW_UDP or FLOW_PING
  * @key:	flow key, not in the table
- * @s:		datagram socket from flow_sock_open(), options set and bound;
- *		the flow's from now on, or closed if the flow cannot be had
+ * @s:		datagram socket from flow_sock_open_in(), options set and
+ *		bound; the flow's from now on, or closed if the flow cannot be
+ *		had
+ * @share:	the share @s counts against: FLOW_SOCK_GUEST for the guest's
+ *		own flows, FLOW_SOCK_FWD for a spliced UDP flow's (udp.c)
  * @sa:		where it connects
  * @sa_len:	length of @sa
  * @sock_drop:	counter to count a failed connect() or epoll_ctl() under,
  *		an enum dp_counter (DP_CNT_drop_udp_socket...)
  *
- * The flow's socket is watched for EPOLLIN; the caller sets its timer.
+ * The flow's socket is watched for EPOLLIN; the caller sets its state and
+ * timer.
  *
  * Return: the flow, or NULL (a full table is counted by flow_alloc())
  */
 struct flow *flow_open(struct dp *dp, enum flow_type type,
 		       const struct flow_key *key, int s,
+		       enum flow_sock_share share,
 		       const struct sockaddr_storage *sa, socklen_t sa_len,
 		       unsigned sock_drop)
 {
@@ -312,16 +376,15 @@ struct flow *flow_open(struct dp *dp, enum flow_type type,
 
 	if (connect(s, (const struct sockaddr *)sa, sa_len)) {
 		dp->counters[sock_drop]++;
-		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
+		flow_sock_close(dp, s, share);
 		return NULL;
 	}
 
-	f = flow_alloc(dp, type, key);
+	f = flow_adopt(dp, type, key, s, share);
 	if (!f) {
-		flow_sock_close(dp, s, FLOW_SOCK_GUEST);
+		flow_sock_close(dp, s, share);
 		return NULL;
 	}
-	f->sock = s;
 
 	if (flow_epoll_set(dp, f, EPOLLIN)) {
 		dp->counters[sock_drop]++;
@@ -329,6 +392,116 @@ struct flow *flow_open(struct dp *dp, enum flow_type type,
 		return NULL;
 	}
 	return f;
+}
+
+/**
+ * flow_sock_attach() - open the host socket of a flow that has none yet, in
+ * the guest's share (a guest's TCP connection: slot first, then socket)
+ * @dp:		data plane, @now_ms current
+ * @f:		flow, @sock -1
+ * @domain:	as for socket()
+ * @type:	as for socket()
+ * @protocol:	as for socket()
+ *
+ * Return: 0 with @f's @sock set, or -1 with errno set as flow_sock_open()
+ *	   sets it
+ */
+int flow_sock_attach(struct dp *dp, struct flow *f, int domain, int type,
+		     int protocol)
+{
+	int s = flow_sock_open(dp, domain, type, protocol);
+
+	if (s < 0)
+		return -1;
+	f->sock = s;
+	f->sock_share = FLOW_SOCK_GUEST;
+	return 0;
+}
+
+/**
+ * flow_connect() - connect a flow's non-blocking stream socket; while the
+ * connect is in progress, watch the socket
+ * @dp:		data plane
+ * @f:		flow with a socket, options set and bound, not watched
+ * @sa:		where it connects
+ * @sa_len:	length of @sa
+ * @events:	what to watch the socket for while connecting (EPOLLOUT says
+ *		the connect completed)
+ * @sock_drop:	counter to count a failed epoll_ctl() under, an enum
+ *		dp_counter
+ *
+ * Return: 0 if connected at once (not watched: the caller sets its events),
+ *	   1 if in progress (EINPROGRESS, watched for @events), -1 with errno
+ *	   set if connect() or epoll_ctl() failed
+ */
+int flow_connect(struct dp *dp, struct flow *f,
+		 const struct sockaddr_storage *sa, socklen_t sa_len,
+		 uint32_t events, unsigned sock_drop)
+{
+	if (!connect(f->sock, (const struct sockaddr *)sa, sa_len))
+		return 0;
+	if (errno != EINPROGRESS)
+		return -1;
+	if (flow_epoll_set(dp, f, events)) {
+		dp->counters[sock_drop]++;
+		return -1;
+	}
+	return 1;
+}
+
+/**
+ * flow_sock_dial() - open a non-blocking stream socket and start connecting
+ * it: a spliced connection's second socket, beside the flow's @sock
+ * @sa:		where it connects
+ * @sa_len:	length of @sa
+ * @connect_failed:	set if connect() failed rather than socket()
+ *
+ * Counted in no share: the caller took its descriptors with flow_fds_take().
+ *
+ * Return: the descriptor, connected or connecting (EINPROGRESS), or -1 with
+ *	   errno set (nothing left open)
+ */
+int flow_sock_dial(const struct sockaddr_storage *sa, socklen_t sa_len,
+		   bool *connect_failed)
+{
+	int s = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		       0);
+	int err;
+
+	*connect_failed = false;
+	if (s < 0)
+		return -1;
+	if (connect(s, (const struct sockaddr *)sa, sa_len) &&
+	    errno != EINPROGRESS) {
+		err = errno;
+		*connect_failed = true;
+		close(s);
+		errno = err;
+		return -1;
+	}
+	return s;
+}
+
+/**
+ * flow_set_state() - move a flow to a state of its protocol
+ * @f:		flow, open
+ * @state:	the state, one of its protocol's (TCP_ST_*, UDP_ST_*...)
+ */
+void flow_set_state(struct flow *f, enum flow_state state)
+{
+	f->state = (uint8_t)state;
+}
+
+/**
+ * flow_state_name() - name of a flow state
+ * @state:	state
+ *
+ * Return: static string ("TCP_ST_ESTABLISHED"...), "?" if out of range
+ */
+const char *flow_state_name(enum flow_state state)
+{
+	return (unsigned)state < FLOW_STATE_COUNT ? flow_state_names[state] :
+						    "?";
 }
 
 /**
@@ -353,13 +526,18 @@ static void flow_lru_unlink(struct dp *dp, struct flow *f)
 }
 
 /**
- * flow_close() - close a flow's socket and return its slot, the one way
- * flows end
+ * flow_close() - close a flow, the one way flows end: release what the data
+ * plane could still meet, and mark the slot for flow_defer_sweep()
  * @dp:		data plane
- * @f:		flow, in the table; what its protocol holds besides the flow
- *		(a TCP out-of-order queue, a spliced connection's second
- *		socket and pipes) already released by that protocol
+ * @f:		flow, open; what its protocol holds besides the flow (a TCP
+ *		out-of-order queue, a spliced connection's second socket and
+ *		pipes) already released by that protocol
  * @why:	reason, counted in @dp->flow.closed
+ *
+ * The socket is closed (it leaves epoll) and given back to its share, the
+ * flow leaves its hash bucket, the recycling list and the timers, and no
+ * longer counts as open.  The slot keeps its type, generation and protocol
+ * state, FLOW_ST_CLOSED, until the sweep frees it.
  */
 void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why)
 {
@@ -377,14 +555,37 @@ void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why)
 		flow_sock_close(dp, f->sock, f->sock_share);
 
 	f->sock = -1;
-	f->type = FLOW_FREE;
+	f->state = FLOW_ST_CLOSED;
 	f->epoll_events = 0;
 	f->deadline_ms = 0;
-	f->hash_next = dp->flow.free_head;
-	dp->flow.free_head = idx;
+	f->hash_next = dp->flow.closed_head;
+	dp->flow.closed_head = idx;
 	dp->flow.count--;
 	dp->flow.closed[why]++;
 	DP_COUNT(dp, flows_closed);
+}
+
+/**
+ * flow_defer_sweep() - free the slots of the flows closed since the last
+ * sweep, for flow_alloc() to take again
+ * @dp:		data plane, between two event-loop batches: nothing holds a
+ *		pointer to a flow
+ */
+void flow_defer_sweep(struct dp *dp)
+{
+	uint32_t idx = dp->flow.closed_head;
+
+	while (idx) {
+		struct flow *f = &dp->flow.table[idx - 1];
+		uint32_t next = f->hash_next;
+
+		f->type = FLOW_FREE;
+		f->state = FLOW_ST_FREE;
+		f->hash_next = dp->flow.free_head;
+		dp->flow.free_head = idx;
+		idx = next;
+	}
+	dp->flow.closed_head = 0;
 }
 
 /**
@@ -413,11 +614,12 @@ struct flow *flow_at(struct dp *dp, uint32_t index)
 }
 
 /**
- * flow_next() - the next flow in use, for flow_foreach()
+ * flow_next() - the next open flow, for flow_foreach()
  * @dp:		data plane, table possibly not set up
  * @f:		the previous one, NULL to start
  *
- * Return: next flow in use in table order, NULL after the last
+ * Return: next open flow (in use, not closed) in table order, NULL after the
+ *	   last
  */
 struct flow *flow_next(struct dp *dp, const struct flow *f)
 {
@@ -426,30 +628,12 @@ struct flow *flow_next(struct dp *dp, const struct flow *f)
 	if (!dp->flow.table)
 		return NULL;
 	for (; i < dp->flow.high_water; i++) {
-		if (dp->flow.table[i].type != FLOW_FREE)
+		const struct flow *n = &dp->flow.table[i];
+
+		if (n->type != FLOW_FREE && !flow_closed(n))
 			return &dp->flow.table[i];
 	}
 	return NULL;
-}
-
-/**
- * flow_epoll_ctl() - epoll_ctl() for a flow's socket
- * @dp:		data plane
- * @f:		flow with a socket
- * @op:		EPOLL_CTL_ADD, EPOLL_CTL_MOD or EPOLL_CTL_DEL
- * @events:	EPOLLIN, EPOLLOUT...
- *
- * Return: 0, or -1 with errno set
- */
-static int flow_epoll_ctl(struct dp *dp, struct flow *f, int op,
-			  uint32_t events)
-{
-	struct epoll_event ev = {
-		.events = events,
-		.data.u64 = flow_epoll_ref(dp, f, EPOLL_REF_FLOW),
-	};
-
-	return epoll_ctl(dp->epoll_fd, op, f->sock, &ev);
 }
 
 /**
@@ -461,13 +645,69 @@ static int flow_epoll_ctl(struct dp *dp, struct flow *f, int op,
  *
  * Return: epoll_event.data.u64 with @kind, the generation and the slot
  */
-uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
-			unsigned kind)
+static uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
+			       unsigned kind)
 {
 	uint32_t idx = (uint32_t)(f - dp->flow.table);
 
 	return (uint64_t)kind << REF_KIND_SHIFT |
 	       (uint64_t)f->gen << REF_GEN_SHIFT | idx;
+}
+
+/**
+ * flow_epoll_ctl() - epoll_ctl() for one of a flow's sockets
+ * @dp:		data plane
+ * @f:		flow
+ * @sock:	its socket, @sock or a spliced flow's host socket
+ * @kind:	EPOLL_REF_FLOW or EPOLL_REF_SPLICE, as flow_epoll_ref()
+ * @op:		EPOLL_CTL_ADD, EPOLL_CTL_MOD or EPOLL_CTL_DEL
+ * @events:	EPOLLIN, EPOLLOUT...
+ *
+ * Return: 0, or -1 with errno set
+ */
+static int flow_epoll_ctl(struct dp *dp, const struct flow *f, int sock,
+			  unsigned kind, int op, uint32_t events)
+{
+	struct epoll_event ev = {
+		.events = events,
+		.data.u64 = flow_epoll_ref(dp, f, kind),
+	};
+
+	return epoll_ctl(dp->epoll_fd, op, sock, &ev);
+}
+
+/**
+ * flow_epoll_watch() - register one of a flow's sockets for epoll events
+ * @dp:		data plane
+ * @f:		flow
+ * @sock:	the socket
+ * @kind:	EPOLL_REF_FLOW or EPOLL_REF_SPLICE, as flow_epoll_ref()
+ * @registered:	events @sock is registered for now, 0 if none; updated
+ * @events:	EPOLLIN, EPOLLOUT... (0 to stop watching)
+ *
+ * Return: 0, or -1 with errno set (@registered unchanged)
+ */
+static int flow_epoll_watch(struct dp *dp, const struct flow *f, int sock,
+			    unsigned kind, uint32_t *registered,
+			    uint32_t events)
+{
+	int op;
+
+	if (events == *registered)
+		return 0;
+
+	if (!events)
+		op = EPOLL_CTL_DEL;
+	else if (!*registered)
+		op = EPOLL_CTL_ADD;
+	else
+		op = EPOLL_CTL_MOD;
+
+	if (flow_epoll_ctl(dp, f, sock, kind, op, events))
+		return -1;
+
+	*registered = events;
+	return 0;
 }
 
 /**
@@ -480,23 +720,27 @@ uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
  */
 int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events)
 {
-	int op;
+	return flow_epoll_watch(dp, f, f->sock, EPOLL_REF_FLOW,
+				&f->epoll_events, events);
+}
 
-	if (events == f->epoll_events)
-		return 0;
-
-	if (!events)
-		op = EPOLL_CTL_DEL;
-	else if (!f->epoll_events)
-		op = EPOLL_CTL_ADD;
-	else
-		op = EPOLL_CTL_MOD;
-
-	if (flow_epoll_ctl(dp, f, op, events))
-		return -1;
-
-	f->epoll_events = events;
-	return 0;
+/**
+ * flow_epoll_set_splice() - register a spliced flow's host socket, beside
+ * its @sock, for epoll events (EPOLL_REF_SPLICE)
+ * @dp:		data plane
+ * @f:		spliced flow
+ * @sock:	its host socket
+ * @registered:	events @sock is registered for now, 0 if none; updated
+ *		(struct splice_flow's @host_events, splice.c's own)
+ * @events:	EPOLLIN, EPOLLOUT... (0 to stop watching)
+ *
+ * Return: 0, or -1 with errno set
+ */
+int flow_epoll_set_splice(struct dp *dp, const struct flow *f, int sock,
+			  uint32_t *registered, uint32_t events)
+{
+	return flow_epoll_watch(dp, f, sock, EPOLL_REF_SPLICE, registered,
+				events);
 }
 
 /**
@@ -512,7 +756,8 @@ int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events)
  */
 int flow_epoll_rearm(struct dp *dp, struct flow *f)
 {
-	return flow_epoll_ctl(dp, f, EPOLL_CTL_MOD, f->epoll_events);
+	return flow_epoll_ctl(dp, f, f->sock, EPOLL_REF_FLOW, EPOLL_CTL_MOD,
+			      f->epoll_events);
 }
 
 /**
@@ -520,7 +765,8 @@ int flow_epoll_rearm(struct dp *dp, struct flow *f)
  * @dp:		data plane
  * @ref:	epoll_event.data.u64, of kind EPOLL_REF_FLOW
  *
- * Return: the flow, or NULL if it was freed since the event was fetched
+ * Return: the flow, or NULL if it was closed (or freed) since the event was
+ *	   fetched
  */
 struct flow *flow_from_epoll(struct dp *dp, uint64_t ref)
 {
@@ -532,7 +778,7 @@ struct flow *flow_from_epoll(struct dp *dp, uint64_t ref)
 		return NULL;
 
 	f = &dp->flow.table[idx];
-	if (f->type == FLOW_FREE || f->gen != gen)
+	if (f->type == FLOW_FREE || flow_closed(f) || f->gen != gen)
 		return NULL;
 
 	return f;
@@ -558,7 +804,7 @@ void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms)
  * @fire:	called for each due flow, its deadline cleared: dp.c's
  *		dispatch to the flow's protocol
  *
- * Also recomputes the earliest deadline left.  @fire may free the flow or
+ * Also recomputes the earliest deadline left.  @fire may close the flow or
  * set a new deadline.
  */
 void flow_timers_run(struct dp *dp, flow_timer_fn *fire)
@@ -570,7 +816,7 @@ void flow_timers_run(struct dp *dp, flow_timer_fn *fire)
 	for (i = 0; i < dp->flow.high_water; i++) {
 		struct flow *f = &dp->flow.table[i];
 
-		if (f->type == FLOW_FREE || !f->deadline_ms)
+		if (f->type == FLOW_FREE || flow_closed(f) || !f->deadline_ms)
 			continue;
 
 		if (f->deadline_ms <= dp->now_ms) {
@@ -578,7 +824,7 @@ void flow_timers_run(struct dp *dp, flow_timer_fn *fire)
 			fire(dp, f);
 		}
 
-		if (f->type != FLOW_FREE && f->deadline_ms &&
+		if (!flow_closed(f) && f->deadline_ms &&
 		    (!next || f->deadline_ms < next))
 			next = f->deadline_ms;
 	}
@@ -589,10 +835,10 @@ void flow_timers_run(struct dp *dp, flow_timer_fn *fire)
 }
 
 /**
- * flow_count() - number of flows in use
+ * flow_count() - number of open flows
  * @dp:		data plane
  *
- * Return: flows allocated and not freed
+ * Return: flows allocated and not closed
  */
 unsigned flow_count(const struct dp *dp)
 {
@@ -1007,5 +1253,57 @@ int dp_flows_closed(const struct dp *dp, uint64_t *out, int n)
 		n = FLOW_CLOSE_COUNT;
 
 	memcpy(out, dp->flow.closed, (size_t)n * sizeof(*out));
+	return n;
+}
+
+/**
+ * dp_flow_state_count() - number of flow states
+ *
+ * Return: length of the arrays dp_flow_state_name() and dp_flow_states()
+ *	   index
+ */
+int dp_flow_state_count(void)
+{
+	return FLOW_STATE_COUNT;
+}
+
+/**
+ * dp_flow_state_name() - name of a flow state
+ * @index:	state index, 0 to dp_flow_state_count() - 1
+ *
+ * Return: static string (TCP_ST_ESTABLISHED, UDP_ST_ONE_WAY...), or NULL if
+ *	   @index is out of range
+ */
+const char *dp_flow_state_name(int index)
+{
+	if (index < 0 || index >= FLOW_STATE_COUNT)
+		return NULL;
+
+	return flow_state_names[index];
+}
+
+/**
+ * dp_flow_states() - count the open flows by state (enum flow_state)
+ * @dp:		data plane
+ * @out:	array of at least @n elements, indexed like dp_flow_state_name()
+ * @n:		size of @out
+ *
+ * Return: number of states filled, the smaller of @n and
+ *	   dp_flow_state_count(), 0 if @dp or @out is NULL
+ */
+int dp_flow_states(struct dp *dp, uint64_t *out, int n)
+{
+	uint64_t count[FLOW_STATE_COUNT] = { 0 };
+	struct flow *f;
+
+	if (!dp || !out || n <= 0)
+		return 0;
+
+	flow_foreach(dp, f)
+		count[f->state]++;
+	if (n > FLOW_STATE_COUNT)
+		n = FLOW_STATE_COUNT;
+
+	memcpy(out, count, (size_t)n * sizeof(*out));
 	return n;
 }

@@ -26,6 +26,34 @@ enum flow_type {
 };
 #undef FLOW_TYPE_ENUM
 
+/* Where a flow is in its life, one enum for every protocol (struct flow's
+ * @state, set with flow_set_state(); counted by state in get_stats): a free
+ * slot, a new flow its protocol has not set up yet, a closed one waiting for
+ * flow_defer_sweep(), then each protocol's own states (tcp.c's, udp.c's,
+ * icmp.c's and splice.c's theories of operation tell their lives) */
+#define FLOW_STATES(X)							\
+	X(FLOW_ST_FREE)		/* unused slot */			\
+	X(FLOW_ST_NEW)		/* slot taken, not set up yet */	\
+	X(FLOW_ST_CLOSED)	/* closed, the slot freed by the sweep */ \
+	X(TCP_ST_CONNECTING)	/* host connect() in progress */	\
+	X(TCP_ST_SYN_ACK_SENT)	/* waiting for the guest's ACK */	\
+	X(TCP_ST_ESTABLISHED)	/* data both ways, half-closes in flags */ \
+	X(TCP_ST_SYN_SENT)	/* forwarded: waiting for the SYN-ACK */ \
+	X(UDP_ST_ONE_WAY)	/* datagrams from its opener only */	\
+	X(UDP_ST_BOTH_WAYS)	/* the other side answered */		\
+	X(PING_ST_UNANSWERED)	/* echo requests, no reply yet */	\
+	X(PING_ST_ANSWERED)	/* a reply came back */			\
+	X(SPLICE_ST_CONNECTING)	/* connect() to the host in progress */	\
+	X(SPLICE_ST_ESTABLISHED) /* bytes both ways */			\
+	X(SPLICE_ST_HALF_CLOSED) /* one direction's FIN passed on */
+
+#define FLOW_STATE_ENUM(name)	name,
+enum flow_state {
+	FLOW_STATES(FLOW_STATE_ENUM)
+	FLOW_STATE_COUNT
+};
+#undef FLOW_STATE_ENUM
+
 /**
  * struct flow_key - a flow as the guest sees it
  * @guest_addr:		the guest's address (IPv4-mapped for IPv4)
@@ -74,7 +102,14 @@ struct flow_socks {
 
 /**
  * struct flow - one entry of the flow table
+ *
+ * Code outside flow.c reads these common fields but never writes them: a flow
+ * is opened, watched, timed, given a state and closed through flow.c's
+ * functions (tests/test_structure_c.py keeps it so).  The protocol's member
+ * of the union is the protocol's own.
+ *
  * @type:		enum flow_type
+ * @state:		enum flow_state
  * @sock_share:		enum flow_sock_share @sock counts against
  * @lru_on:		on the recycling list: a UDP or ping flow with a socket
  *			of its own
@@ -82,7 +117,8 @@ struct flow_socks {
  * @gen:		generation, changes on every allocation of this slot,
  *			so that stale epoll events are recognised
  * @hash_next:		next flow in the same hash bucket (index + 1), or the
- *			next free slot while on the free list; 0 ends a list
+ *			next slot on the free list or on the list of closed
+ *			flows waiting for the sweep; 0 ends a list
  * @sock:		host socket, -1 if none
  * @deadline_ms:	when flow_timers_run() calls the protocol's timer, 0 for
  *			never (set with flow_timer_set())
@@ -99,6 +135,7 @@ struct flow_socks {
  */
 struct flow {
 	uint8_t type;
+	uint8_t state;
 	uint8_t sock_share;
 	bool lru_on;
 	uint32_t epoll_events;
@@ -140,6 +177,8 @@ enum flow_close_reason {
  * @table:		DP_FLOW_MAX slots
  * @buckets:		hash buckets: index + 1 of the first flow, 0 if empty
  * @free_head:		index + 1 of the first freed slot, 0 if none is
+ * @closed_head:	index + 1 of the first flow closed since the last
+ *			flow_defer_sweep(), 0 if none
  * @high_water:		slots below this have been used at least once; those
  *			from it on are free, never written
  * @count:		flows in use
@@ -152,6 +191,7 @@ struct flow_ctx {
 	struct flow *table;
 	uint32_t *buckets;
 	uint32_t free_head;
+	uint32_t closed_head;
 	uint32_t high_water;
 	uint32_t count;
 	uint64_t seed;
@@ -172,22 +212,48 @@ void flow_table_cleanup(struct dp *dp);
 struct flow *flow_lookup(struct dp *dp, const struct flow_key *key);
 struct flow *flow_alloc(struct dp *dp, enum flow_type type,
 			const struct flow_key *key);
+struct flow *flow_adopt(struct dp *dp, enum flow_type type,
+			const struct flow_key *key, int s,
+			enum flow_sock_share share);
 struct flow *flow_open(struct dp *dp, enum flow_type type,
 		       const struct flow_key *key, int s,
+		       enum flow_sock_share share,
 		       const struct sockaddr_storage *sa, socklen_t sa_len,
 		       unsigned sock_drop);
+int flow_sock_attach(struct dp *dp, struct flow *f, int domain, int type,
+		     int protocol);
+int flow_connect(struct dp *dp, struct flow *f,
+		 const struct sockaddr_storage *sa, socklen_t sa_len,
+		 uint32_t events, unsigned sock_drop);
+int flow_sock_dial(const struct sockaddr_storage *sa, socklen_t sa_len,
+		   bool *connect_failed);
+void flow_set_state(struct flow *f, enum flow_state state);
+const char *flow_state_name(enum flow_state state);
 void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why);
+void flow_defer_sweep(struct dp *dp);
 uint32_t flow_index(const struct dp *dp, const struct flow *f);
 struct flow *flow_at(struct dp *dp, uint32_t index);
 struct flow *flow_next(struct dp *dp, const struct flow *f);
 
-/* Every flow in use, @f the cursor: flow_close(@f) inside the loop is safe */
+/**
+ * flow_closed() - tell whether a flow was closed (flow_close()) and waits for
+ * the sweep: its slot is not reused before, but nothing may act on it
+ * @f:		flow
+ *
+ * Return: true if @f is closed
+ */
+static inline bool flow_closed(const struct flow *f)
+{
+	return f->state == FLOW_ST_CLOSED;
+}
+
+/* Every open flow, @f the cursor: flow_close(@f) inside the loop is safe */
 #define flow_foreach(dp, f)						\
 	for ((f) = flow_next((dp), NULL); (f); (f) = flow_next((dp), (f)))
 int flow_epoll_set(struct dp *dp, struct flow *f, uint32_t events);
 int flow_epoll_rearm(struct dp *dp, struct flow *f);
-uint64_t flow_epoll_ref(const struct dp *dp, const struct flow *f,
-			unsigned kind);
+int flow_epoll_set_splice(struct dp *dp, const struct flow *f, int sock,
+			  uint32_t *registered, uint32_t events);
 struct flow *flow_from_epoll(struct dp *dp, uint64_t ref);
 void flow_timer_set(struct dp *dp, struct flow *f, uint64_t deadline_ms);
 /* What flow_timers_run() calls for each due flow (dp.c's dispatch) */

@@ -19,7 +19,8 @@
  * identifier of a ping socket itself and rewrites it in what we send, so
  * replies get the guest's identifier (the flow key) back, and a fresh
  * checksum, before they go to the guest from the destination as the guest
- * wrote it.  A flow is closed DP_PING_IDLE_MS after its last request or reply.
+ * wrote it.  A flow is closed DP_PING_IDLE_MS after its last request or reply;
+ * it is PING_ST_UNANSWERED until the first reply, PING_ST_ANSWERED after.
  * When net.ipv4.ping_group_range does not include our group, socket() fails
  * with EACCES: the request is counted under drop_ping_forbidden, and a
  * one-shot notice (DP_NOTICE_PING_FORBIDDEN) lets Python log it once.
@@ -195,10 +196,11 @@ static struct flow *ping_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 
-	f = flow_open(dp, FLOW_PING, key, s, &sa, sa_len,
+	f = flow_open(dp, FLOW_PING, key, s, FLOW_SOCK_GUEST, &sa, sa_len,
 		      DP_CNT_drop_ping_socket);
 	if (!f)
 		return NULL;
+	flow_set_state(f, PING_ST_UNANSWERED);
 
 	flow_timer_set(dp, f, dp->now_ms + DP_PING_IDLE_MS);
 	return f;
@@ -373,6 +375,7 @@ void ping_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 		ip_tx_l4(dp, &f->key.remote_addr, &f->key.guest_addr,
 			 f->key.proto, r, len);
 		DP_COUNT(dp, ping_replies);
+		flow_set_state(f, PING_ST_ANSWERED);
 	}
 	if (n > 0) {
 		f->ping.last_ms = dp->now_ms;

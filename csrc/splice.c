@@ -26,9 +26,13 @@
  * still holds is read when the other side's events move the flow, and bytes
  * still meant for it cannot be delivered (a reset).
  *
+ * States (flow.h): SPLICE_ST_CONNECTING until the connect() to the host
+ * completes, SPLICE_ST_ESTABLISHED, SPLICE_ST_HALF_CLOSED once one direction's
+ * FIN is passed on.
+ *
  * Closing: a FIN (a splice() that reads 0) is passed on with
  * shutdown(SHUT_WR) once its pipe is empty; when both directions are shut
- * the flow is freed.  Any error (a reset, a refused connect, EPIPE) resets
+ * the flow is closed.  Any error (a reset, a refused connect, EPIPE) resets
  * the other side too (SO_LINGER 0, then close), as a proxy must carry it.
  * A connect() not done within DP_TCP_CONNECT_TIMEOUT_MS, or a connection
  * idle for DP_TCP_IDLE_TIMEOUT_MS, is reset as well.
@@ -85,32 +89,6 @@ static int splice_fd(const struct flow *f, int side)
 }
 
 /**
- * splice_host_epoll() - register the host side for epoll events
- * @dp:		data plane
- * @f:		spliced flow
- * @events:	EPOLLIN, EPOLLOUT (0 to stop watching)
- *
- * Return: 0, or -1 with errno set
- */
-static int splice_host_epoll(struct dp *dp, struct flow *f, uint32_t events)
-{
-	struct splice_flow *s = &f->splice;
-	struct epoll_event ev = {
-		.events = events,
-		.data.u64 = flow_epoll_ref(dp, f, EPOLL_REF_SPLICE),
-	};
-	int op = !events ? EPOLL_CTL_DEL :
-		 s->host_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-
-	if (events == s->host_events)
-		return 0;
-	if (epoll_ctl(dp->epoll_fd, op, s->host_sock, &ev))
-		return -1;
-	s->host_events = events;
-	return 0;
-}
-
-/**
  * splice_watch() - watch each side for what it can do next
  * @dp:		data plane
  * @f:		spliced flow
@@ -120,6 +98,7 @@ static int splice_host_epoll(struct dp *dp, struct flow *f, uint32_t events)
 static int splice_watch(struct dp *dp, struct flow *f)
 {
 	const struct splice_flow *s = &f->splice;
+	bool connecting = f->state == SPLICE_ST_CONNECTING;
 	uint32_t ev[2] = { 0, 0 };
 	int side;
 
@@ -128,16 +107,17 @@ static int splice_watch(struct dp *dp, struct flow *f)
 
 		if (s->hup[side])
 			continue;
-		if (!s->connecting && !s->eof[side] &&
+		if (!connecting && !s->eof[side] &&
 		    s->in_pipe[side] < s->pipe_cap)
 			ev[side] |= EPOLLIN;
 		if (s->in_pipe[other])
 			ev[side] |= EPOLLOUT;
 	}
-	if (s->connecting)
+	if (connecting)
 		ev[SPLICE_HOST] = EPOLLOUT;
 	return flow_epoll_set(dp, f, ev[SPLICE_NS]) ||
-	       splice_host_epoll(dp, f, ev[SPLICE_HOST]) ? -1 : 0;
+	       flow_epoll_set_splice(dp, f, s->host_sock, &f->splice.host_events,
+				     ev[SPLICE_HOST]) ? -1 : 0;
 }
 
 /**
@@ -268,6 +248,7 @@ static int splice_move(struct dp *dp, struct flow *f, int d)
 		if (shutdown(dst, SHUT_WR) && errno != ENOTCONN)
 			return -1;
 		s->shut[d] = true;
+		flow_set_state(f, SPLICE_ST_HALF_CLOSED);
 	}
 	return 0;
 }
@@ -289,7 +270,7 @@ static int splice_connected(struct dp *dp, struct flow *f)
 		DP_COUNT(dp, splice_conn_failed);
 		return -1;
 	}
-	f->splice.connecting = false;
+	flow_set_state(f, SPLICE_ST_ESTABLISHED);
 	DP_COUNT(dp, splice_conn_opened);
 	flow_timer_set(dp, f, dp->now_ms + DP_TCP_IDLE_TIMEOUT_MS);
 	return 0;
@@ -309,7 +290,7 @@ void splice_sock_event(struct dp *dp, struct flow *f, int side,
 	int err = 0;
 	socklen_t sl = sizeof(err);
 
-	if (s->connecting) {
+	if (f->state == SPLICE_ST_CONNECTING) {
 		/* only the host side is watched until it is connected */
 		if (side != SPLICE_HOST || splice_connected(dp, f)) {
 			splice_reset(dp, f);
@@ -353,7 +334,7 @@ void splice_timer(struct dp *dp, struct flow *f)
 {
 	uint64_t idle_end = f->splice.last_ms + DP_TCP_IDLE_TIMEOUT_MS;
 
-	if (!f->splice.connecting && idle_end > dp->now_ms) {
+	if (f->state != SPLICE_ST_CONNECTING && idle_end > dp->now_ms) {
 		flow_timer_set(dp, f, idle_end);
 		return;
 	}
@@ -403,9 +384,10 @@ static int splice_pipes(struct splice_flow *s)
 static int splice_open(struct dp *dp, struct fwd_listener *l, int fd,
 		       const struct sockaddr_storage *sa)
 {
-	struct splice_flow s = { .connecting = true, .last_ms = dp->now_ms };
+	struct splice_flow s = { .last_ms = dp->now_ms };
 	struct sockaddr_storage to;
 	union inany_addr peer;
+	bool connect_failed;
 	struct flow_key key;
 	socklen_t to_len;
 	uint16_t port;
@@ -423,23 +405,19 @@ static int splice_open(struct dp *dp, struct fwd_listener *l, int fd,
 		DP_COUNT(dp, drop_splice_fds);
 		goto give_back;
 	}
-	s.host_sock = socket(to.ss_family,
-			     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	s.host_sock = flow_sock_dial(&to, to_len, &connect_failed);
 	if (s.host_sock < 0) {
-		DP_COUNT(dp, drop_splice_fds);
+		if (connect_failed)
+			DP_COUNT(dp, splice_conn_failed);
+		else
+			DP_COUNT(dp, drop_splice_fds);
 		goto close_pipes;
 	}
-	if (connect(s.host_sock, (struct sockaddr *)&to, to_len) &&
-	    errno != EINPROGRESS) {
-		DP_COUNT(dp, splice_conn_failed);
-		goto close_host;
-	}
-	f = flow_alloc(dp, FLOW_SPLICE, &key);	/* counts a full table */
-	if (!f)
+	f = flow_adopt(dp, FLOW_SPLICE, &key, fd, FLOW_SOCK_FWD);
+	if (!f)		/* a full table, counted */
 		goto close_host;
 
-	f->sock = fd;
-	f->sock_share = FLOW_SOCK_FWD;
+	flow_set_state(f, SPLICE_ST_CONNECTING);
 	f->splice = s;
 	l->connections++;
 	flow_timer_set(dp, f, dp->now_ms + DP_TCP_CONNECT_TIMEOUT_MS);

@@ -22,7 +22,6 @@ struct fwd_listener;
  * @in_pipe:	bytes held in each pipe
  * @pipe_cap:	capacity of the pipes (F_GETPIPE_SZ)
  * @host_events:	epoll events @host_sock is registered for, 0 if none
- * @connecting:	connect() to the host not completed yet
  * @eof:	per direction: the source side sent its FIN
  * @shut:	per direction: the FIN was passed on (shutdown(SHUT_WR))
  * @hup:	per side: epoll said it hung up both ways; it stays out of
@@ -35,7 +34,6 @@ struct splice_flow {
 	uint32_t in_pipe[2];
 	uint32_t pipe_cap;
 	uint32_t host_events;
-	bool connecting;
 	bool eof[2];
 	bool shut[2];
 	bool hup[2];

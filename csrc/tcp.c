@@ -44,7 +44,8 @@
  * (tcp_batch_end(), called by dp.c before the ring is reused), followed by
  * one ACK per flow, acked bytes are discarded and new host data is sent.
  *
- * Life of a connection (guest-initiated; enum tcp_state):
+ * Life of a connection (guest-initiated; its TCP_ST_* states are flow.h's
+ * enum flow_state, in struct flow's @state):
  *
  *   guest SYN -> TCP_ST_CONNECTING: non-blocking connect() to fwd.c's address
  *     connect() done -> SYN-ACK to the guest, TCP_ST_SYN_ACK_SENT
@@ -168,7 +169,7 @@ static void tcp_close_rst_host(struct dp *dp, struct flow *f)
  */
 static void tcp_reset(struct dp *dp, struct flow *f)
 {
-	if (f->tcp.state != TCP_ST_CONNECTING)
+	if (f->state != TCP_ST_CONNECTING)
 		tcp_send_ctl(dp, f, TCP_RST | TCP_ACK, f->tcp.seq_max);
 	else
 		tcp_send_ctl(dp, f, TCP_RST | TCP_ACK, 0);
@@ -349,7 +350,7 @@ void tcp_batch_end(struct dp *dp)
 				o->idx = UINT32_MAX;
 		}
 
-		if (f->type != FLOW_TCP || f->gen != e->gen ||
+		if (flow_closed(f) || f->gen != e->gen ||
 		    !(f->tcp.flags & TCP_F_BATCHED))
 			continue;
 
@@ -496,7 +497,7 @@ static void tcp_connected(struct dp *dp, struct flow *f)
 	}
 
 	DP_COUNT(dp, tcp_conn_opened);
-	t->state = TCP_ST_SYN_ACK_SENT;
+	flow_set_state(f, TCP_ST_SYN_ACK_SENT);
 	t->rto_at = 0;
 	if (tcp_wnd_update(dp, f)) {
 		tcp_reset(dp, f);
@@ -549,7 +550,7 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	struct sockaddr_storage sa;
 	struct tcp_flow *t;
 	socklen_t sa_len;
-	int s, one = 1, zero = 0;
+	int one = 1, zero = 0;
 	struct flow *f;
 	bool sack_ok;
 	unsigned mss;
@@ -574,29 +575,22 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	}
 	dp->tcp.conns++;
 
-	s = flow_sock_open(dp, sa.ss_family,
-			   SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			   IPPROTO_TCP);
-	if (s < 0) {	/* EMFILE: none left even after recycling a flow */
-		DP_COUNT(dp, drop_tcp_socket);
-		tcp_flow_close(dp, f, FLOW_CLOSE_SOCKET);
-		tcp_rst_reply(dp, p, seg);
-		return;
-	}
-	f->sock = s;
-
-	if (setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
-	    fwd_bind_outbound(dp, s, sa.ss_family)) {
+	/* EMFILE: none left even after recycling a flow */
+	if (flow_sock_attach(dp, f, sa.ss_family,
+			     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			     IPPROTO_TCP) ||
+	    setsockopt(f->sock, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
+	    fwd_bind_outbound(dp, f->sock, sa.ss_family)) {
 		DP_COUNT(dp, drop_tcp_socket);
 		tcp_flow_close(dp, f, FLOW_CLOSE_SOCKET);
 		tcp_rst_reply(dp, p, seg);
 		return;
 	}
 	/* the guest already coalesced what it wanted to: don't delay it */
-	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(f->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	t = &f->tcp;
-	t->state = TCP_ST_CONNECTING;
+	flow_set_state(f, TCP_ST_CONNECTING);
 	t->seq_from_guest = t->seq_queued = t->seq_ack_sent = seg->seq + 1;
 	t->seq_wnd_edge = t->seq_from_guest;	/* nothing offered yet */
 	t->seq_to_guest = t->seq_max = t->seq_acked = tcp_isn(dp, f);
@@ -614,17 +608,16 @@ static void tcp_conn_from_guest(struct dp *dp, const struct l4_pkt *p,
 	t->last_act_ms = dp->now_ms;
 	t->rto_at = dp->now_ms + DP_TCP_CONNECT_TIMEOUT_MS;
 
-	if (!connect(s, (struct sockaddr *)&sa, sa_len)) {
+	switch (flow_connect(dp, f, &sa, sa_len, TCP_EPOLL_EVENTS | EPOLLOUT,
+			     DP_CNT_drop_tcp_socket)) {
+	case 0:
 		tcp_connected(dp, f);
-		if (f->type != FLOW_TCP)
+		if (flow_closed(f))
 			return;
-	} else if (errno == EINPROGRESS) {
-		if (flow_epoll_set(dp, f, TCP_EPOLL_EVENTS | EPOLLOUT)) {
-			DP_COUNT(dp, drop_tcp_socket);
-			tcp_conn_failed(dp, f, errno);
-			return;
-		}
-	} else {
+		break;
+	case 1:		/* EINPROGRESS: EPOLLOUT says when it is done */
+		break;
+	default:
 		tcp_conn_failed(dp, f, errno);
 		return;
 	}
@@ -714,7 +707,7 @@ static void tcp_ooo_feed(struct dp *dp, struct flow *f)
 
 		t->seq_queued = want;
 		tcp_batch_add(dp, f, data, len, true);
-		if (f->type != FLOW_TCP || t->seq_queued != want)
+		if (flow_closed(f) || t->seq_queued != want)
 			return;	/* closed, or a write came up short */
 	}
 }
@@ -794,7 +787,7 @@ static void tcp_data_input(struct dp *dp, struct flow *f,
 	tcp_batch_add(dp, f, data, len, false);
 
 	/* the batch may have been written out meanwhile, and the flow closed */
-	if (!fin && f->type == FLOW_TCP)
+	if (!fin && !flow_closed(f))
 		tcp_ooo_feed(dp, f);
 }
 
@@ -865,7 +858,7 @@ static void tcp_syn_ack_input(struct dp *dp, struct flow *f,
 		t->flags |= TCP_F_SACK;
 	t->wnd_from_guest = seg->wnd;	/* never scaled in a SYN */
 
-	t->state = TCP_ST_ESTABLISHED;
+	flow_set_state(f, TCP_ST_ESTABLISHED);
 	t->seq_acked = seg->ack;
 	t->retries = 0;
 	t->rto_ms = DP_TCP_RTO_MS;
@@ -894,7 +887,7 @@ static void tcp_flow_input(struct dp *dp, struct flow *f,
 	t->last_act_ms = dp->now_ms;
 
 	if (seg->flags & TCP_RST) {
-		if (t->state == TCP_ST_SYN_SENT) {
+		if (f->state == TCP_ST_SYN_SENT) {
 			/* acceptable if it acks our SYN (RFC 793): the
 			 * guest port is closed */
 			if (!(seg->flags & TCP_ACK) ||
@@ -912,12 +905,12 @@ static void tcp_flow_input(struct dp *dp, struct flow *f,
 		return;
 	}
 
-	switch (t->state) {
+	switch (f->state) {
 	case TCP_ST_CONNECTING:
 		return;		/* a retransmitted SYN: connect() is on it */
 	case TCP_ST_SYN_SENT:
 		tcp_syn_ack_input(dp, f, seg);
-		if (f->type != FLOW_TCP || t->state != TCP_ST_ESTABLISHED)
+		if (f->state != TCP_ST_ESTABLISHED)
 			return;
 		break;
 	case TCP_ST_SYN_ACK_SENT:
@@ -935,7 +928,7 @@ static void tcp_flow_input(struct dp *dp, struct flow *f,
 			tcp_send_ctl(dp, f, TCP_RST, seg->ack);
 			return;
 		}
-		t->state = TCP_ST_ESTABLISHED;
+		flow_set_state(f, TCP_ST_ESTABLISHED);
 		t->seq_acked = seg->ack;
 		t->wnd_from_guest = (uint32_t)seg->wnd << t->ws_from_guest;
 		t->retries = 0;
@@ -953,7 +946,7 @@ static void tcp_flow_input(struct dp *dp, struct flow *f,
 		}
 		if (!(seg->flags & TCP_ACK))
 			return;
-		if (tcp_ack_input(dp, f, seg) && f->type == FLOW_TCP)
+		if (tcp_ack_input(dp, f, seg) && !flow_closed(f))
 			tcp_data_input(dp, f, seg);
 		break;
 	default:
@@ -962,7 +955,7 @@ static void tcp_flow_input(struct dp *dp, struct flow *f,
 
 	/* a payload written out early (not in the receive ring) may have
 	 * failed and released the flow */
-	if (f->type == FLOW_TCP)
+	if (!flow_closed(f))
 		tcp_batch_add(dp, f, NULL, 0, false);
 }
 
@@ -1057,11 +1050,11 @@ static int tcp_sock_drained(struct dp *dp, struct flow *f)
 
 	t->flags &= ~TCP_F_WND_LIMITED;
 	tcp_ooo_feed(dp, f);
-	if (f->type != FLOW_TCP)
+	if (flow_closed(f))
 		return 0;
 	if (t->flags & TCP_F_BATCHED) {
 		tcp_batch_end(dp);
-		if (f->type != FLOW_TCP)
+		if (flow_closed(f))
 			return 0;
 	} else {
 		if (tcp_wnd_update(dp, f))
@@ -1085,7 +1078,7 @@ void tcp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 
 	t->last_act_ms = dp->now_ms;
 
-	if (t->state == TCP_ST_CONNECTING) {
+	if (f->state == TCP_ST_CONNECTING) {
 		int err = 0;
 		socklen_t sl = sizeof(err);
 
@@ -1097,7 +1090,7 @@ void tcp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 			tcp_conn_failed(dp, f, err);
 		else
 			tcp_connected(dp, f);
-		if (f->type == FLOW_TCP)
+		if (!flow_closed(f))
 			tcp_timer_arm(dp, f);
 		return;
 	}
@@ -1112,7 +1105,7 @@ void tcp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 			tcp_reset(dp, f);
 			return;
 		}
-		if (f->type != FLOW_TCP)
+		if (flow_closed(f))
 			return;
 	}
 
@@ -1140,10 +1133,10 @@ static void tcp_timer_arm(struct dp *dp, struct flow *f)
 	struct tcp_flow *t = &f->tcp;
 	uint64_t when;
 
-	if (t->state == TCP_ST_CONNECTING) {
+	if (f->state == TCP_ST_CONNECTING) {
 		when = t->rto_at;
-	} else if (t->state == TCP_ST_SYN_ACK_SENT ||
-		   t->state == TCP_ST_SYN_SENT ||
+	} else if (f->state == TCP_ST_SYN_ACK_SENT ||
+		   f->state == TCP_ST_SYN_SENT ||
 		   t->seq_max != t->seq_acked ||
 		   (!t->wnd_from_guest && !(t->flags & TCP_F_FIN_ACKED))) {
 		if (!t->rto_at)
@@ -1168,14 +1161,14 @@ void tcp_timer(struct dp *dp, struct flow *f)
 {
 	struct tcp_flow *t = &f->tcp;
 
-	if (t->state == TCP_ST_CONNECTING) {
+	if (f->state == TCP_ST_CONNECTING) {
 		tcp_conn_failed(dp, f, ETIMEDOUT);
 		return;
 	}
 
 	if (t->rto_at && t->rto_at <= dp->now_ms) {
 		t->rto_at = 0;
-		if (t->state == TCP_ST_SYN_SENT &&
+		if (f->state == TCP_ST_SYN_SENT &&
 		    ++t->retries > DP_TCP_FWD_SYN_RETRIES) {
 			/* the guest never answered: the host client gets a
 			 * reset, and a half-open guest socket too */
@@ -1184,7 +1177,7 @@ void tcp_timer(struct dp *dp, struct flow *f)
 			tcp_close_rst_host(dp, f);
 			return;
 		}
-		if (t->state != TCP_ST_SYN_SENT &&
+		if (f->state != TCP_ST_SYN_SENT &&
 		    ++t->retries > DP_TCP_RETRIES) {
 			tcp_reset(dp, f);
 			return;
@@ -1192,10 +1185,10 @@ void tcp_timer(struct dp *dp, struct flow *f)
 		t->rto_ms = t->rto_ms * 2 > DP_TCP_RTO_MAX_MS ?
 			    DP_TCP_RTO_MAX_MS : t->rto_ms * 2;
 
-		if (t->state == TCP_ST_SYN_ACK_SENT) {
+		if (f->state == TCP_ST_SYN_ACK_SENT) {
 			DP_COUNT(dp, tcp_retransmits);
 			tcp_send_ctl(dp, f, TCP_SYN | TCP_ACK, t->seq_acked);
-		} else if (t->state == TCP_ST_SYN_SENT) {
+		} else if (f->state == TCP_ST_SYN_SENT) {
 			DP_COUNT(dp, tcp_retransmits);
 			tcp_send_ctl(dp, f, TCP_SYN, t->seq_acked);
 		} else if (t->seq_max != t->seq_acked) {
@@ -1275,14 +1268,12 @@ void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 		return;
 	}
 
-	f = flow_alloc(dp, FLOW_TCP, &key);
+	f = flow_adopt(dp, FLOW_TCP, &key, fd, FLOW_SOCK_FWD);
 	if (!f) {
 		tcp_fwd_refuse(dp, fd);
 		return;
 	}
 	dp->tcp.conns++;
-	f->sock = fd;
-	f->sock_share = FLOW_SOCK_FWD;	/* from flow_sock_accept() */
 
 	if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
 	    flow_epoll_set(dp, f, TCP_EPOLL_EVENTS)) {
@@ -1294,7 +1285,7 @@ void tcp_conn_from_host(struct dp *dp, int fd, const union inany_addr *src,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	t = &f->tcp;
-	t->state = TCP_ST_SYN_SENT;
+	flow_set_state(f, TCP_ST_SYN_SENT);
 	t->seq_acked = t->seq_recover = tcp_isn(dp, f);
 	t->seq_to_guest = t->seq_max = t->seq_consumed = t->seq_acked + 1;
 	/* until the guest's SYN-ACK says otherwise: the largest segment */

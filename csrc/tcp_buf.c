@@ -499,7 +499,7 @@ int tcp_data_from_sock(struct dp *dp, struct flow *f)
 	struct tcp_flow *t = &f->tcp;
 
 	t->flags &= ~TCP_F_SEND_DUE;
-	if (t->state != TCP_ST_ESTABLISHED ||
+	if (f->state != TCP_ST_ESTABLISHED ||
 	    (t->flags & (TCP_F_FIN_SENT | TCP_F_FIN_ACKED)))
 		return 0;
 

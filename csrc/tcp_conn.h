@@ -9,28 +9,11 @@
 
 #include "dp_limits.h"
 
-/* Connection states, see tcp.c's theory of operation; TCP_ST_CLOSED is a zeroed
- * flow that never got further */
-#define TCP_STATES(X)							\
-	X(TCP_ST_CLOSED)							\
-	X(TCP_ST_CONNECTING)	/* host connect() in progress */	\
-	X(TCP_ST_SYN_ACK_SENT)	/* waiting for the guest's ACK */	\
-	X(TCP_ST_ESTABLISHED)	/* data both ways, half-closes in flags */ \
-	X(TCP_ST_SYN_SENT)	/* forwarded: waiting for the SYN-ACK */
-
-#define TCP_STATE_ENUM(name)	name,
-enum tcp_state {
-	TCP_STATES(TCP_STATE_ENUM)
-	TCP_STATE_COUNT
-};
-#undef TCP_STATE_ENUM
-
-
 struct tcp_ooo;
 
 /**
- * struct tcp_flow - per-connection TCP state, see tcp.c for the states
- * @state:		enum tcp_state
+ * struct tcp_flow - per-connection TCP state (the connection's state, TCP_ST_*,
+ * is struct flow's @state), see tcp.c
  * @ws_to_guest:	shift applied to the windows we advertise to the guest
  * @ws_from_guest:	shift the guest applies to its window field
  * @dup_acks:		duplicate ACKs from the guest in a row
@@ -66,7 +49,6 @@ struct tcp_ooo;
  * @ooo:		guest data held out of order (tcp_ooo.c), or NULL
  */
 struct tcp_flow {
-	uint8_t state;
 	uint8_t ws_to_guest;
 	uint8_t ws_from_guest;
 	uint8_t dup_acks;

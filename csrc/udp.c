@@ -94,6 +94,10 @@
  *   loopback lives on the client's datagrams only: else the guest alone could keep a way to 127.0.0.1:PORT
  *   open for as long as it likes, whoever has that port by then.  The timer is armed once and checked against
  *   the last activity when it fires, so traffic does not touch the timer.
+ *   A flow is UDP_ST_ONE_WAY from its first datagram on and UDP_ST_BOTH_WAYS
+ *   once the other side answered: a datagram on its socket for a flow of
+ *   the guest's (or of a client of a -U socket), one from the guest for a
+ *   forwarded port's flow.
  *
  * Checksums: a guest datagram with a wrong checksum is dropped; a zero
  * checksum means "none" for IPv4; a partial sum that the virtio-net header
@@ -430,10 +434,11 @@ static struct flow *udp_flow_open(struct dp *dp, const struct l4_pkt *p,
 		return NULL;
 	}
 
-	f = flow_open(dp, FLOW_UDP, key, s, &sa, sa_len,
+	f = flow_open(dp, FLOW_UDP, key, s, FLOW_SOCK_GUEST, &sa, sa_len,
 		      DP_CNT_drop_udp_socket);
 	if (!f)
 		return NULL;
+	flow_set_state(f, UDP_ST_ONE_WAY);
 
 	if (!dp->udp.gso_probed)
 		udp_gso_probe(dp, s);
@@ -862,7 +867,7 @@ void udp_batch_end(struct dp *dp)
 		struct flow *f = flow_at(dp, b->idx);
 		uint16_t j;
 
-		if (f->type == FLOW_UDP && f->gen == b->gen) {
+		if (!flow_closed(f) && f->gen == b->gen) {
 			udp_flow_send(dp, f, b->first);
 			continue;
 		}
@@ -939,6 +944,8 @@ void udp_input(struct dp *dp, const struct l4_pkt *p)
 			return;
 	}
 
+	if (f->sock < 0)	/* a forwarded port's flow: the guest answers */
+		flow_set_state(f, UDP_ST_BOTH_WAYS);
 	if (!f->udp.client_lo)
 		f->udp.last_ms = dp->now_ms;
 	flow_touch(dp, f);
@@ -1295,6 +1302,7 @@ void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 		} else {
 			udp_tx_read(dp, f, n);
 		}
+		flow_set_state(f, UDP_ST_BOTH_WAYS);
 		f->udp.last_ms = dp->now_ms;
 		flow_touch(dp, f);
 
@@ -1374,6 +1382,7 @@ static struct flow *udp_fwd_flow(struct dp *dp, struct fwd_listener *l,
 		f = flow_alloc(dp, FLOW_UDP, &key);
 		if (!f)
 			return NULL;
+		flow_set_state(f, UDP_ST_ONE_WAY);
 		udp_flow_idle_start(dp, f, false);
 		l->connections++;
 		DP_COUNT(dp, fwd_udp_flows);
@@ -1435,27 +1444,15 @@ static struct flow *udp_splice_flow(struct dp *dp, struct fwd_listener *l,
 		DP_COUNT(dp, drop_udp_socket);
 		return NULL;
 	}
-	if (connect(s, (struct sockaddr *)&to, to_len)) {
-		DP_COUNT(dp, drop_udp_socket);
-		flow_sock_close(dp, s, FLOW_SOCK_FWD);
+	f = flow_open(dp, FLOW_UDP, &key, s, FLOW_SOCK_FWD, &to, to_len,
+		      DP_CNT_drop_udp_socket);
+	if (!f)
 		return NULL;
-	}
-	f = flow_alloc(dp, FLOW_UDP, &key);
-	if (!f) {
-		flow_sock_close(dp, s, FLOW_SOCK_FWD);
-		return NULL;
-	}
-	f->sock = s;
-	f->sock_share = FLOW_SOCK_FWD;
+	flow_set_state(f, UDP_ST_ONE_WAY);
 	f->udp.splice = true;
 	f->udp.fwd_sock = l->sock;
 	memcpy(&f->udp.peer, sa, sa_len);
 	f->udp.peer_len = sa_len;
-	if (flow_epoll_set(dp, f, EPOLLIN)) {
-		DP_COUNT(dp, drop_udp_socket);
-		flow_close(dp, f, FLOW_CLOSE_SOCKET);
-		return NULL;
-	}
 	udp_flow_idle_start(dp, f, false);
 	l->connections++;
 	return f;

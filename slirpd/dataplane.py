@@ -300,8 +300,9 @@ class Dataplane:
         return {_COUNTER_NAMES[i]: int(self._counters[i]) for i in range(n)}
 
     def flow_states(self) -> dict[str, int]:
-        """Open flows by state: TCP connections by their state (TCP_ST_*),
-        other flows by their type (FLOW_UDP, FLOW_PING, FLOW_SPLICE)."""
+        """Open flows by state, every state of flow.h's enum flow_state:
+        TCP_ST_*, UDP_ST_*, PING_ST_*, SPLICE_ST_* (FLOW_ST_FREE and
+        FLOW_ST_CLOSED, no open flow's, stay 0)."""
         n = lib.dp_flow_states(self._handle(), self._flow_states, len(_FLOW_STATE_NAMES))
         return {_FLOW_STATE_NAMES[i]: int(self._flow_states[i]) for i in range(n)}
 

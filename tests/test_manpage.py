@@ -1,8 +1,10 @@
-"""The man page, doc/slirpd.1: it renders without a warning, and its two
-option sections name every option the two --help texts name, spelled as
---help spells them (`slirpd --help` for the slirp4netns interface, `slirpd
-pasta --help` for the pasta interface).  That the wheel installs it under
-share/man/man1 is checked in tests/test_wheel.py, with the wheel it builds.
+"""The man page, doc/slirpd.1: it renders without a warning, its two option
+sections name every option the two --help texts name, spelled as --help
+spells them (`slirpd --help` for the slirp4netns interface, `slirpd pasta
+--help` for the pasta interface), and document no option --help does not
+name; its .TH date and version are the package's.  That the wheel installs
+it under share/man/man1 is checked in tests/test_wheel.py, with the wheel it
+builds.
 """
 
 from __future__ import annotations
@@ -57,11 +59,30 @@ def long_options(text: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", text))
 
 
+def entry_tags(text: str, heading: str) -> list[str]:
+    """The entries a section of the rendered page documents: each tag line of
+    a .TP paragraph (at the section's indent, starting with "-", its
+    description indented deeper on the next line)."""
+    lines, inside = [], False
+    for line in text.splitlines()[1:-1]:
+        if line and not line[0].isspace():
+            inside = line.strip() == heading
+        elif inside:
+            lines.append(line)
+    return [tag.strip() for tag, desc in zip(lines, lines[1:])
+            if re.match(r" {7}-", tag) and re.match(r" {8,}\S", desc)]
+
+
 @pytest.fixture(scope="module")
-def page() -> dict[str, list[str]]:
+def rendered() -> str:
     res = render()
     assert res.returncode == 0, res.stderr
-    return sections(res.stdout)
+    return res.stdout
+
+
+@pytest.fixture(scope="module")
+def page(rendered) -> dict[str, list[str]]:
+    return sections(rendered)
 
 
 def test_renders_without_warnings():
@@ -98,6 +119,52 @@ def test_every_option_of_help_is_in_its_section(page, interface, argv, section):
     text = "\n".join(page[section])
     missing_long = sorted(long_options(res.stdout) - long_options(text))
     assert not missing_long, f"{interface} long options not in {section}: {missing_long}"
+
+
+def help_text(argv: list[str]) -> str:
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+@pytest.mark.daemon  # runs slirpd --help
+@pytest.mark.parametrize("interface, argv, section", [
+    ("slirp4netns", [SLIRPD, "--help"], SLIRP4NETNS_SECTION),
+    ("pasta", [SLIRPD, "pasta", "--help"], PASTA_SECTION),
+])
+def test_every_option_of_its_section_is_in_help(rendered, interface, argv, section):
+    """The page documents no option --help does not name: an option removed
+    from the parser cannot linger in the page."""
+    text = help_text(argv)
+    tags = entry_tags(rendered, section)
+    assert len(tags) >= 20, tags  # the entries were found
+    help_tags_ = set(help_tags(text))
+    # the "-- COMMAND" entry is the command separator of the usage lines
+    stale = [tag for tag in tags if tag not in help_tags_ and not (tag.startswith("-- ") and tag in text)]
+    assert not stale, f"{section} documents {interface} options --help does not name: {stale}"
+
+
+def test_entry_tags_sees_an_entry_help_lacks(rendered):
+    """The page-to-help check can fail: an entry added to the page is found."""
+    page_text = PAGE.read_text()
+    extra = page_text.replace(".SH PASTA INTERFACE OPTIONS",
+                              ".TP\n.B \\-\\-no\\-such\\-option\nGone.\n.SH PASTA INTERFACE OPTIONS", 1)
+    res = subprocess.run(["groff", "-man", "-Tutf8", "-rLL=80n"], input=extra, capture_output=True, text=True,
+                         env=environ_without_preload(), timeout=60)
+    text = re.sub(r".\x08", "", res.stdout)
+    assert "--no-such-option" in entry_tags(text, SLIRP4NETNS_SECTION)
+    assert "--no-such-option" not in entry_tags(rendered, SLIRP4NETNS_SECTION)
+
+
+def test_th_line_is_the_packages_version_and_date():
+    """The .TH line's date and version come from one place, the package's
+    __date__ and __version__ (`make man-th` writes the line)."""
+    import slirpd
+
+    th = re.search(r'^\.TH SLIRPD 1 "([^"]+)" "slirpd ([^"]+)"', PAGE.read_text(), re.M)
+    assert th, "no .TH line naming the date and slirpd's version"
+    assert th.groups() == (slirpd.__date__, slirpd.__version__)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", slirpd.__date__), slirpd.__date__
 
 
 def test_api_section_names_every_command(page):

@@ -138,6 +138,57 @@ def test_flow_calls_no_protocol():
     assert not set(graph["flow"]) & {"tcp", "udp", "icmp", "splice"}
 
 
+def flow_common_fields():
+    """Fields of struct flow outside its protocol union: flow.c's to write."""
+    code = _code(_read("flow.h"))
+    body = re.search(r"struct flow \{(.*?)\n\tunion \{", code, re.S).group(1)
+    return set(re.findall(r"(\w+)(?:\[[^]]*\])?;", body))
+
+
+def common_field_writes(name, fields):
+    """Writes a file makes to fields of a struct flow it points to, as
+    "var->field" strings (variables declared struct flow *)."""
+    code = _code(_read(name))
+    flows = set(re.findall(r"struct flow \*\s*(\w+)", code))
+    found = []
+    for var, field in re.findall(
+            r"\b(\w+)->(\w+)\s*(?:[-+|&^]?=(?!=)|\+\+|--)", code):
+        if var in flows and field in fields:
+            found.append("%s->%s" % (var, field))
+    return found
+
+
+def test_only_flow_c_writes_common_fields():
+    """A flow's common fields (type, state, socket, generation, hash and LRU
+    links, timer, key) are written in flow.c only: every other file opens,
+    watches, times, moves and closes flows through flow.c's functions."""
+    fields = flow_common_fields()
+    assert {"type", "state", "sock", "gen", "hash_next", "key"} <= fields, fields
+    writes = {n: common_field_writes(n, fields) for n in _files(".c") if n != "flow.c"}
+    assert not {n: w for n, w in writes.items() if w}
+    assert common_field_writes("flow.c", fields), "the check found no write at all"
+
+
+# What only flow.c may touch of struct flow_ctx: the table, its lists, counts
+FLOW_TABLE_FIELDS = re.compile(
+    r"->flow\.(table|buckets|free_head|closed_head|high_water|count|closed|socks)\b")
+
+
+def test_only_flow_c_frees_flows():
+    """Flows are freed in flow.c only (flow_close() marks, flow_defer_sweep()
+    frees): no other file touches the table, its free and closed lists or
+    its counts, or names the states of a free or closed slot except to ask
+    flow_closed()."""
+    for n in _files(".c"):
+        code = _code(_read(n))
+        used = FLOW_TABLE_FIELDS.findall(code)
+        named = re.findall(r"\b(FLOW_FREE|FLOW_ST_FREE|FLOW_ST_CLOSED)\b", code)
+        if n == "flow.c":
+            assert used and named, "the check found nothing in flow.c itself"
+        else:
+            assert not used and not named, (n, used, named)
+
+
 def test_no_internal_call_to_public_api():
     """dp_api.h is Python's door: no csrc file calls a dp_*() function
     another file defines (they would bypass the module headers)."""

@@ -98,7 +98,7 @@ def test_udp_echo_frames(pair, echo):
     c = pair.dp.counters()
     assert c["flows_created"] == 1 and c["drop_udp_checksum"] == 0
     states = pair.dp.flow_states()
-    assert states["FLOW_UDP"] == 1 and sum(states.values()) == 1, states
+    assert states["UDP_ST_BOTH_WAYS"] == 1 and sum(states.values()) == 1, states  # the echo answered
     assert len(echo.peers) == 1 and next(iter(echo.peers))[0] == "127.0.0.1"
 
 

@@ -1292,7 +1292,9 @@ static bool fake_csum_ok(const uint8_t *data, size_t len, uint32_t sum)
  * USO must have been negotiated (TUNSETOFFLOAD with TUN_F_USO4/6); the
  * checksum left partial exactly in the UDP header of an unfragmented IPv4
  * packet (or an IPv6 one whose first next header is UDP); hdr_len the
- * headers; the UDP length the whole payload, which holds more than one and
+ * headers; the UDP length the whole payload of the IP datagram (a short
+ * frame is padded to 60 bytes, which the guest's IP layer trims off before
+ * UDP sees it), which holds more than one and
  * at most FAKE_GSO_SEGS datagrams of gso_size, each fitting the MTU with its
  * headers (Linux 6.11 and later refuse more segments than UDP_MAX_SEGMENTS).
  */
@@ -1302,7 +1304,7 @@ static void fake_gso_udp_check(const uint8_t *vh, const uint8_t *f, size_t len)
 	size_t off = (size_t)(vh[8] | vh[9] << 8);
 	size_t gso_size = (size_t)(vh[4] | vh[5] << 8);
 	size_t hdr_len = (size_t)(vh[2] | vh[3] << 8);
-	size_t l3_len, payload;
+	size_t l3_len, ip_len, payload;
 	bool v4;
 
 	if (!(fk.tap_offloads & TUN_F_USO4))
@@ -1323,6 +1325,12 @@ static void fake_gso_udp_check(const uint8_t *vh, const uint8_t *f, size_t len)
 	} else {
 		fake_die("GSO_UDP_L4 on ethertype %02x%02x", f[12], f[13]);
 	}
+	ip_len = v4 ? (size_t)(f[16] << 8 | f[17]) :
+		      40 + (size_t)(f[18] << 8 | f[19]);
+	if (14 + ip_len > len || (14 + ip_len < len && len != 60))
+		fake_die("GSO_UDP_L4 IP datagram of %zu bytes in a %zu-byte frame",
+			 ip_len, len);
+	len = 14 + ip_len;	/* the padding of a short frame trimmed */
 	if (start != 14 + l3_len || off != 6 || hdr_len != start + 8 ||
 	    start + 8 > len)
 		fake_die("GSO_UDP_L4 csum_start %zu offset %zu hdr_len %zu",

@@ -33,7 +33,10 @@
  *   listener that keeps failing accept4() for want of descriptors must
  *   pause);
  * - host sockets counted by dp_sock_stats() other than those open in the
- *   fake kernel, or more of them than the budget allows.
+ *   fake kernel, or more of them than the budget allows;
+ * - after dp_poll(), an open flow in no state of its protocol (FLOW_ST_*,
+ *   e.g. one left FLOW_ST_NEW), or open flows by state that do not add up to
+ *   flows_created less flows_closed.
  */
 
 #include <errno.h>
@@ -205,6 +208,55 @@ static void check_socks(struct harness *h)
 }
 
 /**
+ * counter_index() - index of a counter by name
+ * @name:	its name, e.g. "flows_created"
+ *
+ * Return: its index for dp_counters()
+ */
+static int counter_index(const char *name)
+{
+	int i, n = dp_counter_count();
+
+	for (i = 0; i < n; i++) {
+		if (!strcmp(dp_counter_name(i), name))
+			return i;
+	}
+	die("no such counter");
+}
+
+/**
+ * check_flows() - once dp_poll() returned, every open flow is in a state of
+ * its protocol, and they add up to the flows created less those closed
+ * @h:		harness
+ *
+ * A protocol that opened a flow gave it a state of its own (none is left
+ * FLOW_ST_NEW), and a closed flow, waiting for the sweep or not, is no open
+ * flow's count.
+ */
+static void check_flows(struct harness *h)
+{
+	static int created = -1, closed = -1;
+	uint64_t states[64], counters[256], open = 0;
+	int n = dp_flow_state_count(), i;
+
+	if (created < 0) {
+		created = counter_index("flows_created");
+		closed = counter_index("flows_closed");
+	}
+	if (n <= 0 || n > 64 || dp_flow_states(h->dp, states, n) != n)
+		die("dp_flow_states() out of range");
+	for (i = 0; i < n; i++) {
+		if (states[i] && !strncmp(dp_flow_state_name(i), "FLOW_ST_", 8))
+			die("an open flow in no state of its protocol");
+		open += states[i];
+	}
+	dp_counters(h->dp, counters, closed > created ? closed + 1 :
+							created + 1);
+	if (open != counters[created] - counters[closed])
+		die("open flows by state differ from created less closed");
+}
+
+/**
  * poll_once() - dp_poll() and check its answer
  * @h:		harness
  * @budget:	frames budget
@@ -222,6 +274,7 @@ static int poll_once(struct harness *h, int budget)
 	if (rc == DP_POLL_TAP_GONE)
 		h->tap_gone = true;
 	check_socks(h);
+	check_flows(h);
 	return rc;
 }
 
