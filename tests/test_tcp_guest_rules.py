@@ -199,15 +199,13 @@ def lock_sndbuf(peer: socket.socket, size: int, force: bool = False) -> None:
     raise AssertionError("the data plane's host socket was not found")
 
 
-def scenario_hole_after_short_write(free: int) -> dict:
-    """Issue 21, item 1: the guest fills the host socket, the server reads
-    free bytes, the guest sends 1000 runs of 64 bytes (64 KB) ahead of a
-    one-byte hole, then the hole.  The data plane used to take in-order data
-    past its window, hold the runs whatever the window, and, once the hole
-    was filled, loop forever feeding them to a socket that took part of
-    them (a short write) and then nothing."""
+def connected(server_rcvbuf: int = 0) -> tuple[socket.socket, Link, GuestConn, socket.socket]:
+    """A server on 127.0.0.1 (with that SO_RCVBUF, if given), a fresh data
+    plane on a pair link, and the guest's connection to the server through
+    it, established.  Return: (server, link, connection, the server's end)."""
     srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    if server_rcvbuf:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, server_rcvbuf)
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     link = Link("pair")
@@ -215,6 +213,17 @@ def scenario_hole_after_short_write(free: int) -> dict:
     conn.open()
     srv.settimeout(5)
     peer, _ = srv.accept()
+    return srv, link, conn, peer
+
+
+def scenario_hole_after_short_write(free: int) -> dict:
+    """Issue 21, item 1: the guest fills the host socket, the server reads
+    free bytes, the guest sends 1000 runs of 64 bytes (64 KB) ahead of a
+    one-byte hole, then the hole.  The data plane used to take in-order data
+    past its window, hold the runs whatever the window, and, once the hole
+    was filled, loop forever feeding them to a socket that took part of
+    them (a short write) and then nothing."""
+    srv, link, conn, peer = connected(server_rcvbuf=4096)
     lock_sndbuf(peer, SNDBUF)
     stream = stream_bytes(16 << 20)
     before = link.dp.counters()
@@ -271,14 +280,7 @@ def scenario_window_by_frame_size(frame: int) -> dict:
     megabytes, read as it comes.  The windows of all connections together
     invite no more frames than the guest's TAP ring holds; counted at one MSS
     each, that was 500 x 1460 bytes whatever the frames carried."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    link = Link("pair")
-    conn = GuestConn(link, srv.getsockname()[1])
-    conn.open()
-    srv.settimeout(5)
-    peer, _ = srv.accept()
+    srv, link, conn, peer = connected()
     lock_sndbuf(peer, 8 << 20, force=True)
     stream = stream_bytes(64 << 20)
     total, got = 0, bytearray()
