@@ -98,9 +98,10 @@
  * drops frames when its transmit ring is full, so the windows of all open
  * connections together invite at most DP_TCP_GUEST_QUEUE frames (each gets
  * DP_TCP_WND_MIN_SEGS at least), of the size the connection's data frames
- * have had lately (with TSO up to 64 KiB at any MTU), or of the MSS.  Out-of-order guest data is held within
- * the DP_TCP_OOO_* limits.  We send SACK blocks but ignore the guest's (a
- * rewind resends from its last ACK), and there are no timestamps.
+ * have had lately (with TSO up to 64 KiB at any MTU), or of the MSS.
+ * Out-of-order guest data is held within the DP_TCP_OOO_* limits.  We send
+ * SACK blocks but ignore the guest's (a rewind resends from its last ACK),
+ * and there are no timestamps.
  * A failed connect() is a RST, or an ICMP host or network unreachable for
  * EHOSTUNREACH and ENETUNREACH (the guest's connect() fails at once).  Needs
  * SO_PEEK_OFF on TCP sockets (Linux 6.10).

@@ -342,11 +342,12 @@ int tcp_epoll_out(struct dp *dp, struct flow *f, bool on)
  * (struct tcp_flow's @frame_bytes), or of the MSS if larger.  With TSO the
  * guest's frames carry up to 64 KiB whatever the MTU; counted as one MSS
  * each, the window at MTU 1500 was a 45th of what the queue holds, and the
- * guest waited on it (issue 17, item 5).  When the kernel calls the socket not writable (more than two
- * thirds of SO_SNDBUF queued: sk_stream_is_writeable()), EPOLLOUT is
- * watched: the host peer reads slower than the guest writes, and the guest
- * gets a window update once the socket drained to a third free, a window of
- * at least a twelfth of SO_SNDBUF.  The test is the kernel's own, on the
+ * guest waited on it (issue 17, item 5).  When the kernel calls the socket
+ * not writable (more than two thirds of SO_SNDBUF queued:
+ * sk_stream_is_writeable()), EPOLLOUT is watched: the host peer reads
+ * slower than the guest writes, and the guest gets a window update once the
+ * socket drained to a third free, a window of at least a twelfth of
+ * SO_SNDBUF.  The test is the kernel's own, on the
  * kernel's own numbers: with any other (SIOCOUTQ counts payload only) we
  * could decide the socket is full while the kernel has just said it is not,
  * and wait for an EPOLLOUT that never comes.
