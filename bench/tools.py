@@ -383,15 +383,18 @@ TOOLS = {cls.name: cls for cls in (Slirp4netns, Slirpd, Pasta, SlirpdPasta, Slir
 
 
 @contextlib.contextmanager
-def attached(tool, binary: str, mtu: int, user, env: dict | None = None):
+def attached(tool, binary: str, mtu: int, user, env: dict | None = None, wrap=None):
     """A fresh guest with tool (a Daemon class) started on it, with env added
     to the daemon's environment; both are stopped and their work directory
-    removed on the way out."""
+    removed on the way out.  wrap(workdir, binary), if given, returns the
+    command to run instead of binary (a wrapper that runs it under a tool)."""
     workdir = Path(tempfile.mkdtemp(prefix="slirpd-bench-", dir="/tmp"))
     os.chown(workdir, user.pw_uid, user.pw_gid)
     guest = daemon = None
     try:
         guest = Guest(user)
+        if wrap:
+            binary = wrap(workdir, binary)
         daemon = tool(binary, guest, mtu, workdir, env)
         daemon.start()
         yield daemon

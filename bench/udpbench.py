@@ -40,7 +40,8 @@ class RunError(Exception):
 
 def udp_iperf3(client: list[str], seconds: float, server_port: int, server=(), rate: str = "0",
                client_guest: Guest | None = None, server_guest: Guest | None = None) -> dict:
-    """One iperf3 -u run: {"delivered": Gbit/s, "sent": Gbit/s, "loss": percent}.
+    """One iperf3 -u run: {"delivered": Gbit/s, "sent": Gbit/s, "loss": percent,
+    "datagrams": how many arrived}.
 
     client holds -c HOST -p PORT (and -R for the reverse direction); each side
     runs in its guest if one is given.  Raises RunError on failure.
@@ -68,7 +69,8 @@ def udp_iperf3(client: list[str], seconds: float, server_port: int, server=(), r
     loss = end["sum_received"].get("lost_percent", end["sum"].get("lost_percent", 0.0))
     if not end["sum_received"]["bytes"]:
         raise RunError("no datagram arrived")
-    return {"delivered": sent * (1 - loss / 100), "sent": sent, "loss": loss}
+    return {"delivered": sent * (1 - loss / 100), "sent": sent, "loss": loss,
+            "datagrams": end["sum"]["packets"] - end["sum"]["lost_packets"]}
 
 
 def run_once(binary: str, mtu: int, direction: str, seconds: float, rate: str, user, env=None,

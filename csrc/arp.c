@@ -51,7 +51,7 @@
  *
  * Return: true for one of our addresses, see the theory above
  */
-static bool arp_is_ours(const struct dp *dp, uint32_t tpa)
+static bool arp_is_ours(struct dp *dp, uint32_t tpa)
 {
 	if (dp->cfg.neigh_all)
 		return tpa && tpa != dp->cfg.guest4;

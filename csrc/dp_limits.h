@@ -127,9 +127,13 @@
 #define DP_TCP_SNDBUF_MARGIN	4	/* keep 1/4 of SO_SNDBUF unadvertised */
 /* The guest's TAP transmit ring drops what does not fit (tx_queue_len, 1000
  * packets unless configured otherwise): the windows of all connections
- * together invite no more segments than that, DP_TCP_WND_MIN_SEGS at least */
+ * together invite no more frames than that, DP_TCP_WND_MIN_SEGS at least,
+ * each frame counted at the larger of the MSS and the flow's average data
+ * frame (TSO frames carry up to 64 KiB at any MTU), that average moving by
+ * 1/DP_TCP_FRAME_AVG of each new frame */
 #define DP_TCP_GUEST_QUEUE	500
 #define DP_TCP_WND_MIN_SEGS	4
+#define DP_TCP_FRAME_AVG	8
 /* Guest data held out of order (tcp_ooo.c): runs and bytes per flow, bytes
  * of all flows together; beyond them segments are dropped (counted) */
 #define DP_TCP_OOO_SEGS		1024

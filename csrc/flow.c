@@ -250,17 +250,27 @@ void flow_key_fill(struct flow_key *key, uint8_t proto,
  * @dp:		data plane
  * @key:	key, built with flow_key_fill()
  *
+ * A bulk transfer sends frame after frame of one flow: the flow found last
+ * (@dp->flow.last, forgotten by flow_close()) is compared first, and only
+ * another key is hashed.
+ *
  * Return: the flow, or NULL
  */
 struct flow *flow_lookup(struct dp *dp, const struct flow_key *key)
 {
-	uint32_t idx = dp->flow.buckets[flow_hash(dp, key)];
+	uint32_t idx = dp->flow.last;
 
+	if (idx && !memcmp(&dp->flow.table[idx - 1].key, key, sizeof(*key)))
+		return &dp->flow.table[idx - 1];
+
+	idx = dp->flow.buckets[flow_hash(dp, key)];
 	while (idx) {
 		struct flow *f = &dp->flow.table[idx - 1];
 
-		if (!memcmp(&f->key, key, sizeof(*key)))
+		if (!memcmp(&f->key, key, sizeof(*key))) {
+			dp->flow.last = idx;
 			return f;
+		}
 		idx = f->hash_next;
 	}
 
@@ -548,6 +558,8 @@ void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why)
 		link = &dp->flow.table[*link - 1].hash_next;
 	if (*link)
 		*link = f->hash_next;
+	if (dp->flow.last == idx)
+		dp->flow.last = 0;
 
 	if (f->lru_on)
 		flow_lru_unlink(dp, f);

@@ -182,6 +182,8 @@ enum flow_close_reason {
  * @high_water:		slots below this have been used at least once; those
  *			from it on are free, never written
  * @count:		flows in use
+ * @last:		index + 1 of the flow flow_lookup() found last, 0 if
+ *			none or closed since
  * @seed:		random hash seed
  * @next_deadline_ms:	earliest flow deadline, 0 if none
  * @socks:		host sockets held, their budget, the recycling list
@@ -194,6 +196,7 @@ struct flow_ctx {
 	uint32_t closed_head;
 	uint32_t high_water;
 	uint32_t count;
+	uint32_t last;
 	uint64_t seed;
 	uint64_t next_deadline_ms;
 	struct flow_socks socks;

@@ -231,13 +231,27 @@ bool fwd_rules_valid(const struct dp_config *cfg)
  * @dp:		data plane
  * @addr:	address, either family
  *
+ * Every packet from the guest asks this of its source (ip4.c and ip6.c drop
+ * our own addresses as martians), and nearly every one of the same source.
+ * The rules do not change once dp_new() took them, so the last answer is
+ * kept (@dp->fwd.local_memo) and given again for the same address without
+ * walking the rules.
+ *
  * Return: true if the rule that holds it is marked DP_RULE_F_LOCAL
  */
-bool fwd_is_local(const struct dp *dp, const union inany_addr *addr)
+bool fwd_is_local(struct dp *dp, const union inany_addr *addr)
 {
-	const struct dp_rule *r = fwd_rule(dp, addr);
+	struct fwd_local_memo *m = &dp->fwd.local_memo;
+	const struct dp_rule *r;
 
-	return r && (r->flags & DP_RULE_F_LOCAL);
+	if (m->valid && inany_equal(&m->addr, addr))
+		return m->local;
+
+	r = fwd_rule(dp, addr);
+	m->addr = *addr;
+	m->local = r && (r->flags & DP_RULE_F_LOCAL);
+	m->valid = true;
+	return m->local;
 }
 
 /**

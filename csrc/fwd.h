@@ -39,6 +39,18 @@ struct fwd_listener {
 };
 
 /**
+ * struct fwd_local_memo - the last answer of fwd_is_local()
+ * @addr:	the address it was asked about
+ * @local:	its answer
+ * @valid:	@addr and @local hold an answer (none before the first)
+ */
+struct fwd_local_memo {
+	union inany_addr addr;
+	bool local;
+	bool valid;
+};
+
+/**
  * struct fwd_ctx - forwards and the host's nameserver, owned by fwd.c
  * @listeners:		forwarded host sockets, DP_FWD_MAX slots
  * @host_lo_open:	a rule leads the guest to the host's loopback
@@ -47,6 +59,7 @@ struct fwd_listener {
  *			dp_dns_upstream(), kept by UDP flows to the DNS address
  * @dns_notice_ms:	when DP_NOTICE_DNS_USED was last raised, 0 never
  * @deadline_ms:	earliest end of a listener's pause, 0 if none
+ * @local_memo:		fwd_is_local()'s last answer
  */
 struct fwd_ctx {
 	struct fwd_listener *listeners;
@@ -54,11 +67,12 @@ struct fwd_ctx {
 	uint32_t dns_gen;
 	uint64_t dns_notice_ms;
 	uint64_t deadline_ms;
+	struct fwd_local_memo local_memo;
 };
 
 bool fwd_ip4_is_loopback(uint32_t addr);
 bool fwd_rules_valid(const struct dp_config *cfg);
-bool fwd_is_local(const struct dp *dp, const union inany_addr *addr);
+bool fwd_is_local(struct dp *dp, const union inany_addr *addr);
 bool fwd_host_lo_open(const struct dp *dp);
 int fwd_guest_to_host(struct dp *dp, const union inany_addr *remote,
 		      uint16_t port, uint8_t proto,

@@ -52,7 +52,7 @@
  * Return: true for the addresses of rules marked DP_RULE_F_LOCAL
  *	   (slirp4netns's gateway and DNS address, fwd.c)
  */
-bool ip4_is_local(const struct dp *dp, uint32_t addr)
+bool ip4_is_local(struct dp *dp, uint32_t addr)
 {
 	union inany_addr a;
 
@@ -67,7 +67,7 @@ bool ip4_is_local(const struct dp *dp, uint32_t addr)
  *
  * Return: true for addresses no guest packet may come from
  */
-static bool ip4_src_is_martian(const struct dp *dp, uint32_t addr)
+static bool ip4_src_is_martian(struct dp *dp, uint32_t addr)
 {
 	uint32_t h = ntohl(addr);
 
@@ -186,7 +186,7 @@ void ip4_l4_input(struct dp *dp, const struct ip4_pkt *ip)
  * Return: true for the rules marked DP_RULE_F_LOCAL of either family (and
  *	   our IPv6 link-local address)
  */
-bool ip_is_local(const struct dp *dp, const union inany_addr *addr)
+bool ip_is_local(struct dp *dp, const union inany_addr *addr)
 {
 	if (inany_is_v4(addr))
 		return ip4_is_local(dp, inany_v4(addr));

@@ -33,7 +33,7 @@ struct ip4_pkt {
 void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 	       size_t len);
 void ip4_l4_input(struct dp *dp, const struct ip4_pkt *ip);
-bool ip4_is_local(const struct dp *dp, uint32_t addr);
-bool ip_is_local(const struct dp *dp, const union inany_addr *addr);
+bool ip4_is_local(struct dp *dp, uint32_t addr);
+bool ip_is_local(struct dp *dp, const union inany_addr *addr);
 
 #endif /* IP4_H */

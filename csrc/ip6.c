@@ -78,7 +78,7 @@
  * Return: true for the rules marked DP_RULE_F_LOCAL (slirp4netns's gateway
  *	   and DNS address, fwd.c) and fe80::2
  */
-bool ip6_is_local(const struct dp *dp, const union inany_addr *addr)
+bool ip6_is_local(struct dp *dp, const union inany_addr *addr)
 {
 	static const union inany_addr ll = DP_LL6_ADDR;
 
@@ -93,7 +93,7 @@ bool ip6_is_local(const struct dp *dp, const union inany_addr *addr)
  * Return: true for addresses no guest packet may come from (:: is checked
  *	   by the caller)
  */
-static bool ip6_src_is_martian(const struct dp *dp,
+static bool ip6_src_is_martian(struct dp *dp,
 			       const union inany_addr *addr)
 {
 	return inany_is_multicast6(addr) || inany_is_loopback6(addr) ||

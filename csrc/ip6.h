@@ -18,6 +18,6 @@ void ip6_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 	       size_t len);
 void ip6_payload_input(struct dp *dp, const struct l4_pkt *p,
 		       uint8_t hop_limit, bool first);
-bool ip6_is_local(const struct dp *dp, const union inany_addr *addr);
+bool ip6_is_local(struct dp *dp, const union inany_addr *addr);
 
 #endif /* IP6_H */

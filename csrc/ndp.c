@@ -214,7 +214,7 @@ static void ndp_put_lladdr(const struct dp *dp, uint8_t *opt, uint8_t type)
  *
  * Return: true for one of our addresses, see the theory above
  */
-static bool ndp_is_ours(const struct dp *dp, const struct l4_pkt *p,
+static bool ndp_is_ours(struct dp *dp, const struct l4_pkt *p,
 			const union inany_addr *target)
 {
 	if (!dp->cfg.neigh_all)

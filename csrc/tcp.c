@@ -97,10 +97,12 @@
  * buffers are the only ones, so the windows we advertise are capped at
  * DP_TCP_WND_MAX and the window scale we offer is DP_TCP_WS.  The guest's TAP
  * drops frames when its transmit ring is full, so the windows of all open
- * connections together invite at most DP_TCP_GUEST_QUEUE segments (each gets
- * DP_TCP_WND_MIN_SEGS at least).  Out-of-order guest data is held within
- * the DP_TCP_OOO_* limits.  We send SACK blocks but ignore the guest's (a
- * rewind resends from its last ACK), and there are no timestamps.
+ * connections together invite at most DP_TCP_GUEST_QUEUE frames (each gets
+ * DP_TCP_WND_MIN_SEGS at least), of the size the connection's data frames
+ * have had lately (with TSO up to 64 KiB at any MTU), or of the MSS.
+ * Out-of-order guest data is held within the DP_TCP_OOO_* limits.  We send
+ * SACK blocks but ignore the guest's (a rewind resends from its last ACK),
+ * and there are no timestamps.
  * A failed connect() is a RST, or an ICMP host or network unreachable for
  * EHOSTUNREACH and ENETUNREACH (the guest's connect() fails at once).  Needs
  * SO_PEEK_OFF on TCP sockets (Linux 6.10).
@@ -738,6 +740,9 @@ static void tcp_data_input(struct dp *dp, struct flow *f,
 	size_t len = seg->len;
 	uint32_t seq = seg->seq;
 
+	if (len)	/* the frame's size, for tcp_wnd_update() */
+		t->frame_bytes += (uint32_t)(len / DP_TCP_FRAME_AVG) -
+				  t->frame_bytes / DP_TCP_FRAME_AVG;
 	if (!len && !fin) {
 		/* an old sequence number: a window probe or a keepalive */
 		if (SEQ_LT(seq, t->seq_queued))

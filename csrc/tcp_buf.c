@@ -338,11 +338,16 @@ int tcp_epoll_out(struct dp *dp, struct flow *f, bool on)
  * The window is the socket's free send buffer as the kernel counts it
  * (SO_MEMINFO: SO_SNDBUF less the memory queued, headers and all), less a
  * margin, and no more than the connection's share of the guest's transmit
- * queue.  When the kernel calls the socket not writable (more than two
- * thirds of SO_SNDBUF queued: sk_stream_is_writeable()), EPOLLOUT is
- * watched: the host peer reads slower than the guest writes, and the guest
- * gets a window update once the socket drained to a third free, a window of
- * at least a twelfth of SO_SNDBUF.  The test is the kernel's own, on the
+ * queue: that many frames of the size its data frames have had of late
+ * (struct tcp_flow's @frame_bytes), or of the MSS if larger.  With TSO the
+ * guest's frames carry up to 64 KiB whatever the MTU; counted as one MSS
+ * each, the window at MTU 1500 was a 45th of what the queue holds, and the
+ * guest waited on it (issue 17, item 5).  When the kernel calls the socket
+ * not writable (more than two thirds of SO_SNDBUF queued:
+ * sk_stream_is_writeable()), EPOLLOUT is watched: the host peer reads
+ * slower than the guest writes, and the guest gets a window update once the
+ * socket drained to a third free, a window of at least a twelfth of
+ * SO_SNDBUF.  The test is the kernel's own, on the
  * kernel's own numbers: with any other (SIOCOUTQ counts payload only) we
  * could decide the socket is full while the kernel has just said it is not,
  * and wait for an EPOLLOUT that never comes.
@@ -355,7 +360,7 @@ int tcp_wnd_update(struct dp *dp, struct flow *f)
 	socklen_t sl = sizeof(mem);
 	struct tcp_flow *t = &f->tcp;
 	long sndbuf, queued, w;
-	unsigned long segs;
+	unsigned long segs, frame;
 
 	if (getsockopt(f->sock, SOL_SOCKET, SO_MEMINFO, mem, &sl) ||
 	    sl <= SK_MEMINFO_WMEM_QUEUED * sizeof(mem[0]))
@@ -371,8 +376,9 @@ int tcp_wnd_update(struct dp *dp, struct flow *f)
 	segs = DP_TCP_GUEST_QUEUE / (dp->tcp.conns ? dp->tcp.conns : 1);
 	if (segs < DP_TCP_WND_MIN_SEGS)
 		segs = DP_TCP_WND_MIN_SEGS;
-	if (w > (long)(segs * t->mss))
-		w = (long)(segs * t->mss);
+	frame = t->frame_bytes > t->mss ? t->frame_bytes : t->mss;
+	if (w > (long)(segs * frame))
+		w = (long)(segs * frame);
 	if (!(t->flags & TCP_F_WS) && w > 0xffff)
 		w = 0xffff;
 	t->wnd_to_guest = (uint32_t)w;

@@ -41,6 +41,9 @@ struct tcp_ooo;
  *			beyond it is not taken (tcp_data_input())
  * @wnd_from_guest:	guest's receive window in bytes (scaled)
  * @wnd_to_guest:	window we advertise, in bytes, before scaling
+ * @frame_bytes:	payload bytes per data frame from the guest, a moving
+ *			average (1/DP_TCP_FRAME_AVG of each new frame): with
+ *			TSO one frame carries many segments
  * @rto_ms:		current retransmission timeout, doubles on expiry
  * @rto_at:		when the retransmission (or window probe) timer
  *			expires, 0 if not armed
@@ -68,6 +71,7 @@ struct tcp_flow {
 	uint32_t seq_wnd_edge;
 	uint32_t wnd_from_guest;
 	uint32_t wnd_to_guest;
+	uint32_t frame_bytes;
 	uint32_t rto_ms;
 	uint64_t rto_at;
 	uint64_t last_act_ms;

@@ -174,6 +174,90 @@ struct udp_cmsg {
 };
 
 /**
+ * struct udp_rx_vec - the recvmmsg() vector over the receive buffers, built
+ * once by udp_init() and mended between reads, not built again per read
+ * @mm:		one message per buffer of struct udp_ctx's @buf
+ * @iov:	their iovecs: each buffer after room for a UDP header
+ * @cm:		their control buffers, for UDP_GRO's size
+ * @names:	the source addresses @mm asks for (NULL for none)
+ * @gro:	@mm asks for UDP_GRO control messages
+ * @used:	messages the last recvmmsg() may have written back into
+ */
+struct udp_rx_vec {
+	struct mmsghdr mm[DP_UDP_RECV_BATCH];
+	struct iovec iov[DP_UDP_RECV_BATCH];
+	struct udp_cmsg cm[DP_UDP_RECV_BATCH];
+	struct sockaddr_storage *names;
+	bool gro;
+	unsigned used;
+};
+
+/**
+ * udp_rx_vec_build() - point every message of the vector at its buffer
+ * @dp:		data plane, receive buffers allocated
+ * @names:	DP_UDP_RECV_BATCH source addresses to ask for, or NULL
+ * @gro:	ask for UDP_GRO control messages
+ */
+static void udp_rx_vec_build(struct dp *dp, struct sockaddr_storage *names,
+			     bool gro)
+{
+	struct udp_rx_vec *v = dp->udp.rx;
+	int i;
+
+	memset(v->mm, 0, sizeof(v->mm));
+	for (i = 0; i < DP_UDP_RECV_BATCH; i++) {
+		v->iov[i].iov_base = udp_rx_data(dp, i);
+		v->iov[i].iov_len = DP_UDP_BUF - UDP_HLEN;
+		v->mm[i].msg_hdr.msg_iov = &v->iov[i];
+		v->mm[i].msg_hdr.msg_iovlen = 1;
+		if (names) {
+			v->mm[i].msg_hdr.msg_name = &names[i];
+			v->mm[i].msg_hdr.msg_namelen = sizeof(names[i]);
+		}
+		if (gro) {
+			v->mm[i].msg_hdr.msg_control = v->cm[i].buf;
+			v->mm[i].msg_hdr.msg_controllen = sizeof(v->cm[i].buf);
+		}
+	}
+	v->names = names;
+	v->gro = gro;
+	v->used = 0;
+}
+
+/**
+ * udp_rx_vec_ready() - make the vector ready for the next recvmmsg()
+ * @dp:		data plane
+ * @names:	as for udp_rx_vec_build()
+ * @gro:	as for udp_rx_vec_build()
+ *
+ * recvmmsg() writes back the name and control lengths of the messages it
+ * filled: those few are set again.  Only a read that asks for other names
+ * or other control messages than the last builds the whole vector again,
+ * so a read costs O(datagrams it got), not O(DP_UDP_RECV_BATCH).
+ */
+static void udp_rx_vec_ready(struct dp *dp, struct sockaddr_storage *names,
+			     bool gro)
+{
+	struct udp_rx_vec *v = dp->udp.rx;
+	unsigned i;
+
+	if (v->names != names || v->gro != gro) {
+		udp_rx_vec_build(dp, names, gro);
+		return;
+	}
+	for (i = 0; i < v->used; i++) {
+		struct msghdr *h = &v->mm[i].msg_hdr;
+
+		if (names)
+			h->msg_namelen = sizeof(names[i]);
+		if (gro)
+			h->msg_controllen = sizeof(v->cm[i].buf);
+		h->msg_flags = 0;
+	}
+	v->used = 0;
+}
+
+/**
  * udp_init() - allocate the receive buffers of UDP and ping sockets
  * @dp:		data plane
  *
@@ -182,11 +266,14 @@ struct udp_cmsg {
 int udp_init(struct dp *dp)
 {
 	dp->udp.buf = malloc((size_t)DP_UDP_RECV_BATCH * DP_UDP_BUF);
-	if (!dp->udp.buf) {
+	dp->udp.rx = malloc(sizeof(*dp->udp.rx));
+	if (!dp->udp.buf || !dp->udp.rx) {
+		udp_cleanup(dp);
 		errno = ENOMEM;
 		return -1;
 	}
 	dp->udp.gro = !(dp->cfg.offloads_off & DP_OFFLOAD_NO_UDP_GRO);
+	udp_rx_vec_build(dp, NULL, false);
 	return 0;
 }
 
@@ -197,7 +284,9 @@ int udp_init(struct dp *dp)
 void udp_cleanup(struct dp *dp)
 {
 	free(dp->udp.buf);
+	free(dp->udp.rx);
 	dp->udp.buf = NULL;
+	dp->udp.rx = NULL;
 }
 
 /**
@@ -232,36 +321,17 @@ static int udp_recv_batch_gro(struct dp *dp, int fd,
 			      struct sockaddr_storage *names,
 			      socklen_t *name_lens, bool gro)
 {
-	struct udp_cmsg cm[DP_UDP_RECV_BATCH];
-	struct mmsghdr mm[DP_UDP_RECV_BATCH];
-	struct iovec iov[DP_UDP_RECV_BATCH];
+	struct mmsghdr *mm = dp->udp.rx->mm;
 	int i, n;
 
-	memset(mm, 0, sizeof(mm));
-	for (i = 0; i < DP_UDP_RECV_BATCH; i++) {
-		iov[i].iov_base = udp_rx_data(dp, i);
-		iov[i].iov_len = DP_UDP_BUF - UDP_HLEN;
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-		if (names) {
-			mm[i].msg_hdr.msg_name = &names[i];
-			mm[i].msg_hdr.msg_namelen = sizeof(names[i]);
-		}
-		if (gro) {
-			/* recvmmsg() writes the buffer, nothing reads it before:
-			 * cppcheck takes handing it over for a read
-			 */
-			/* cppcheck-suppress uninitvar */
-			/* cppcheck-suppress legacyUninitvar */
-			mm[i].msg_hdr.msg_control = cm[i].buf;
-			mm[i].msg_hdr.msg_controllen = sizeof(cm[i].buf);
-		}
-	}
-
+	udp_rx_vec_ready(dp, names, gro);
 	do
 		n = recvmmsg(fd, mm, DP_UDP_RECV_BATCH, MSG_DONTWAIT, NULL);
 	while (n < 0 && errno == EINTR);
 
+	/* the message after the last filled may have been written to too */
+	dp->udp.rx->used = n < 0 ? 1 : n < DP_UDP_RECV_BATCH ? (unsigned)n + 1 :
+				     DP_UDP_RECV_BATCH;
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
 

@@ -90,6 +90,8 @@ struct udp_tx_flow {
 	uint16_t last;
 };
 
+struct udp_rx_vec;
+
 /**
  * struct udp_ctx - UDP state of a data plane, beside its flows (udp.c)
  * @ndgrams:	entries of @d used in the current receive batch
@@ -105,6 +107,7 @@ struct udp_tx_flow {
  *		datagrams the kernel coalesced into it (UDP_GRO), 0 for one
  * @buf:	receive buffers of UDP and ping sockets, DP_UDP_RECV_BATCH of
  *		DP_UDP_BUF bytes
+ * @rx:		the recvmmsg() vector over @buf (udp.c)
  * @rx_len:	datagram length in each of @buf
  */
 struct udp_ctx {
@@ -117,6 +120,7 @@ struct udp_ctx {
 	struct udp_tx_flow fl[DP_UDP_TX_BATCH];
 	uint16_t rx_gso[DP_UDP_RECV_BATCH];
 	uint8_t *buf;
+	struct udp_rx_vec *rx;
 	size_t rx_len[DP_UDP_RECV_BATCH];
 };
 

@@ -35,6 +35,8 @@ ISN = 1000
 MSS = 1460
 SNDBUF = 64 << 10  # the data plane's host socket's, locked (lock_sndbuf())
 SEG = 1000  # payload of each in-order segment the guest sends
+SO_SNDBUFFORCE = 32
+GUEST_QUEUE = 500  # DP_TCP_GUEST_QUEUE: frames the guest's TAP ring holds
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
@@ -176,10 +178,11 @@ def drain(conn: GuestConn, peer: socket.socket, stream: bytes, end: int, got: by
     return bytes(got)
 
 
-def lock_sndbuf(peer: socket.socket, size: int) -> None:
+def lock_sndbuf(peer: socket.socket, size: int, force: bool = False) -> None:
     """Give the data plane's host socket of the connection that peer accepted
     a fixed send buffer (no autotuning), as a host's tcp_wmem would: the test
-    can then tell how full it is."""
+    can then tell how full it is.  force: SO_SNDBUFFORCE, past
+    net.core.wmem_max (the test runs as root)."""
     for name in os.listdir("/proc/self/fd"):
         try:
             s = socket.socket(fileno=os.dup(int(name)))
@@ -191,9 +194,26 @@ def lock_sndbuf(peer: socket.socket, size: int) -> None:
             except OSError:
                 continue
             if mine:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+                s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE if force else socket.SO_SNDBUF, size)
                 return
     raise AssertionError("the data plane's host socket was not found")
+
+
+def connected(server_rcvbuf: int = 0) -> tuple[socket.socket, Link, GuestConn, socket.socket]:
+    """A server on 127.0.0.1 (with that SO_RCVBUF, if given), a fresh data
+    plane on a pair link, and the guest's connection to the server through
+    it, established.  Return: (server, link, connection, the server's end)."""
+    srv = socket.socket()
+    if server_rcvbuf:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, server_rcvbuf)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    link = Link("pair")
+    conn = GuestConn(link, srv.getsockname()[1])
+    conn.open()
+    srv.settimeout(5)
+    peer, _ = srv.accept()
+    return srv, link, conn, peer
 
 
 def scenario_hole_after_short_write(free: int) -> dict:
@@ -203,15 +223,7 @@ def scenario_hole_after_short_write(free: int) -> dict:
     past its window, hold the runs whatever the window, and, once the hole
     was filled, loop forever feeding them to a socket that took part of
     them (a short write) and then nothing."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    link = Link("pair")
-    conn = GuestConn(link, srv.getsockname()[1])
-    conn.open()
-    srv.settimeout(5)
-    peer, _ = srv.accept()
+    srv, link, conn, peer = connected(server_rcvbuf=4096)
     lock_sndbuf(peer, SNDBUF)
     stream = stream_bytes(16 << 20)
     before = link.dp.counters()
@@ -262,7 +274,34 @@ def scenario_hole_after_short_write(free: int) -> dict:
     return result
 
 
-SCENARIOS = {"hole_after_short_write": scenario_hole_after_short_write}
+def scenario_window_by_frame_size(frame: int) -> dict:
+    """Issue 17, item 5: the guest sends frames of frame payload bytes each
+    (with TSO up to 64 KiB at MTU 1500) into a host socket with room for
+    megabytes, read as it comes.  The windows of all connections together
+    invite no more frames than the guest's TAP ring holds; counted at one MSS
+    each, that was 500 x 1460 bytes whatever the frames carried."""
+    srv, link, conn, peer = connected()
+    lock_sndbuf(peer, 8 << 20, force=True)
+    stream = stream_bytes(64 << 20)
+    total, got = 0, bytearray()
+    peer.settimeout(5)
+    windows = []
+    for _ in range(40):  # a few hundred KB to a few MB: far below the buffer
+        conn.send(total, stream[total:total + frame])
+        total += frame
+        windows += [w for flags, _, w in conn.exchange(1) if flags & ACK]
+        while len(got) < total:
+            got += peer.recv(total - len(got))
+    result = {"window": windows[-1], "acked": conn.acked, "sent": total, "intact": bytes(got) == stream[:total],
+              "dropped": link.dp.counters()["drop_tcp_beyond_window"]}
+    peer.close()
+    srv.close()
+    link.close()
+    return result
+
+
+SCENARIOS = {"hole_after_short_write": scenario_hole_after_short_write,
+             "window_by_frame_size": scenario_window_by_frame_size}
 
 
 def run_scenario(name: str, *args: int) -> dict:
@@ -295,6 +334,20 @@ def test_hole_filled_behind_runs_on_a_part_full_socket(free):
     assert r["held_while_filling"] == 0, r  # a short write is no reason to hold data
     # the connection as get_stats shows it: one flow, established
     assert r["flow_states"]["TCP_ST_ESTABLISHED"] == 1 and sum(r["flow_states"].values()) == 1, r
+
+
+@pytest.mark.timeout(SCENARIO_TIMEOUT + 30)
+@pytest.mark.parametrize("frame", [SEG, 30000])
+def test_window_counts_frames_of_their_size(frame):
+    """Small frames keep the window within what the guest's TAP ring holds
+    (GUEST_QUEUE frames of one MSS, one connection); frames of 30 KB, as TSO
+    sends at MTU 1500, open it past that, as far as the socket's room."""
+    r = run_scenario("window_by_frame_size", frame)
+    assert r["intact"] and r["acked"] == r["sent"] and r["dropped"] == 0, r
+    if frame == SEG:
+        assert 0 < r["window"] <= GUEST_QUEUE * MSS, r
+    else:
+        assert r["window"] > 2 * GUEST_QUEUE * MSS, r
 
 
 if __name__ == "__main__":
