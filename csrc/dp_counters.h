@@ -49,6 +49,7 @@
 	X(drop_ndp_not_for_us)	/* solicitation for another address (DAD) */ \
 	X(drop_ndp_type)	/* advertisements, redirects from the guest */ \
 	X(drop_ndp_no_ra)	/* router solicitation with no_ra set */ \
+	X(drop_ndp_off)		/* solicitation with no_ndp set */ \
 	/* ICMP */							\
 	X(drop_icmp_malformed)	/* shorter than an ICMP header */	\
 	X(drop_icmp_checksum)						\

@@ -119,3 +119,38 @@ def test_config_net_alike(both, options):
     mine, real = namespace(got["slirpd"][2]), namespace(got["pasta"][2])
     assert mine == real
     assert real["links"]["lo"]["up"]
+
+
+# udhcpc's script: the link up on deconfig, and on bound one line of what the
+# lease says (udhcpc's names for the options)
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+  deconfig) ip link set "$interface" up ;;
+  bound) echo "ip=$ip mask=$mask router=$router serverid=$serverid dns=$dns mtu=$mtu lease=$lease\
+ search=$search staticroutes=$staticroutes hostname=$hostname" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("options", [
+    "--config-net", "", "--dhcp-dns", "--config-net --dhcp-dns -D 192.0.2.53 -D 192.0.2.54",
+    "--dhcp-search -S example.org -S corp.example.org -S lab.internal", "--dhcp-search -S none", "-a 192.0.2.2 -g 192.0.2.1 -n 16",
+    "-a 192.0.2.2", "-g 203.0.113.1", "-m 1280", "--no-dhcp", "-4 --no-ndp"])
+def test_dhcp_alike(both, options):
+    """A real DHCP client (busybox udhcpc) in the namespace gets the same
+    lease from either, with or without --config-net: the guest's address and
+    prefix, the gateway as router and server, the MTU, an infinite lease,
+    DNS only with --dhcp-dns (the host's loopback resolver as the mapped
+    gateway, or -D's), a search list only with --dhcp-search, a static route
+    to a gateway off the subnet; nothing with --no-dhcp (udhcpc gives up).
+    (pasta compresses a search name by its first label's suffix alone, so
+    "-S example.org -S corp.example" reaches the guest as corp.example.org
+    from it: a bug not copied, and not asked here.)"""
+    script = both.mnt / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    dhcp = "busybox udhcpc -f -q -n -t 3 -T 1 -i eth9 -s /mnt/udhcpc.sh 2>/dev/null; echo udhcpc=$?"
+    got = run_both(both, f"-q {options} -I eth9 -t none -u none -T none -U none -- sh -c {shlex.quote(dhcp)}")
+    assert got["slirpd"][0] == got["pasta"][0] == 0, got
+    assert got["slirpd"][2] == got["pasta"][2], got
+    assert ("udhcpc=1" if "--no-dhcp" in options else "udhcpc=0") in got["pasta"][2]

@@ -37,7 +37,8 @@ OPTIONS = [Option(*o) for o in (
     ("userns", None, True), ("netns", None, True), ("ns-mac-addr", None, True), ("dns-forward", None, True),
     ("no-netns-quit",), ("trace",), ("version",), ("outbound-if4", None, True), ("outbound-if6", None, True),
     ("config-net",), ("map-host-loopback", None, True), ("map-guest-addr", None, True),
-    ("dns-host", None, True),
+    ("dns-host", None, True), ("no-ndp",), ("search", "S", True), ("dhcp-dns",), ("no-dhcp-dns",),
+    ("dhcp-search",), ("no-dhcp-search",),
 )]
 
 HELP = f"""\
@@ -81,7 +82,14 @@ network model: the host's addresses and routes copied in (--config-net).
     default: gateway address, none: no mapping
   --map-guest-addr ADDR	Translate ADDR to the guest's address on the host
   --no-map-gw		Don't map gateway address to host
-  --no-dhcp, --no-dhcpv6	(no DHCP is served: --config-net configures)
+  -S, --search LIST	Space-separated list, search domains
+    a single, empty option disables the DNS search list
+    default: don't use any search list
+  --dhcp-dns		Pass DNS list via DHCP/NDP
+  --dhcp-search		Pass list via DHCP/NDP
+  --no-dhcp		Disable DHCP server
+  --no-ndp		Disable NDP responses
+  --no-dhcpv6		(no DHCPv6 server is run)
   --no-ra		Disable router advertisements
   --no-splice		(inbound connections always go through the tap)
   --freebind		Bind to any address for forwarding
@@ -140,6 +148,11 @@ class PastaArgs:
     map_guest_addr4: ipaddress.IPv4Address | None = None
     map_guest_addr6: ipaddress.IPv6Address | None = None
     no_ra: bool = False
+    no_ndp: bool = False
+    no_dhcp: bool = False
+    dhcp_dns: bool = False  # pasta hands out no DNS by DHCP or NDP unless --dhcp-dns
+    dhcp_search: bool = False
+    search: tuple | None = None  # -S: the domains; None: the host's resolv.conf's
     freebind: bool = False
     ipv4: bool = True
     ipv6: bool = True
@@ -266,15 +279,20 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
     flags = {"debug": ("debug", True), "trace": ("debug", True), "quiet": ("quiet", True),
              "foreground": ("foreground", True), "no-ra": ("no_ra", True), "freebind": ("freebind", True),
              "no-map-gw": ("no_map_gw", True), "no-netns-quit": ("netns_quit", False),
-             "config-net": ("config_net", True)}
+             "config-net": ("config_net", True), "no-ndp": ("no_ndp", True), "no-dhcp": ("no_dhcp", True),
+             "dhcp-dns": ("dhcp_dns", True), "dhcp-search": ("dhcp_search", True)}
     if name in flags:
         setattr(args, *flags[name])
         if name in ("debug", "trace"):
             args.quiet = False
     elif name in ("help", "version"):
         return HELP if name == "help" else f"pasta (slirpd {__version__})\n"
-    elif name in ("stderr", "no-dhcp", "no-dhcpv6", "no-splice"):
+    elif name in ("stderr", "no-dhcpv6", "no-splice"):
         pass  # what slirpd does anyway (see HELP)
+    elif name in ("no-dhcp-dns", "no-dhcp-search"):
+        raise UsageError(f"--{name} is for passt mode only")  # pasta's own refusal
+    elif name == "search":
+        _search(args, value)
     elif name == "log-file":
         args.log_file = value
     elif name == "pcap":
@@ -321,6 +339,21 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
     elif name == "netns":
         args.netns = value if "/" in value else f"{NETNS_RUN_DIR}/{value}"
     return None
+
+
+def _search(args: PastaArgs, value: str) -> None:
+    """-S DOMAIN (one more search domain; pasta takes each -S as one name)
+    or -S none (no search list)."""
+    from slirpd.dhcp import encode_search
+
+    if value == "none":
+        args.search = ()
+        return
+    try:
+        encode_search([value])
+    except (ValueError, UnicodeError):
+        raise UsageError(f"Cannot use DNS search domain {value}") from None
+    args.search = (args.search or ()) + (value,)
 
 
 def _dns(args: PastaArgs, value: str) -> None:

@@ -126,6 +126,16 @@ def _config(args: cli.PastaArgs, network, setup: net.Setup, command) -> Config:
                   disable_dns=not any(r.kind == "dns" for r in network.rules), debug=args.debug)
 
 
+def _dhcp(args: cli.PastaArgs, network, setup: net.Setup, upstream: tuple):
+    """pasta's DHCP server for the guest (net.dhcp_settings()), or None."""
+    settings = net.dhcp_settings(args, network, setup, upstream)
+    if settings is None:
+        return None
+    from slirpd.dhcp import DhcpServer
+
+    return DhcpServer(settings)
+
+
 def _forward_in(args: cli.PastaArgs, network, forwards) -> None:
     """-t and -u: host ports to the guest's address of each client's family
     (both families on a port with no address given: one of them binding is
@@ -204,7 +214,9 @@ def run(args: cli.PastaArgs) -> int:
         pid_fd = _open_pid_file(args.pid_file)
         resolver = _resolver(args, cleanup)
         template = net.read_template(args.interface, args.ipv4, args.ipv6)
-        network, setup = net.model(args, template, resolver.upstream if resolver else (None, None))
+        upstream = resolver.upstream if resolver else (None, None)
+        network, setup = net.model(args, template, upstream)
+        dhcp = _dhcp(args, network, setup, upstream)
         command = None
         if args.command is not None:
             from slirpd import standalone
@@ -243,7 +255,7 @@ def run(args: cli.PastaArgs) -> int:
                 _write_pid(pid_fd, os.getpid())
             cfg = cfg._replace(enable_seccomp=seccomp.available())  # loaded while the files are there
             lock_down(cfg, ns, resolver)
-        daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver,
+        daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver, dhcp=dhcp,
                         forward_signals_to=command.pid if command else None, tasks=tasks)
         if not cfg.enable_seccomp:
             log.warning("libseccomp is not available: serving without a seccomp filter")
