@@ -14,6 +14,7 @@ the plain user podu, with the same argv.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 
@@ -154,3 +155,38 @@ def test_dhcp_alike(both, options):
     assert got["slirpd"][0] == got["pasta"][0] == 0, got
     assert got["slirpd"][2] == got["pasta"][2], got
     assert ("udhcpc=1" if "--no-dhcp" in options else "udhcpc=0") in got["pasta"][2]
+
+
+# The link up, then (at most 10 s) until a router advertisement made a default
+# route: the IPv6 default routes and the global addresses' prefixes
+RA_SHOW = ("ip link set eth9 up; i=0; while [ $i -lt 100 ] && ! ip -6 route show default | grep -q .; do"
+           " sleep 0.1; i=$((i+1)); done; ip -j -6 route show default; echo; ip -j -6 addr show dev eth9 scope global")
+
+
+def slaac(stdout: str) -> dict:
+    """RA_SHOW's output, less what differs by design (README, "Not like
+    pasta": the router's link-local address, the lifetimes) or by the
+    kernel (the address's interface identifier)."""
+    routes, links = (json.loads(part) for part in stdout.strip().split("\n\n"))
+    return {"routes": sorted((r["dst"], r["dev"], r.get("protocol"), r.get("gateway", "").startswith("fe80:"))
+                              for r in routes),
+            "prefixes": sorted((str(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network), a.get("protocol"))
+                               for link in links for a in link["addr_info"] if "local" in a)}
+
+
+@pytest.mark.parametrize("options", ["", "--no-ra", "--config-net"])
+def test_router_advertisement_alike(both, options):
+    """Without --config-net the guest's kernel configures IPv6 from the
+    router advertisement: a default route through a link-local router and
+    a SLAAC address in the host's prefix, with either; none with --no-ra or
+    --config-net (which sets pasta's no_ra, and copies the host's routes).
+    (The link-local address of the router and the lifetimes differ: README,
+    "Not like pasta".)"""
+    got = run_both(both, f"-q -6 {options} -I eth9 -t none -u none -T none -U none -- sh -c {shlex.quote(RA_SHOW)}")
+    assert got["slirpd"][0] == got["pasta"][0] == 0, got
+    mine, real = slaac(got["slirpd"][2]), slaac(got["pasta"][2])
+    assert mine == real, got
+    expected = {"": [("default", "eth9", "ra", True)], "--no-ra": [], "--config-net": [("default", "eth9", None, False)]}
+    assert real["routes"] == expected[options]  # --config-net's: the host's, copied
+    if not options:
+        assert real["prefixes"] == [("2001:db8::/64", "kernel_ra")]
