@@ -60,7 +60,7 @@ def _write_pid(fd: int | None, pid: int) -> None:
 def _daemonize(pid_fd: int | None) -> None:
     """Fork: the parent writes the daemon's pid to --pid FILE and exits 0
     (pasta's readiness); the daemon goes on in a new session, with stdin,
-    stdout and stderr on /dev/null."""
+    stdout and stderr on /dev/null, and logs only to syslog (log.py)."""
     devnull = os.open("/dev/null", os.O_RDWR)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -74,6 +74,7 @@ def _daemonize(pid_fd: int | None) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    log.to_syslog_only()
 
 
 def _release_netns(ns: TargetNamespaces) -> None:
@@ -281,4 +282,6 @@ def main(argv: list[str], prog: str = "pasta") -> int:
     except OSError as e:
         print(f"Couldn't open log file {parsed.log_file}: {e.strerror}", file=sys.stderr)
         return 1
+    if parsed.log_file is None:
+        log.open_syslog("pasta")  # as pasta (log.c): its lines go to syslog too
     return run_or_fail(run, parsed)
