@@ -32,7 +32,8 @@ REFUSED = [
     "-T 127.0.0.1/80 --netns /x", "-a 300.1.1.1 --netns /x", "-a 224.0.0.1 --netns /x", "-g 0.0.0.0 --netns /x",
     "-n 33 --netns /x", "-M 01:02 --netns /x", "--map-guest-addr 127.0.0.1 --netns /x",
     "--dns-forward 127.0.0.1 --netns /x", "--netns /x 1234", "--netns /nonexistent", "--mt 1500 --netns /x",
-    "99999999", "--bogus --version",
+    "99999999", "--bogus --version", "--no-copy-routes --netns /x", "--no-copy-addrs --netns /x",
+    "--no-dhcp-dns --netns /x", "--no-dhcp-search --netns /x", "-S '' --netns /x", "--no-nd --netns /x",
 ]
 ACCEPTED = ["--version", "--version --bogus", "--host-lo-to-ns-lo --version"]
 
@@ -111,7 +112,8 @@ def namespace(stdout: str) -> dict:
 
 
 @pytest.mark.parametrize("options", ["", "-a 192.0.2.1", "-a 192.0.2.2 -g 192.0.2.1", "-a 192.0.2.2 -n 16",
-                                     "-a 2001:db8::2 -g 2001:db8::1", "-4", "-6", "-m 1280 -I eth9"])
+                                     "-a 2001:db8::2 -g 2001:db8::1", "-4", "-6", "-m 1280 -I eth9",
+                                     "--no-copy-routes", "--no-copy-addrs", "-6 --no-copy-routes --no-copy-addrs"])
 def test_config_net_alike(both, options):
     """--config-net makes the same namespace (505-networking-pasta.bats:
     addresses, routes, -a, -g, -m, -4, -6, the MTU, loopback up)."""

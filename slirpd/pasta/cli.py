@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 
 from slirpd import __version__
 from slirpd.pasta.getopt import Getopt, GetoptError, Option
@@ -38,7 +39,7 @@ OPTIONS = [Option(*o) for o in (
     ("no-netns-quit",), ("trace",), ("version",), ("outbound-if4", None, True), ("outbound-if6", None, True),
     ("config-net",), ("map-host-loopback", None, True), ("map-guest-addr", None, True),
     ("dns-host", None, True), ("no-ndp",), ("search", "S", True), ("dhcp-dns",), ("no-dhcp-dns",),
-    ("dhcp-search",), ("no-dhcp-search",),
+    ("dhcp-search",), ("no-dhcp-search",), ("no-copy-routes",), ("no-copy-addrs",),
 )]
 
 HELP = f"""\
@@ -109,6 +110,10 @@ network model: the host's addresses and routes copied in (--config-net).
   --no-netns-quit	Don't quit if filesystem-bound target is gone
   --config-net		Configure tap interface in namespace
   --ns-mac-addr ADDR	Set MAC address on tap interface
+  --no-copy-routes	DEPRECATED:
+			Don't copy all routes to namespace
+  --no-copy-addrs	DEPRECATED:
+			Don't copy all addresses to namespace
 """
 
 
@@ -166,6 +171,8 @@ class PastaArgs:
     command: list | None = None
     netns_quit: bool = True
     config_net: bool = False
+    no_copy_routes: bool = False  # --config-net sets a default route via the gateway only
+    no_copy_addrs: bool = False  # --config-net sets the guest's one address only (IPv6: /64)
     ns_mac: str | None = None
 
     def __init__(self):
@@ -293,6 +300,9 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
         raise UsageError(f"--{name} is for passt mode only")  # pasta's own refusal
     elif name == "search":
         _search(args, value)
+    elif name in ("no-copy-routes", "no-copy-addrs"):
+        print(f"--{name} will be dropped soon", file=sys.stderr)  # pasta warns as it reads it
+        setattr(args, name.replace("-", "_"), True)
     elif name == "log-file":
         args.log_file = value
     elif name == "pcap":
@@ -390,6 +400,9 @@ def parse(argv: list[str], prog: str = "pasta") -> PastaArgs | str:
             _ports(args, *PORT_OPTIONS[name], value)
         else:
             args.ns_specs.append((name, value))
+    for flag, name in ((args.no_copy_routes, "no-copy-routes"), (args.no_copy_addrs, "no-copy-addrs")):
+        if flag and not args.config_net:
+            raise UsageError(f"--{name} needs --config-net")
     _target(args, options.rest)
     return args
 

@@ -139,7 +139,10 @@ def _guest6(args, tpl: Template) -> tuple[ipaddress.IPv6Interface | None, ipaddr
         return ipaddress.IPv6Interface(f"{args.address6}/64"), args.gateway6 or tpl.gateway6
     if not tpl.addrs6 or not (args.gateway6 or tpl.gateway6):
         return None, None
-    return tpl.addrs6[0], args.gateway6 or tpl.gateway6
+    addr = tpl.addrs6[0]
+    if args.no_copy_addrs:  # pasta sets it as a /64
+        addr = ipaddress.IPv6Interface(f"{addr.ip}/64")
+    return addr, args.gateway6 or tpl.gateway6
 
 
 def _rules(args, guest4, gateway4, guest6, gateway6, upstream: tuple) -> tuple[Rule, ...]:
@@ -199,8 +202,8 @@ def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
     gw_route6 = [_default_via(socket.AF_INET6, gateway6)] if gateway6 else []
     setup = Setup(ifname=ifname, config_net=args.config_net, mtu=DEFAULT_MTU if args.mtu is None else args.mtu or None,
                   ns_mac=args.ns_mac, addr4=guest4, addr6=guest6,
-                  routes4=gw_route if (args.gateway4 or local) else tpl.routes4 if guest4 else [],
-                  routes6=gw_route6 if args.gateway6 else tpl.routes6 if guest6 else [])
+                  routes4=gw_route if (args.gateway4 or local or args.no_copy_routes) else tpl.routes4 if guest4 else [],
+                  routes6=gw_route6 if (args.gateway6 or args.no_copy_routes) else tpl.routes6 if guest6 else [])
     return net, setup
 
 
