@@ -41,6 +41,7 @@ BOOTREQUEST, BOOTREPLY = 1, 2
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
 OPT_PAD, OPT_END = 0, 255
+OPT_HOSTNAME = 12
 OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_MTU, OPT_SEARCH, OPT_CLASSLESS_ROUTE = 1, 3, 6, 26, 119, 121
 OPT_REQUESTED_IP, OPT_LEASE, OPT_OVERLOAD, OPT_MSG_TYPE, OPT_SERVER_ID = 50, 51, 52, 53, 54
 BOOTP_LEN = 236  # fixed part, before the magic cookie
@@ -60,8 +61,9 @@ def _csum(data: bytes) -> int:
 
 
 class Settings(collections.namedtuple(
-        "Settings", ("server", "mac", "network", "router", "mtu", "dns", "search", "address", "lease_seconds"),
-        defaults=((), (), None, LEASE_SECONDS))):
+        "Settings", ("server", "mac", "network", "router", "mtu", "dns", "search", "address", "lease_seconds",
+                     "hostname"),
+        defaults=((), (), None, LEASE_SECONDS, None))):
     """What the server hands out.
 
     server: our address (the server identifier and the replies' source);
@@ -70,7 +72,8 @@ class Settings(collections.namedtuple(
     left out); dns: the DNS servers (option 6, left out if empty); search:
     domain names (option 119, left out if empty); address: the one address
     every client gets (pasta), or None for leases from network+15
-    (slirp4netns); lease_seconds: option 51."""
+    (slirp4netns); lease_seconds: option 51; hostname: the client's
+    (option 12), or None."""
 
     __slots__ = ()
 
@@ -245,6 +248,8 @@ class DhcpServer:
             opts += bytes([OPT_MTU, 2]) + struct.pack("!H", st.mtu)
         if lease:
             opts += bytes([OPT_LEASE, 4]) + struct.pack("!I", st.lease_seconds)
+        if st.hostname:
+            opts += _option(OPT_HOSTNAME, st.hostname.encode())
         if st.search:
             opts += _option(OPT_SEARCH, encode_search(st.search))
         if st.router not in st.network:  # pasta: a route to the router, then the default via it

@@ -138,7 +138,7 @@ esac
 @pytest.mark.parametrize("options", [
     "--config-net", "", "--dhcp-dns", "--config-net --dhcp-dns -D 192.0.2.53 -D 192.0.2.54",
     "--dhcp-search -S example.org -S corp.example.org -S lab.internal", "--dhcp-search -S none", "-a 192.0.2.2 -g 192.0.2.1 -n 16",
-    "-a 192.0.2.2", "-g 203.0.113.1", "-m 1280", "--no-dhcp", "-4 --no-ndp"])
+    "-a 192.0.2.2", "-g 203.0.113.1", "-m 1280", "--no-dhcp", "-4 --no-ndp", "-H guest1.example"])
 def test_dhcp_alike(both, options):
     """A real DHCP client (busybox udhcpc) in the namespace gets the same
     lease from either, with or without --config-net: the guest's address and
@@ -157,6 +157,15 @@ def test_dhcp_alike(both, options):
     assert got["slirpd"][0] == got["pasta"][0] == 0, got
     assert got["slirpd"][2] == got["pasta"][2], got
     assert ("udhcpc=1" if "--no-dhcp" in options else "udhcpc=0") in got["pasta"][2]
+    assert DHCP_SEEN.get(options, "lease=4294967295") in got["pasta"][2]  # what the case is about
+
+
+# What a case of test_dhcp_alike must show (the others: an infinite lease)
+DHCP_SEEN = {"--dhcp-dns": "dns=198.51.100.254 ", "--config-net --dhcp-dns -D 192.0.2.53 -D 192.0.2.54":
+             "dns=192.0.2.53 192.0.2.54 ", "--dhcp-search -S example.org -S corp.example.org -S lab.internal":
+             "search=example.org corp.example.org lab.internal ", "-a 192.0.2.2 -g 192.0.2.1 -n 16":
+             "ip=192.0.2.2 mask=16 router=192.0.2.1 ", "-g 203.0.113.1": "staticroutes=203.0.113.1/32 0.0.0.0 0.0.0.0/0",
+             "-m 1280": "mtu=1280 ", "--no-dhcp": "udhcpc=1", "-H guest1.example": "hostname=guest1.example"}
 
 
 # The link up, then (at most 10 s) until a router advertisement made a default

@@ -26,6 +26,7 @@ from slirpd.portspec import Spec, pasta_spec
 MTU_MIN, MTU_MAX = 68, 65521  # the TAP driver's bounds (pasta's -m takes up to 65535)
 NETNS_RUN_DIR = "/run/netns"
 IFNAMSIZ = 16
+HOSTNAME_MAX = 64  # pasta's buffer, as HOST_NAME_MAX + 1
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 OPTIONS = [Option(*o) for o in (
@@ -40,6 +41,7 @@ OPTIONS = [Option(*o) for o in (
     ("config-net",), ("map-host-loopback", None, True), ("map-guest-addr", None, True),
     ("dns-host", None, True), ("no-ndp",), ("search", "S", True), ("dhcp-dns",), ("no-dhcp-dns",),
     ("dhcp-search",), ("no-dhcp-search",), ("no-copy-routes",), ("no-copy-addrs",),
+    ("hostname", "H", True),
 )]
 
 HELP = f"""\
@@ -86,6 +88,7 @@ network model: the host's addresses and routes copied in (--config-net).
   -S, --search LIST	Space-separated list, search domains
     a single, empty option disables the DNS search list
     default: don't use any search list
+  -H, --hostname NAME	Hostname to configure client with
   --dhcp-dns		Pass DNS list via DHCP/NDP
   --dhcp-search		Pass list via DHCP/NDP
   --no-dhcp		Disable DHCP server
@@ -158,6 +161,7 @@ class PastaArgs:
     dhcp_dns: bool = False  # pasta hands out no DNS by DHCP or NDP unless --dhcp-dns
     dhcp_search: bool = False
     search: tuple | None = None  # -S: the domains; None: the host's resolv.conf's
+    hostname: str | None = None  # -H: DHCP's option 12
     freebind: bool = False
     ipv4: bool = True
     ipv6: bool = True
@@ -300,6 +304,10 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
         raise UsageError(f"--{name} is for passt mode only")  # pasta's own refusal
     elif name == "search":
         _search(args, value)
+    elif name == "hostname":
+        if not 0 < len(value.encode()) < HOSTNAME_MAX:
+            raise UsageError(f"Invalid hostname: {value}")
+        args.hostname = value
     elif name in ("no-copy-routes", "no-copy-addrs"):
         print(f"--{name} will be dropped soon", file=sys.stderr)  # pasta warns as it reads it
         setattr(args, name.replace("-", "_"), True)
