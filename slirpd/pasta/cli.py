@@ -76,7 +76,7 @@ network model: the host's addresses and routes copied in (--config-net).
   -o, --outbound ADDR	Bind to address as outbound source
   --outbound-if4 NAME	Bind outbound IPv4 to the address of NAME
   --outbound-if6 NAME	Bind outbound IPv6 to the address of NAME
-  -D, --dns ADDR	Announce ADDR as DNS (router advertisements), none:
+  -D, --dns ADDR	DNS address handed out with --dhcp-dns, none:
 			no DNS at all
   --dns-forward ADDR	Forward DNS queries sent to ADDR to the host's resolver
   --dns-host ADDR	Host nameserver to direct queries to

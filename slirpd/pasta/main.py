@@ -5,7 +5,8 @@ Readiness is pasta's: everything is set up first (the namespace joined, the
 TAP made and with --config-net configured, the host ports bound), then
 slirpd forks; the parent writes --pid FILE and exits 0, and the daemon, a
 new session with stdin, stdout and stderr on /dev/null (podman reads them to
-EOF), serves.  With --foreground (rootlesskit) or a COMMAND there is no fork.
+EOF), serves, logging to syslog (log.py).  It answers DHCP as pasta does
+(net.dhcp_settings(), dhcp.py) unless --no-dhcp.  With --foreground (rootlesskit) or a COMMAND there is no fork.
 A failure before that is one line on stderr and exit status 1.
 
 The daemon quits on SIGTERM, when a PID target exits, when the namespace
