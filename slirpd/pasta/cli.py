@@ -85,9 +85,8 @@ network model: the host's addresses and routes copied in (--config-net).
     default: gateway address, none: no mapping
   --map-guest-addr ADDR	Translate ADDR to the guest's address on the host
   --no-map-gw		Don't map gateway address to host
-  -S, --search LIST	Space-separated list, search domains
-    a single, empty option disables the DNS search list
-    default: don't use any search list
+  -S, --search DOMAIN	A search domain (repeatable), none: none
+    default: the host's (handed out with --dhcp-search only)
   -H, --hostname NAME	Hostname to configure client with
   --dhcp-dns		Pass DNS list via DHCP/NDP
   --dhcp-search		Pass list via DHCP/NDP
