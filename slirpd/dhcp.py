@@ -41,7 +41,7 @@ BOOTREQUEST, BOOTREPLY = 1, 2
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
 OPT_PAD, OPT_END = 0, 255
-OPT_HOSTNAME = 12
+OPT_HOSTNAME, OPT_RAPID_COMMIT = 12, 80
 OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_MTU, OPT_SEARCH, OPT_CLASSLESS_ROUTE = 1, 3, 6, 26, 119, 121
 OPT_REQUESTED_IP, OPT_LEASE, OPT_OVERLOAD, OPT_MSG_TYPE, OPT_SERVER_ID = 50, 51, 52, 53, 54
 BOOTP_LEN = 236  # fixed part, before the magic cookie
@@ -62,8 +62,8 @@ def _csum(data: bytes) -> int:
 
 class Settings(collections.namedtuple(
         "Settings", ("server", "mac", "network", "router", "mtu", "dns", "search", "address", "lease_seconds",
-                     "hostname"),
-        defaults=((), (), None, LEASE_SECONDS, None))):
+                     "hostname", "rapid_commit"),
+        defaults=((), (), None, LEASE_SECONDS, None, False))):
     """What the server hands out.
 
     server: our address (the server identifier and the replies' source);
@@ -73,7 +73,8 @@ class Settings(collections.namedtuple(
     domain names (option 119, left out if empty); address: the one address
     every client gets (pasta), or None for leases from network+15
     (slirp4netns); lease_seconds: option 51; hostname: the client's
-    (option 12), or None."""
+    (option 12), or None; rapid_commit: a DISCOVER asking for rapid commit
+    (option 80, RFC 4039) gets the ACK at once, as pasta gives it."""
 
     __slots__ = ()
 
@@ -214,6 +215,8 @@ class DhcpServer:
             addr = self._lease_for(chaddr)
             if addr is None:
                 raise Malformed("pool_exhausted")
+            if self.settings.rapid_commit and OPT_RAPID_COMMIT in opts:  # RFC 4039: the lease at once
+                return self._reply(ACK, xid, flags, chaddr, addr, ipaddress.IPv4Address(0), rapid=True)
             return self._reply(OFFER, xid, flags, chaddr, addr, ipaddress.IPv4Address(0))
         if kind == REQUEST:
             wanted = opts.get(OPT_REQUESTED_IP)
@@ -234,8 +237,9 @@ class DhcpServer:
             return None
         raise Malformed("unknown_message_type")
 
-    def _options(self, kind: int, lease: bool) -> bytes:
-        """The reply's options, the message type first."""
+    def _options(self, kind: int, lease: bool, rapid: bool) -> bytes:
+        """The reply's options, the message type first (rapid: an ACK to a
+        DISCOVER, which says so with option 80)."""
         st = self.settings
         opts = bytes([OPT_MSG_TYPE, 1, kind, OPT_SERVER_ID, 4]) + st.server.packed
         if kind == NAK:
@@ -252,15 +256,18 @@ class DhcpServer:
             opts += _option(OPT_HOSTNAME, st.hostname.encode())
         if st.search:
             opts += _option(OPT_SEARCH, encode_search(st.search))
+        if rapid:
+            opts += bytes([OPT_RAPID_COMMIT, 0])
         if st.router not in st.network:  # pasta: a route to the router, then the default via it
             opts += bytes([OPT_CLASSLESS_ROUTE, 14, 32]) + st.router.packed + b"\0" * 4 + b"\0" + st.router.packed
         return opts + bytes([OPT_END])
 
-    def _reply(self, kind: int, xid: bytes, flags: int, chaddr: bytes, yiaddr, ciaddr, lease: bool = True) -> bytes:
+    def _reply(self, kind: int, xid: bytes, flags: int, chaddr: bytes, yiaddr, ciaddr, lease: bool = True,
+               rapid: bool = False) -> bytes:
         server = self.settings.server
         bootp = struct.pack("!BBBB4sHH4s4s4s4s16s64s128s", BOOTREPLY, 1, 6, 0, xid, 0, flags, ciaddr.packed,
                             yiaddr.packed, server.packed, b"\0" * 4, chaddr, b"", b"") + MAGIC
-        bootp = (bootp + self._options(kind, lease)).ljust(300, b"\0")  # BOOTP minimum, for old clients
+        bootp = (bootp + self._options(kind, lease, rapid)).ljust(300, b"\0")  # BOOTP minimum, for old clients
         broadcast = flags & FLAG_BROADCAST or kind == NAK or (int(ciaddr) == 0 and int(yiaddr) == 0)
         dst_ip = ipaddress.IPv4Address("255.255.255.255") if broadcast else (ciaddr if int(ciaddr) else yiaddr)
         dst_mac = BROADCAST_MAC if broadcast else chaddr

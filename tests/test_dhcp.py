@@ -62,7 +62,8 @@ def test_discover_offer_request_ack():
 
 PASTA = dhcp.Settings(server=ipaddress.IPv4Address("198.51.100.254"), mac=b"\x9a\x55" * 3,
                       network=ipaddress.IPv4Network("198.51.100.0/24"), router=ipaddress.IPv4Address("198.51.100.254"),
-                      mtu=65520, address=ipaddress.IPv4Address("198.51.100.1"), lease_seconds=dhcp.LEASE_INFINITE)
+                      mtu=65520, address=ipaddress.IPv4Address("198.51.100.1"), lease_seconds=dhcp.LEASE_INFINITE,
+                      rapid_commit=True)
 
 
 def test_one_address_for_every_client():
@@ -90,6 +91,18 @@ def test_router_off_the_subnet_search_and_dns():
     assert opts[dhcp.OPT_DNS] == bytes([192, 0, 2, 53, 192, 0, 2, 54])
     assert opts[dhcp.OPT_SEARCH] == b"\x07example\x03org\0\x01a\x01b\0"
     assert dhcp.OPT_MTU not in opts
+
+
+@pytest.mark.parametrize("settings, reply", [(PASTA, dhcp.ACK), (dhcp.slirp_settings(CFG), dhcp.OFFER)])
+def test_rapid_commit(settings, reply):
+    """A DISCOVER asking for rapid commit (option 80): pasta's model ACKs it
+    at once, saying so with option 80; slirp4netns's offers, as before."""
+    got = parse_reply(dhcp.DhcpServer(settings).handle(request_frame(dhcp.DISCOVER,
+                                                                     options=bytes([dhcp.OPT_RAPID_COMMIT, 0]))))
+    assert got["opts"][dhcp.OPT_MSG_TYPE] == bytes([reply])
+    assert (dhcp.OPT_RAPID_COMMIT in got["opts"]) == (reply == dhcp.ACK)
+    if reply == dhcp.ACK:
+        assert got["opts"][dhcp.OPT_RAPID_COMMIT] == b"" and got["yiaddr"] == PASTA.address
 
 
 @pytest.mark.parametrize("name", ["", "a..b", "x" * 64 + ".org"])
@@ -397,3 +410,25 @@ def test_daemon_with_a_large_network(guest, start_slirpd, user_tmp, cidr):
     assert guest.run(f"ping -c 1 -W 2 {gateway}", check=False).returncode == 0
     stats = json.loads(api(path, '{"execute": "get_stats"}'))["return"]["dhcp"]
     assert stats == {"replies": 0, "leases": 0, "leases_max": dhcp.LEASES_MAX, "drops": {}}
+
+
+@pytest.mark.parametrize("argv, dns", [
+    ([], ()), (["--dhcp-dns"], ("198.51.100.254",)), (["--dhcp-dns", "--no-map-gw"], ()),
+    (["--dhcp-dns", "-D", "192.0.2.53"], ("192.0.2.53",)), (["--dhcp-dns", "-D", "none"], ())])
+def test_pasta_settings(argv, dns):
+    """pasta's DHCP from its command line (pasta/net.py): the guest's one
+    address, the gateway; DNS only with --dhcp-dns, the host's loopback
+    resolver (127.0.0.53) as the mapped gateway (none unmapped) or -D's."""
+    from slirpd.netmodel import GuestNetwork
+    from slirpd.pasta import cli, net
+
+    args = cli.parse([*argv, "--netns", "/x"])
+    network = GuestNetwork(guest4=ipaddress.IPv4Interface("198.51.100.1/24"),
+                           gateway4=ipaddress.IPv4Address("198.51.100.254"), mac=b"\x9a\x55" * 3)
+    setup = net.Setup("eth0", True, 65520, None, network.guest4, None, [], [])
+    settings = net.dhcp_settings(args, network, setup, (ipaddress.IPv4Address("127.0.0.53"), None))
+    assert settings.address == network.guest4.ip and settings.router == settings.server == network.gateway4
+    assert settings.dns == tuple(map(ipaddress.IPv4Address, dns))
+    assert settings.lease_seconds == dhcp.LEASE_INFINITE and settings.mtu == 65520 and settings.rapid_commit
+    assert net.dhcp_settings(cli.parse(["--no-dhcp", "--netns", "/x"]), network, setup, (None, None)) is None
+    assert net.dhcp_settings(args, network._replace(gateway4=None), setup, (None, None)) is None

@@ -211,7 +211,8 @@ def dhcp_settings(args, network: GuestNetwork, setup: Setup, upstream: tuple):
     """pasta's DHCP (its dhcp.c) for the guest's network: the guest's one
     address and prefix to every client, for ever; its gateway as router,
     and as our address; the MTU (none with -m 0); the DNS servers and search
-    domains only with --dhcp-dns and --dhcp-search; -H's hostname.  None when no DHCP is
+    domains only with --dhcp-dns and --dhcp-search; -H's hostname; rapid
+    commit.  None when no DHCP is
     served: --no-dhcp, no IPv4, or no gateway (pasta's conf.c)."""
     from slirpd.dhcp import LEASE_INFINITE, Settings
 
@@ -223,7 +224,8 @@ def dhcp_settings(args, network: GuestNetwork, setup: Setup, upstream: tuple):
     return Settings(server=network.gateway4, mac=network.mac, network=network.guest4.network,
                     router=network.gateway4, mtu=setup.mtu,
                     dns=_guest_dns(args, 4, upstream[0], _loopback_maps(args, network.gateway4, None)[0]),
-                    search=search, address=network.guest4.ip, lease_seconds=LEASE_INFINITE, hostname=args.hostname)
+                    search=search, address=network.guest4.ip, lease_seconds=LEASE_INFINITE, hostname=args.hostname,
+                    rapid_commit=True)
 
 
 def host_search_domains(path: str = "/etc/resolv.conf") -> tuple:
