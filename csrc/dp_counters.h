@@ -54,6 +54,7 @@
 	X(drop_icmp_malformed)	/* shorter than an ICMP header */	\
 	X(drop_icmp_checksum)						\
 	X(drop_icmp_type)	/* not an echo request */		\
+	X(drop_icmp_off)	/* ICMP from the guest with no_icmp set */ \
 	X(drop_icmp_too_big)	/* reply would exceed the MTU */	\
 	/* flows */							\
 	X(flows_created)						\

@@ -41,7 +41,7 @@ OPTIONS = [Option(*o) for o in (
     ("config-net",), ("map-host-loopback", None, True), ("map-guest-addr", None, True),
     ("dns-host", None, True), ("no-ndp",), ("search", "S", True), ("dhcp-dns",), ("no-dhcp-dns",),
     ("dhcp-search",), ("no-dhcp-search",), ("no-copy-routes",), ("no-copy-addrs",),
-    ("hostname", "H", True),
+    ("hostname", "H", True), ("no-icmp",),
 )]
 
 HELP = f"""\
@@ -92,6 +92,7 @@ network model: the host's addresses and routes copied in (--config-net).
   --dhcp-search		Pass list via DHCP/NDP
   --no-dhcp		Disable DHCP server
   --no-ndp		Disable NDP responses
+  --no-icmp		Disable ICMP/ICMPv6 protocol handler
   --no-dhcpv6		(no DHCPv6 server is run)
   --no-ra		Disable router advertisements
   --no-splice		(inbound connections always go through the tap)
@@ -156,6 +157,7 @@ class PastaArgs:
     map_guest_addr6: ipaddress.IPv6Address | None = None
     no_ra: bool = False
     no_ndp: bool = False
+    no_icmp: bool = False
     no_dhcp: bool = False
     dhcp_dns: bool = False  # pasta hands out no DNS by DHCP or NDP unless --dhcp-dns
     dhcp_search: bool = False
@@ -289,7 +291,7 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
     flags = {"debug": ("debug", True), "trace": ("debug", True), "quiet": ("quiet", True),
              "foreground": ("foreground", True), "no-ra": ("no_ra", True), "freebind": ("freebind", True),
              "no-map-gw": ("no_map_gw", True), "no-netns-quit": ("netns_quit", False),
-             "config-net": ("config_net", True), "no-ndp": ("no_ndp", True), "no-dhcp": ("no_dhcp", True),
+             "config-net": ("config_net", True), "no-ndp": ("no_ndp", True), "no-icmp": ("no_icmp", True), "no-dhcp": ("no_dhcp", True),
              "dhcp-dns": ("dhcp_dns", True), "dhcp-search": ("dhcp_search", True)}
     if name in flags:
         setattr(args, *flags[name])

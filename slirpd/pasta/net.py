@@ -197,6 +197,7 @@ def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
                        rdnss6=rdnss6,
                        rules=_rules(args, guest4, gateway4, guest6, gateway6, upstream),
                        neigh_all=True, no_ra=args.no_ra or args.config_net, no_ndp=args.no_ndp,
+                       no_icmp=args.no_icmp,
                        mac=bytes.fromhex((args.mac or PASTA_MAC).replace(":", "")))
     gw_route = [_default_via(socket.AF_INET, gateway4)] if gateway4 else []
     gw_route6 = [_default_via(socket.AF_INET6, gateway6)] if gateway6 else []
