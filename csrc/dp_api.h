@@ -115,6 +115,10 @@ struct dp_rule {
  *		world is behind our MAC address); zero to answer only for the
  *		addresses of rules marked DP_RULE_F_LOCAL (slirp4netns's)
  * @no_ra:	non-zero to leave router solicitations unanswered
+ * @no_ndp:	non-zero to leave every router and neighbour solicitation
+ *		unanswered (pasta's --no-ndp)
+ * @no_icmp:	non-zero to drop the guest's ICMP and ICMPv6 but neighbour
+ *		discovery (pasta's --no-icmp)
  * @n_rules:	rules used in @rules, at most DP_RULES_MAX
  * @rules:	the special addresses of the guest's network (fwd.c): the
  *		first rule whose prefix holds a destination decides where it
@@ -144,6 +148,8 @@ struct dp_config {
 	uint32_t sock_budget;
 	int neigh_all;
 	int no_ra;
+	int no_ndp;
+	int no_icmp;
 	uint32_t n_rules;
 	struct dp_rule rules[16];
 	uint32_t offloads_off;

@@ -49,10 +49,12 @@
 	X(drop_ndp_not_for_us)	/* solicitation for another address (DAD) */ \
 	X(drop_ndp_type)	/* advertisements, redirects from the guest */ \
 	X(drop_ndp_no_ra)	/* router solicitation with no_ra set */ \
+	X(drop_ndp_off)		/* solicitation with no_ndp set */ \
 	/* ICMP */							\
 	X(drop_icmp_malformed)	/* shorter than an ICMP header */	\
 	X(drop_icmp_checksum)						\
 	X(drop_icmp_type)	/* not an echo request */		\
+	X(drop_icmp_off)	/* ICMP from the guest with no_icmp set */ \
 	X(drop_icmp_too_big)	/* reply would exceed the MTU */	\
 	/* flows */							\
 	X(flows_created)						\

@@ -32,6 +32,10 @@
  * (socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6)), the same flows as IPv4
  * with the ICMPv6 types and checksum.
  *
+ * With cfg.no_icmp (pasta's --no-icmp) the guest's ICMP and ICMPv6, echo to
+ * our addresses included, are counted under drop_icmp_off, unanswered;
+ * neighbour discovery still goes to ndp.c, as with pasta.
+ *
  * Errors to the guest: ip_tx_unreach() builds a destination unreachable
  * quoting a transport header as the guest sent it, for destinations the guest
  * may not reach and for ICMP errors the host relays (udp.c).  None is sent
@@ -316,6 +320,11 @@ void icmp6_input(struct dp *dp, const struct l4_pkt *p, uint8_t hop_limit)
 	type = p->l4[ICMP_OFF_TYPE];
 	if (type >= ICMP6_NDP_FIRST && type <= ICMP6_NDP_LAST) {
 		ndp_input(dp, p, hop_limit);
+		return;
+	}
+
+	if (dp->cfg.no_icmp) {
+		DP_COUNT(dp, drop_icmp_off);
 		return;
 	}
 

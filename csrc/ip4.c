@@ -152,7 +152,9 @@ void ip4_l4_input(struct dp *dp, const struct ip4_pkt *ip)
 {
 	switch (ip->proto) {
 	case IPPROTO_ICMP:
-		if (ip4_is_local(dp, ip->daddr))
+		if (dp->cfg.no_icmp)
+			DP_COUNT(dp, drop_icmp_off);
+		else if (ip4_is_local(dp, ip->daddr))
 			icmp4_input(dp, ip);
 		else
 			ping4_input(dp, ip);

@@ -26,6 +26,9 @@
  *   the soliciting address, or to all nodes from ::.  With cfg.no_ra
  *   (pasta's --no-ra, and its --config-net, which sets addresses and routes
  *   itself) solicitations are counted under drop_ndp_no_ra, unanswered.
+ *   With cfg.no_ndp (pasta's --no-ndp) no solicitation at all is answered,
+ *   neighbour ones included (drop_ndp_off): the guest's neighbours are its
+ *   own business, as with pasta.
  * - nothing else: router and neighbour advertisements and redirects from the
  *   guest are dropped (drop_ndp_type); we learn the guest's MAC address from
  *   every frame it sends (eth.c) and never need its neighbour entries.
@@ -336,7 +339,9 @@ void ndp_input(struct dp *dp, const struct l4_pkt *p, uint8_t hop_limit)
 		return;
 	}
 
-	if (type == NDP_RS && dp->cfg.no_ra) {
+	if (dp->cfg.no_ndp) {
+		DP_COUNT(dp, drop_ndp_off);
+	} else if (type == NDP_RS && dp->cfg.no_ra) {
 		DP_COUNT(dp, drop_ndp_no_ra);
 	} else if (type == NDP_RS) {
 		union inany_addr dst;

@@ -84,6 +84,8 @@ def _network_config(c, net) -> None:
             setattr(c, name, list(value.packed))
     c.neigh_all = int(net.neigh_all)
     c.no_ra = int(net.no_ra)
+    c.no_ndp = int(net.no_ndp)
+    c.no_icmp = int(net.no_icmp)
     if len(net.rules) > lib.DP_RULES_MAX:
         raise OSError(22, f"at most {lib.DP_RULES_MAX} address rules, got {len(net.rules)}")
     for i, rule in enumerate(net.rules):

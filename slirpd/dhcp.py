@@ -1,11 +1,17 @@
 """DHCPv4 server for guests that configure themselves (libslirp answers DHCP
-too, so guests that are not --configure'd work).
+too, so guests that are not --configure'd work; pasta answers it too).
 
 A rare protocol, so it lives here: the data plane hands over every frame sent
-to UDP port 67 (a batch per wake-up) and sends the replies built here.  Leases
-start at network+15 and are kept per client MAC address; the reply carries the
-router (network+2), DNS (network+3), subnet mask, MTU (option 26) and lease
-time.  DISCOVER, REQUEST, RELEASE and INFORM are answered; anything malformed
+to UDP port 67 (a batch per wake-up) and sends the replies built here.  What
+the replies say is a Settings, one per network model: slirp_settings() for
+slirp4netns's (leases from network+15, kept per client MAC address; router
+network+2, DNS network+3), slirpd/pasta/net.py's dhcp_settings() for pasta's
+(every client gets the guest's one address, as pasta's dhcp.c hands out
+c->ip4.addr, for an infinite lease).  The reply carries the router, the DNS
+servers (if any), the subnet mask, the MTU (option 26), the lease time, the
+domain search list (option 119, if any) and, when the router is off the
+subnet, a classless static route to it (option 121, as pasta sends it).
+DISCOVER, REQUEST, RELEASE and INFORM are answered; anything malformed
 (truncated, wrong magic cookie, options running past the packet) is dropped
 and counted in `drops`.
 
@@ -29,12 +35,14 @@ from slirpd.config import DHCP_START_OFFSET, Config
 from slirpd.log import log
 
 LEASE_SECONDS = 86400
+LEASE_INFINITE = 0xFFFFFFFF  # pasta's lease time (RFC 2131: infinity)
 LEASES_MAX = 256  # leases held at once, whatever the network's size
 BOOTREQUEST, BOOTREPLY = 1, 2
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
 OPT_PAD, OPT_END = 0, 255
-OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_MTU = 1, 3, 6, 26
+OPT_HOSTNAME, OPT_RAPID_COMMIT = 12, 80
+OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_MTU, OPT_SEARCH, OPT_CLASSLESS_ROUTE = 1, 3, 6, 26, 119, 121
 OPT_REQUESTED_IP, OPT_LEASE, OPT_OVERLOAD, OPT_MSG_TYPE, OPT_SERVER_ID = 50, 51, 52, 53, 54
 BOOTP_LEN = 236  # fixed part, before the magic cookie
 ETH_HLEN, IP_HLEN, UDP_HLEN = 14, 20, 8
@@ -50,6 +58,53 @@ def _csum(data: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+class Settings(collections.namedtuple(
+        "Settings", ("server", "mac", "network", "router", "mtu", "dns", "search", "address", "lease_seconds",
+                     "hostname", "rapid_commit"),
+        defaults=((), (), None, LEASE_SECONDS, None, False))):
+    """What the server hands out.
+
+    server: our address (the server identifier and the replies' source);
+    mac: our MAC address; network: the IPv4Network the leases are in (its
+    mask is option 1); router: the guest's gateway; mtu: option 26 (None:
+    left out); dns: the DNS servers (option 6, left out if empty); search:
+    domain names (option 119, left out if empty); address: the one address
+    every client gets (pasta), or None for leases from network+15
+    (slirp4netns); lease_seconds: option 51; hostname: the client's
+    (option 12), or None; rapid_commit: a DISCOVER asking for rapid commit
+    (option 80, RFC 4039) gets the ACK at once, as pasta gives it."""
+
+    __slots__ = ()
+
+
+def slirp_settings(cfg: Config) -> Settings:
+    """slirp4netns's DHCP: leases in --cidr, the gateway network+2 as router
+    and server, the DNS forwarder network+3 (unless --disable-dns)."""
+    return Settings(server=cfg.gateway, mac=cfg.gateway_mac, network=cfg.cidr, router=cfg.gateway, mtu=cfg.mtu,
+                    dns=() if cfg.disable_dns else (cfg.dns,))
+
+
+def encode_search(names) -> bytes:
+    """Option 119's value: each domain name as DNS labels (RFC 3397; no
+    compression pointers).  Raises ValueError for a name no DNS message can
+    carry."""
+    out = b""
+    for name in names:
+        for label in name.rstrip(".").split("."):
+            raw = label.encode("idna") if label else b""
+            if not 0 < len(raw) < 64:
+                raise ValueError(f"invalid domain name: {name}")
+            out += bytes([len(raw)]) + raw
+        out += b"\0"
+    return out
+
+
+def _option(code: int, value: bytes) -> bytes:
+    """One option, split into pieces of at most 255 bytes (RFC 3396), as
+    long ones (option 119) need."""
+    return b"".join(bytes([code, len(value[i:i + 255])]) + value[i:i + 255] for i in range(0, len(value) or 1, 255))
 
 
 class Malformed(Exception):
@@ -78,10 +133,9 @@ def parse_options(data: bytes) -> dict[int, bytes]:
 class DhcpServer:
     """Leases and replies for one virtual network."""
 
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-        self.server_mac = cfg.gateway_mac
-        net = cfg.cidr
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        net = settings.network
         # Never handed out yet: from _next up to the broadcast address,
         # excluded (the gateway and the DNS address lie below network+15)
         self._next = int(net.network_address) + DHCP_START_OFFSET
@@ -94,6 +148,8 @@ class DhcpServer:
     def _lease_for(self, mac: bytes) -> ipaddress.IPv4Address | None:
         """The client's lease, made now if it has none; None when
         LEASES_MAX are held or the network has no address left."""
+        if self.settings.address is not None:
+            return self.settings.address
         if mac in self.leases:
             return self.leases[mac]
         if len(self.leases) >= LEASES_MAX:
@@ -159,12 +215,14 @@ class DhcpServer:
             addr = self._lease_for(chaddr)
             if addr is None:
                 raise Malformed("pool_exhausted")
+            if self.settings.rapid_commit and OPT_RAPID_COMMIT in opts:  # RFC 4039: the lease at once
+                return self._reply(ACK, xid, flags, chaddr, addr, ipaddress.IPv4Address(0), rapid=True)
             return self._reply(OFFER, xid, flags, chaddr, addr, ipaddress.IPv4Address(0))
         if kind == REQUEST:
             wanted = opts.get(OPT_REQUESTED_IP)
             wanted_ip = ipaddress.IPv4Address(wanted) if wanted and len(wanted) == 4 else ciaddr
             server_id = opts.get(OPT_SERVER_ID)
-            if server_id is not None and server_id != self.cfg.gateway.packed:
+            if server_id is not None and server_id != self.settings.server.packed:
                 return None  # the client chose another server
             addr = self._lease_for(chaddr)
             if addr is None or wanted_ip != addr:
@@ -179,29 +237,45 @@ class DhcpServer:
             return None
         raise Malformed("unknown_message_type")
 
-    def _reply(self, kind: int, xid: bytes, flags: int, chaddr: bytes, yiaddr, ciaddr, lease: bool = True) -> bytes:
-        cfg = self.cfg
-        opts = bytes([OPT_MSG_TYPE, 1, kind, OPT_SERVER_ID, 4]) + cfg.gateway.packed
-        if kind != NAK:
-            opts += bytes([OPT_MASK, 4]) + cfg.cidr.netmask.packed
-            opts += bytes([OPT_ROUTER, 4]) + cfg.gateway.packed
-            if not cfg.disable_dns:
-                opts += bytes([OPT_DNS, 4]) + cfg.dns.packed
-            opts += bytes([OPT_MTU, 2]) + struct.pack("!H", cfg.mtu)
-            if lease:
-                opts += bytes([OPT_LEASE, 4]) + struct.pack("!I", LEASE_SECONDS)
-        opts += bytes([OPT_END])
+    def _options(self, kind: int, lease: bool, rapid: bool) -> bytes:
+        """The reply's options, the message type first (rapid: an ACK to a
+        DISCOVER, which says so with option 80)."""
+        st = self.settings
+        opts = bytes([OPT_MSG_TYPE, 1, kind, OPT_SERVER_ID, 4]) + st.server.packed
+        if kind == NAK:
+            return opts + bytes([OPT_END])
+        opts += bytes([OPT_MASK, 4]) + st.network.netmask.packed
+        opts += bytes([OPT_ROUTER, 4]) + st.router.packed
+        if st.dns:
+            opts += bytes([OPT_DNS, 4 * len(st.dns)]) + b"".join(a.packed for a in st.dns)
+        if st.mtu:
+            opts += bytes([OPT_MTU, 2]) + struct.pack("!H", st.mtu)
+        if lease:
+            opts += bytes([OPT_LEASE, 4]) + struct.pack("!I", st.lease_seconds)
+        if st.hostname:
+            opts += _option(OPT_HOSTNAME, st.hostname.encode())
+        if st.search:
+            opts += _option(OPT_SEARCH, encode_search(st.search))
+        if rapid:
+            opts += bytes([OPT_RAPID_COMMIT, 0])
+        if st.router not in st.network:  # pasta: a route to the router, then the default via it
+            opts += bytes([OPT_CLASSLESS_ROUTE, 14, 32]) + st.router.packed + b"\0" * 4 + b"\0" + st.router.packed
+        return opts + bytes([OPT_END])
+
+    def _reply(self, kind: int, xid: bytes, flags: int, chaddr: bytes, yiaddr, ciaddr, lease: bool = True,
+               rapid: bool = False) -> bytes:
+        server = self.settings.server
         bootp = struct.pack("!BBBB4sHH4s4s4s4s16s64s128s", BOOTREPLY, 1, 6, 0, xid, 0, flags, ciaddr.packed,
-                            yiaddr.packed, cfg.gateway.packed, b"\0" * 4, chaddr, b"", b"") + MAGIC + opts
-        bootp = bootp.ljust(300, b"\0")  # BOOTP minimum, for old clients
+                            yiaddr.packed, server.packed, b"\0" * 4, chaddr, b"", b"") + MAGIC
+        bootp = (bootp + self._options(kind, lease, rapid)).ljust(300, b"\0")  # BOOTP minimum, for old clients
         broadcast = flags & FLAG_BROADCAST or kind == NAK or (int(ciaddr) == 0 and int(yiaddr) == 0)
         dst_ip = ipaddress.IPv4Address("255.255.255.255") if broadcast else (ciaddr if int(ciaddr) else yiaddr)
         dst_mac = BROADCAST_MAC if broadcast else chaddr
         udp = struct.pack("!HHHH", SERVER_PORT, CLIENT_PORT, UDP_HLEN + len(bootp), 0) + bootp
-        pseudo = cfg.gateway.packed + dst_ip.packed + struct.pack("!BBH", 0, 17, len(udp))
+        pseudo = server.packed + dst_ip.packed + struct.pack("!BBH", 0, 17, len(udp))
         udp = udp[:6] + struct.pack("!H", _csum(pseudo + udp) or 0xFFFF) + udp[8:]
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, IP_HLEN + len(udp), 0, 0, 64, 17, 0,
-                         cfg.gateway.packed, dst_ip.packed)
+                         server.packed, dst_ip.packed)
         ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
         self.replies += 1
-        return dst_mac + self.server_mac + b"\x08\x00" + ip + udp
+        return dst_mac + self.settings.mac + b"\x08\x00" + ip + udp

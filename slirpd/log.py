@@ -5,6 +5,13 @@ journal ($JOURNAL_STREAM names stderr's device and inode, as systemd sets it),
 each line starts with its syslog priority ("<4>...", sd-daemon(3)) instead of
 "slirpd: ", so journald files it at the right level and adds the rest.
 
+As pasta (log.c), unless it logs to a file: every line also goes to the
+system logger, a datagram to /dev/log ("<PRI> pasta: TEXT", facility daemon,
+without a timestamp: the logger adds it), when there is one at start-up (the
+socket is connected then, so it stays usable inside the sandbox), but not
+with --debug (pasta keeps debug output off syslog).  Once pasta's daemon has
+detached, stderr is /dev/null and syslog is where its lines go (to_syslog_only()).
+
 `log` has the calls of a logging.Logger that slirpd makes (debug, warning,
 error, with %-style arguments), but the daemon does not import the
 logging module: that, with what it imports, would cost a fifth of the time
@@ -21,6 +28,8 @@ import os
 import sys
 
 DEBUG, WARNING, ERROR = 10, 30, 40  # logging's levels
+SYSLOG_PATH = "/dev/log"  # glibc's _PATH_LOG
+LOG_DAEMON = 3 << 3  # syslog's facility of system daemons
 # levels -> syslog priorities (sd-daemon(3) prefixes)
 _PRIORITY = {ERROR: 3, WARNING: 4, DEBUG: 7}
 
@@ -45,6 +54,34 @@ class Log:
         self.level = WARNING
         self.journal = False
         self.prefix = "slirpd: "
+        self.syslog = None  # a socket connected to SYSLOG_PATH, or None
+        self.ident = ""
+
+    def open_syslog(self, ident: str, path: str = SYSLOG_PATH) -> None:
+        """Send each line to the system logger at path as well, as ident
+        (nothing happens if there is none)."""
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            return
+        sock.setblocking(False)  # a logger that does not keep up costs lines, never the daemon's time
+        self.syslog, self.ident = sock, ident
+
+    def to_syslog_only(self) -> None:
+        """Stop writing to the stream (pasta's detached daemon: it is
+        /dev/null); syslog, if open, goes on."""
+        self.stream = _NOWHERE
+
+    def _send_syslog(self, level: int, msg: str, args: tuple) -> None:
+        text = (msg % args if args else msg).replace("\n", "\\n")
+        try:
+            self.syslog.send(f"<{LOG_DAEMON | _PRIORITY[level]}> {self.ident}: {text}\n".encode(errors="replace"))
+        except OSError:
+            pass  # the logger is gone or full: nowhere to say so
 
     def setup(self, debug: bool, stream, prefix: str = "slirpd: ") -> None:
         """Write to stream from now on, every event with debug, otherwise
@@ -67,6 +104,8 @@ class Log:
 
             logging.getLogger("slirpd").log(level, msg, *args)
         elif level >= self.level:
+            if self.syslog is not None and self.level > DEBUG:
+                self._send_syslog(level, msg, args)
             try:
                 self.stream.write(self.line(level, msg, args) + "\n")
                 self.stream.flush()
@@ -83,6 +122,17 @@ class Log:
         self._log(ERROR, msg, args)
 
 
+class _Nowhere:
+    """A stream that takes every line and keeps none."""
+
+    def write(self, _text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+_NOWHERE = _Nowhere()
 log = Log()
 
 

@@ -20,7 +20,7 @@ import sys
 
 from slirpd import cli, fdlimit, log as logmod
 from slirpd._linux import SetupError
-from slirpd.dhcp import DhcpServer
+from slirpd.dhcp import DhcpServer, slirp_settings
 from slirpd.forward import Forwards
 from slirpd.notify import Notifier
 from slirpd.config import Config
@@ -158,7 +158,7 @@ def _serve(cfg: Config, cleanup: contextlib.ExitStack, command) -> int:
                                  {"tcp": cfg.auto_publish.exclude, "udp": cfg.auto_publish.exclude})
             cleanup.callback(auto.close)
             tasks.append(auto)
-        dhcp = DhcpServer(cfg)
+        dhcp = DhcpServer(slirp_settings(cfg))
         api = None
         if cfg.api_socket:
             from slirpd.api import Api, ApiServer
@@ -287,7 +287,7 @@ def _run_bess(cfg: Config) -> int:
             sandbox.enter()
             if resolver is not None:
                 resolver.reopen_dir()
-        daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(cfg), resolver=resolver)
+        daemon = Daemon(dp, exit_fd=cfg.exit_fd, dhcp=DhcpServer(slirp_settings(cfg)), resolver=resolver)
         if cfg.enable_seccomp:
             seccomp.enter(resolv_dir_fd=resolver and resolver.dir_fd)
         return daemon.run()

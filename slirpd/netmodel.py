@@ -51,7 +51,8 @@ class Rule(collections.namedtuple("Rule", ("net", "kind", "to", "local", "dns_on
 
 class GuestNetwork(collections.namedtuple(
         "GuestNetwork", ("guest4", "gateway4", "guest6", "gateway6", "prefix6", "rdnss6", "rules", "neigh_all",
-                         "no_ra", "mac"), defaults=(None, None, None, None, (), False, False, None))):
+                         "no_ra", "mac", "no_ndp", "no_icmp"),
+        defaults=(None, None, None, None, (), False, False, None, False, False))):
     """What the data plane needs to know of the guest's link.
 
     guest4/guest6: the guest's address with its prefix (None: that family is
@@ -61,7 +62,9 @@ class GuestNetwork(collections.namedtuple(
     (None: no IPv6); rdnss6: the DNS address they announce; neigh_all: ARP
     and NDP answer for every address but the guest's (pasta) instead of for
     the local rules only (slirp4netns); no_ra: router solicitations go
-    unanswered; mac: ours on the link (None: slirp4netns's, made from the
+    unanswered; no_ndp: no solicitation is answered, neighbour ones
+    included; no_icmp: the guest's ICMP is dropped, but neighbour
+    discovery; mac: ours on the link (None: slirp4netns's, made from the
     gateway's address); rules: a tuple of Rule."""
 
     __slots__ = ()

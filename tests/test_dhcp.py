@@ -41,7 +41,7 @@ def parse_reply(frame):
 
 
 def test_discover_offer_request_ack():
-    server = dhcp.DhcpServer(CFG)
+    server = dhcp.DhcpServer(dhcp.slirp_settings(CFG))
     offer = parse_reply(server.handle(request_frame(dhcp.DISCOVER)))
     assert offer["opts"][dhcp.OPT_MSG_TYPE] == bytes([dhcp.OFFER])
     assert offer["yiaddr"] == ipaddress.IPv4Address("10.0.2.15")
@@ -60,8 +60,73 @@ def test_discover_offer_request_ack():
     assert ack["dst_mac"] == b"\x02\0\0\0\0\x01" and ack["dst_ip"] == ipaddress.IPv4Address("10.0.2.15")
 
 
+PASTA = dhcp.Settings(server=ipaddress.IPv4Address("198.51.100.254"), mac=b"\x9a\x55" * 3,
+                      network=ipaddress.IPv4Network("198.51.100.0/24"), router=ipaddress.IPv4Address("198.51.100.254"),
+                      mtu=65520, address=ipaddress.IPv4Address("198.51.100.1"), lease_seconds=dhcp.LEASE_INFINITE,
+                      rapid_commit=True)
+
+
+def test_one_address_for_every_client():
+    """pasta's model: every client gets the guest's address, for ever, and
+    no DNS or search option unless the settings have some."""
+    server = dhcp.DhcpServer(PASTA)
+    for mac in (b"\x02\0\0\0\0\x01", b"\x02\0\0\0\0\x02"):
+        offer = parse_reply(server.handle(request_frame(dhcp.DISCOVER, mac=mac)))
+        assert offer["yiaddr"] == ipaddress.IPv4Address("198.51.100.1")
+        assert offer["opts"][dhcp.OPT_LEASE] == b"\xff" * 4
+        assert offer["opts"][dhcp.OPT_MTU] == struct.pack("!H", 65520)
+        assert dhcp.OPT_DNS not in offer["opts"] and dhcp.OPT_SEARCH not in offer["opts"]
+        assert dhcp.OPT_CLASSLESS_ROUTE not in offer["opts"]
+    assert server.stats()["leases"] == 0
+
+
+def test_router_off_the_subnet_search_and_dns():
+    """A gateway outside the guest's prefix comes with option 121 (a host
+    route to it, then the default via it, as pasta sends it); DNS servers
+    and search domains when given; no MTU option when there is none."""
+    settings = PASTA._replace(router=ipaddress.IPv4Address("203.0.113.1"), mtu=None, search=("example.org", "a.b"),
+                              dns=(ipaddress.IPv4Address("192.0.2.53"), ipaddress.IPv4Address("192.0.2.54")))
+    opts = parse_reply(dhcp.DhcpServer(settings).handle(request_frame(dhcp.DISCOVER)))["opts"]
+    assert opts[dhcp.OPT_CLASSLESS_ROUTE] == bytes([32, 203, 0, 113, 1, 0, 0, 0, 0, 0, 203, 0, 113, 1])
+    assert opts[dhcp.OPT_DNS] == bytes([192, 0, 2, 53, 192, 0, 2, 54])
+    assert opts[dhcp.OPT_SEARCH] == b"\x07example\x03org\0\x01a\x01b\0"
+    assert dhcp.OPT_MTU not in opts
+
+
+@pytest.mark.parametrize("settings, reply", [(PASTA, dhcp.ACK), (dhcp.slirp_settings(CFG), dhcp.OFFER)])
+def test_rapid_commit(settings, reply):
+    """A DISCOVER asking for rapid commit (option 80): pasta's model ACKs it
+    at once, saying so with option 80; slirp4netns's offers, as before."""
+    got = parse_reply(dhcp.DhcpServer(settings).handle(request_frame(dhcp.DISCOVER,
+                                                                     options=bytes([dhcp.OPT_RAPID_COMMIT, 0]))))
+    assert got["opts"][dhcp.OPT_MSG_TYPE] == bytes([reply])
+    assert (dhcp.OPT_RAPID_COMMIT in got["opts"]) == (reply == dhcp.ACK)
+    if reply == dhcp.ACK:
+        assert got["opts"][dhcp.OPT_RAPID_COMMIT] == b"" and got["yiaddr"] == PASTA.address
+
+
+@pytest.mark.parametrize("name", ["", "a..b", "x" * 64 + ".org"])
+def test_search_name_refused(name):
+    with pytest.raises(ValueError):
+        dhcp.encode_search([name])
+
+
+def test_long_search_list_split():
+    """A search list longer than one option's 255 bytes is split over
+    several options of the same code (RFC 3396)."""
+    names = [f"{'n' * 60}{i}.example" for i in range(6)]
+    settings = PASTA._replace(search=tuple(names))
+    frame = dhcp.DhcpServer(settings).handle(request_frame(dhcp.DISCOVER))
+    raw, pieces, i = frame[14 + 20 + 8 + 240:], [], 0
+    while raw[i] != dhcp.OPT_END:
+        if raw[i] == dhcp.OPT_SEARCH:
+            pieces.append(raw[i + 2:i + 2 + raw[i + 1]])
+        i += 2 + raw[i + 1]
+    assert len(pieces) == 2 and b"".join(pieces) == dhcp.encode_search(names)
+
+
 def test_broadcast_flag_and_nak():
-    server = dhcp.DhcpServer(CFG)
+    server = dhcp.DhcpServer(dhcp.slirp_settings(CFG))
     offer = parse_reply(server.handle(request_frame(dhcp.DISCOVER, flags=dhcp.FLAG_BROADCAST)))
     assert offer["dst_mac"] == b"\xff" * 6 and offer["dst_ip"] == ipaddress.IPv4Address("255.255.255.255")
     nak = parse_reply(server.handle(request_frame(
@@ -72,7 +137,7 @@ def test_broadcast_flag_and_nak():
 
 
 def test_many_clients_distinct_leases_and_release():
-    server = dhcp.DhcpServer(CFG)
+    server = dhcp.DhcpServer(dhcp.slirp_settings(CFG))
     addrs = set()
     for i in range(200):
         mac = b"\x02\0\0\0" + struct.pack("!H", i + 1)
@@ -101,7 +166,7 @@ def test_pool_costs_nothing_until_asked(cidr):
     cfg = Config(target="1", cidr=ipaddress.IPv4Network(cidr))
     tracemalloc.start()
     try:
-        server = dhcp.DhcpServer(cfg)
+        server = dhcp.DhcpServer(dhcp.slirp_settings(cfg))
         allocated = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -114,7 +179,7 @@ def test_leases_capped_in_a_large_network(cidr, first):
     """300 clients on a network with millions of addresses: 256 distinct
     leases (LEASES_MAX) from network+15 on, then counted pool_exhausted
     drops; a RELEASE frees an address that the next new client gets."""
-    server = dhcp.DhcpServer(Config(target="1", cidr=ipaddress.IPv4Network(cidr)))
+    server = dhcp.DhcpServer(dhcp.slirp_settings(Config(target="1", cidr=ipaddress.IPv4Network(cidr))))
     macs = [b"\x02\0\0\0" + struct.pack("!H", i + 1) for i in range(300)]
     offers = [server.handle(request_frame(dhcp.DISCOVER, mac=mac)) for mac in macs]
     addrs = [parse_reply(o)["yiaddr"] for o in offers[:dhcp.LEASES_MAX]]
@@ -138,7 +203,7 @@ def test_leases_capped_in_a_large_network(cidr, first):
 def test_released_addresses_are_reused_lowest_first():
     """In a /24 (240 addresses from .15) the pool runs out before the cap;
     released addresses come back lowest first."""
-    server = dhcp.DhcpServer(CFG)
+    server = dhcp.DhcpServer(dhcp.slirp_settings(CFG))
     macs = [b"\x02\0\0\1" + struct.pack("!H", i) for i in range(241)]
     for mac in macs[:240]:
         assert server.handle(request_frame(dhcp.DISCOVER, mac=mac)) is not None
@@ -150,7 +215,7 @@ def test_released_addresses_are_reused_lowest_first():
 
 
 def test_inform():
-    server = dhcp.DhcpServer(CFG)
+    server = dhcp.DhcpServer(dhcp.slirp_settings(CFG))
     ack = parse_reply(server.handle(request_frame(dhcp.INFORM, ciaddr="10.0.2.50")))
     assert ack["opts"][dhcp.OPT_MSG_TYPE] == bytes([dhcp.ACK])
     assert dhcp.OPT_LEASE not in ack["opts"]
@@ -167,7 +232,7 @@ def test_inform():
     (request_frame(99), "unknown_message_type"),
 ])
 def test_malformed_counted(frame, reason):
-    server = dhcp.DhcpServer(CFG)
+    server = dhcp.DhcpServer(dhcp.slirp_settings(CFG))
     assert server.handle(frame) is None
     assert server.drops == {reason: 1}
 
@@ -175,7 +240,7 @@ def test_malformed_counted(frame, reason):
 def test_lying_udp_length():
     frame = bytearray(request_frame(dhcp.DISCOVER))
     struct.pack_into("!H", frame, 14 + 20 + 4, 60000)
-    server = dhcp.DhcpServer(CFG)
+    server = dhcp.DhcpServer(dhcp.slirp_settings(CFG))
     assert server.handle(bytes(frame)) is None
     assert server.drops == {"truncated": 1}
 
@@ -220,7 +285,7 @@ def test_any_frame_is_a_reply_or_a_counted_drop(frames):
     """Whatever a guest sends to port 67, handle() returns a well-formed
     reply (checksums right) or None, and every drop is counted under a
     reason the code names, never "unexpected" (nothing raised)."""
-    server = dhcp.DhcpServer(Config(target="1", cidr=ipaddress.IPv4Network("10.0.0.0/8")))
+    server = dhcp.DhcpServer(dhcp.slirp_settings(Config(target="1", cidr=ipaddress.IPv4Network("10.0.0.0/8"))))
     for frame in frames:
         reply = server.handle(frame)
         if reply is not None:
@@ -236,7 +301,7 @@ def test_a_bug_is_a_counted_drop(monkeypatch):
         raise IndexError("a bug")
 
     monkeypatch.setattr(dhcp, "parse_options", broken)
-    server = dhcp.DhcpServer(CFG)
+    server = dhcp.DhcpServer(dhcp.slirp_settings(CFG))
     assert server.handle(request_frame(dhcp.DISCOVER)) is None
     assert server.drops == {"unexpected": 1}
 
@@ -345,3 +410,25 @@ def test_daemon_with_a_large_network(guest, start_slirpd, user_tmp, cidr):
     assert guest.run(f"ping -c 1 -W 2 {gateway}", check=False).returncode == 0
     stats = json.loads(api(path, '{"execute": "get_stats"}'))["return"]["dhcp"]
     assert stats == {"replies": 0, "leases": 0, "leases_max": dhcp.LEASES_MAX, "drops": {}}
+
+
+@pytest.mark.parametrize("argv, dns", [
+    ([], ()), (["--dhcp-dns"], ("198.51.100.254",)), (["--dhcp-dns", "--no-map-gw"], ()),
+    (["--dhcp-dns", "-D", "192.0.2.53"], ("192.0.2.53",)), (["--dhcp-dns", "-D", "none"], ())])
+def test_pasta_settings(argv, dns):
+    """pasta's DHCP from its command line (pasta/net.py): the guest's one
+    address, the gateway; DNS only with --dhcp-dns, the host's loopback
+    resolver (127.0.0.53) as the mapped gateway (none unmapped) or -D's."""
+    from slirpd.netmodel import GuestNetwork
+    from slirpd.pasta import cli, net
+
+    args = cli.parse([*argv, "--netns", "/x"])
+    network = GuestNetwork(guest4=ipaddress.IPv4Interface("198.51.100.1/24"),
+                           gateway4=ipaddress.IPv4Address("198.51.100.254"), mac=b"\x9a\x55" * 3)
+    setup = net.Setup("eth0", True, 65520, None, network.guest4, None, [], [])
+    settings = net.dhcp_settings(args, network, setup, (ipaddress.IPv4Address("127.0.0.53"), None))
+    assert settings.address == network.guest4.ip and settings.router == settings.server == network.gateway4
+    assert settings.dns == tuple(map(ipaddress.IPv4Address, dns))
+    assert settings.lease_seconds == dhcp.LEASE_INFINITE and settings.mtu == 65520 and settings.rapid_commit
+    assert net.dhcp_settings(cli.parse(["--no-dhcp", "--netns", "/x"]), network, setup, (None, None)) is None
+    assert net.dhcp_settings(args, network._replace(gateway4=None), setup, (None, None)) is None

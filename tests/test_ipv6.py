@@ -24,9 +24,9 @@ import pytest
 
 from lib.api import ADD, api
 from lib.dns import ADDR6, NAME
-from lib.frames import DNS6, GUEST6, GUEST_MAC, GW6, GW_MAC, eth, frame6, inet_csum, ip6
+from lib.frames import DNS6, GUEST6, GUEST_MAC, GW6, GW_MAC, echo_request, eth, frame6, inet_csum, ip6
 from lib.harness import SLIRPD, as_user, have, wait_for
-from lib.link import Link, V6_CFG
+from lib.link import Link, V6_CFG, make_cfg
 from lib.tcputil import GUEST_RECV, GUEST_SEND, sink, source
 
 LL6 = "fe80::2"
@@ -467,6 +467,40 @@ def test_frames_router_solicitation(link6):
     assert struct.unpack("!I", opts[5][4:8])[0] == 1500
     assert opts[3][2] == 64 and opts[3][3] & 0xC0 == 0xC0 and opts[3][16:32] == ipaddress.IPv6Address("fd00::").packed
     assert opts[25][8:24] == ipaddress.IPv6Address(DNS6).packed
+
+
+def test_frames_no_ndp():
+    """pasta's --no-ndp: neither a neighbour nor a router solicitation is
+    answered, each a counted drop, and nothing is advertised later."""
+    network = make_cfg(**V6_CFG).network._replace(no_ndp=True)
+    lk = Link("pair", cfg_over={**V6_CFG, "network": network})
+    try:
+        t = ipaddress.IPv6Address(GW6)
+        snm = ipaddress.IPv6Address("ff02::1:ff00:0") + (int(t) & 0xFFFFFF)
+        ns = icmp6(135, b"\0" * 4 + t.packed + b"\x01\x01" + GUEST_MAC, src=GUEST_LL, dst=snm)
+        lk.assert_dropped(frame6(ip6(ns, 58, src=GUEST_LL, dst=snm, hops=255)), "drop_ndp_off")
+        rs = icmp6(133, b"\0" * 4 + b"\x01\x01" + GUEST_MAC, src=GUEST_LL, dst="ff02::2")
+        lk.assert_dropped(frame6(ip6(rs, 58, src=GUEST_LL, dst="ff02::2", hops=255)), "drop_ndp_off")
+        assert lk.dp.timeout() is None and lk.dp.counters()["ndp_ra_sent"] == 0  # no advertisement armed
+    finally:
+        lk.close()
+
+
+def test_frames_no_icmp():
+    """pasta's --no-icmp: echo requests, IPv4 and IPv6, to the gateway too,
+    are counted drops; neighbour discovery is still answered."""
+    network = make_cfg(**V6_CFG).network._replace(no_icmp=True)
+    lk = Link("pair", cfg_over={**V6_CFG, "network": network})
+    try:
+        lk.assert_dropped(echo_request(b"abc"), "drop_icmp_off")
+        lk.assert_dropped(frame6(ip6(echo6(), 58)), "drop_icmp_off")
+        t = ipaddress.IPv6Address(GW6)
+        snm = ipaddress.IPv6Address("ff02::1:ff00:0") + (int(t) & 0xFFFFFF)
+        ns = icmp6(135, b"\0" * 4 + t.packed + b"\x01\x01" + GUEST_MAC, src=GUEST_LL, dst=snm)
+        assert lk.exchange(frame6(ip6(ns, 58, src=GUEST_LL, dst=snm, hops=255))) is not None
+        assert lk.dp.counters()["ndp_na_sent"] == 1
+    finally:
+        lk.close()
 
 
 def test_frames_unsolicited_router_advertisements_after_solicitation():

@@ -179,6 +179,77 @@ def test_podman_rootless_netns_pid(pasta, guest, netns, user_tmp):
     assert int(pid_file.read_text()) == pasta.alive()[0]
 
 
+# In the guest's mount namespace: a /dev of its own (a tmpfs holding the
+# devices the daemon opens, bound from the real one) with LOG, a socket of the
+# test's, bound at /dev/log (the machine has no system logger of its own)
+OWN_DEV = ("mkdir {d}/dev && mount --rbind /dev {d}/dev && mount -t tmpfs tmpfs /dev && mkdir /dev/net"
+           " && for n in null zero full random urandom tty net/tun; do touch /dev/$n && mount --bind {d}/dev/$n /dev/$n;"
+           " done && touch /dev/log && mount --bind {log} /dev/log")
+
+
+def test_syslog_lines_as_pasta_writes_them(tmp_path):
+    """log.c's format, "<PRI> pasta: TEXT" with facility daemon (3 << 3);
+    stderr as well until the daemon detaches, then syslog only; nothing
+    there with --debug (pasta keeps debug output off it); no logger at the
+    path: no socket."""
+    import io
+
+    from slirpd.log import Log
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(tmp_path / "log"))
+    srv.setblocking(False)
+    lg, stream = Log(), io.StringIO()
+    lg.setup(False, stream, prefix="")
+    lg.open_syslog("pasta", str(tmp_path / "log"))
+    lg.warning("a %s", "b\nc")
+    lg.error("e")
+    assert [srv.recv(100), srv.recv(100)] == [b"<28> pasta: a b\\nc\n", b"<27> pasta: e\n"]
+    lg.to_syslog_only()
+    lg.warning("detached")
+    assert srv.recv(100) == b"<28> pasta: detached\n" and stream.getvalue() == "a b\\nc\ne\n"
+    verbose = Log()
+    verbose.setup(True, stream, prefix="")
+    verbose.open_syslog("pasta", str(tmp_path / "log"))
+    verbose.warning("only on stderr")
+    with pytest.raises(BlockingIOError):
+        srv.recv(100)
+    assert stream.getvalue().endswith("only on stderr\n")
+    nowhere = Log()
+    nowhere.open_syslog("pasta", str(tmp_path / "none"))
+    assert nowhere.syslog is None
+    srv.close()
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler for sig (SigCgt in its status)."""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught & 1 << (sig - 1))
+
+
+def test_daemon_logs_to_syslog(pasta, guest, netns, user_tmp):
+    """pasta without -l logs to the system logger (/dev/log, log.c's
+    "<PRI> pasta: TEXT"): the detached daemon, whose stderr is /dev/null,
+    is heard there, from inside its sandbox (SIGUSR1 has it log its
+    counters, a warning)."""
+    logger = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    logger.bind(str(user_tmp / "log"))
+    os.chmod(user_tmp / "log", 0o666)
+    logger.settimeout(10)
+    try:
+        guest.run(OWN_DEV.format(d=user_tmp, log=user_tmp / "log"))
+        start_ok(pasta, podman_argv(netns))
+        daemon = pasta.alive()[0]
+        wait_for(lambda: catches(daemon, signal.SIGUSR1), 10, "the daemon's SIGUSR1 handler")
+        os.kill(daemon, signal.SIGUSR1)
+        line = logger.recv(65536).decode()
+    finally:
+        logger.close()
+    assert line.startswith("<28> pasta: counters {") and line.endswith("}\n"), line  # daemon.warning = 3 << 3 | 4
+    assert '"frames_in":' in line
+
+
 @pytest.mark.parametrize("version", ["5.0", "5.1"])
 def test_podman_50_52(pasta, guest, netns, resolver, version):
     """podman 5.0 passes --dns none (no forwarding), 5.1 and 5.2

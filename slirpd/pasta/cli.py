@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 
 from slirpd import __version__
 from slirpd.pasta.getopt import Getopt, GetoptError, Option
@@ -25,6 +26,7 @@ from slirpd.portspec import Spec, pasta_spec
 MTU_MIN, MTU_MAX = 68, 65521  # the TAP driver's bounds (pasta's -m takes up to 65535)
 NETNS_RUN_DIR = "/run/netns"
 IFNAMSIZ = 16
+HOSTNAME_MAX = 64  # pasta's buffer, as HOST_NAME_MAX + 1
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 OPTIONS = [Option(*o) for o in (
@@ -37,7 +39,9 @@ OPTIONS = [Option(*o) for o in (
     ("userns", None, True), ("netns", None, True), ("ns-mac-addr", None, True), ("dns-forward", None, True),
     ("no-netns-quit",), ("trace",), ("version",), ("outbound-if4", None, True), ("outbound-if6", None, True),
     ("config-net",), ("map-host-loopback", None, True), ("map-guest-addr", None, True),
-    ("dns-host", None, True),
+    ("dns-host", None, True), ("no-ndp",), ("search", "S", True), ("dhcp-dns",), ("no-dhcp-dns",),
+    ("dhcp-search",), ("no-dhcp-search",), ("no-copy-routes",), ("no-copy-addrs",),
+    ("hostname", "H", True), ("no-icmp",),
 )]
 
 HELP = f"""\
@@ -72,7 +76,7 @@ network model: the host's addresses and routes copied in (--config-net).
   -o, --outbound ADDR	Bind to address as outbound source
   --outbound-if4 NAME	Bind outbound IPv4 to the address of NAME
   --outbound-if6 NAME	Bind outbound IPv6 to the address of NAME
-  -D, --dns ADDR	Announce ADDR as DNS (router advertisements), none:
+  -D, --dns ADDR	DNS address handed out with --dhcp-dns, none:
 			no DNS at all
   --dns-forward ADDR	Forward DNS queries sent to ADDR to the host's resolver
   --dns-host ADDR	Host nameserver to direct queries to
@@ -81,7 +85,15 @@ network model: the host's addresses and routes copied in (--config-net).
     default: gateway address, none: no mapping
   --map-guest-addr ADDR	Translate ADDR to the guest's address on the host
   --no-map-gw		Don't map gateway address to host
-  --no-dhcp, --no-dhcpv6	(no DHCP is served: --config-net configures)
+  -S, --search DOMAIN	A search domain (repeatable), none: none
+    default: the host's (handed out with --dhcp-search only)
+  -H, --hostname NAME	Hostname to configure client with
+  --dhcp-dns		Pass DNS list via DHCP/NDP
+  --dhcp-search		Pass list via DHCP/NDP
+  --no-dhcp		Disable DHCP server
+  --no-ndp		Disable NDP responses
+  --no-icmp		Disable ICMP/ICMPv6 protocol handler
+  --no-dhcpv6		(no DHCPv6 server is run)
   --no-ra		Disable router advertisements
   --no-splice		(inbound connections always go through the tap)
   --freebind		Bind to any address for forwarding
@@ -101,6 +113,10 @@ network model: the host's addresses and routes copied in (--config-net).
   --no-netns-quit	Don't quit if filesystem-bound target is gone
   --config-net		Configure tap interface in namespace
   --ns-mac-addr ADDR	Set MAC address on tap interface
+  --no-copy-routes	DEPRECATED:
+			Don't copy all routes to namespace
+  --no-copy-addrs	DEPRECATED:
+			Don't copy all addresses to namespace
 """
 
 
@@ -140,6 +156,13 @@ class PastaArgs:
     map_guest_addr4: ipaddress.IPv4Address | None = None
     map_guest_addr6: ipaddress.IPv6Address | None = None
     no_ra: bool = False
+    no_ndp: bool = False
+    no_icmp: bool = False
+    no_dhcp: bool = False
+    dhcp_dns: bool = False  # pasta hands out no DNS by DHCP or NDP unless --dhcp-dns
+    dhcp_search: bool = False
+    search: tuple | None = None  # -S: the domains; None: the host's resolv.conf's
+    hostname: str | None = None  # -H: DHCP's option 12
     freebind: bool = False
     ipv4: bool = True
     ipv6: bool = True
@@ -153,6 +176,8 @@ class PastaArgs:
     command: list | None = None
     netns_quit: bool = True
     config_net: bool = False
+    no_copy_routes: bool = False  # --config-net sets a default route via the gateway only
+    no_copy_addrs: bool = False  # --config-net sets the guest's one address only (IPv6: /64)
     ns_mac: str | None = None
 
     def __init__(self):
@@ -266,15 +291,27 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
     flags = {"debug": ("debug", True), "trace": ("debug", True), "quiet": ("quiet", True),
              "foreground": ("foreground", True), "no-ra": ("no_ra", True), "freebind": ("freebind", True),
              "no-map-gw": ("no_map_gw", True), "no-netns-quit": ("netns_quit", False),
-             "config-net": ("config_net", True)}
+             "config-net": ("config_net", True), "no-ndp": ("no_ndp", True), "no-icmp": ("no_icmp", True), "no-dhcp": ("no_dhcp", True),
+             "dhcp-dns": ("dhcp_dns", True), "dhcp-search": ("dhcp_search", True)}
     if name in flags:
         setattr(args, *flags[name])
         if name in ("debug", "trace"):
             args.quiet = False
     elif name in ("help", "version"):
         return HELP if name == "help" else f"pasta (slirpd {__version__})\n"
-    elif name in ("stderr", "no-dhcp", "no-dhcpv6", "no-splice"):
+    elif name in ("stderr", "no-dhcpv6", "no-splice"):
         pass  # what slirpd does anyway (see HELP)
+    elif name in ("no-dhcp-dns", "no-dhcp-search"):
+        raise UsageError(f"--{name} is for passt mode only")  # pasta's own refusal
+    elif name == "search":
+        _search(args, value)
+    elif name == "hostname":
+        if not 0 < len(value.encode()) < HOSTNAME_MAX:
+            raise UsageError(f"Invalid hostname: {value}")
+        args.hostname = value
+    elif name in ("no-copy-routes", "no-copy-addrs"):
+        print(f"--{name} will be dropped soon", file=sys.stderr)  # pasta warns as it reads it
+        setattr(args, name.replace("-", "_"), True)
     elif name == "log-file":
         args.log_file = value
     elif name == "pcap":
@@ -323,6 +360,21 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
     return None
 
 
+def _search(args: PastaArgs, value: str) -> None:
+    """-S DOMAIN (one more search domain; pasta takes each -S as one name)
+    or -S none (no search list)."""
+    from slirpd.dhcp import encode_search
+
+    if value == "none":
+        args.search = ()
+        return
+    try:
+        encode_search([value])
+    except (ValueError, UnicodeError):
+        raise UsageError(f"Cannot use DNS search domain {value}") from None
+    args.search = (args.search or ()) + (value,)
+
+
 def _dns(args: PastaArgs, value: str) -> None:
     """-D ADDR (announced to the guest) or -D none (no DNS at all)."""
     if value == "none":
@@ -357,6 +409,9 @@ def parse(argv: list[str], prog: str = "pasta") -> PastaArgs | str:
             _ports(args, *PORT_OPTIONS[name], value)
         else:
             args.ns_specs.append((name, value))
+    for flag, name in ((args.no_copy_routes, "no-copy-routes"), (args.no_copy_addrs, "no-copy-addrs")):
+        if flag and not args.config_net:
+            raise UsageError(f"--{name} needs --config-net")
     _target(args, options.rest)
     return args
 

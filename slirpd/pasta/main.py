@@ -5,7 +5,8 @@ Readiness is pasta's: everything is set up first (the namespace joined, the
 TAP made and with --config-net configured, the host ports bound), then
 slirpd forks; the parent writes --pid FILE and exits 0, and the daemon, a
 new session with stdin, stdout and stderr on /dev/null (podman reads them to
-EOF), serves.  With --foreground (rootlesskit) or a COMMAND there is no fork.
+EOF), serves, logging to syslog (log.py).  It answers DHCP as pasta does
+(net.dhcp_settings(), dhcp.py) unless --no-dhcp.  With --foreground (rootlesskit) or a COMMAND there is no fork.
 A failure before that is one line on stderr and exit status 1.
 
 The daemon quits on SIGTERM, when a PID target exits, when the namespace
@@ -60,7 +61,7 @@ def _write_pid(fd: int | None, pid: int) -> None:
 def _daemonize(pid_fd: int | None) -> None:
     """Fork: the parent writes the daemon's pid to --pid FILE and exits 0
     (pasta's readiness); the daemon goes on in a new session, with stdin,
-    stdout and stderr on /dev/null."""
+    stdout and stderr on /dev/null, and logs only to syslog (log.py)."""
     devnull = os.open("/dev/null", os.O_RDWR)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -74,6 +75,7 @@ def _daemonize(pid_fd: int | None) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    log.to_syslog_only()
 
 
 def _release_netns(ns: TargetNamespaces) -> None:
@@ -124,6 +126,16 @@ def _config(args: cli.PastaArgs, network, setup: net.Setup, command) -> Config:
                   mtu=setup.mtu or 1500, model=network, pcap=args.pcap, enable_sandbox=True,
                   enable_seccomp=True, outbound_addr=args.outbound4, outbound_addr6=args.outbound6,
                   disable_dns=not any(r.kind == "dns" for r in network.rules), debug=args.debug)
+
+
+def _dhcp(args: cli.PastaArgs, network, setup: net.Setup, upstream: tuple):
+    """pasta's DHCP server for the guest (net.dhcp_settings()), or None."""
+    settings = net.dhcp_settings(args, network, setup, upstream)
+    if settings is None:
+        return None
+    from slirpd.dhcp import DhcpServer
+
+    return DhcpServer(settings)
 
 
 def _forward_in(args: cli.PastaArgs, network, forwards) -> None:
@@ -204,7 +216,9 @@ def run(args: cli.PastaArgs) -> int:
         pid_fd = _open_pid_file(args.pid_file)
         resolver = _resolver(args, cleanup)
         template = net.read_template(args.interface, args.ipv4, args.ipv6)
-        network, setup = net.model(args, template, resolver.upstream if resolver else (None, None))
+        upstream = resolver.upstream if resolver else (None, None)
+        network, setup = net.model(args, template, upstream)
+        dhcp = _dhcp(args, network, setup, upstream)
         command = None
         if args.command is not None:
             from slirpd import standalone
@@ -243,7 +257,7 @@ def run(args: cli.PastaArgs) -> int:
                 _write_pid(pid_fd, os.getpid())
             cfg = cfg._replace(enable_seccomp=seccomp.available())  # loaded while the files are there
             lock_down(cfg, ns, resolver)
-        daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver,
+        daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver, dhcp=dhcp,
                         forward_signals_to=command.pid if command else None, tasks=tasks)
         if not cfg.enable_seccomp:
             log.warning("libseccomp is not available: serving without a seccomp filter")
@@ -269,4 +283,6 @@ def main(argv: list[str], prog: str = "pasta") -> int:
     except OSError as e:
         print(f"Couldn't open log file {parsed.log_file}: {e.strerror}", file=sys.stderr)
         return 1
+    if parsed.log_file is None:
+        log.open_syslog("pasta")  # as pasta (log.c): its lines go to syslog too
     return run_or_fail(run, parsed)

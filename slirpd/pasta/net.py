@@ -139,13 +139,15 @@ def _guest6(args, tpl: Template) -> tuple[ipaddress.IPv6Interface | None, ipaddr
         return ipaddress.IPv6Interface(f"{args.address6}/64"), args.gateway6 or tpl.gateway6
     if not tpl.addrs6 or not (args.gateway6 or tpl.gateway6):
         return None, None
-    return tpl.addrs6[0], args.gateway6 or tpl.gateway6
+    addr = tpl.addrs6[0]
+    if args.no_copy_addrs:  # pasta sets it as a /64
+        addr = ipaddress.IPv6Interface(f"{addr.ip}/64")
+    return addr, args.gateway6 or tpl.gateway6
 
 
 def _rules(args, guest4, gateway4, guest6, gateway6, upstream: tuple) -> tuple[Rule, ...]:
     """The special addresses, pasta's order: DNS, host loopback, guest address."""
-    loop4 = args.map_host_loopback4 or (None if args.no_map_gw else gateway4)
-    loop6 = args.map_host_loopback6 or (None if args.no_map_gw else gateway6)
+    loop4, loop6 = _loopback_maps(args, gateway4, gateway6)
     dns4, dns6 = args.dns_forward4, args.dns_forward6
     if not args.dns_none:  # pasta: a loopback resolver is reached through the mapped gateway
         dns4 = dns4 or (loop4 if upstream[0] is not None and upstream[0].is_loopback else None)
@@ -158,6 +160,28 @@ def _rules(args, guest4, gateway4, guest6, gateway6, upstream: tuple) -> tuple[R
     return tuple(rules)
 
 
+def _guest_dns(args, version: int, upstream, loopback) -> tuple:
+    """The DNS servers pasta hands the guest (by DHCP, router advertisements)
+    for one IP version: those -D gave, else the host's nameserver, its
+    loopback one as the address mapped to the host's loopback (none
+    without).  None of them without --dhcp-dns, pasta's default."""
+    if not args.dhcp_dns or args.dns_none:
+        return ()
+    given = tuple(a for a in args.dns if a.version == version)
+    if given or upstream is None:
+        return given
+    if upstream.is_loopback:
+        return (loopback,) if loopback is not None else ()
+    return (upstream,)
+
+
+def _loopback_maps(args, gateway4, gateway6) -> tuple:
+    """The addresses standing for the host's loopback, IPv4 and IPv6 (None:
+    not mapped)."""
+    return (args.map_host_loopback4 or (None if args.no_map_gw else gateway4),
+            args.map_host_loopback6 or (None if args.no_map_gw else gateway6))
+
+
 def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
     """The guest's network and the namespace's setup for pasta's args, the
     host's template and nameservers (resolver upstream: first IPv4, first
@@ -167,20 +191,55 @@ def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
     if guest4 is None and guest6 is None:
         raise SetupError("No usable external interface")  # pasta: "External interface not usable"
     ifname = args.ns_ifname or tpl.ifname or "tap0"
-    rdnss6 = next((a for a in args.dns if a.version == 6), args.dns_forward6)
+    rdnss6 = next(iter(_guest_dns(args, 6, upstream[1], _loopback_maps(args, gateway4, gateway6)[1])), None)
     net = GuestNetwork(guest4=guest4, gateway4=gateway4, guest6=guest6, gateway6=gateway6,
                        prefix6=guest6.network if guest6 is not None else None,
-                       rdnss6=None if args.dns_none else rdnss6,
+                       rdnss6=rdnss6,
                        rules=_rules(args, guest4, gateway4, guest6, gateway6, upstream),
-                       neigh_all=True, no_ra=args.no_ra or args.config_net,
+                       neigh_all=True, no_ra=args.no_ra or args.config_net, no_ndp=args.no_ndp,
+                       no_icmp=args.no_icmp,
                        mac=bytes.fromhex((args.mac or PASTA_MAC).replace(":", "")))
     gw_route = [_default_via(socket.AF_INET, gateway4)] if gateway4 else []
     gw_route6 = [_default_via(socket.AF_INET6, gateway6)] if gateway6 else []
     setup = Setup(ifname=ifname, config_net=args.config_net, mtu=DEFAULT_MTU if args.mtu is None else args.mtu or None,
                   ns_mac=args.ns_mac, addr4=guest4, addr6=guest6,
-                  routes4=gw_route if (args.gateway4 or local) else tpl.routes4 if guest4 else [],
-                  routes6=gw_route6 if args.gateway6 else tpl.routes6 if guest6 else [])
+                  routes4=gw_route if (args.gateway4 or local or args.no_copy_routes) else tpl.routes4 if guest4 else [],
+                  routes6=gw_route6 if (args.gateway6 or args.no_copy_routes) else tpl.routes6 if guest6 else [])
     return net, setup
+
+
+def dhcp_settings(args, network: GuestNetwork, setup: Setup, upstream: tuple):
+    """pasta's DHCP (its dhcp.c) for the guest's network: the guest's one
+    address and prefix to every client, for ever; its gateway as router,
+    and as our address; the MTU (none with -m 0); the DNS servers and search
+    domains only with --dhcp-dns and --dhcp-search; -H's hostname; rapid
+    commit.  None when no DHCP is
+    served: --no-dhcp, no IPv4, or no gateway (pasta's conf.c)."""
+    from slirpd.dhcp import LEASE_INFINITE, Settings
+
+    if args.no_dhcp or network.guest4 is None or network.gateway4 is None:
+        return None
+    search = ()
+    if args.dhcp_search:
+        search = args.search if args.search is not None else host_search_domains()
+    return Settings(server=network.gateway4, mac=network.mac, network=network.guest4.network,
+                    router=network.gateway4, mtu=setup.mtu,
+                    dns=_guest_dns(args, 4, upstream[0], _loopback_maps(args, network.gateway4, None)[0]),
+                    search=search, address=network.guest4.ip, lease_seconds=LEASE_INFINITE, hostname=args.hostname,
+                    rapid_commit=True)
+
+
+def host_search_domains(path: str = "/etc/resolv.conf") -> tuple:
+    """The search domains of the host's resolv.conf (its first "search"
+    line, as pasta reads it), () if it has none or cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("search "):
+                    return tuple(line.split()[1:])
+    except OSError:
+        pass
+    return ()
 
 
 def _default_via(family: int, gateway) -> Route:

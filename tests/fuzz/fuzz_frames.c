@@ -13,7 +13,8 @@
  *		4 disable_host_loopback, 8 DNS upstream set, 16 outbound address,
  *		32 IPv6, 64 IPv6 DNS upstream, 128 pasta's network model
  *		(harness_rules(): neigh_all, a --dns-forward and a
- *		--map-guest-addr address; 4 is --no-map-gw then, 2 --no-ra)
+ *		--map-guest-addr address; 4 is --no-map-gw then, 2 --no-ra,
+ *		and 2 with 1 --no-ndp, 4 with 1 --no-icmp)
  *   byte 1:	bits 0-2 MTU choice (harness_mtus[]), bits 3-5 socket budget
  *		(harness_budgets[]), bits 6-7 descriptor limit of the fake
  *		kernel (harness_fd_limits[]: socket() and accept4() say EMFILE
@@ -672,6 +673,8 @@ static void harness_config(struct input *in, struct dp_config *cfg)
 		cfg->dns_upstream6[15] = 1;	/* ::1 */
 	cfg->neigh_all = !!(bits & 128);
 	cfg->no_ra = bits & 128 && bits & 2;
+	cfg->no_ndp = cfg->no_ra && bits & 1;
+	cfg->no_icmp = bits & 128 && bits & 4 && bits & 1;
 	harness_rules(cfg, bits);
 	fk.tap_no_uso = take8(in) & 1;
 }
