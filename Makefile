@@ -23,14 +23,19 @@ DEBIAN_PACKAGES := python3 python3-venv python3-dev libffi-dev gcc make iproute2
 # their own anyway (tests/lib/deb12.py).
 DEBIAN12_CLIENTS := podman rootlesskit runc
 DEBIAN12_CLIENTS_DPKG := -o Dpkg::Options::=--path-exclude='/etc/cni*'
+# Two worktrees' `make deps` at once take turns (flock) rather than fail on
+# apt's locks; dpkg's own lock is waited for too (another apt, not ours)
+APT_GET := apt-get -o DPkg::Lock::Timeout=600
+APT_LOCK := /var/tmp/slirpd-apt.lock
 
 .PHONY: deps venv install test test-hardened test-asan quickstart wheel wheel-check clean clients-root \
 	ci check cc-strict lint cppcheck
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN12_CLIENTS_DPKG) \
+		exec 9>$(APT_LOCK) && flock 9 && \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $(DEBIAN_PACKAGES) >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(DEBIAN12_CLIENTS_DPKG) \
 			$(DEBIAN12_CLIENTS) >/dev/null; \
 	else \
 		echo "make deps: not root or no apt-get; install these yourself: $(DEBIAN_PACKAGES)" \
