@@ -51,7 +51,8 @@ BROADCAST_MAC = b"\xff" * 6
 FLAG_BROADCAST = 0x8000
 
 
-def _csum(data: bytes) -> int:
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of data."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -273,9 +274,9 @@ class DhcpServer:
         dst_mac = BROADCAST_MAC if broadcast else chaddr
         udp = struct.pack("!HHHH", SERVER_PORT, CLIENT_PORT, UDP_HLEN + len(bootp), 0) + bootp
         pseudo = server.packed + dst_ip.packed + struct.pack("!BBH", 0, 17, len(udp))
-        udp = udp[:6] + struct.pack("!H", _csum(pseudo + udp) or 0xFFFF) + udp[8:]
+        udp = udp[:6] + struct.pack("!H", inet_checksum(pseudo + udp) or 0xFFFF) + udp[8:]
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, IP_HLEN + len(udp), 0, 0, 64, 17, 0,
                          server.packed, dst_ip.packed)
-        ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+        ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
         self.replies += 1
         return dst_mac + self.settings.mac + b"\x08\x00" + ip + udp
