@@ -188,7 +188,7 @@ class Dhcpv6Server:
                     if len(sub) != IAADDR_LEN:
                         return None
                     if sub[:16] != self.settings.address.packed:
-                        log.info("DHCPv6: requested address %s not on link", ipaddress.IPv6Address(sub[:16]))
+                        log.debug("DHCPv6: requested address %s not on link", ipaddress.IPv6Address(sub[:16]))
                         return code, ia
         return None
 
