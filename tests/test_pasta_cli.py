@@ -243,3 +243,31 @@ DHCPV6_SEEN = {"--dhcp-dns -D 2001:db8::53 -D 2001:db8::54": "dns=2001:0db8:0000
                "ipv6=2001:0db8:0000:0000:0000:0000:0000:0002 ", "--no-dhcpv6": "udhcpc6=1",
                "--dhcp-dns -D 2001:db8::53-l": "dns=2001:0db8:0000:0000:0000:0000:0000:0053 ",
                "-r 2001:db8::99": "udhcpc6=1"}
+
+
+# A router solicitation from the namespace, and the flags byte (Managed 0x80,
+# Other 0x40) of the first router advertisement that comes back
+RA_FLAGS = """import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth9")
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.settimeout(10)
+s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ("ff02::2", 0, 0, socket.if_nametoindex("eth9")))
+while True:
+    msg = s.recv(1500)
+    if msg[0] == 134:
+        print(f"flags={msg[5]:#04x}")
+        break
+"""
+
+
+@pytest.mark.parametrize("options", ["", "--no-dhcpv6"])
+def test_router_advertisement_flags_alike(both, options):
+    """The router advertisement says Managed (addresses by DHCPv6) and not
+    Other-configuration, with either, --no-dhcpv6 or not (pasta's ndp.c
+    always sets it)."""
+    (both.mnt / "ra_flags.py").write_text(RA_FLAGS)
+    cmd = "echo 0 >/proc/sys/net/ipv6/conf/eth9/accept_dad; ip link set eth9 up; python3 /mnt/ra_flags.py"
+    got = run_both(both, f"-q -6 {options} -I eth9 -t none -u none -T none -U none -- sh -c {shlex.quote(cmd)}")
+    assert got["slirpd"][0] == got["pasta"][0] == 0, got
+    assert got["slirpd"][2] == got["pasta"][2] == "flags=0x80\n", got
