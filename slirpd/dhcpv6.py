@@ -35,7 +35,7 @@ import ipaddress
 import struct
 import time
 
-from slirpd.dhcp import encode_search, inet_checksum
+from slirpd.dhcp import FrameServer, Malformed, encode_search, inet_checksum
 from slirpd.log import log
 
 SOLICIT, ADVERTISE, REQUEST, CONFIRM, RENEW, REBIND, REPLY = 1, 2, 3, 4, 5, 6, 7
@@ -72,10 +72,6 @@ class Settings(collections.namedtuple("Settings", ("mac", "address", "dns", "sea
     __slots__ = ()
 
 
-class Malformed(Exception):
-    """A message the server drops; str() is the drop reason."""
-
-
 def _option(code: int, value: bytes) -> bytes:
     return struct.pack("!HH", code, len(value)) + value
 
@@ -100,32 +96,24 @@ def _first(opts, code: int) -> bytes | None:
     return next((value for c, value in opts if c == code), None)
 
 
-class Dhcpv6Server:
+class Dhcpv6Server(FrameServer):
     """Replies for the guest's link; stateless but for the counters."""
 
+    PROTOCOL = "DHCPv6"
+
     def __init__(self, settings: Settings, started: float | None = None):
+        super().__init__()
         self.settings = settings
         duid_time = int(time.time() if started is None else started) - EPOCH_2000
         self.server_id = struct.pack("!HHI", DUID_LLT, HWTYPE_ETHERNET, duid_time & INFINITY) + settings.mac
-        self.drops: collections.Counter[str] = collections.Counter()
-        self.replies = 0
 
     def stats(self) -> dict:
         """Replies sent and drops by reason."""
         return {"replies": self.replies, "drops": dict(self.drops)}
 
-    def handle(self, frame: bytes) -> bytes | None:
-        """One frame to UDP port 547 in, the reply frame (or None) out."""
-        try:
-            return self._handle(frame)
-        except Malformed as e:
-            self.drops[str(e)] += 1
-        except Exception as e:  # a bug must cost one frame, not the daemon
-            log.debug("DHCPv6 frame dropped: %s: %s", type(e).__name__, e)
-            self.drops["unexpected"] += 1
-        return None
-
     def _handle(self, frame: bytes) -> bytes | None:
+        """One frame to UDP port 547 in, the reply frame (or None) out;
+        raises Malformed."""
         udp = ETH_HLEN + IP6_HLEN
         if len(frame) < udp + UDP_HLEN or frame[12:14] != ETH_TYPE_IP6 or frame[ETH_HLEN + 6] != IPPROTO_UDP:
             raise Malformed("truncated")
