@@ -10,9 +10,10 @@
  * it every UDP packet to port 547 at a multicast address, right after the
  * IPv6 header (a DHCPv6 client's source is its link-local address).  The
  * packet is copied, behind a rebuilt Ethernet header carrying the client's
- * MAC and the packet's EtherType, into a small ring, and DP_NOTICE_CTL_FRAMES tells Python, after the
- * poll, to fetch the batch with dp_ctl_recv().  Python's replies are complete
- * Ethernet frames that dp_ctl_send() writes to the TAP.
+ * MAC and the packet's EtherType, into a small ring, and DP_NOTICE_CTL_FRAMES
+ * tells Python, after the poll, to fetch the batch with dp_ctl_recv().
+ * Python's replies are complete Ethernet frames that dp_ctl_send() writes to
+ * the TAP.
  *
  * Limits
  * ------

@@ -25,10 +25,10 @@
  *   when cfg.rdnss6 is set, RDNSS (RFC 8106) naming it.  With cfg.ra_managed
  *   (pasta's model, whose ndp.c always sets it) the Managed flag tells the
  *   guest to ask DHCPv6 for an address too; Other-configuration is never
- *   set.  The answer goes to
- *   the soliciting address, or to all nodes from ::.  With cfg.no_ra
- *   (pasta's --no-ra, and its --config-net, which sets addresses and routes
- *   itself) solicitations are counted under drop_ndp_no_ra, unanswered.
+ *   set.  The answer goes to the soliciting address, or to all nodes from
+ *   ::.  With cfg.no_ra (pasta's --no-ra, and its --config-net, which sets
+ *   addresses and routes itself) solicitations are counted under
+ *   drop_ndp_no_ra, unanswered.
  *   With cfg.no_ndp (pasta's --no-ndp) no solicitation at all is answered,
  *   neighbour ones included (drop_ndp_off): the guest's neighbours are its
  *   own business, as with pasta.

@@ -4,8 +4,9 @@
  * guest writes to the TAP, what the host sockets return (bytes, datagrams,
  * connect() results, resets, ICMP errors, errno answers), the passing of
  * (virtual) time, forwarded ports opening and closing, and the control
- * plane's DHCP (and DHCPv6) ring.  The harness runs it against one data plane built from
- * csrc/ unchanged, whose system calls go to the fake kernel of fake_sys.c.
+ * plane's DHCP (and DHCPv6) ring.  The harness runs it against one data
+ * plane built from csrc/ unchanged, whose system calls go to the fake kernel
+ * of fake_sys.c.
  *
  * Input encoding (every read past the end yields zeros, so any input is
  * valid):
