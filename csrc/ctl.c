@@ -3,13 +3,17 @@
  * Theory of operation
  * -------------------
  * A few protocols are rare and rich enough to live in Python: DHCP for guests
- * that are not --configure'd (slirpd/dhcp.py).  ip4.c hands every unfragmented
- * UDP packet to port 67 to ctl_queue() before any other check (a DHCP client
- * has no address yet: its source is 0.0.0.0, which is otherwise martian).  The
+ * that are not --configure'd (slirpd/dhcp.py), and DHCPv6 in pasta's model
+ * (slirpd/dhcpv6.py).  ip4.c hands every unfragmented UDP packet to port 67 to
+ * ctl_queue() before any other check (a DHCP client has no address yet: its
+ * source is 0.0.0.0, which is otherwise martian); with cfg.dhcpv6, ip6.c hands
+ * it every UDP packet to port 547 at a multicast address, right after the
+ * IPv6 header (a DHCPv6 client's source is its link-local address).  The
  * packet is copied, behind a rebuilt Ethernet header carrying the client's
- * MAC, into a small ring, and DP_NOTICE_CTL_FRAMES tells Python, after the
- * poll, to fetch the batch with dp_ctl_recv().  Python's replies are complete
- * Ethernet frames that dp_ctl_send() writes to the TAP.
+ * MAC and the packet's EtherType, into a small ring, and DP_NOTICE_CTL_FRAMES
+ * tells Python, after the poll, to fetch the batch with dp_ctl_recv().
+ * Python's replies are complete Ethernet frames that dp_ctl_send() writes to
+ * the TAP.
  *
  * Limits
  * ------
@@ -55,14 +59,15 @@ void ctl_cleanup(struct dp *dp)
 }
 
 /**
- * ctl_queue() - queue an IPv4 packet from the guest for Python
+ * ctl_queue() - queue an IP packet from the guest for Python
  * @dp:		data plane
  * @eth_src:	the guest's MAC address
- * @pkt:	IPv4 packet
- * @len:	its length (total length, no padding)
+ * @eth_type:	ETH_TYPE_IP4 or ETH_TYPE_IP6
+ * @pkt:	IP packet
+ * @len:	its length (header and payload, no padding)
  */
-void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
-	       size_t len)
+void ctl_queue(struct dp *dp, const uint8_t *eth_src, uint16_t eth_type,
+	       const uint8_t *pkt, size_t len)
 {
 	unsigned slot;
 	uint8_t *frame;
@@ -80,7 +85,7 @@ void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 	frame = dp->ctl.buf + (size_t)slot * DP_CTL_FRAME_MAX;
 	memcpy(frame, dp->cfg.gw_mac, DP_MAC_LEN);
 	memcpy(frame + DP_MAC_LEN, eth_src, DP_MAC_LEN);
-	wr16(frame + 2 * DP_MAC_LEN, ETH_TYPE_IP4);
+	wr16(frame + 2 * DP_MAC_LEN, eth_type);
 	memcpy(frame + DP_ETH_HLEN, pkt, len);
 	dp->ctl.len[slot] = DP_ETH_HLEN + len;
 	dp->ctl.count++;

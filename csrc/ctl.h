@@ -1,4 +1,4 @@
-/* ctl.h - frames for the control plane (DHCP, in Python), see ctl.c */
+/* ctl.h - frames for the control plane (DHCP, DHCPv6: in Python), see ctl.c */
 #ifndef CTL_H
 #define CTL_H
 
@@ -25,7 +25,7 @@ struct ctl_ctx {
 
 int ctl_init(struct dp *dp);
 void ctl_cleanup(struct dp *dp);
-void ctl_queue(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
-	       size_t len);
+void ctl_queue(struct dp *dp, const uint8_t *eth_src, uint16_t eth_type,
+	       const uint8_t *pkt, size_t len);
 
 #endif /* CTL_H */

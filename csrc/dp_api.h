@@ -14,7 +14,7 @@
 /* One-shot notices: bits of dp_notices(), each raised at most once per data
  * plane, for Python to log one line instead of one per packet */
 #define DP_NOTICE_PING_FORBIDDEN 1	/* ping_group_range refuses ping sockets */
-/* Not one-shot: raised whenever frames wait for dp_ctl_recv() (DHCP) */
+/* Not one-shot: raised whenever frames wait for dp_ctl_recv() (DHCP, DHCPv6) */
 #define DP_NOTICE_CTL_FRAMES 2
 /* One-shot: the capture (--pcap) stopped, see dp_pcap_state() */
 #define DP_NOTICE_PCAP_STOPPED 4
@@ -119,6 +119,11 @@ struct dp_rule {
  *		unanswered (pasta's --no-ndp)
  * @no_icmp:	non-zero to drop the guest's ICMP and ICMPv6 but neighbour
  *		discovery (pasta's --no-icmp)
+ * @dhcpv6:	non-zero to hand UDP to port 547 at a multicast address
+ *		(DHCPv6, pasta's model) to the control plane (ctl.c); zero
+ *		to treat it as any other UDP (slirp4netns's)
+ * @ra_managed:	non-zero to set the Managed flag (M: addresses by DHCPv6)
+ *		in router advertisements, as pasta does
  * @n_rules:	rules used in @rules, at most DP_RULES_MAX
  * @rules:	the special addresses of the guest's network (fwd.c): the
  *		first rule whose prefix holds a destination decides where it
@@ -150,6 +155,8 @@ struct dp_config {
 	int no_ra;
 	int no_ndp;
 	int no_icmp;
+	int dhcpv6;
+	int ra_managed;
 	uint32_t n_rules;
 	struct dp_rule rules[16];
 	uint32_t offloads_off;

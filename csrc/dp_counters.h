@@ -113,7 +113,7 @@
 	X(splice_udp_datagrams)	/* datagrams from the namespace to the host */ \
 	X(splice_udp_replies)	/* the host's answers back into the namespace */ \
 	/* control frames for Python (ctl.c) */				\
-	X(ctl_frames)		/* queued: DHCP requests */		\
+	X(ctl_frames)		/* queued: DHCP, DHCPv6 requests */	\
 	X(drop_ctl_too_big)						\
 	X(drop_ctl_full)	/* Python is behind: ring full */	\
 	/* TAP */							\

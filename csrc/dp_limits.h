@@ -193,6 +193,9 @@
 #define DP_CTL_FRAMES		32
 /* The DHCP server port: UDP packets to it go to the control plane */
 #define DP_DHCP_SERVER_PORT	67
+/* The DHCPv6 server port: with cfg.dhcpv6, UDP packets to it at a multicast
+ * address (All_DHCP_Relay_Agents_and_Servers, ff02::1:2) go there too */
+#define DP_DHCPV6_SERVER_PORT	547
 /* Forwarded TCP connections (tcp.c): SYN retransmissions to a guest that does
  * not answer (DP_TCP_RTO_MS apart, doubling up to DP_TCP_RTO_MAX_MS: about
  * 23 s in all) before the host client is reset */

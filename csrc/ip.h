@@ -36,6 +36,13 @@ struct dp;
 #define IP6_OFF_DADDR		24
 #define IP6_FRAG_HLEN		8
 
+/* UDP header: source port, destination port, length, checksum */
+#define UDP_HLEN		8
+#define UDP_OFF_SPORT		0
+#define UDP_OFF_DPORT		2
+#define UDP_OFF_LEN		4
+#define UDP_OFF_CSUM		6
+
 /* ICMP header: type, code, checksum; for destination unreachable, the four
  * bytes after the checksum */
 #define ICMP_HLEN		8

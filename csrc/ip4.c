@@ -117,7 +117,7 @@ void ip4_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 
 	if (ip.proto == IPPROTO_UDP && !(frag & (IP4_MF | IP4_OFFMASK)) &&
 	    ip.l4_len >= 4 && rd16(ip.l4 + 2) == DP_DHCP_SERVER_PORT) {
-		ctl_queue(dp, eth_src, pkt, tot_len);	/* DHCP: Python */
+		ctl_queue(dp, eth_src, ETH_TYPE_IP4, pkt, tot_len); /* DHCP */
 		return;
 	}
 

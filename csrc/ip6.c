@@ -31,6 +31,9 @@
  *   with the same slots as IPv4 and, once whole, comes back here through
  *   ip6_payload_input() for the headers after the fragment header.  A second
  *   fragment header is dropped.
+ * - DHCPv6 (pasta's model, cfg.dhcpv6): UDP to port DP_DHCPV6_SERVER_PORT
+ *   at a multicast address, right after the IPv6 header, goes to the
+ *   control plane (ctl.c) whole, for slirpd/dhcpv6.py to answer.
  * - protocol: TCP and UDP go to tcp.c and udp.c.  ICMPv6 goes to icmp.c,
  *   which hands neighbour discovery to ndp.c, answers echo requests to our
  *   addresses and sends the rest through ping sockets.  Other protocols,
@@ -45,6 +48,7 @@
 
 #include <netinet/in.h>
 
+#include "ctl.h"
 #include "dp.h"
 #include "dp_limits.h"
 #include "frag.h"
@@ -98,6 +102,21 @@ static bool ip6_src_is_martian(struct dp *dp,
 {
 	return inany_is_multicast6(addr) || inany_is_loopback6(addr) ||
 	       inany_is_v4(addr) || ip6_is_local(dp, addr);
+}
+
+/**
+ * ip6_is_dhcpv6() - tell whether a packet is for the DHCPv6 server
+ * @dp:		data plane
+ * @p:		packet, @proto the next header after the IPv6 header
+ *
+ * Return: true with cfg.dhcpv6 for UDP to port DP_DHCPV6_SERVER_PORT at a
+ *	   multicast address (the guest's one way to reach a DHCPv6 server)
+ */
+static bool ip6_is_dhcpv6(const struct dp *dp, const struct l4_pkt *p)
+{
+	return dp->cfg.dhcpv6 && p->proto == IPPROTO_UDP &&
+	       inany_is_multicast6(&p->dst) && p->l4_len >= UDP_HLEN &&
+	       rd16(p->l4 + UDP_OFF_DPORT) == DP_DHCPV6_SERVER_PORT;
 }
 
 /**
@@ -242,5 +261,9 @@ void ip6_input(struct dp *dp, const uint8_t *eth_src, const uint8_t *pkt,
 	p.proto = pkt[IP6_OFF_NEXT];
 	p.l4 = pkt + IP6_HLEN;
 	p.l4_len = plen;
+	if (ip6_is_dhcpv6(dp, &p)) {
+		ctl_queue(dp, eth_src, ETH_TYPE_IP6, pkt, IP6_HLEN + plen);
+		return;
+	}
 	ip6_payload_input(dp, &p, pkt[IP6_OFF_HOPS], true);
 }

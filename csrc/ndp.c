@@ -22,10 +22,13 @@
  *   us as default router for DP_NDP_ROUTER_LIFETIME_S, with the options
  *   source link-layer address, MTU (cfg.mtu), prefix information (cfg.net6,
  *   /64, on-link and autonomous, so SLAAC gives the guest an address) and,
- *   when cfg.rdnss6 is set, RDNSS (RFC 8106) naming it.  The answer goes to
- *   the soliciting address, or to all nodes from ::.  With cfg.no_ra
- *   (pasta's --no-ra, and its --config-net, which sets addresses and routes
- *   itself) solicitations are counted under drop_ndp_no_ra, unanswered.
+ *   when cfg.rdnss6 is set, RDNSS (RFC 8106) naming it.  With cfg.ra_managed
+ *   (pasta's model, whose ndp.c always sets it) the Managed flag tells the
+ *   guest to ask DHCPv6 for an address too; Other-configuration is never
+ *   set.  The answer goes to the soliciting address, or to all nodes from
+ *   ::.  With cfg.no_ra (pasta's --no-ra, and its --config-net, which sets
+ *   addresses and routes itself) solicitations are counted under
+ *   drop_ndp_no_ra, unanswered.
  *   With cfg.no_ndp (pasta's --no-ndp) no solicitation at all is answered,
  *   neighbour ones included (drop_ndp_off): the guest's neighbours are its
  *   own business, as with pasta.
@@ -77,6 +80,9 @@
 #define NDP_NA_ROUTER		0x80
 #define NDP_NA_SOLICITED	0x40
 #define NDP_NA_OVERRIDE		0x20
+/* Router advertisement flags (the byte after the current hop limit):
+ * addresses from DHCPv6 (Managed) */
+#define NDP_RA_MANAGED		0x80
 
 /* Options: type, length in units of 8 bytes */
 #define NDP_OPT_SRC_LLADDR	1
@@ -267,7 +273,8 @@ static void ndp_send_ra(struct dp *dp, const union inany_addr *dst,
 	uint8_t msg[NDP_MSG_MAX] = { NDP_RA };
 	uint8_t *o;
 
-	msg[4] = DP_IP6_HOP_LIMIT;	/* current hop limit; flags M, O: 0 */
+	msg[4] = DP_IP6_HOP_LIMIT;	/* current hop limit */
+	msg[5] = dp->cfg.ra_managed ? NDP_RA_MANAGED : 0;	/* O: never */
 	wr16(msg + 6, DP_NDP_ROUTER_LIFETIME_S);
 	/* reachable time and retransmission timer: unspecified (0) */
 	o = msg + NDP_RA_LEN;

@@ -150,13 +150,6 @@
 #include "udp.h"
 #include "util.h"
 
-/* UDP header: source port, destination port, length, checksum */
-#define UDP_HLEN		8
-#define UDP_OFF_SPORT		0
-#define UDP_OFF_DPORT		2
-#define UDP_OFF_LEN		4
-#define UDP_OFF_CSUM		6
-
 #define UDP_DNS_PORT		53
 
 #ifndef SOL_UDP

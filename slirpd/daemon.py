@@ -26,6 +26,7 @@ import socket
 
 from slirpd.dataplane import (NOTICE_CTL_FRAMES, NOTICE_DNS_USED, NOTICE_PCAP_STOPPED, NOTICE_PING_FORBIDDEN,
                               NOTICE_SOCK_SHORT, PCAP_FULL, Dataplane, TapGone)
+from slirpd.dhcpv6 import ETH_TYPE_IP6
 from slirpd.log import log
 
 POLL_BUDGET = 256  # frames drained per wake-up
@@ -55,15 +56,18 @@ class Daemon:
 
     def __init__(self, dp: Dataplane, exit_fd: int | None = None, target_pidfd: int | None = None, api=None,
                  notifier=None, forward_signals_to: int | None = None, dhcp=None, resolver=None, tasks=(),
-                 target_watch=None):
+                 target_watch=None, dhcpv6=None):
         """tasks: objects with timeout() (seconds until due, or None) and
         expire() (run if due), called between batches; target_watch: an
         object with fileno() and gone() (True once the target went away,
-        checked when the fd is readable)."""
+        checked when the fd is readable); dhcp, dhcpv6: the servers
+        (dhcp.py, dhcpv6.py; None: not served) the control frames of each
+        IP version go to."""
         self.dp = dp
         self.tasks = tuple(tasks)
         self.target_watch = target_watch
         self.dhcp = dhcp
+        self.dhcpv6 = dhcpv6
         self.resolver = resolver
         self.forward_signals_to = forward_signals_to
         self.api = api
@@ -95,7 +99,7 @@ class Daemon:
             log.warning("the TAP device is gone (namespace or interface removed): exiting")
             self.stopping = True
         notices = self.dp.notices()
-        if notices & NOTICE_CTL_FRAMES and self.dhcp is not None:
+        if notices & NOTICE_CTL_FRAMES and (self.dhcp is not None or self.dhcpv6 is not None):
             self._serve_dhcp()
         if notices & NOTICE_DNS_USED and self.resolver is not None:
             self._follow_resolver()
@@ -103,9 +107,11 @@ class Daemon:
             self._log_notices(notices)
 
     def _serve_dhcp(self) -> None:
-        """Answer the batch of DHCP requests the data plane queued."""
+        """Answer the batch of DHCP and DHCPv6 requests the data plane
+        queued (by EtherType; a server that is None drops its frames)."""
         for frame in self.dp.ctl_frames():
-            reply = self.dhcp.handle(frame)
+            server = self.dhcpv6 if frame[12:14] == ETH_TYPE_IP6 else self.dhcp
+            reply = server.handle(frame) if server is not None else None
             if reply is not None:
                 try:
                     self.dp.ctl_send(reply)

@@ -86,6 +86,8 @@ def _network_config(c, net) -> None:
     c.no_ra = int(net.no_ra)
     c.no_ndp = int(net.no_ndp)
     c.no_icmp = int(net.no_icmp)
+    c.dhcpv6 = int(net.dhcpv6)
+    c.ra_managed = int(net.ra_managed)
     if len(net.rules) > lib.DP_RULES_MAX:
         raise OSError(22, f"at most {lib.DP_RULES_MAX} address rules, got {len(net.rules)}")
     for i, rule in enumerate(net.rules):

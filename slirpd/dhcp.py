@@ -51,7 +51,8 @@ BROADCAST_MAC = b"\xff" * 6
 FLAG_BROADCAST = 0x8000
 
 
-def _csum(data: bytes) -> int:
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of data."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -111,6 +112,35 @@ class Malformed(Exception):
     """A frame the server drops; str() is the drop reason."""
 
 
+class FrameServer:
+    """What a server of control frames (DHCP here, DHCPv6 in dhcpv6.py)
+    shares: handle() raises nothing, a Malformed frame is a drop counted
+    under its reason, any other error one under "unexpected"; subclasses
+    give _handle() and PROTOCOL (for the log)."""
+
+    PROTOCOL = "DHCP"
+
+    def __init__(self):
+        self.drops: collections.Counter[str] = collections.Counter()
+        self.replies = 0
+
+    def handle(self, frame: bytes) -> bytes | None:
+        """One frame to the server's port in, the reply frame (or None) out."""
+        try:
+            return self._handle(frame)
+        except Malformed as e:
+            self.drops[str(e)] += 1
+        except Exception as e:  # a bug must cost one frame, not the daemon
+            log.debug("%s frame dropped: %s: %s", self.PROTOCOL, type(e).__name__, e)
+            self.drops["unexpected"] += 1
+        return None
+
+    def _handle(self, frame: bytes) -> bytes | None:
+        """The reply to one frame, or None; raises Malformed (each
+        subclass says what it answers)."""
+        raise NotImplementedError
+
+
 def parse_options(data: bytes) -> dict[int, bytes]:
     """DHCP options after the magic cookie; raises Malformed when one runs
     past the packet or the list has no end."""
@@ -130,10 +160,11 @@ def parse_options(data: bytes) -> dict[int, bytes]:
     raise Malformed("no_end_option")
 
 
-class DhcpServer:
+class DhcpServer(FrameServer):
     """Leases and replies for one virtual network."""
 
     def __init__(self, settings: Settings):
+        super().__init__()
         self.settings = settings
         net = settings.network
         # Never handed out yet: from _next up to the broadcast address,
@@ -142,8 +173,6 @@ class DhcpServer:
         self._end = int(net.broadcast_address)
         self._released: list[int] = []  # a heap: the lowest goes out first
         self.leases: dict[bytes, ipaddress.IPv4Address] = {}
-        self.drops: collections.Counter[str] = collections.Counter()
-        self.replies = 0
 
     def _lease_for(self, mac: bytes) -> ipaddress.IPv4Address | None:
         """The client's lease, made now if it has none; None when
@@ -175,18 +204,9 @@ class DhcpServer:
         return {"replies": self.replies, "leases": len(self.leases), "leases_max": LEASES_MAX,
                 "drops": dict(self.drops)}
 
-    def handle(self, frame: bytes) -> bytes | None:
-        """One frame to UDP port 67 in, the reply frame (or None) out."""
-        try:
-            return self._handle(frame)
-        except Malformed as e:
-            self.drops[str(e)] += 1
-        except Exception as e:  # a bug must cost one frame, not the daemon
-            log.debug("DHCP frame dropped: %s: %s", type(e).__name__, e)
-            self.drops["unexpected"] += 1
-        return None
-
     def _handle(self, frame: bytes) -> bytes | None:
+        """One frame to UDP port 67 in, the reply frame (or None) out;
+        raises Malformed."""
         if len(frame) < ETH_HLEN + IP_HLEN:
             raise Malformed("truncated")
         ihl = (frame[ETH_HLEN] & 0x0F) * 4
@@ -273,9 +293,9 @@ class DhcpServer:
         dst_mac = BROADCAST_MAC if broadcast else chaddr
         udp = struct.pack("!HHHH", SERVER_PORT, CLIENT_PORT, UDP_HLEN + len(bootp), 0) + bootp
         pseudo = server.packed + dst_ip.packed + struct.pack("!BBH", 0, 17, len(udp))
-        udp = udp[:6] + struct.pack("!H", _csum(pseudo + udp) or 0xFFFF) + udp[8:]
+        udp = udp[:6] + struct.pack("!H", inet_checksum(pseudo + udp) or 0xFFFF) + udp[8:]
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, IP_HLEN + len(udp), 0, 0, 64, 17, 0,
                          server.packed, dst_ip.packed)
-        ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+        ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
         self.replies += 1
         return dst_mac + self.settings.mac + b"\x08\x00" + ip + udp

@@ -51,8 +51,8 @@ class Rule(collections.namedtuple("Rule", ("net", "kind", "to", "local", "dns_on
 
 class GuestNetwork(collections.namedtuple(
         "GuestNetwork", ("guest4", "gateway4", "guest6", "gateway6", "prefix6", "rdnss6", "rules", "neigh_all",
-                         "no_ra", "mac", "no_ndp", "no_icmp"),
-        defaults=(None, None, None, None, (), False, False, None, False, False))):
+                         "no_ra", "mac", "no_ndp", "no_icmp", "dhcpv6", "ra_managed"),
+        defaults=(None, None, None, None, (), False, False, None, False, False, False, False))):
     """What the data plane needs to know of the guest's link.
 
     guest4/guest6: the guest's address with its prefix (None: that family is
@@ -64,7 +64,10 @@ class GuestNetwork(collections.namedtuple(
     the local rules only (slirp4netns); no_ra: router solicitations go
     unanswered; no_ndp: no solicitation is answered, neighbour ones
     included; no_icmp: the guest's ICMP is dropped, but neighbour
-    discovery; mac: ours on the link (None: slirp4netns's, made from the
+    discovery; dhcpv6: DHCPv6 requests go to the control plane
+    (dhcpv6.py; pasta) instead of being UDP like any other (slirp4netns);
+    ra_managed: router advertisements set the Managed flag (pasta's);
+    mac: ours on the link (None: slirp4netns's, made from the
     gateway's address); rules: a tuple of Rule."""
 
     __slots__ = ()

@@ -27,12 +27,12 @@ def request_frame(kind, mac=b"\x02\0\0\0\0\x01", xid=b"\x11\x22\x33\x44", ciaddr
 def parse_reply(frame):
     assert frame[12:14] == b"\x08\x00"
     ip = frame[14:34]
-    assert dhcp._csum(ip) == 0
+    assert dhcp.inet_checksum(ip) == 0
     udp = frame[34:]
     sport, dport, ulen, _ = struct.unpack("!HHHH", udp[:8])
     assert (sport, dport, ulen) == (67, 68, len(udp))
     pseudo = ip[12:16] + ip[16:20] + struct.pack("!BBH", 0, 17, len(udp))
-    assert dhcp._csum(pseudo + udp) == 0
+    assert dhcp.inet_checksum(pseudo + udp) == 0
     bootp = udp[8:]
     assert bootp[0] == dhcp.BOOTREPLY
     opts = dhcp.parse_options(bootp[240:])

@@ -26,7 +26,7 @@ from lib.api import ADD, api
 from lib.dns import ADDR6, NAME
 from lib.frames import DNS6, GUEST6, GUEST_MAC, GW6, GW_MAC, echo_request, eth, frame6, inet_csum, ip6
 from lib.harness import SLIRPD, as_user, have, wait_for
-from lib.link import Link, V6_CFG, make_cfg
+from lib.link import Link, V6_CFG, delta, make_cfg
 from lib.tcputil import GUEST_RECV, GUEST_SEND, sink, source
 
 LL6 = "fe80::2"
@@ -467,6 +467,7 @@ def test_frames_router_solicitation(link6):
     assert struct.unpack("!I", opts[5][4:8])[0] == 1500
     assert opts[3][2] == 64 and opts[3][3] & 0xC0 == 0xC0 and opts[3][16:32] == ipaddress.IPv6Address("fd00::").packed
     assert opts[25][8:24] == ipaddress.IPv6Address(DNS6).packed
+    assert msg[5] == 0  # slirp4netns's: neither Managed nor Other-configuration
 
 
 def test_frames_no_ndp():
@@ -501,6 +502,58 @@ def test_frames_no_icmp():
         assert lk.dp.counters()["ndp_na_sent"] == 1
     finally:
         lk.close()
+
+
+def dhcpv6_solicit(dst="ff02::1:2") -> bytes:
+    """A DHCPv6 SOLICIT from the guest's link-local address, the UDP
+    checksum right, to dst (by default All_DHCP_Relay_Agents_and_Servers)."""
+    msg = b"\x01\x12\x34\x56" + struct.pack("!HH", 1, 10) + b"\0\x03\0\x01" + GUEST_MAC
+    length = 8 + len(msg)
+    pseudo = GUEST_LL.packed + ipaddress.IPv6Address(dst).packed + struct.pack("!IxxxB", length, 17)
+    csum = inet_csum(pseudo + struct.pack("!HHHH", 546, 547, length, 0) + msg) or 0xFFFF
+    return frame6(ip6(struct.pack("!HHHH", 546, 547, length, csum) + msg, 17, src=GUEST_LL, dst=dst, hops=1))
+
+
+def router_advertisement(lk: Link) -> bytes:
+    """The router advertisement a router solicitation gets."""
+    rs = icmp6(133, b"\0" * 4, src=GUEST_LL, dst="ff02::2")
+    src, dst, nh, hops, msg = parse6(lk.exchange(frame6(ip6(rs, 58, src=GUEST_LL, dst="ff02::2", hops=255))))
+    assert msg[0] == 134
+    return msg
+
+
+def test_frames_dhcpv6_to_control_plane():
+    """pasta's model (GuestNetwork.dhcpv6): a SOLICIT to ff02::1:2 is
+    queued for Python whole (dhcpv6.py), behind our MAC and the guest's;
+    one to our link-local address is not (pasta's dhcpv6.c wants
+    multicast): it is UDP to a closed port.  Router advertisements set Managed (ra_managed), not Other."""
+    network = make_cfg(**V6_CFG).network._replace(dhcpv6=True, ra_managed=True)
+    lk = Link("pair", cfg_over={**V6_CFG, "network": network})
+    try:
+        solicit = dhcpv6_solicit()
+        before = lk.dp.counters()
+        lk.send(solicit)
+        lk.pump(1)
+        changed = delta(before, lk.dp.counters())
+        assert changed.get("ctl_frames") == 1 and not [k for k in changed if k.startswith("drop_")], changed
+        assert lk.dp.ctl_frames() == [GW_MAC + GUEST_MAC + solicit[12:]]
+        before = lk.dp.counters()
+        lk.send(dhcpv6_solicit(dst=LL6))
+        lk.pump(1)
+        assert "ctl_frames" not in delta(before, lk.dp.counters()) and lk.dp.ctl_frames() == []
+        assert parse6(lk.recv())[4][0] == 1  # UDP to us: port unreachable
+        assert router_advertisement(lk)[5] == 0x80
+    finally:
+        lk.close()
+
+
+def test_frames_dhcpv6_not_served_in_slirp4netns_model(link6):
+    """slirp4netns's model (libslirp has no DHCPv6): a SOLICIT is UDP like
+    any other, nothing is queued."""
+    before = link6.dp.counters()
+    link6.send(dhcpv6_solicit())
+    link6.pump(1)
+    assert "ctl_frames" not in delta(before, link6.dp.counters()) and link6.dp.ctl_frames() == []
 
 
 def test_frames_unsolicited_router_advertisements_after_solicitation():

@@ -93,7 +93,7 @@ network model: the host's addresses and routes copied in (--config-net).
   --no-dhcp		Disable DHCP server
   --no-ndp		Disable NDP responses
   --no-icmp		Disable ICMP/ICMPv6 protocol handler
-  --no-dhcpv6		(no DHCPv6 server is run)
+  --no-dhcpv6		Disable DHCPv6 server
   --no-ra		Disable router advertisements
   --no-splice		(inbound connections always go through the tap)
   --freebind		Bind to any address for forwarding
@@ -159,6 +159,7 @@ class PastaArgs:
     no_ndp: bool = False
     no_icmp: bool = False
     no_dhcp: bool = False
+    no_dhcpv6: bool = False
     dhcp_dns: bool = False  # pasta hands out no DNS by DHCP or NDP unless --dhcp-dns
     dhcp_search: bool = False
     search: tuple | None = None  # -S: the domains; None: the host's resolv.conf's
@@ -292,6 +293,7 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
              "foreground": ("foreground", True), "no-ra": ("no_ra", True), "freebind": ("freebind", True),
              "no-map-gw": ("no_map_gw", True), "no-netns-quit": ("netns_quit", False),
              "config-net": ("config_net", True), "no-ndp": ("no_ndp", True), "no-icmp": ("no_icmp", True), "no-dhcp": ("no_dhcp", True),
+             "no-dhcpv6": ("no_dhcpv6", True),
              "dhcp-dns": ("dhcp_dns", True), "dhcp-search": ("dhcp_search", True)}
     if name in flags:
         setattr(args, *flags[name])
@@ -299,7 +301,7 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
             args.quiet = False
     elif name in ("help", "version"):
         return HELP if name == "help" else f"pasta (slirpd {__version__})\n"
-    elif name in ("stderr", "no-dhcpv6", "no-splice"):
+    elif name in ("stderr", "no-splice"):
         pass  # what slirpd does anyway (see HELP)
     elif name in ("no-dhcp-dns", "no-dhcp-search"):
         raise UsageError(f"--{name} is for passt mode only")  # pasta's own refusal

@@ -6,7 +6,9 @@ TAP made and with --config-net configured, the host ports bound), then
 slirpd forks; the parent writes --pid FILE and exits 0, and the daemon, a
 new session with stdin, stdout and stderr on /dev/null (podman reads them to
 EOF), serves, logging to syslog (log.py).  It answers DHCP as pasta does
-(net.dhcp_settings(), dhcp.py) unless --no-dhcp.  With --foreground (rootlesskit) or a COMMAND there is no fork.
+(net.dhcp_settings(), dhcp.py) unless --no-dhcp, and DHCPv6
+(net.dhcpv6_settings(), dhcpv6.py) unless --no-dhcpv6.  With --foreground
+(rootlesskit) or a COMMAND there is no fork.
 A failure before that is one line on stderr and exit status 1.
 
 The daemon quits on SIGTERM, when a PID target exits, when the namespace
@@ -138,6 +140,16 @@ def _dhcp(args: cli.PastaArgs, network, setup: net.Setup, upstream: tuple):
     return DhcpServer(settings)
 
 
+def _dhcpv6(args: cli.PastaArgs, network, upstream: tuple):
+    """pasta's DHCPv6 server for the guest (net.dhcpv6_settings()), or None."""
+    settings = net.dhcpv6_settings(args, network, upstream)
+    if settings is None:
+        return None
+    from slirpd.dhcpv6 import Dhcpv6Server
+
+    return Dhcpv6Server(settings)
+
+
 def _forward_in(args: cli.PastaArgs, network, forwards) -> None:
     """-t and -u: host ports to the guest's address of each client's family
     (both families on a port with no address given: one of them binding is
@@ -219,6 +231,7 @@ def run(args: cli.PastaArgs) -> int:
         upstream = resolver.upstream if resolver else (None, None)
         network, setup = net.model(args, template, upstream)
         dhcp = _dhcp(args, network, setup, upstream)
+        dhcpv6 = _dhcpv6(args, network, upstream)
         command = None
         if args.command is not None:
             from slirpd import standalone
@@ -257,7 +270,7 @@ def run(args: cli.PastaArgs) -> int:
                 _write_pid(pid_fd, os.getpid())
             cfg = cfg._replace(enable_seccomp=seccomp.available())  # loaded while the files are there
             lock_down(cfg, ns, resolver)
-        daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver, dhcp=dhcp,
+        daemon = Daemon(dp, target_pidfd=pidfd, target_watch=watch, resolver=resolver, dhcp=dhcp, dhcpv6=dhcpv6,
                         forward_signals_to=command.pid if command else None, tasks=tasks)
         if not cfg.enable_seccomp:
             log.warning("libseccomp is not available: serving without a seccomp filter")

@@ -197,7 +197,7 @@ def model(args, tpl: Template, upstream: tuple) -> tuple[GuestNetwork, Setup]:
                        rdnss6=rdnss6,
                        rules=_rules(args, guest4, gateway4, guest6, gateway6, upstream),
                        neigh_all=True, no_ra=args.no_ra or args.config_net, no_ndp=args.no_ndp,
-                       no_icmp=args.no_icmp,
+                       no_icmp=args.no_icmp, dhcpv6=guest6 is not None and not args.no_dhcpv6, ra_managed=True,
                        mac=bytes.fromhex((args.mac or PASTA_MAC).replace(":", "")))
     gw_route = [_default_via(socket.AF_INET, gateway4)] if gateway4 else []
     gw_route6 = [_default_via(socket.AF_INET6, gateway6)] if gateway6 else []
@@ -219,14 +219,33 @@ def dhcp_settings(args, network: GuestNetwork, setup: Setup, upstream: tuple):
 
     if args.no_dhcp or network.guest4 is None or network.gateway4 is None:
         return None
-    search = ()
-    if args.dhcp_search:
-        search = args.search if args.search is not None else host_search_domains()
     return Settings(server=network.gateway4, mac=network.mac, network=network.guest4.network,
                     router=network.gateway4, mtu=setup.mtu,
                     dns=_guest_dns(args, 4, upstream[0], _loopback_maps(args, network.gateway4, None)[0]),
-                    search=search, address=network.guest4.ip, lease_seconds=LEASE_INFINITE, hostname=args.hostname,
+                    search=_search(args), address=network.guest4.ip, lease_seconds=LEASE_INFINITE, hostname=args.hostname,
                     rapid_commit=True)
+
+
+def dhcpv6_settings(args, network: GuestNetwork, upstream: tuple):
+    """pasta's DHCPv6 (its dhcpv6.c): the guest's one IPv6 address; the DNS
+    servers and search domains only with --dhcp-dns and --dhcp-search, as
+    for DHCP.  None when no DHCPv6 is served: --no-dhcpv6 or no IPv6
+    (network.dhcpv6 is off)."""
+    from slirpd.dhcpv6 import Settings
+
+    if not network.dhcpv6:
+        return None
+    return Settings(mac=network.mac, address=network.guest6.ip,
+                    dns=_guest_dns(args, 6, upstream[1], _loopback_maps(args, None, network.gateway6)[1]),
+                    search=_search(args))
+
+
+def _search(args) -> tuple:
+    """The search domains pasta hands out (DHCP, DHCPv6): -S's, or the
+    host's, with --dhcp-search only."""
+    if not args.dhcp_search:
+        return ()
+    return args.search if args.search is not None else host_search_domains()
 
 
 def host_search_domains(path: str = "/etc/resolv.conf") -> tuple:

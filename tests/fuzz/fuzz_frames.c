@@ -4,8 +4,9 @@
  * guest writes to the TAP, what the host sockets return (bytes, datagrams,
  * connect() results, resets, ICMP errors, errno answers), the passing of
  * (virtual) time, forwarded ports opening and closing, and the control
- * plane's DHCP ring.  The harness runs it against one data plane built from
- * csrc/ unchanged, whose system calls go to the fake kernel of fake_sys.c.
+ * plane's DHCP (and DHCPv6) ring.  The harness runs it against one data
+ * plane built from csrc/ unchanged, whose system calls go to the fake kernel
+ * of fake_sys.c.
  *
  * Input encoding (every read past the end yields zeros, so any input is
  * valid):
@@ -13,8 +14,9 @@
  *		4 disable_host_loopback, 8 DNS upstream set, 16 outbound address,
  *		32 IPv6, 64 IPv6 DNS upstream, 128 pasta's network model
  *		(harness_rules(): neigh_all, a --dns-forward and a
- *		--map-guest-addr address; 4 is --no-map-gw then, 2 --no-ra,
- *		and 2 with 1 --no-ndp, 4 with 1 --no-icmp)
+ *		--map-guest-addr address, DHCPv6 to the control ring and
+ *		the Managed flag in router advertisements; 4 is --no-map-gw
+ *		then, 2 --no-ra, and 2 with 1 --no-ndp, 4 with 1 --no-icmp)
  *   byte 1:	bits 0-2 MTU choice (harness_mtus[]), bits 3-5 socket budget
  *		(harness_budgets[]), bits 6-7 descriptor limit of the fake
  *		kernel (harness_fd_limits[]: socket() and accept4() say EMFILE
@@ -675,6 +677,7 @@ static void harness_config(struct input *in, struct dp_config *cfg)
 	cfg->no_ra = bits & 128 && bits & 2;
 	cfg->no_ndp = cfg->no_ra && bits & 1;
 	cfg->no_icmp = bits & 128 && bits & 4 && bits & 1;
+	cfg->dhcpv6 = cfg->ra_managed = !!(bits & 128);
 	harness_rules(cfg, bits);
 	fk.tap_no_uso = take8(in) & 1;
 }

@@ -31,6 +31,7 @@ OP_FRAME, OP_POLL, OP_TIME, OP_STREAM, OP_DGRAM, OP_SOCK_EVENT, OP_KNOB, OP_ACCE
     OP_CTL, OP_FWD, OP_API, OP_NS_CONNECT, OP_VNET_FRAME = range(13)
 FWD_SPLICE_TCP, FWD_SPLICE_UDP = 2, 3  # fuzz_frames.c's listener slots: OP_FWD adds slot N with N << 1
 PASTA_MODEL = 128  # byte 0: pasta's network model (harness_rules())
+IPV6 = 32  # byte 0: IPv6 served
 NO_USO = 1  # byte 2: the fake kernel refuses TUN_F_USO4/6
 # OP_VNET_FRAME's what: NEEDS_CSUM, and the GSO type choices
 VNET_CSUM, VNET_TCPV4, VNET_UDP_L4 = 1, 1 << 1, 3 << 1
@@ -66,6 +67,27 @@ def udp(dst: str, sport: int, dport: int, data: bytes, src=GUEST4) -> bytes:
     c = csum(pseudo(src, dst, 17, len(seg)) + seg) or 0xFFFF
     return eth(ip4(seg[:6] + struct.pack("!H", c) + seg[8:], 17, dst, src=src),
                dst=b"\xff" * 6 if dst == "255.255.255.255" else GW_MAC)
+
+
+def ip6(payload: bytes, nh: int, src: str, dst: str, hops=1) -> bytes:
+    """An Ethernet frame with an IPv6 packet (to our MAC address)."""
+    hdr = struct.pack("!IHBB", 6 << 28, len(payload), nh, hops)
+    return eth(hdr + ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + payload, 0x86DD)
+
+
+def pseudo6(src: str, dst: str, proto: int, length: int) -> bytes:
+    return ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + struct.pack("!IxxxB", length, proto)
+
+
+def udp6(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
+    """A UDP header (checksum right over IPv6) and data."""
+    hdr = struct.pack("!HHHH", sport, dport, 8 + len(data), 0)
+    return hdr[:6] + struct.pack("!H", csum(pseudo6(src, dst, 17, 8 + len(data)) + hdr + data) or 0xFFFF) + data
+
+
+def icmp6(src: str, dst: str, msg: bytes) -> bytes:
+    """An ICMPv6 message with its checksum set (msg's bytes 2-3 zero)."""
+    return msg[:2] + struct.pack("!H", csum(pseudo6(src, dst, 58, len(msg)) + msg)) + msg[4:]
 
 
 def udp_super(dst: str, sport: int, dport: int, data: bytes, src=GUEST4) -> bytes:
@@ -324,6 +346,15 @@ def scenarios(binary: str) -> dict[str, Seed]:
     s.frame(udp("169.254.1.1", 33334, 53, bytes.fromhex("1234010000010000000000000378797a0000010001")))
     s.frame(tcp("169.254.1.2", 40020, 80, 1, 0, "S")).event(EV_CONNECTED).frame(icmp_echo(GW4))
     out["pasta-model"] = s.time(2, 70).poll()
+
+    # pasta's DHCPv6: a SOLICIT to ff02::1:2 queued for Python and taken,
+    # then a router solicitation (its answer says Managed)
+    guest_ll, servers = "fe80::ff:fe00:64", "ff02::1:2"
+    solicit = b"\x01\x12\x34\x56" + struct.pack("!HH", 1, 10) + b"\0\x03\0\x01" + GUEST_MAC
+    rs = bytes([133, 0, 0, 0]) + b"\0" * 4
+    s = Seed(config=PASTA_MODEL | IPV6).frame(ip6(udp6(guest_ll, servers, 546, 547, solicit), 17, guest_ll, servers))
+    s.op(OP_CTL, 0).frame(ip6(icmp6(guest_ll, "ff02::2", rs), 58, guest_ll, "ff02::2", hops=255))
+    out["pasta-dhcpv6"] = s.poll()
     return out
 
 
