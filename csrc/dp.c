@@ -94,6 +94,7 @@
 #include "inany.h"
 #include "ndp.h"
 #include "pcap.h"
+#include "nslo.h"
 #include "splice.h"
 #include "tap.h"
 #include "tcp.h"
@@ -209,6 +210,7 @@ void dp_free(struct dp *dp)
 	tcp_cleanup(dp);
 	splice_cleanup(dp);
 	flow_table_cleanup(dp);
+	nslo_cleanup(dp);
 	close(dp->epoll_fd);
 	close(dp->tap.fd);
 	udp_cleanup(dp);

@@ -25,6 +25,7 @@
 #include "fwd.h"
 #include "ip.h"
 #include "ndp.h"
+#include "nslo.h"
 #include "pcap.h"
 #include "tap.h"
 #include "tcp_conn.h"
@@ -60,6 +61,7 @@ enum dp_counter {
  *			datagrams, what the host kernel offers (udp.c)
  * @tcp:		TCP state beside the flows: deferred work, counts (tcp.c)
  * @fwd:		forwarded host sockets, the host's nameserver (fwd.c)
+ * @nslo:		the pools of --host-lo-to-ns-lo (nslo.c)
  * @ctl:		control frame ring (ctl.c)
  * @pcap:		capture file (pcap.c)
  * @counters:		counters, indexed by enum dp_counter
@@ -80,6 +82,7 @@ struct dp {
 	struct udp_ctx udp;
 	struct tcp_ctx tcp;
 	struct fwd_ctx fwd;
+	struct nslo_ctx nslo;
 	struct ctl_ctx ctl;
 	struct pcap_ctx pcap;
 	uint64_t counters[DP_CNT_COUNT];

@@ -25,6 +25,9 @@
 /* One-shot: host sockets ran short (a socket refused, a flow recycled or a
  * listener paused), see dp_sock_stats() */
 #define DP_NOTICE_SOCK_SHORT 8
+/* Not one-shot: a pool of --host-lo-to-ns-lo is at most half full
+ * (dp_ns_lo_wanted()): dp_wait() returns, Python refills it */
+#define DP_NOTICE_NS_LO_LOW 32
 /* Size of the buffer dp_ctl_recv() needs */
 #define DP_CTL_FRAME_MAX 1536
 
@@ -197,6 +200,9 @@ int dp_fwd_add(struct dp *dp, int id, int sock, int proto,
 int dp_fwd_add_splice(struct dp *dp, int id, int sock, int proto,
 		      const uint8_t *host_addr, uint16_t host_port);
 int dp_fwd_remove(struct dp *dp, int id);
+int dp_ns_lo_enable(struct dp *dp);
+int dp_ns_lo_add(struct dp *dp, int sock);
+int dp_ns_lo_wanted(const struct dp *dp, int version);
 int64_t dp_fwd_connections(struct dp *dp, int id);
 int dp_counter_count(void);
 const char *dp_counter_name(int index);

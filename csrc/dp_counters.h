@@ -110,6 +110,8 @@
 	X(splice_timeouts)	/* connect() or idle timeout */		\
 	X(splice_bytes)		/* bytes moved, both directions */	\
 	X(drop_splice_fds)	/* no descriptors for the connection: reset */ \
+	X(ns_lo_dialled)	/* -t from the host's loopback to the ns's (nslo.c) */ \
+	X(drop_ns_lo_pool_empty) /* ... none in the pool: reset */	\
 	X(splice_udp_datagrams)	/* datagrams from the namespace to the host */ \
 	X(splice_udp_replies)	/* the host's answers back into the namespace */ \
 	/* control frames for Python (ctl.c) */				\

@@ -167,6 +167,11 @@
 #define DP_SPLICE_ROUNDS	8
 #define DP_SPLICE_PIPE_SIZE	(256 << 10)
 
+/* pasta's --host-lo-to-ns-lo (nslo.c): unconnected sockets of the guest's
+ * namespace kept per family; Python refills a pool once it is at most half
+ * full (DP_NOTICE_NS_LO_LOW, dp_ns_lo_wanted()) */
+#define DP_NSLO_POOL_MAX	32
+
 /* Host sockets (flow.c).  cfg.sock_budget bounds the sockets flows and
  * forwards hold together (listeners included; 0: no bound but the kernel's).
  * Python computes it from RLIMIT_NOFILE less its own reserve (slirpd/fdlimit.py).

@@ -476,11 +476,30 @@ int flow_sock_dial(const struct sockaddr_storage *sa, socklen_t sa_len,
 {
 	int s = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		       0);
-	int err;
 
 	*connect_failed = false;
 	if (s < 0)
 		return -1;
+	return flow_sock_start_connect(s, sa, sa_len, connect_failed);
+}
+
+/**
+ * flow_sock_start_connect() - start connecting a non-blocking stream socket
+ * that is open already (flow_sock_dial()'s, or one of nslo.c's pool)
+ * @s:		the socket, closed if the connect fails
+ * @sa:		where it connects
+ * @sa_len:	length of @sa
+ * @connect_failed:	set if connect() failed
+ *
+ * Return: @s, connected or connecting (EINPROGRESS), or -1 with errno set
+ *	   (@s closed)
+ */
+int flow_sock_start_connect(int s, const struct sockaddr_storage *sa,
+			    socklen_t sa_len, bool *connect_failed)
+{
+	int err;
+
+	*connect_failed = false;
 	if (connect(s, (const struct sockaddr *)sa, sa_len) &&
 	    errno != EINPROGRESS) {
 		err = errno;

@@ -230,6 +230,8 @@ int flow_connect(struct dp *dp, struct flow *f,
 		 uint32_t events, unsigned sock_drop);
 int flow_sock_dial(const struct sockaddr_storage *sa, socklen_t sa_len,
 		   bool *connect_failed);
+int flow_sock_start_connect(int s, const struct sockaddr_storage *sa,
+			    socklen_t sa_len, bool *connect_failed);
 void flow_set_state(struct flow *f, enum flow_state state);
 const char *flow_state_name(enum flow_state state);
 void flow_close(struct dp *dp, struct flow *f, enum flow_close_reason why);

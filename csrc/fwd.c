@@ -90,6 +90,7 @@
 #include "fwd.h"
 #include "inany.h"
 #include "ip.h"
+#include "nslo.h"
 #include "splice.h"
 #include "tcp.h"
 #include "udp.h"
@@ -936,9 +937,13 @@ void fwd_sock_event(struct dp *dp, uint32_t index)
 			break;
 		}
 
-		fwd_guest_view(dp, &sa, &l->guest, &src, &src_port);
 		DP_COUNT(dp, fwd_tcp_accepted);
+		if (nslo_enabled(dp) && fwd_sa_is_loopback(&sa)) {
+			splice_from_host(dp, l, fd, &sa);	/* counts it in l */
+			continue;
+		}
 		l->connections++;
+		fwd_guest_view(dp, &sa, &l->guest, &src, &src_port);
 		tcp_conn_from_host(dp, fd, &src, src_port, &l->guest,
 				   l->guest_port);
 	}

@@ -26,6 +26,14 @@
  * still holds is read when the other side's events move the flow, and bytes
  * still meant for it cannot be delivered (a reset).
  *
+ * pasta's --host-lo-to-ns-lo takes the same path the other way (nslo.c): a
+ * -t connection accepted on the host from its loopback (fwd.c) becomes a
+ * FLOW_SPLICE flow by splice_from_host(), whose @sock is the accepted socket
+ * and whose @splice.host_sock, the socket dialled, is one of nslo.c's pool
+ * of the guest's namespace, connecting to its loopback at the forward's
+ * port.  The sides are named for -T (SPLICE_NS is always the flow's @sock);
+ * nothing here depends on where each socket lives.
+ *
  * States (flow.h): SPLICE_ST_CONNECTING until the connect() to the host
  * completes, SPLICE_ST_ESTABLISHED, SPLICE_ST_HALF_CLOSED once one direction's
  * FIN is passed on.
@@ -50,6 +58,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,6 +68,7 @@
 #include "flow.h"
 #include "fwd.h"
 #include "inany.h"
+#include "nslo.h"
 #include "splice.h"
 
 #define SPLICE_FDS	5	/* besides the accepted socket: host socket, pipes */
@@ -373,20 +383,24 @@ static int splice_pipes(struct splice_flow *s)
 }
 
 /**
- * splice_open() - open the host side of an accepted connection
+ * splice_open() - open the other side of an accepted connection
  * @dp:		data plane, @now_ms current
- * @l:		the splice listener it came in on
+ * @l:		the listener it came in on: a splice listener, or a -t one
+ *		with @to_ns_lo
  * @fd:		accepted socket, counted in the forwards' share
- * @sa:		its peer in the guest's namespace
+ * @sa:		its peer
+ * @to_ns_lo:	dial the namespace's loopback, of @sa's family, at @l's
+ *		guest port with a socket of nslo.c's pool, rather than @l's
+ *		host address from the host
  *
  * Return: 0, or -1 with @fd reset and closed (the drop counted)
  */
 static int splice_open(struct dp *dp, struct fwd_listener *l, int fd,
-		       const struct sockaddr_storage *sa)
+		       const struct sockaddr_storage *sa, bool to_ns_lo)
 {
 	struct splice_flow s = { .last_ms = dp->now_ms };
 	struct sockaddr_storage to;
-	union inany_addr peer;
+	union inany_addr peer, dst;
 	bool connect_failed;
 	struct flow_key key;
 	socklen_t to_len;
@@ -398,18 +412,26 @@ static int splice_open(struct dp *dp, struct fwd_listener *l, int fd,
 		goto reset;
 	}
 	fwd_sa_to_inany(sa, &peer, &port);
-	fwd_sockaddr(&l->guest, l->guest_port, &to, &to_len);
+	dst = l->guest;
+	if (to_ns_lo && inany_is_v4(&peer))
+		inany_from_v4(&dst, htonl(INADDR_LOOPBACK));
+	else if (to_ns_lo)
+		dst = (union inany_addr){ .a[15] = 1 };	/* ::1 */
+	fwd_sockaddr(&dst, l->guest_port, &to, &to_len);
 	flow_key_fill(&key, SPLICE_KEY_PROTO, &peer, port, &l->guest,
 		      l->guest_port);
 	if (flow_lookup(dp, &key) || splice_pipes(&s)) {
 		DP_COUNT(dp, drop_splice_fds);
 		goto give_back;
 	}
-	s.host_sock = flow_sock_dial(&to, to_len, &connect_failed);
+	if (to_ns_lo)
+		s.host_sock = nslo_dial(dp, &to, to_len, &connect_failed);
+	else
+		s.host_sock = flow_sock_dial(&to, to_len, &connect_failed);
 	if (s.host_sock < 0) {
 		if (connect_failed)
 			DP_COUNT(dp, splice_conn_failed);
-		else
+		else if (!to_ns_lo)	/* nslo.c counted its empty pool */
 			DP_COUNT(dp, drop_splice_fds);
 		goto close_pipes;
 	}
@@ -469,6 +491,20 @@ void splice_accept(struct dp *dp, struct fwd_listener *l)
 			return;
 		}
 		DP_COUNT(dp, splice_accepted);
-		splice_open(dp, l, fd, &sa);
+		splice_open(dp, l, fd, &sa, false);
 	}
+}
+
+/**
+ * splice_from_host() - splice a -t connection from the host's loopback to
+ * the namespace's loopback (--host-lo-to-ns-lo, nslo.c)
+ * @dp:		data plane
+ * @l:		the -t listener, TCP, @splice not set
+ * @fd:		the accepted socket, counted in the forwards' share
+ * @sa:		its peer, on the host's loopback
+ */
+void splice_from_host(struct dp *dp, struct fwd_listener *l, int fd,
+		     const struct sockaddr_storage *sa)
+{
+	splice_open(dp, l, fd, sa, true);
 }

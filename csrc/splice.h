@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct dp;
 struct flow;
@@ -41,6 +42,8 @@ struct splice_flow {
 };
 
 void splice_accept(struct dp *dp, struct fwd_listener *l);
+void splice_from_host(struct dp *dp, struct fwd_listener *l, int fd,
+		     const struct sockaddr_storage *sa);
 void splice_sock_event(struct dp *dp, struct flow *f, int side,
 		       uint32_t events);
 void splice_timer(struct dp *dp, struct flow *f);

@@ -24,7 +24,7 @@ import selectors
 import signal
 import socket
 
-from slirpd.dataplane import (NOTICE_CTL_FRAMES, NOTICE_DNS_USED, NOTICE_PCAP_STOPPED, NOTICE_PING_FORBIDDEN,
+from slirpd.dataplane import (NOTICE_CTL_FRAMES, NOTICE_DNS_USED, NOTICE_NS_LO_LOW, NOTICE_PCAP_STOPPED, NOTICE_PING_FORBIDDEN,
                               NOTICE_SOCK_SHORT, PCAP_FULL, Dataplane, TapGone)
 from slirpd.dhcpv6 import ETH_TYPE_IP6
 from slirpd.log import log
@@ -103,7 +103,8 @@ class Daemon:
             self._serve_dhcp()
         if notices & NOTICE_DNS_USED and self.resolver is not None:
             self._follow_resolver()
-        if notices & ~(NOTICE_CTL_FRAMES | NOTICE_DNS_USED):
+        # NOTICE_NS_LO_LOW only ends the wait: the tasks run next (nslopool.py)
+        if notices & ~(NOTICE_CTL_FRAMES | NOTICE_DNS_USED | NOTICE_NS_LO_LOW):
             self._log_notices(notices)
 
     def _serve_dhcp(self) -> None:

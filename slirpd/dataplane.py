@@ -20,13 +20,14 @@ import sys
 from slirpd._dp import ffi, lib
 
 __all__ = ["Dataplane", "TapGone", "counter_names", "NOTICE_PING_FORBIDDEN", "NOTICE_CTL_FRAMES",
-           "NOTICE_PCAP_STOPPED", "NOTICE_SOCK_SHORT", "NOTICE_DNS_USED", "PCAP_OFF", "PCAP_ON", "PCAP_FULL"]
+           "NOTICE_PCAP_STOPPED", "NOTICE_SOCK_SHORT", "NOTICE_DNS_USED", "NOTICE_NS_LO_LOW", "PCAP_OFF", "PCAP_ON", "PCAP_FULL"]
 
 NOTICE_PING_FORBIDDEN = lib.DP_NOTICE_PING_FORBIDDEN
 NOTICE_CTL_FRAMES = lib.DP_NOTICE_CTL_FRAMES
 NOTICE_PCAP_STOPPED = lib.DP_NOTICE_PCAP_STOPPED
 NOTICE_SOCK_SHORT = lib.DP_NOTICE_SOCK_SHORT
 NOTICE_DNS_USED = lib.DP_NOTICE_DNS_USED
+NOTICE_NS_LO_LOW = lib.DP_NOTICE_NS_LO_LOW
 PCAP_OFF = lib.DP_PCAP_OFF
 PCAP_ON = lib.DP_PCAP_ON
 PCAP_FULL = lib.DP_PCAP_FULL
@@ -211,6 +212,14 @@ class Dataplane:
         err = ffi.errno
         raise OSError(err, os.strerror(err))
 
+    @staticmethod
+    def _api(rc: int) -> int:
+        """A data plane call's return: rc, or OSError with errno if it is -1."""
+        if rc >= 0:
+            return rc
+        err = ffi.errno
+        raise OSError(err, os.strerror(err))
+
     def watch(self, fd: int) -> None:
         """Make wait() return when fd (an epoll selector's own fd, say) is
         readable; fd must stay open as long as this data plane."""
@@ -229,7 +238,8 @@ class Dataplane:
         """Notices raised since the last call, as a bit mask of NOTICE_*
         (NOTICE_PING_FORBIDDEN at most once per data plane; NOTICE_CTL_FRAMES
         whenever control frames wait for ctl_frames(); NOTICE_DNS_USED when a
-        flow to the DNS address opened, at most once a second)."""
+        flow to the DNS address opened, at most once a second;
+        NOTICE_NS_LO_LOW whenever a --host-lo-to-ns-lo pool fell to half)."""
         return int(lib.dp_notices(self._handle()))
 
     def ctl_frames(self) -> list[bytes]:
@@ -271,6 +281,23 @@ class Dataplane:
         if lib.dp_fwd_add_splice(self._handle(), fwd_id, sock_fd, proto_num, _addr16(host_addr), host_port) != 0:
             err = ffi.errno
             raise OSError(err, os.strerror(err))
+
+    def ns_lo_enable(self) -> None:
+        """pasta's --host-lo-to-ns-lo: -t connections from the host's
+        loopback go to the namespace's loopback, by sockets of the pool
+        (ns_lo_add())."""
+        self._api(lib.dp_ns_lo_enable(self._handle()))
+
+    def ns_lo_add(self, sock: socket.socket) -> None:
+        """Give the --host-lo-to-ns-lo pool an unconnected TCP socket made in
+        the guest's namespace; the data plane owns it from now on (detached
+        from sock, closed by it even on failure).  Raises OSError."""
+        self._api(lib.dp_ns_lo_add(self._handle(), sock.detach()))
+
+    def ns_lo_wanted(self, version: int) -> int:
+        """How many sockets the pool of IP version takes now (0 while it is
+        more than half full)."""
+        return self._api(lib.dp_ns_lo_wanted(self._handle(), version))
 
     def remove_forward(self, fwd_id: int) -> None:
         """Stop forwarding (connections already open stay). Raises OSError."""

@@ -8,10 +8,11 @@ under seccomp it may not even create a socket of another family than
 AF_INET and AF_INET6.  So NamespaceBinder forks, at setup, a small helper
 that joins the guest's user and network namespaces (as netns.py's TapHelper
 does) and stays there.  It keeps only its end of a SOCK_SEQPACKET pair;
-each request is one datagram (REQUEST: protocol number, IP version, port),
-and its answer is "ok" with the socket bound to that port of the
-namespace's 127.0.0.1 or ::1 (listening, for TCP; non-blocking) over
-SCM_RIGHTS, or "e" with the errno.  The daemon only sends and receives on
+each request is one datagram (REQUEST: operation, protocol number, IP
+version, port), and its answer is "ok" with the socket bound to that port of
+the namespace's 127.0.0.1 or ::1 (OP_BIND: listening, for TCP; non-blocking)
+over SCM_RIGHTS, or "e" with the errno.  OP_SOCKETS asks for that many
+unconnected TCP sockets instead, for --host-lo-to-ns-lo (nslopool.py).  The daemon only sends and receives on
 its end, which seccomp allows.
 
 Lifetime: the helper ignores the signals that end a process (a Ctrl-C or
@@ -41,7 +42,10 @@ from slirpd.autofwd import ForwardingStopped
 from slirpd.remover import IGNORED_SIGNALS, close_all_but
 
 HELPER_NAME = b"slirpd-nsbind"  # what ps shows for the helper (comm, 15 bytes at most)
-REQUEST = struct.Struct("=BBH")  # IPPROTO_TCP or IPPROTO_UDP, 4 or 6, port
+REQUEST = struct.Struct("=BBBH")  # op, IPPROTO_TCP or IPPROTO_UDP, 4 or 6, port (OP_SOCKETS: how many)
+OP_BIND = 1  # a socket bound to the port of the loopback
+OP_SOCKETS = 2  # that many unconnected TCP sockets (--host-lo-to-ns-lo's pool)
+SOCKETS_MAX = 32  # sockets per OP_SOCKETS answer at most
 ANSWER_MAX = 64
 ANSWER_TIMEOUT = 1.0  # seconds the daemon waits for an answer at most
 OK_ANSWER = b"ok"
@@ -73,6 +77,25 @@ def bind_loopback(proto: str, version: int, port: int) -> socket.socket:
     return sock
 
 
+def _send_sockets(sock: socket.socket, version: int, count: int) -> None:
+    """Answer OP_SOCKETS: count unconnected non-blocking TCP sockets of
+    version (fewer if the helper runs short of descriptors, "e" if none)."""
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    made = []
+    try:
+        for _ in range(count):
+            made.append(socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC))
+    except OSError as e:
+        if not made:
+            sock.send(b"e%d" % e.errno)
+            return
+    try:
+        socket.send_fds(sock, [OK_ANSWER], [s.fileno() for s in made])
+    finally:
+        for s in made:
+            s.close()
+
+
 def _serve(sock: socket.socket) -> None:
     """The helper's loop: answer each request until the daemon's end closes."""
     while True:
@@ -82,9 +105,13 @@ def _serve(sock: socket.socket) -> None:
         if len(request) != REQUEST.size:
             sock.send(b"e%d" % errno.EINVAL)
             continue
-        proto, version, port = REQUEST.unpack(request)
-        if proto not in (socket.IPPROTO_TCP, socket.IPPROTO_UDP) or version not in LOOPBACK:
+        op, proto, version, port = REQUEST.unpack(request)
+        if proto not in (socket.IPPROTO_TCP, socket.IPPROTO_UDP) or version not in LOOPBACK or \
+                op not in (OP_BIND, OP_SOCKETS) or (op == OP_SOCKETS and not 0 < port <= SOCKETS_MAX):
             sock.send(b"e%d" % errno.EINVAL)
+            continue
+        if op == OP_SOCKETS:
+            _send_sockets(sock, version, port)
             continue
         try:
             bound = bind_loopback("tcp" if proto == socket.IPPROTO_TCP else "udp", version, port)
@@ -135,19 +162,35 @@ class NamespaceBinder:
         """A socket of the guest's namespace bound to port of its 127.0.0.1
         (version 4) or ::1 (6), listening for TCP.  Raises OSError with the
         helper's errno, HelperGone if it is not there."""
+        proto_num = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
+        fds = self._ask(REQUEST.pack(OP_BIND, proto_num, version, port), 1)
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        return socket.socket(family, kind, fileno=fds[0])
+
+    def sockets(self, version: int, count: int) -> list[socket.socket]:
+        """Up to count (at most SOCKETS_MAX) unconnected non-blocking TCP
+        sockets of the guest's namespace, of IP version 4 or 6, at least one.
+        Raises as bind()."""
+        fds = self._ask(REQUEST.pack(OP_SOCKETS, socket.IPPROTO_TCP, version, min(count, SOCKETS_MAX)),
+                        SOCKETS_MAX)
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        return [socket.socket(family, socket.SOCK_STREAM, fileno=fd) for fd in fds]
+
+    def _ask(self, request: bytes, max_fds: int) -> list[int]:
+        """Send one request, return the descriptors of its "ok" answer (at
+        least one, max_fds at most).  Raises OSError with the helper's
+        errno, HelperGone if it is not there."""
         if self._sock is None:
             raise HelperGone(errno.EPIPE, "the namespace helper is gone")
-        proto_num = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
         try:
-            self._sock.send(REQUEST.pack(proto_num, version, port))
-            msg, fds, _flags, _addr = socket.recv_fds(self._sock, ANSWER_MAX, 1, socket.MSG_CMSG_CLOEXEC)
+            self._sock.send(request)
+            msg, fds, _flags, _addr = socket.recv_fds(self._sock, ANSWER_MAX, max_fds, socket.MSG_CMSG_CLOEXEC)
         except OSError as e:
             self.close()
             raise HelperGone(e.errno or errno.ETIMEDOUT, f"the namespace helper is gone: {e}") from None
-        if msg == OK_ANSWER and len(fds) == 1:
-            family = socket.AF_INET if version == 4 else socket.AF_INET6
-            kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-            return socket.socket(family, kind, fileno=fds[0])
+        if msg == OK_ANSWER and fds:
+            return fds
         for fd in fds:
             os.close(fd)
         if msg[:1] == b"e" and msg[1:].isdigit():

@@ -264,16 +264,23 @@ def test_podman_50_52(pasta, guest, netns, resolver, version):
         assert echo.peers == []
 
 
-@pytest.mark.parametrize("option", ["--host-lo-to-ns-lo", "--runas=1000", "-F"])
+@pytest.mark.parametrize("option", ["--runas=1000", "-F"])
 def test_unsupported_option_fails(pasta, option):
     """An option slirpd does not implement fails as pasta fails on one it
-    does not know: getopt's message, exit 1, no daemon (rootlesskit probes
-    --host-lo-to-ns-lo --version by its exit status)."""
+    does not know: getopt's message, exit 1, no daemon."""
     res = pasta.start([option, "--version"])
     word = option.split("=")[0]
     expected = f"invalid option -- '{option[1]}'" if len(word) == 2 else f"unrecognized option '{option}'"
     assert (res.returncode, res.stdout) == (1, "")
     assert res.stderr == f"{pasta.link}: {expected}\n"
+    assert pasta.alive() == []
+
+
+def test_host_lo_to_ns_lo_probe(pasta):
+    """rootlesskit 3 probes --host-lo-to-ns-lo --version by its exit status,
+    and passes the option when it is accepted: it is."""
+    res = pasta.start(["--host-lo-to-ns-lo", "--version"])
+    assert (res.returncode, res.stderr) == (0, "") and res.stdout.startswith("pasta (slirpd "), res
     assert pasta.alive() == []
 
 

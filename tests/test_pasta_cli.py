@@ -82,13 +82,9 @@ def test_refused_alike(both, argv):
 @pytest.mark.parametrize("argv", ACCEPTED)
 def test_accepted_alike(both, argv):
     """What rootlesskit probes (by exit status): --version, and
-    --host-lo-to-ns-lo --version, which slirpd refuses (it does not have it:
-    rootlesskit then does not pass it) while Debian's pasta takes it."""
+    --host-lo-to-ns-lo --version (rootlesskit 3 then passes the option)."""
     got = run_both(both, argv)
-    if argv.startswith("--host-lo"):
-        assert got["pasta"][0] == 0 and got["slirpd"][:2] == (1, "pasta: unrecognized option '--host-lo-to-ns-lo'")
-    else:
-        assert got["slirpd"][0] == got["pasta"][0] == 0, got
+    assert got["slirpd"][0] == got["pasta"][0] == 0, got
 
 
 SHOW = ("ping -c 1 -W 1 192.0.2.77 >/dev/null 2>&1; ip -j addr show; echo; ip -j -4 route show; echo;"

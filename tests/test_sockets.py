@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from slirpd.dataplane import NOTICE_SOCK_SHORT
-from lib.frames import GUEST4, GW4, echo_request, eth, inet_csum, ip4, udp
+from lib.frames import GUEST4, GW4, echo_request, eth, inet_csum, ip4, tcp_flags, udp
 from lib.harness import as_user, slirpd_argv, wait_for
 from lib.link import Link, collect, delta
 from lib.sockets import CSRC, PAUSE, RECYCLE_IDLE, Sink, fill_share, limit, send_udp
@@ -61,12 +61,6 @@ def syn(dport: int, sport: int = 45000) -> bytes:
     pseudo = GUEST4.packed + GW4.packed + struct.pack("!BBH", 0, 6, len(seg))
     c = inet_csum(pseudo + seg)
     return eth(0x0800, ip4(seg[:16] + struct.pack("!H", c) + seg[18:], proto=6))
-
-
-def tcp_flags(frame: bytes) -> int:
-    """The flags of a TCP segment to the guest (an IPv4 header of 20 bytes)."""
-    assert frame[12:14] == b"\x08\x00" and frame[23] == 6, frame[:40].hex()
-    return frame[14 + 20 + 13]
 
 
 def tcp_sport(frame: bytes) -> int:

@@ -6,7 +6,10 @@ TCP, udp.c for UDP): a client in the guest namespace connecting to its own
 answers after the client's FIN, the client reads the answer to its end), a
 reset is carried each way, a refused connect resets the guest's client, and
 the daemon's descriptors come back to their count after thousands of
-connections.  UDP: datagrams of 0 and 65,507 bytes each way, two clients
+connections.  --host-lo-to-ns-lo takes the same path the other way: a -t
+connection from the host's loopback reaches a server on the namespace's own
+loopback, from loopback, with data, half-close and resets carried, and
+descriptors flat.  UDP: datagrams of 0 and 65,507 bytes each way, two clients
 told apart.  pasta mode always runs under its seccomp filter, so splice(2)
 and pipe2 run filtered here.
 """
@@ -16,13 +19,15 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from lib.harness import wait_for
-from lib.pastalib import HostServer
+from lib.pastalib import GuestServer, HostServer, host_tcp
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -218,3 +223,105 @@ def test_udp_both_ways(spliced, guest):
         assert len(set(peers)) == 2 and all(p[0] == "127.0.0.1" for p in peers)
     finally:
         host.close()
+
+
+# --- pasta's --host-lo-to-ns-lo: the host's loopback to the namespace's (csrc/nslo.c)
+
+HOST_PORT = 19400  # the -t port on the host; the namespace's server is on NS_PORT
+
+
+@pytest.fixture
+def ns_lo(pasta_fg):
+    """start(*options): pasta -t HOST_PORT:NS_PORT --host-lo-to-ns-lo in the
+    foreground on the guest, no other forward."""
+    return lambda *options: pasta_fg("-t", f"{HOST_PORT}:{NS_PORT}", "-u", "none", "-T", "none", "-U", "none",
+                                     *options)
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "::1"])
+def test_host_lo_to_ns_lo_reaches_ns_loopback(ns_lo, guest, addr):
+    """A server bound to the namespace's loopback only answers a client of
+    the host's loopback, and sees it come from loopback: the request after
+    the client's FIN (half-close), the answer to the client's end."""
+    d = ns_lo("--host-lo-to-ns-lo")  # first: it brings the namespace's loopback (::1) up
+    server = GuestServer(guest, addr, "tcp", NS_PORT)
+    try:
+        assert host_tcp(addr, HOST_PORT, b"x" * 100000) == f"{NS_PORT} {addr} ".encode() + b"x" * 100000
+        c = d.counters()
+        assert (c["ns_lo_dialled"], c["drop_ns_lo_pool_empty"], c["fwd_tcp_accepted"]) == (1, 0, 1), c
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("options", [(), ("--host-lo-to-ns-lo", "--no-splice")])
+def test_without_host_lo_to_ns_lo_ns_loopback_unreached(ns_lo, guest, options):
+    """Without the option (or with --no-splice, as in pasta), as before: the
+    connection goes through the TAP to the guest's address, where a server
+    on its loopback does not listen."""
+    d = ns_lo(*options)
+    server = GuestServer(guest, "127.0.0.1", "tcp", NS_PORT)
+    try:
+        with pytest.raises(OSError):
+            host_tcp("127.0.0.1", HOST_PORT, timeout=5)
+        assert d.counters()["ns_lo_dialled"] == 0
+    finally:
+        server.close()
+    server = GuestServer(guest, "0.0.0.0", "tcp", NS_PORT)  # on its address it does: through the TAP
+    try:
+        assert host_tcp("127.0.0.1", HOST_PORT).endswith(b" hello")
+        c = d.counters()
+        assert (c["ns_lo_dialled"], c["fwd_tcp_accepted"]) == (0, 2), c
+    finally:
+        server.close()
+
+
+GUEST_LO_ABORT = """
+import socket, sys
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("ready", flush=True)
+c, _ = s.accept()
+c.recv(5)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\\1\\0\\0\\0\\0\\0\\0\\0")
+c.close()
+"""
+
+
+def test_host_lo_to_ns_lo_resets(ns_lo, guest):
+    """A reset is carried: nothing listening on the namespace's loopback
+    port resets the host's client, and so does a server there aborting."""
+    d = ns_lo("--host-lo-to-ns-lo")
+    with pytest.raises((ConnectionResetError, BrokenPipeError)):
+        host_tcp("127.0.0.1", HOST_PORT)
+    assert d.counters()["splice_conn_failed"] == 1
+    proc = guest.popen([sys.executable, "-c", GUEST_LO_ABORT, str(NS_PORT)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        with socket.create_connection(("127.0.0.1", HOST_PORT), timeout=10) as s:
+            s.sendall(b"hello")
+            with pytest.raises(ConnectionResetError):
+                s.recv(10)
+        assert proc.wait(timeout=10) == 0
+        assert d.proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_host_lo_to_ns_lo_descriptors_flat(ns_lo, guest):
+    """2,000 connections one after another, each a socket of the pool: the
+    daemon's descriptors come back to their count (the pool refilled to the
+    same level), and no connection found the pool empty."""
+    d = ns_lo("--host-lo-to-ns-lo")
+    server = GuestServer(guest, "127.0.0.1", "tcp", NS_PORT)
+    try:
+        fds = lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd"))  # noqa: E731
+        assert host_tcp("127.0.0.1", HOST_PORT) == f"{NS_PORT} 127.0.0.1 hello".encode()
+        before = fds()
+        for i in range(2000):
+            assert host_tcp("127.0.0.1", HOST_PORT, b"%d" % i) == f"{NS_PORT} 127.0.0.1 {i}".encode()
+        wait_for(lambda: fds() <= before, 10, "the descriptors to come back")
+        c = d.counters()
+        assert (c["ns_lo_dialled"], c["drop_ns_lo_pool_empty"]) == (2001, 0), c
+        assert before - fds() < 16, "the pool refilled"  # refilled once at most half full: 32 at most
+    finally:
+        server.close()

@@ -41,7 +41,7 @@ OPTIONS = [Option(*o) for o in (
     ("config-net",), ("map-host-loopback", None, True), ("map-guest-addr", None, True),
     ("dns-host", None, True), ("no-ndp",), ("search", "S", True), ("dhcp-dns",), ("no-dhcp-dns",),
     ("dhcp-search",), ("no-dhcp-search",), ("no-copy-routes",), ("no-copy-addrs",),
-    ("hostname", "H", True), ("no-icmp",),
+    ("hostname", "H", True), ("no-icmp",), ("host-lo-to-ns-lo",),
 )]
 
 HELP = f"""\
@@ -95,7 +95,8 @@ network model: the host's addresses and routes copied in (--config-net).
   --no-icmp		Disable ICMP/ICMPv6 protocol handler
   --no-dhcpv6		Disable DHCPv6 server
   --no-ra		Disable router advertisements
-  --no-splice		(inbound connections always go through the tap)
+  --no-splice		Inbound connections go through the tap (as they do
+			anyway, but with --host-lo-to-ns-lo)
   --freebind		Bind to any address for forwarding
   -4, --ipv4-only	Enable IPv4 operation only
   -6, --ipv6-only	Enable IPv6 operation only
@@ -108,6 +109,8 @@ network model: the host's addresses and routes copied in (--config-net).
   -U, --udp-ns SPEC	UDP forwarding from namespace loopback to host's
     SPEC: none, auto (ports bound on the host), or PORTS as above
     default: auto
+  --host-lo-to-ns-lo	-t connections from the host's loopback go to the
+			namespace's loopback (TCP only), not through the tap
   --userns NSPATH	Target user namespace to join
   --netns PATH|NAME	Target network namespace to join
   --no-netns-quit	Don't quit if filesystem-bound target is gone
@@ -158,6 +161,8 @@ class PastaArgs:
     no_ra: bool = False
     no_ndp: bool = False
     no_icmp: bool = False
+    host_lo_to_ns_lo: bool = False  # -t from the host's loopback to the namespace's (TCP)
+    no_splice: bool = False  # --host-lo-to-ns-lo does nothing then, as in pasta
     no_dhcp: bool = False
     no_dhcpv6: bool = False
     dhcp_dns: bool = False  # pasta hands out no DNS by DHCP or NDP unless --dhcp-dns
@@ -294,6 +299,7 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
              "no-map-gw": ("no_map_gw", True), "no-netns-quit": ("netns_quit", False),
              "config-net": ("config_net", True), "no-ndp": ("no_ndp", True), "no-icmp": ("no_icmp", True), "no-dhcp": ("no_dhcp", True),
              "no-dhcpv6": ("no_dhcpv6", True),
+             "host-lo-to-ns-lo": ("host_lo_to_ns_lo", True), "no-splice": ("no_splice", True),
              "dhcp-dns": ("dhcp_dns", True), "dhcp-search": ("dhcp_search", True)}
     if name in flags:
         setattr(args, *flags[name])
@@ -301,7 +307,7 @@ def _option(args: PastaArgs, name: str, value: str | None) -> str | None:
             args.quiet = False
     elif name in ("help", "version"):
         return HELP if name == "help" else f"pasta (slirpd {__version__})\n"
-    elif name in ("stderr", "no-splice"):
+    elif name == "stderr":
         pass  # what slirpd does anyway (see HELP)
     elif name in ("no-dhcp-dns", "no-dhcp-search"):
         raise UsageError(f"--{name} is for passt mode only")  # pasta's own refusal

@@ -188,11 +188,11 @@ def _reverse_protos(args: cli.PastaArgs) -> list[str]:
 
 
 def _binder(args: cli.PastaArgs, ns: TargetNamespaces, cleanup: contextlib.ExitStack):
-    """For -T/-U auto, the helper that binds sockets in the guest's
+    """For -T/-U auto and --host-lo-to-ns-lo, the helper that binds sockets in the guest's
     namespaces (nsbinder.py), forked now, before the data plane is loaded
     (the pages the daemon writes after the fork become the helper's own);
     else None."""
-    if not _reverse_protos(args):
+    if not _reverse_protos(args) and not _host_lo_to_ns_lo(args):
         return None
     from slirpd.nsbinder import NamespaceBinder
 
@@ -204,7 +204,7 @@ def _binder(args: cli.PastaArgs, ns: TargetNamespaces, cleanup: contextlib.ExitS
 def _reverse_auto(args: cli.PastaArgs, network, binder, dp, forwards, cleanup: contextlib.ExitStack):
     """-T auto, -U auto (nsautofwd.py), leaving -t and -u's host ports
     alone: an AutoForwarder, or None."""
-    if binder is None:
+    if not _reverse_protos(args):
         return None
     from slirpd.nsautofwd import reverse_auto
 
@@ -213,6 +213,22 @@ def _reverse_auto(args: cli.PastaArgs, network, binder, dp, forwards, cleanup: c
     auto = reverse_auto(binder, dp, forwards, _reverse_protos(args), (4, 6) if network.ipv6 else (4,), inward)
     cleanup.callback(auto.close)
     return auto
+
+
+def _host_lo_to_ns_lo(args: cli.PastaArgs) -> bool:
+    """--host-lo-to-ns-lo, unless --no-splice (pasta's fwd_nat_from_host()
+    splices nothing then, so the option does nothing)."""
+    return args.host_lo_to_ns_lo and not args.no_splice
+
+
+def _loopback_pool(args: cli.PastaArgs, network, binder, dp):
+    """--host-lo-to-ns-lo: the task keeping its sockets of the namespace
+    (nslopool.py), its pools filled now; else None."""
+    if not _host_lo_to_ns_lo(args):
+        return None
+    from slirpd.nslopool import LoopbackPool
+
+    return LoopbackPool(dp, binder, (4, 6) if network.ipv6 else (4,))
 
 
 def run(args: cli.PastaArgs) -> int:
@@ -261,7 +277,8 @@ def run(args: cli.PastaArgs) -> int:
             reverse = _reverse_auto(args, network, binder, dp, forwards, cleanup)
             if autofwd is not None and reverse is not None:
                 autofwd.reverse, reverse.reverse = reverse, autofwd
-            tasks = [t for t in (autofwd, reverse) if t is not None]
+            pool = _loopback_pool(args, network, binder, dp)
+            tasks = [t for t in (autofwd, reverse, pool) if t is not None]
             helper.configured()  # pasta exits 0 only once the namespace is configured
             _release_netns(ns)
             if command is None and not args.foreground:

@@ -65,6 +65,12 @@ def echo_request(payload: bytes = b"", dst=GW4, **kw) -> bytes:
     return eth(0x0800, ip4(icmp(8, payload, **kw), dst=dst))
 
 
+def tcp_flags(frame: bytes) -> int:
+    """The flags of a TCP segment to the guest (an IPv4 header of 20 bytes)."""
+    assert frame[12:14] == b"\x08\x00" and frame[23] == 6, frame[:40].hex()
+    return frame[14 + 20 + 13]
+
+
 def parse_arp_reply(frame: bytes):
     assert len(frame) >= 42
     assert frame[0:6] == GUEST_MAC and frame[6:12] == GW_MAC and frame[12:14] == b"\x08\x06"
