@@ -156,7 +156,24 @@ def _private_file(prefix: str, data: bytes) -> str:
     raise FileExistsError(errno.EEXIST, f"no free name {prefix}*")
 
 
-def _child(argv: list[str], parent: int, unshared_w: int, go_r: int) -> None:
+def _command_environment() -> dict[str, str]:
+    """The environment slirpd was started with, for the command: Python's
+    locale coercion (PEP 538) sets LC_CTYPE=C.UTF-8 in its own when the
+    locale is C, unset or not installed (replacing a caller's LC_CTYPE that
+    names a locale this machine lacks), which a command that slirp4netns or
+    pasta runs would not see.  What was there at exec is /proc/self/environ."""
+    env = dict(os.environ)
+    if "LC_CTYPE" in env:
+        with open("/proc/self/environ", "rb") as f:
+            started_with = [var for var in f.read().split(b"\0") if var.startswith(b"LC_CTYPE=")]
+        if started_with:
+            env["LC_CTYPE"] = os.fsdecode(started_with[-1][len(b"LC_CTYPE="):])
+        else:
+            del env["LC_CTYPE"]
+    return env
+
+
+def _child(argv: list[str], env: dict[str, str], parent: int, unshared_w: int, go_r: int) -> None:
     """In the forked child: unshare, wait for the network, mount resolv.conf,
     exec.  Never returns."""
     try:
@@ -182,7 +199,7 @@ def _child(argv: list[str], parent: int, unshared_w: int, go_r: int) -> None:
                 mount(tmp, RESOLV_CONF, None, MS_BIND)
             finally:
                 os.unlink(tmp)
-        os.execvp(argv[0], argv)
+        os.execvpe(argv[0], argv, env)
     except OSError as e:
         os.write(2, f"slirpd: {argv[0]}: {e.strerror}\n".encode())
         os._exit(127 if e.errno == 2 else 126)
@@ -197,11 +214,12 @@ class Command:
         self._go_r, self._go_w = os.pipe()
         parent = os.getpid()
         libc()  # loaded once, here: the command's child and the namespace helper (netns.py) both need it
+        env = _command_environment()
         self.pid = os.fork()
         if self.pid == 0:
             os.close(unshared_r)
             os.close(self._go_w)
-            _child(argv, parent, unshared_w, self._go_r)
+            _child(argv, env, parent, unshared_w, self._go_r)
         os.close(unshared_w)
         os.close(self._go_r)
         try:

@@ -83,6 +83,21 @@ def test_options_apply_to_command(plain_user):
 
 
 @pytest.mark.daemon
+@pytest.mark.parametrize("lc_ctype", [None, "C.UTF-8", "fr_FR.UTF-8"])
+def test_command_gets_callers_environment(plain_user, lc_ctype):
+    """The command's environment is the caller's: not Python's coerced
+    locale (LC_CTYPE=C.UTF-8 when the caller has none), but what the caller
+    set, as is."""
+    env = {k: v for k, v in as_user(plain_user)["env"].items() if not k.startswith("LC_") and k != "LANG"}
+    if lc_ctype:
+        env["LC_CTYPE"] = lc_ctype
+    res = subprocess.run(slirpd_argv("--", "sh", "-c", 'echo "LC_CTYPE=${LC_CTYPE-unset} HOME=$HOME"'),
+                         capture_output=True, text=True, timeout=30, **{**as_user(plain_user), "env": env})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"LC_CTYPE={lc_ctype or 'unset'} HOME=/\n"
+
+
+@pytest.mark.daemon
 def test_exit_status_passes_through(plain_user):
     assert slirpd_run(plain_user, "--", "false").returncode == 1
     assert slirpd_run(plain_user, "--", "sh", "-c", "exit 42").returncode == 42
