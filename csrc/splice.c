@@ -23,8 +23,10 @@
  * it; a full pipe stops the reading, so the loop never spins on a readable
  * socket it cannot take from.  A side that hung up (EPOLLHUP, which epoll
  * reports whatever it is asked for) leaves the epoll set for good: what it
- * still holds is read when the other side's events move the flow, and bytes
- * still meant for it cannot be delivered (a reset).
+ * still holds is read when the other side's events move the flow (that side
+ * is watched for EPOLLOUT until the FIN is read, so a round that empties the
+ * pipe cannot leave the rest unread for ever), and bytes still meant for it
+ * cannot be delivered (a reset).
  *
  * pasta's --host-lo-to-ns-lo takes the same path the other way (nslo.c): a
  * -t connection accepted on the host from its loopback (fwd.c) becomes a
@@ -120,7 +122,9 @@ static int splice_watch(struct dp *dp, struct flow *f)
 		if (!connecting && !s->eof[side] &&
 		    s->in_pipe[side] < s->pipe_cap)
 			ev[side] |= EPOLLIN;
-		if (s->in_pipe[other])
+		/* a side that hung up before its FIN was read is not watched:
+		 * what it still holds is read when this one can take more */
+		if (s->in_pipe[other] || (s->hup[other] && !s->eof[other]))
 			ev[side] |= EPOLLOUT;
 	}
 	if (connecting)
