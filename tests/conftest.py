@@ -33,6 +33,7 @@ from lib.daemon import READY_TIMEOUT, Slirpd
 from lib.deb12 import Deb12Clients
 from lib.dns import DnsServer, host_resolver
 from lib.guest import Guest
+from lib.link import Link
 from lib.harness import (HARDEN, REPO, SLIRPD, VENV_BIN, as_user, environ_without_preload, plain_user as new_plain_user,
                          read_with_timeout, run_ok, slirpd_argv)
 from lib.pastalib import GATEWAY4, Pasta, pasta_link
@@ -235,6 +236,14 @@ def pasta_fg(guest, pasta_bin, user_tmp):
         return p
     yield start
     p.stop()
+
+
+@pytest.fixture
+def pair():
+    """A data plane on a socket-pair link (lib.link), closed afterwards."""
+    link = Link("pair")
+    yield link
+    link.close()
 
 
 @pytest.fixture

@@ -56,13 +56,6 @@ def tap():
     lk.close()
 
 
-@pytest.fixture
-def pair():
-    lk = Link("pair")
-    yield lk
-    lk.close()
-
-
 # --- tests ---------------------------------------------------------------------
 
 def test_counter_names():

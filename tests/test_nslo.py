@@ -19,16 +19,9 @@ from slirpd.dataplane import NOTICE_NS_LO_LOW
 from lib.frames import GUEST4, GW4, arp_request, tcp_flags
 from lib.pastalib import HOST4
 from lib.harness import wait_for
-from lib.link import Link, collect, delta
+from lib.link import collect, delta
 
 POOL_MAX = 32  # DP_NSLO_POOL_MAX
-
-
-@pytest.fixture
-def lk():
-    link = Link("pair")
-    yield link
-    link.close()
 
 
 @pytest.fixture
@@ -50,120 +43,120 @@ def fill(dp, n: int, family=socket.AF_INET) -> None:
         dp.ns_lo_add(socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK))
 
 
-def poll_until(lk, done, what: str) -> None:
-    wait_for(lambda: lk.dp.poll() >= 0 and done(), 5, what)
+def poll_until(pair, done, what: str) -> None:
+    wait_for(lambda: pair.dp.poll() >= 0 and done(), 5, what)
 
 
-def test_wanted_follows_half_full(lk):
+def test_wanted_follows_half_full(pair):
     """Nothing wanted before dp_ns_lo_enable(); then the room left, once at
     most half full, and 0 above that; a full pool refuses another (closing
     it), a socket of another kind is refused."""
-    assert (lk.dp.ns_lo_wanted(4), lk.dp.ns_lo_wanted(6)) == (0, 0)
-    lk.dp.ns_lo_enable()
-    assert (lk.dp.ns_lo_wanted(4), lk.dp.ns_lo_wanted(6)) == (POOL_MAX, POOL_MAX)
-    fill(lk.dp, POOL_MAX // 2)
-    assert lk.dp.ns_lo_wanted(4) == POOL_MAX // 2
-    fill(lk.dp, 1)
-    assert (lk.dp.ns_lo_wanted(4), lk.dp.ns_lo_wanted(6)) == (0, POOL_MAX)
-    fill(lk.dp, POOL_MAX - POOL_MAX // 2 - 1)
+    assert (pair.dp.ns_lo_wanted(4), pair.dp.ns_lo_wanted(6)) == (0, 0)
+    pair.dp.ns_lo_enable()
+    assert (pair.dp.ns_lo_wanted(4), pair.dp.ns_lo_wanted(6)) == (POOL_MAX, POOL_MAX)
+    fill(pair.dp, POOL_MAX // 2)
+    assert pair.dp.ns_lo_wanted(4) == POOL_MAX // 2
+    fill(pair.dp, 1)
+    assert (pair.dp.ns_lo_wanted(4), pair.dp.ns_lo_wanted(6)) == (0, POOL_MAX)
+    fill(pair.dp, POOL_MAX - POOL_MAX // 2 - 1)
     before = fds()
     with pytest.raises(OSError) as full:
-        fill(lk.dp, 1)
+        fill(pair.dp, 1)
     assert full.value.errno == 28 and fds() == before  # ENOSPC, the socket closed
     with pytest.raises(OSError) as udp:
-        lk.dp.ns_lo_add(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        pair.dp.ns_lo_add(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     assert udp.value.errno == 22 and fds() == before  # EINVAL, closed too
     with pytest.raises(OSError):
-        lk.dp.ns_lo_wanted(5)
+        pair.dp.ns_lo_wanted(5)
 
 
-def test_loopback_client_spliced_to_ns_loopback(lk, listener):
+def test_loopback_client_spliced_to_ns_loopback(pair, listener):
     """A client of the host's loopback is spliced to 127.0.0.1 at the
     forward's guest port, through a socket of the pool; no frame reaches
     the guest."""
     server = socket.create_server(("127.0.0.1", 0))
-    lk.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
-    lk.dp.ns_lo_enable()
-    fill(lk.dp, 1)
-    before = lk.dp.counters()
+    pair.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
+    pair.dp.ns_lo_enable()
+    fill(pair.dp, 1)
+    before = pair.dp.counters()
     with server, socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=5) as c:
-        poll_until(lk, lambda: lk.dp.counters()["splice_conn_opened"] > before["splice_conn_opened"], "the splice")
+        poll_until(pair, lambda: pair.dp.counters()["splice_conn_opened"] > before["splice_conn_opened"], "the splice")
         conn, peer = server.accept()
         with conn:
             assert peer[0] == "127.0.0.1"
             c.sendall(b"ping")
             conn.settimeout(5)
-            poll_until(lk, lambda: conn.recv(4, socket.MSG_PEEK) == b"ping", "the bytes in")
+            poll_until(pair, lambda: conn.recv(4, socket.MSG_PEEK) == b"ping", "the bytes in")
             assert conn.recv(4) == b"ping"
-        assert lk.recv(timeout=0.1) is None
-    d = delta(before, lk.dp.counters())
+        assert pair.recv(timeout=0.1) is None
+    d = delta(before, pair.dp.counters())
     assert (d.get("ns_lo_dialled"), d.get("drop_ns_lo_pool_empty")) == (1, None), d
-    assert lk.dp.ns_lo_wanted(4) == POOL_MAX
+    assert pair.dp.ns_lo_wanted(4) == POOL_MAX
 
 
 @pytest.mark.parametrize("enabled, client", [(True, HOST4), (False, "127.0.0.1")])
-def test_other_client_goes_to_guest(lk, listener, enabled, client):
+def test_other_client_goes_to_guest(pair, listener, enabled, client):
     """A client of another host address, or any client without the option,
     goes through the TAP as before: a SYN to the guest, the pool untouched."""
-    lk.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, 80)
-    lk.send(arp_request(GW4))  # the data plane learns the guest's MAC address
-    assert len(collect(lk, 1)) == 1
+    pair.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, 80)
+    pair.send(arp_request(GW4))  # the data plane learns the guest's MAC address
+    assert len(collect(pair, 1)) == 1
     if enabled:
-        lk.dp.ns_lo_enable()
-        fill(lk.dp, 1)
-    before = lk.dp.counters()
+        pair.dp.ns_lo_enable()
+        fill(pair.dp, 1)
+    before = pair.dp.counters()
     with socket.socket() as c:
         c.bind((client, 0))
         c.setblocking(False)
         c.connect_ex((client, listener.getsockname()[1]))
-        frames = collect(lk, 1)
+        frames = collect(pair, 1)
         assert frames and tcp_flags(frames[0]) == 0x02, "no SYN to the guest"
-    d = delta(before, lk.dp.counters())
+    d = delta(before, pair.dp.counters())
     assert d.get("fwd_tcp_accepted") == 1 and "ns_lo_dialled" not in d, d
-    assert lk.dp.ns_lo_wanted(4) == (POOL_MAX - 1 if enabled else 0)
+    assert pair.dp.ns_lo_wanted(4) == (POOL_MAX - 1 if enabled else 0)
 
 
-def test_empty_pool_resets_and_counts(lk, listener):
+def test_empty_pool_resets_and_counts(pair, listener):
     """A loopback client finding the pool empty is reset at once and
     counted; nothing reaches the guest, no descriptor is left, and the next
     one, with a socket pooled again, is served."""
     server = socket.create_server(("127.0.0.1", 0))
-    lk.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
-    lk.dp.ns_lo_enable()
-    before, open_before = lk.dp.counters(), fds()
+    pair.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
+    pair.dp.ns_lo_enable()
+    before, open_before = pair.dp.counters(), fds()
     with server, socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=5) as c:
-        poll_until(lk, lambda: lk.dp.counters()["drop_ns_lo_pool_empty"] > 0, "the drop")
+        poll_until(pair, lambda: pair.dp.counters()["drop_ns_lo_pool_empty"] > 0, "the drop")
         with pytest.raises(ConnectionResetError):
             c.recv(1)
-        d = delta(before, lk.dp.counters())
+        d = delta(before, pair.dp.counters())
         assert (d.get("drop_ns_lo_pool_empty"), d.get("ns_lo_dialled")) == (1, None), d
-        assert lk.recv(timeout=0.1) is None
+        assert pair.recv(timeout=0.1) is None
     assert fds() == open_before - 1  # all but the server closed here
-    assert lk.dp.sockets()["forwards"] == 1  # the listener only: the accepted socket given back
-    fill(lk.dp, 1)
+    assert pair.dp.sockets()["forwards"] == 1  # the listener only: the accepted socket given back
+    fill(pair.dp, 1)
     server = socket.create_server(("127.0.0.1", 0))
-    lk.dp.remove_forward(1)
-    lk.dp.add_forward(2, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
+    pair.dp.remove_forward(1)
+    pair.dp.add_forward(2, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
     with server, socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=5):
-        poll_until(lk, lambda: lk.dp.counters()["ns_lo_dialled"] == 1, "the second connection spliced")
+        poll_until(pair, lambda: pair.dp.counters()["ns_lo_dialled"] == 1, "the second connection spliced")
         server.settimeout(5)
         server.accept()[0].close()
 
 
-def test_half_empty_pool_ends_the_wait(lk, listener):
+def test_half_empty_pool_ends_the_wait(pair, listener):
     """Taking the socket that leaves a pool half full raises
     NOTICE_NS_LO_LOW (each time: not a one-shot notice), so that Python
     refills it; one taken above that raises nothing."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(5)
-    lk.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
-    lk.dp.ns_lo_enable()
-    fill(lk.dp, POOL_MAX // 2 + 2)
-    lk.dp.notices()
+    pair.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
+    pair.dp.ns_lo_enable()
+    fill(pair.dp, POOL_MAX // 2 + 2)
+    pair.dp.notices()
     with server:
         for dialled, notice in ((1, 0), (2, NOTICE_NS_LO_LOW), (3, NOTICE_NS_LO_LOW)):
             with socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=5):
-                poll_until(lk, lambda: lk.dp.counters()["ns_lo_dialled"] == dialled, "the splice")  # noqa: B023
-                assert lk.dp.notices() & NOTICE_NS_LO_LOW == notice, dialled
+                poll_until(pair, lambda: pair.dp.counters()["ns_lo_dialled"] == dialled, "the splice")  # noqa: B023
+                assert pair.dp.notices() & NOTICE_NS_LO_LOW == notice, dialled
                 server.accept()[0].close()
-    assert lk.dp.ns_lo_wanted(4) == POOL_MAX - (POOL_MAX // 2 - 1)
+    assert pair.dp.ns_lo_wanted(4) == POOL_MAX - (POOL_MAX // 2 - 1)
