@@ -59,6 +59,23 @@
  * Ownership: on success, dp_new() takes the TAP descriptor and dp_free()
  * closes it.  On failure the caller keeps it.
  *
+ * Handing over the CPU
+ * --------------------
+ * Under load we never sleep: the TAP or a socket always has more.  The
+ * reader of what we relay (the host's receiver of the guest's datagrams, the
+ * guest's of the host's) is woken by our send, and the scheduler often puts
+ * it on our CPU, where it waits until our time slice ends, milliseconds in
+ * which we deliver thousands of datagrams to a socket buffer that holds about
+ * 90 of 1400 bytes (the default 208 KiB): the rest are dropped, our work on
+ * them wasted.  So after each full batch, 64 frames from the TAP (dp_tap_input())
+ * or a round of DP_UDP_RECV_BATCH datagrams towards the guest (udp.c), the
+ * transmit queue is flushed and dp_yield_cpu() lets whatever is runnable on
+ * our CPU go first.  On 2 CPUs with iperf3 -u -b 0 that more than doubled
+ * the datagrams delivered guest to host (1.9-2.2 Gbit/s to 3.8-4.6, about
+ * what loopback delivers) and took host to guest from 2.4-2.9 to 3.2-3.8;
+ * TCP, which has flow control, did not move.  Fairness is kept: the
+ * scheduler counts what we ran, not when.
+ *
  * Limits
  * ------
  * All sizes are in dp_limits.h.  The guest is untrusted: every length is
@@ -293,6 +310,8 @@ static int dp_tap_input(struct dp *dp, int budget, int *status)
 		tap_tx_flush(dp);
 		total += n;
 
+		if (n == DP_RX_RING)
+			dp_yield_cpu(dp);	/* and more is likely waiting */
 		if (*status || n < want)
 			break;
 	}

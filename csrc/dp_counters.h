@@ -118,6 +118,8 @@
 	X(ctl_frames)		/* queued: DHCP, DHCPv6 requests */	\
 	X(drop_ctl_too_big)						\
 	X(drop_ctl_full)	/* Python is behind: ring full */	\
+	/* scheduling (dp_yield_cpu()) */				\
+	X(cpu_yields)		/* CPU handed over after a full batch */	\
 	/* TAP */							\
 	X(drop_tap_write)	/* write() to the TAP failed or was short */ \
 	X(tap_read_errors)	/* unexpected read() errors */		\

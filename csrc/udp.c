@@ -30,7 +30,9 @@
  *   and udp_tx_read() sends them on: a datagram that fits the MTU is built in
  *   one frame (with virtio-net headers its checksum left to the guest's
  *   kernel, udp_tx_partial()), a larger one goes to ip_tx_l4(), which
- *   fragments it to the guest's MTU.
+ *   fragments it to the guest's MTU.  After a full round the frames are
+ *   written out and the CPU handed over (dp_yield_cpu(), dp.c's "Handing
+ *   over the CPU"), so that the guest's reader takes them before the next.
  * - UDP segmentation: where the kernel has it, a UDP socket sends a buffer
  *   of equal-size datagrams as one (UDP_SEGMENT, Linux 4.18) and receives
  *   what GRO coalesced as one buffer with its size (UDP_GRO, 5.0); a TAP
@@ -1241,13 +1243,13 @@ static void udp_tx_read(struct dp *dp, const struct flow *f, int n)
  * @ee:		extended error from the socket's error queue, or NULL
  *
  * Return: ICMPv4 destination unreachable code (ip_tx_unreach() maps it for
-							      *	   IPv6 guests), or -1 if the error is not relayed: not a destination
-							      *	   unreachable, or fragmentation needed
-							      */
-							      static int udp_err_code(const struct sock_extended_err *ee)
-							      {
-							      if (!ee)
-							      return -1;
+ *	   IPv6 guests), or -1 if the error is not relayed: not a destination
+ *	   unreachable, or fragmentation needed
+ */
+static int udp_err_code(const struct sock_extended_err *ee)
+{
+	if (!ee)
+		return -1;
 	if (ee->ee_origin == SO_EE_ORIGIN_ICMP6 &&
 	    ee->ee_type == ICMP6_DEST_UNREACH)
 		return ee->ee_code == ICMP6_UNREACH_PORT ? ICMP_UNREACH_PORT :
@@ -1371,6 +1373,8 @@ void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 
 		if (n < DP_UDP_RECV_BATCH)
 			break;
+		tap_tx_flush(dp);	/* the guest's reader gets this round */
+		dp_yield_cpu(dp);	/* before we read the next */
 	}
 }
 
@@ -1573,6 +1577,8 @@ void udp_listener_input(struct dp *dp, struct fwd_listener *l)
 
 		if (n < DP_UDP_RECV_BATCH)
 			break;
+		tap_tx_flush(dp);	/* as udp_sock_event() */
+		dp_yield_cpu(dp);
 	}
 }
 
