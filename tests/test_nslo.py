@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 import pytest
 
@@ -22,6 +23,7 @@ from lib.harness import wait_for
 from lib.link import collect, delta
 
 POOL_MAX = 32  # DP_NSLO_POOL_MAX
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # not in the socket module; the test runs as root
 
 
 @pytest.fixture
@@ -160,3 +162,59 @@ def test_half_empty_pool_ends_the_wait(pair, listener):
                 assert pair.dp.notices() & NOTICE_NS_LO_LOW == notice, dialled
                 server.accept()[0].close()
     assert pair.dp.ns_lo_wanted(4) == POOL_MAX - (POOL_MAX // 2 - 1)
+
+
+def test_side_that_hung_up_with_data_unread_is_read_to_its_end(pair, listener):
+    """A spliced side that hung up (its FIN came after our own shutdown, so
+    EPOLLHUP: it leaves the epoll set) while it still held more than one
+    event's rounds move (DP_SPLICE_ROUNDS x the pipe, 8 x 256 KiB): the rest
+    is read on as the other side takes it, to the end and its EOF.  Before
+    ec74ec3 the last round of an event emptied the pipe into the other
+    side's roomy buffer, nothing was watched any more, and the transfer
+    stalled for ever at 2 MiB (test_nsauto's 4 MiB echo did, now and then).
+    The buffers make it certain: the client's 6 MiB and FIN wait whole in
+    the accepted side's buffer before the data plane looks, and the other
+    side's buffers take every round whole."""
+    size = 6 << 20
+    data = os.urandom(size)
+    listener.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)  # the accepted side inherits it
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+    server.settimeout(5)
+    pair.dp.add_forward(1, listener.fileno(), "tcp", GUEST4, server.getsockname()[1])
+    pair.dp.ns_lo_enable()
+    ns_side = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    ns_side.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 8 << 20)
+    pair.dp.ns_lo_add(ns_side)
+    with server, socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=5) as c:
+        poll_until(pair, lambda: pair.dp.counters()["splice_conn_opened"] == 1, "the splice")
+        conn, _ = server.accept()
+        with conn:
+            conn.shutdown(socket.SHUT_WR)  # our shutdown of the client's side follows
+            poll_until(pair, lambda: at_eof(c), "the client's EOF")
+            sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
+            sender.start()  # with the data plane not polled: all of it, then the FIN, wait in its buffer
+            wait_for(lambda: not sender.is_alive(), 10, "the client's bytes sent")
+            sender.join()
+            conn.setblocking(False)
+            got = bytearray()
+
+            def drained() -> bool:
+                pair.dp.poll()
+                try:
+                    while chunk := conn.recv(1 << 20):
+                        got.extend(chunk)
+                    return True
+                except BlockingIOError:
+                    return False
+
+            wait_for(drained, 20, "the rest of the client's bytes and its EOF")
+    assert len(got) == size and bytes(got) == data
+
+
+def at_eof(sock: socket.socket) -> bool:
+    """sock's peer has shut down its writing, and nothing is left to read."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
