@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools import Guest, ToolError, as_user, pasta_link, plain_user, wait_until
+from tools import Guest, ToolError, as_user, pasta_link, plain_user, require_sandbox_root, wait_until
 
 IDLE_WAIT = 0.5  # seconds after ready before memory is read
 PASTA = "/tmp/pasta-anchor/passt-2c174f1/pasta"  # where ../shared/anchors/build-pasta.sh puts it
@@ -310,8 +310,7 @@ def main():
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--instances", type=int, default=20)
     args = p.parse_args()
-    if os.environ.get("SLIRPD_SANDBOX") != "1" or os.geteuid() != 0:
-        sys.exit("startup.py: run it as root inside tests/sandbox.sh")
+    require_sandbox_root("startup.py")
     user = plain_user()
     slirpd = Path(args.venv) / "bin" / "slirpd"
     binaries = {"slirp4netns": args.slirp4netns, "slirpd": str(slirpd), "pasta": args.pasta,

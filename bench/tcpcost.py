@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools import Slirpd, ToolError, attached, plain_user, start_server, stop
+from tools import Slirpd, ToolError, attached, plain_user, require_sandbox_root, start_server, stop
 from udpcost import PERF_EVENTS, daemon_counters, perf_counts
 
 IPERF_PORT = 5303
@@ -104,8 +104,7 @@ def main():
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--runs", type=int, default=1)
     args = p.parse_args()
-    if os.environ.get("SLIRPD_SANDBOX") != "1" or os.geteuid() != 0:
-        sys.exit("tcpcost.py: run it as root inside tests/sandbox.sh")
+    require_sandbox_root("tcpcost.py")
     user = plain_user()
     for run in range(args.runs):
         for mtu in args.mtu or [1500, 65520]:

@@ -40,6 +40,22 @@ class ToolError(Exception):
     """A tool could not be started or asked; the message goes into the table."""
 
 
+def require_sandbox_root(prog: str) -> None:
+    """Exit with one line unless running as root inside tests/sandbox.sh."""
+    if os.environ.get("SLIRPD_SANDBOX") != "1" or os.geteuid() != 0:
+        sys.exit(f"{prog}: run it as root inside tests/sandbox.sh")
+
+
+def ab_runs(directions: str, runs: int, venvs: list[str]):
+    """(direction, run, venv) in the order of an A/B measurement: for each
+    direction (comma-separated) and run, every venv in turn, alternating, so
+    that a change of load hits them all; no venv: this interpreter's."""
+    for direction in directions.split(","):
+        for run in range(runs):
+            for venv in venvs or [str(Path(sys.executable).parent.parent)]:
+                yield direction, run, venv
+
+
 def pasta_link(slirpd: Path) -> str:
     """A link named pasta to slirpd (slirpd takes pasta's command line by
     that name), in a directory of its own; "" without slirpd."""

@@ -23,11 +23,10 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
-from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, Guest, Pasta, Slirp4netns, Slirpd, ToolError, attached,
-                   plain_user, start_server, stop)
+from tools import (FWD_GUEST_PORT, FWD_HOST_PORT, Guest, Pasta, Slirp4netns, Slirpd, ToolError, ab_runs, attached,
+                   plain_user, require_sandbox_root, start_server, stop)
 
 IPERF_PORT = 5302
 DGRAM = 1400  # UDP payload bytes per datagram
@@ -104,27 +103,23 @@ def main():
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the daemons (e.g. "
                    "SLIRPD_OFFLOADS_OFF=uso,udp_gso,udp_gro)")
     args = p.parse_args()
-    if os.environ.get("SLIRPD_SANDBOX") != "1" or os.geteuid() != 0:
-        sys.exit("udpbench.py: run it as root inside tests/sandbox.sh")
+    require_sandbox_root("udpbench.py")
     user = plain_user()
-    venvs = args.venv or [str(Path(sys.executable).parent.parent)]
     results: dict = {}
-    for direction in args.dir.split(","):
-        for run in range(args.runs):
-            for venv in venvs:  # alternating, so that a change of load hits both
-                path, _, own = venv.partition("@")
-                tool, binary = Slirpd, None if path == "loopback" else str(Path(path) / "bin" / "slirpd")
-                if path.startswith(("slirp4netns:", "pasta:")):
-                    name, binary = path.split(":", 1)
-                    tool = Slirp4netns if name == "slirp4netns" else Pasta
-                env = dict(e.split("=", 1) for e in [*args.env, *filter(None, own.split(","))])
-                try:
-                    r = run_once(binary, args.mtu, direction, args.seconds, args.rate, user, env, tool)
-                    line = f"delivered {r['delivered']:.3f} Gbit/s (sent {r['sent']:.3f}, loss {r['loss']:.1f}%)"
-                    results.setdefault((direction, venv), []).append(r["delivered"])
-                except (RunError, ToolError) as e:
-                    line = f"failed: {e}"
-                print(f"{direction} mtu {args.mtu} run {run} {venv}: {line}", flush=True)
+    for direction, run, venv in ab_runs(args.dir, args.runs, args.venv):
+        path, _, own = venv.partition("@")
+        tool, binary = Slirpd, None if path == "loopback" else str(Path(path) / "bin" / "slirpd")
+        if path.startswith(("slirp4netns:", "pasta:")):
+            name, binary = path.split(":", 1)
+            tool = Slirp4netns if name == "slirp4netns" else Pasta
+        env = dict(e.split("=", 1) for e in [*args.env, *filter(None, own.split(","))])
+        try:
+            r = run_once(binary, args.mtu, direction, args.seconds, args.rate, user, env, tool)
+            line = f"delivered {r['delivered']:.3f} Gbit/s (sent {r['sent']:.3f}, loss {r['loss']:.1f}%)"
+            results.setdefault((direction, venv), []).append(r["delivered"])
+        except (RunError, ToolError) as e:
+            line = f"failed: {e}"
+        print(f"{direction} mtu {args.mtu} run {run} {venv}: {line}", flush=True)
     print(f"load: {os.getloadavg()}")
     for (direction, venv), values in results.items():
         print(f"{direction} mtu {args.mtu} {venv}: median {statistics.median(values):.3f} Gbit/s of "

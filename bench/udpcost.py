@@ -27,10 +27,9 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-from tools import Slirpd, ToolError, attached, plain_user, wait_until
+from tools import Slirpd, ToolError, ab_runs, attached, plain_user, require_sandbox_root, wait_until
 from udpbench import IPERF_PORT, RunError, udp_iperf3
 
 # the calls a datagram's way can make; the rest are summed as "other"
@@ -158,28 +157,25 @@ def main():
     p.add_argument("--record", metavar="FILE", help="perf record -g the daemon into FILE (the last run's)")
     p.add_argument("--strace", action="store_true", help="print strace -c -f's table too (errors by call)")
     args = p.parse_args()
-    if os.environ.get("SLIRPD_SANDBOX") != "1" or os.geteuid() != 0:
-        sys.exit("udpcost.py: run it as root inside tests/sandbox.sh")
+    require_sandbox_root("udpcost.py")
     user = plain_user()
-    for direction in args.dir.split(","):
-        for run in range(args.runs):
-            for venv in args.venv or [str(Path(sys.executable).parent.parent)]:
-                path, _, own = venv.partition("@")
-                env = dict(e.split("=", 1) for e in own.split(",") if e)
-                keep = args.callgrind and args.callgrind / f"callgrind-{direction}-{args.mtu}-{run}-{Path(path).name}.out"
-                try:
-                    per = measure(path, args.mtu, direction, args.seconds, args.rate, user, keep,
-                                  args.strace, args.record, env)
-                except (RunError, ToolError, subprocess.SubprocessError) as e:
-                    print(f"{direction} mtu {args.mtu} {venv}: failed: {e}", flush=True)
-                    continue
-                shown = [f"{k}={per[k]:.3g}" for k in ("instructions", "task-clock", "syscalls") if k in per]
-                shown += [f"{k}={v:.3g}" for k, v in per.items()
-                          if k in (*SYSCALLS, "read_failed", "other") and v >= 0.001]
-                print(f"{direction} mtu {args.mtu} rate {args.rate} run {run} {venv}: "
-                      f"{per['datagrams']:.0f} datagrams moved, {per['delivered']} delivered, {per['gbps']:.3f} "
-                      "Gbit/s; per datagram moved: "
-                      + " ".join(shown), flush=True)
+    for direction, run, venv in ab_runs(args.dir, args.runs, args.venv):
+        path, _, own = venv.partition("@")
+        env = dict(e.split("=", 1) for e in own.split(",") if e)
+        keep = args.callgrind and args.callgrind / f"callgrind-{direction}-{args.mtu}-{run}-{Path(path).name}.out"
+        try:
+            per = measure(path, args.mtu, direction, args.seconds, args.rate, user, keep,
+                          args.strace, args.record, env)
+        except (RunError, ToolError, subprocess.SubprocessError) as e:
+            print(f"{direction} mtu {args.mtu} {venv}: failed: {e}", flush=True)
+            continue
+        shown = [f"{k}={per[k]:.3g}" for k in ("instructions", "task-clock", "syscalls") if k in per]
+        shown += [f"{k}={v:.3g}" for k, v in per.items()
+                  if k in (*SYSCALLS, "read_failed", "other") and v >= 0.001]
+        print(f"{direction} mtu {args.mtu} rate {args.rate} run {run} {venv}: "
+              f"{per['datagrams']:.0f} datagrams moved, {per['delivered']} delivered, {per['gbps']:.3f} "
+              "Gbit/s; per datagram moved: "
+              + " ".join(shown), flush=True)
     print(f"load: {os.getloadavg()}")
 
 

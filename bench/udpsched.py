@@ -27,11 +27,10 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tools import Slirpd, ToolError, attached, plain_user, start_server, stop
+from tools import Slirpd, ToolError, ab_runs, attached, plain_user, require_sandbox_root, start_server, stop
 from udpbench import DGRAM, GRACE, IPERF_PORT
 from udpcost import daemon_counters
 
@@ -146,19 +145,16 @@ def main():
     p.add_argument("--seconds", type=float, default=4)
     p.add_argument("--runs", type=int, default=1)
     args = p.parse_args()
-    if os.environ.get("SLIRPD_SANDBOX") != "1" or os.geteuid() != 0:
-        sys.exit("udpsched.py: run it as root inside tests/sandbox.sh")
+    require_sandbox_root("udpsched.py")
     user = plain_user()
-    for direction in args.dir.split(","):
-        for run in range(args.runs):
-            for venv in args.venv or [str(Path(sys.executable).parent.parent)]:
-                binary = None if venv == "loopback" else str(Path(venv) / "bin" / "slirpd")
-                try:
-                    r = one_run(binary, args.mtu, direction, args.seconds, user)
-                except (ToolError, subprocess.SubprocessError, ValueError) as e:
-                    print(f"{direction} mtu {args.mtu} run {run} {venv}: failed: {e}", flush=True)
-                    continue
-                print(show(f"{direction} mtu {args.mtu} run {run} {venv}", r), flush=True)
+    for direction, run, venv in ab_runs(args.dir, args.runs, args.venv):
+        binary = None if venv == "loopback" else str(Path(venv) / "bin" / "slirpd")
+        try:
+            r = one_run(binary, args.mtu, direction, args.seconds, user)
+        except (ToolError, subprocess.SubprocessError, ValueError) as e:
+            print(f"{direction} mtu {args.mtu} run {run} {venv}: failed: {e}", flush=True)
+            continue
+        print(show(f"{direction} mtu {args.mtu} run {run} {venv}", r), flush=True)
     print(f"load: {os.getloadavg()}")
 
 
