@@ -93,16 +93,18 @@ struct dp {
  * dp_yield_cpu() - let the readers of a full batch run before the next one
  * @dp:		data plane
  *
- * Called after a full batch was delivered (64 frames from the TAP relayed to
- * host sockets, or a round of DP_UDP_RECV_BATCH datagrams written to the TAP):
- * its readers are woken but, on our CPU, would otherwise wait for the end of
- * our time slice while we deliver more than their socket buffers hold.  Only
- * the order changes: a task that yields keeps its share of the CPU (its
- * virtual run time is what it ran), and with nothing else runnable the call
- * returns at once.  See dp.c, "Handing over the CPU".
+ * Called after a full batch (64 frames from the TAP relayed to host sockets,
+ * or a round of DP_UDP_RECV_BATCH datagrams for the guest): the frames built
+ * for the guest are written out, then sched_yield().  The batch's readers are
+ * woken but, on our CPU, would otherwise wait for the end of our time slice
+ * while we deliver more than their socket buffers hold.  Only the order
+ * changes: a task that yields keeps its share of the CPU (its virtual run
+ * time is what it ran), and with nothing else runnable the call returns at
+ * once.  See dp.c, "Handing over the CPU".
  */
 static inline void dp_yield_cpu(struct dp *dp)
 {
+	tap_tx_flush(dp);
 	sched_yield();
 	DP_COUNT(dp, cpu_yields);
 }

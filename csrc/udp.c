@@ -1373,8 +1373,7 @@ void udp_sock_event(struct dp *dp, struct flow *f, uint32_t events)
 
 		if (n < DP_UDP_RECV_BATCH)
 			break;
-		tap_tx_flush(dp);	/* the guest's reader gets this round */
-		dp_yield_cpu(dp);	/* before we read the next */
+		dp_yield_cpu(dp);	/* the guest's reader takes this round first */
 	}
 }
 
@@ -1577,8 +1576,7 @@ void udp_listener_input(struct dp *dp, struct fwd_listener *l)
 
 		if (n < DP_UDP_RECV_BATCH)
 			break;
-		tap_tx_flush(dp);	/* as udp_sock_event() */
-		dp_yield_cpu(dp);
+		dp_yield_cpu(dp);	/* as udp_sock_event() */
 	}
 }
 

@@ -18,9 +18,9 @@ import time
 import pytest
 
 from lib.api import ADD, api
-from lib.frames import GUEST4, GW4, UDP, arp_request, check_udp, eth, fragments, ip4, parse_ip, reassemble, udp
+from lib.frames import GUEST4, GW4, UDP, check_udp, eth, fragments, ip4, parse_ip, reassemble, udp
 from lib.harness import as_user, wait_for
-from lib.link import Link, collect
+from lib.link import FWD_GUEST_PORT, collect, forwarded_link
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,24 +53,12 @@ def echo(guest):
 
 # --- frames: a slirpd._dp instance on a socket pair ------------------------------
 
-FWD_GUEST_PORT = 7000
-
-
-def forwarded_link(**cfg_over):
-    """A data plane (UDP idle timeout 300 ms) with the sandbox's
-    127.0.0.1:<port> forwarded to the guest's port FWD_GUEST_PORT.
-    Return: (link, host socket)."""
-    lk = Link("pair", cfg_over={"udp_idle_ms": 300, **cfg_over})
-    host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
-    host.bind(("127.0.0.1", 0))
-    lk.dp.add_forward(1, host.fileno(), "udp", GUEST4, FWD_GUEST_PORT)
-    assert lk.exchange(arp_request(GW4)) is not None  # the guest's MAC is learnt
-    return lk, host
+UDP_IDLE_MS = 300  # the forwarded links' UDP idle timeout here
 
 
 @pytest.fixture
 def fwd_link():
-    lk, host = forwarded_link()
+    lk, host = forwarded_link(udp_idle_ms=UDP_IDLE_MS)
     yield lk, host
     lk.close()
     host.close()
@@ -81,7 +69,7 @@ def test_loopback_client_flow_not_kept_alive_by_guest():
     client's datagrams only.  A guest that keeps sending "replies" does not
     keep its way to 127.0.0.1:PORT open past the idle timeout: afterwards
     they are unreachable, and the client hears none of them."""
-    lk, host = forwarded_link(disable_host_loopback=True)
+    lk, host = forwarded_link(udp_idle_ms=UDP_IDLE_MS, disable_host_loopback=True)
     try:
         with client(host.getsockname()[1], timeout=0.05) as c:
             cport = c.getsockname()[1]

@@ -21,12 +21,11 @@ import socket
 
 import pytest
 
-from lib.frames import GUEST4, GW4, UDP, arp_request, check_udp, eth, ip4, parse_ip, udp
-from lib.link import Link, collect
+from lib.frames import GW4, UDP, arp_request, check_udp, eth, ip4, parse_ip, udp
+from lib.link import FWD_GUEST_PORT, Link, collect, forwarded_link
 
 TAP_BATCH = 64  # DP_RX_RING
 RECV_BATCH = 32  # DP_UDP_RECV_BATCH
-FWD_GUEST_PORT = 7000
 
 
 def payload(i: int) -> bytes:
@@ -97,13 +96,9 @@ def test_flow_rounds_hand_over(pair, host_socket, datagrams, yields):
 def test_forward_rounds_hand_over():
     """Datagrams to a forwarded host port: as a flow's, a hand-over per full
     round of 32."""
-    lk = Link("pair")
-    forward = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+    lk, forward = forwarded_link()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        forward.bind(("127.0.0.1", 0))
-        lk.dp.add_forward(1, forward.fileno(), "udp", GUEST4, FWD_GUEST_PORT)
-        assert lk.exchange(arp_request(GW4)) is not None
         client.connect(forward.getsockname())
         datagrams = 3 * RECV_BATCH + 1
         for i in range(datagrams):

@@ -68,13 +68,6 @@ def echo():
     e.close()
 
 
-@pytest.fixture
-def pair():
-    lk = Link("pair")
-    yield lk
-    lk.close()
-
-
 def closed_port() -> int:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))

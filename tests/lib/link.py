@@ -178,6 +178,22 @@ class Link:
                     ipr.link("del", index=idx)
 
 
+FWD_GUEST_PORT = 7000
+
+
+def forwarded_link(**cfg_over) -> tuple[Link, socket.socket]:
+    """A data plane on a socket pair (make_cfg()'s knobs in cfg_over) with
+    a UDP socket on the sandbox's 127.0.0.1:<port> forwarded to the guest's
+    port FWD_GUEST_PORT, the guest's MAC learnt.
+    Return: (link, host socket); the caller closes both."""
+    lk = Link("pair", cfg_over=cfg_over)
+    host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+    host.bind(("127.0.0.1", 0))
+    lk.dp.add_forward(1, host.fileno(), "udp", GUEST4, FWD_GUEST_PORT)
+    assert lk.exchange(arp_request(GW4)) is not None  # the guest's MAC is learnt
+    return lk, host
+
+
 def collect(link: Link, want: int, timeout: float = 5.0) -> list[bytes]:
     """Poll the data plane (sockets included) until want frames came back."""
     frames = []
